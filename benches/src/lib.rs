@@ -1,0 +1,1 @@
+//! Tiercel's benchmarks: criterion micro-benchmarks and load runs against nginx and Varnish.

@@ -1,0 +1,195 @@
+//! The purge-service's wire format: what CI posts, what followers stream.
+//!
+//! Both sides of every exchange use these types, so the purge-service, `tiercelctl` and the
+//! follower inside every edge and shield cannot disagree on a field name.
+//!
+//! ```text
+//! POST /v1/purges            PurgeRequest        -> PurgeAccepted
+//! GET  /v1/purges/{id}                           -> PurgeStatus
+//! GET  /v1/log?from=N        (NDJSON stream)     -> LogEvent per line
+//! POST /v1/followers/report  FollowerReport      -> 204
+//! any error                                      -> ApiError (+ Retry-After on 429/503)
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/purges` body. Every list may be empty, but not all of them unless `all` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// Absolute URLs; each purges every variant of that URL.
+    pub urls: Vec<String>,
+    /// Absolute URL prefixes (`https://example.com/static/`); the scheme is ignored.
+    pub prefixes: Vec<String>,
+    /// Surrogate keys, as sent by the origin in `Surrogate-Key` or `Cache-Tag`.
+    pub tags: Vec<String>,
+    /// Host names (`example.com`, `example.com:8080`).
+    pub hosts: Vec<String>,
+    /// Everything.
+    pub all: bool,
+    /// Mark stale instead of removing: may still be served while revalidating or on error.
+    pub soft: bool,
+}
+
+/// Answer to an accepted purge: it is committed to a quorum when this is returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeAccepted {
+    /// Stable id for `GET /v1/purges/{id}`; the same for a retried request with the same
+    /// `Idempotency-Key`.
+    pub id: String,
+    /// Raft log index at which the purge was committed.
+    pub index: u64,
+}
+
+/// `GET /v1/purges/{id}`: how far a purge has spread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeStatus {
+    /// The purge id.
+    pub id: String,
+    /// Log index of the purge.
+    pub index: u64,
+    /// Live nodes (reported within the liveness window) whose applied index is >= `index`.
+    pub nodes_applied: u32,
+    /// Live nodes known to the service.
+    pub nodes_live: u32,
+    /// True when every live node has applied it (and at least one node is live).
+    pub complete: bool,
+    /// Per-node detail.
+    pub nodes: Vec<NodeProgress>,
+}
+
+/// One follower's progress as last reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeProgress {
+    /// Node name (`--name`).
+    pub name: String,
+    /// Role: `edge` or `shield`.
+    pub role: String,
+    /// Last applied log index.
+    pub applied_index: u64,
+    /// Milliseconds since the node last reported.
+    pub last_seen_ms: u64,
+    /// Whether the node counts as live.
+    pub live: bool,
+}
+
+/// `POST /v1/followers/report` body, sent by followers about once a second and after applying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowerReport {
+    /// Node name (`--name`), unique in the cluster.
+    pub node: String,
+    /// `edge` or `shield`.
+    pub role: String,
+    /// Highest log index the node has applied.
+    pub applied_index: u64,
+}
+
+/// One line of the `GET /v1/log?from=N` NDJSON stream.
+///
+/// The server sends every committed [`LogPayload`] with index >= `from` in index order, then a
+/// `heartbeat` at least once a second while the stream is open. Log entries that carry nothing
+/// for followers (membership, blanks) are not sent; a heartbeat's `commit_index` lets the
+/// follower advance its applied index past them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LogEvent {
+    /// A committed entry.
+    Entry {
+        /// Its log index.
+        index: u64,
+        /// What it says.
+        payload: LogPayload,
+    },
+    /// Nothing new: the service is alive and has committed up to `commit_index`.
+    Heartbeat {
+        /// Highest committed index. Every entry for followers up to it has been sent.
+        commit_index: u64,
+    },
+    /// `from` lies at or before a compacted snapshot: entries up to `snapshot_index` are gone.
+    /// The follower must treat everything it stored before this as soft-purged, replace its
+    /// services with `services`, and continue with entries after `snapshot_index`.
+    Reset {
+        /// Last index covered by the snapshot.
+        snapshot_index: u64,
+        /// Every service as of the snapshot.
+        services: Vec<ServiceRecord>,
+    },
+}
+
+/// What a committed log entry means to a follower.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LogPayload {
+    /// A purge.
+    Purge {
+        /// Purge id.
+        id: String,
+        /// The purge as accepted (already validated by the service).
+        purge: PurgeRequest,
+    },
+    /// A service was created or replaced.
+    ServicePut {
+        /// The new record.
+        service: ServiceRecord,
+    },
+    /// A service was deleted.
+    ServiceDelete {
+        /// Service name.
+        name: String,
+        /// Version the deletion created.
+        version: u64,
+    },
+}
+
+/// A service configuration document with its version (`/v1/services/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// Service name.
+    pub name: String,
+    /// Monotonic version, bumped by every change; `If-Match` on PUT/DELETE compares with it.
+    pub version: u64,
+    /// The service document (DESIGN.md §8 schema), as JSON.
+    pub doc: serde_json::Value,
+}
+
+/// Body of every error answer of the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// One line saying what was wrong, naming the offending field when there is one.
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_events_have_a_stable_shape() {
+        let e = LogEvent::Entry {
+            index: 7,
+            payload: LogPayload::Purge {
+                id: "7".into(),
+                purge: PurgeRequest {
+                    tags: vec!["t1".into()],
+                    ..Default::default()
+                },
+            },
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            s,
+            r#"{"type":"entry","index":7,"payload":{"kind":"purge","id":"7","purge":{"urls":[],"prefixes":[],"tags":["t1"],"hosts":[],"all":false,"soft":false}}}"#
+        );
+        assert_eq!(serde_json::from_str::<LogEvent>(&s).unwrap(), e);
+        let hb: LogEvent =
+            serde_json::from_str(r#"{"type":"heartbeat","commit_index":9}"#).unwrap();
+        assert_eq!(hb, LogEvent::Heartbeat { commit_index: 9 });
+    }
+
+    #[test]
+    fn purge_request_rejects_unknown_fields_and_defaults_the_rest() {
+        let p: PurgeRequest = serde_json::from_str(r#"{"all":true}"#).unwrap();
+        assert!(p.all && p.urls.is_empty() && !p.soft);
+        assert!(serde_json::from_str::<PurgeRequest>(r#"{"url":["x"]}"#).is_err());
+    }
+}

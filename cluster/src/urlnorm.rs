@@ -1,0 +1,386 @@
+//! URL normalisation shared by cache keys and purges.
+//!
+//! A purge of `https://Example.com:443/a/%7Euser/../b` must hit the object a client fetched as
+//! `https://example.com/a/b`, so both sides reduce a URL to the same [`NormalizedUrl`] with the
+//! syntax- and scheme-based rules of RFC 3986 §6.2.2–6.2.3. The scheme is deliberately not part
+//! of [`NormalizedUrl::purge_key`]: a purge of a URL invalidates it whichever scheme served it.
+
+use std::fmt;
+
+/// Why a URL given by a user (a purge, a config file) was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// The string does not start with `http://` or `https://`.
+    #[error("URL must start with http:// or https://")]
+    Scheme,
+    /// The authority is empty, carries userinfo, or is not a valid host[:port].
+    #[error("URL has no valid host")]
+    Host,
+    /// The port is not a number between 1 and 65535.
+    #[error("URL has an invalid port")]
+    Port,
+    /// The URL contains whitespace or control characters.
+    #[error("URL contains whitespace or control characters")]
+    Characters,
+}
+
+/// A URL reduced to the parts that identify an object, in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NormalizedUrl {
+    /// Lower-case host without a trailing dot, with `:port` only when it is not the scheme's
+    /// default; IPv6 literals keep their brackets.
+    pub host: String,
+    /// Path (never empty, dot segments removed, escapes canonical) plus `?query` when the query
+    /// is non-empty.
+    pub path_and_query: String,
+}
+
+impl NormalizedUrl {
+    /// The scheme-less string purges match on: `host` followed by `path_and_query`.
+    pub fn purge_key(&self) -> String {
+        let mut s = String::with_capacity(self.host.len() + self.path_and_query.len());
+        s.push_str(&self.host);
+        s.push_str(&self.path_and_query);
+        s
+    }
+
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        match self.path_and_query.find('?') {
+            Some(i) => &self.path_and_query[..i],
+            None => &self.path_and_query,
+        }
+    }
+}
+
+impl fmt::Display for NormalizedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.host, self.path_and_query)
+    }
+}
+
+/// Whether the scheme is `https` (default port 443) rather than `http` (80).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    /// The scheme as it is written in a URL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// Normalises the parts of a request: `authority` from `:authority` or `Host`, and the
+/// request target's path and query exactly as received.
+pub fn normalize(
+    scheme: Scheme,
+    authority: &str,
+    path_and_query: &str,
+) -> Result<NormalizedUrl, UrlError> {
+    if authority
+        .bytes()
+        .chain(path_and_query.bytes())
+        .any(|b| b <= b' ' || b == 0x7f)
+    {
+        return Err(UrlError::Characters);
+    }
+    let host = normalize_authority(scheme, authority)?;
+    let (path, query) = match path_and_query.find('?') {
+        Some(i) => (&path_and_query[..i], &path_and_query[i + 1..]),
+        None => (path_and_query, ""),
+    };
+    // A fragment never reaches a server, but users paste URLs that carry one.
+    let query = query.split('#').next().unwrap_or("");
+    let path = path.split('#').next().unwrap_or("");
+    let mut out = remove_dot_segments(&normalize_escapes(path));
+    if out.is_empty() || !out.starts_with('/') {
+        out.insert(0, '/');
+    }
+    if !query.is_empty() {
+        out.push('?');
+        out.push_str(&normalize_escapes(query));
+    }
+    Ok(NormalizedUrl {
+        host,
+        path_and_query: out,
+    })
+}
+
+/// Parses and normalises an absolute `http(s)://host[:port]/path?query` URL given by a user.
+pub fn parse_absolute(url: &str) -> Result<(Scheme, NormalizedUrl), UrlError> {
+    let url = url.trim();
+    let (scheme, rest) = if let Some(rest) = strip_prefix_ignore_case(url, "https://") {
+        (Scheme::Https, rest)
+    } else if let Some(rest) = strip_prefix_ignore_case(url, "http://") {
+        (Scheme::Http, rest)
+    } else {
+        return Err(UrlError::Scheme);
+    };
+    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path_and_query) = rest.split_at(split);
+    let path_and_query = if path_and_query.starts_with('?') {
+        format!("/{path_and_query}")
+    } else {
+        path_and_query.to_string()
+    };
+    Ok((scheme, normalize(scheme, authority, &path_and_query)?))
+}
+
+/// Normalises a bare host name as used by host purges and service host lists: lower case, no
+/// trailing dot, default ports for either scheme dropped.
+pub fn normalize_host(host: &str) -> Result<String, UrlError> {
+    let h = normalize_authority(Scheme::Http, host)?;
+    match h.strip_suffix(":443") {
+        Some(stripped) => Ok(stripped.to_string()),
+        None => Ok(h),
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        Some(&s[prefix.len()..])
+    } else {
+        None
+    }
+}
+
+fn normalize_authority(scheme: Scheme, authority: &str) -> Result<String, UrlError> {
+    if authority.is_empty() || authority.contains('@') {
+        return Err(UrlError::Host);
+    }
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']').ok_or(UrlError::Host)?;
+        let host = &authority[..end + 2];
+        let after = &rest[end + 1..];
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(UrlError::Host)?),
+        };
+        (host, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~[]:%!$&'()*+,;=".contains(&b))
+    {
+        return Err(UrlError::Host);
+    }
+    let mut out = host.to_ascii_lowercase();
+    match port {
+        None | Some("") => {}
+        Some(p) => {
+            let n: u16 = p.parse().map_err(|_| UrlError::Port)?;
+            if n == 0 {
+                return Err(UrlError::Port);
+            }
+            if n != scheme.default_port() {
+                out.push(':');
+                out.push_str(&n.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 3986 §6.2.2.1–2: upper-case hex in escapes, decode escapes of unreserved characters.
+/// A `%` that does not start a valid escape becomes `%25`, so normalising twice changes nothing
+/// (`%%30a` would otherwise decode to a new escape `%0a`).
+fn normalize_escapes(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let (h, l) = (b[i + 1], b[i + 2]);
+            if let (Some(hv), Some(lv)) = (hex(h), hex(l)) {
+                let c = hv * 16 + lv;
+                if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                    out.push(c as char);
+                } else {
+                    out.push('%');
+                    out.push(h.to_ascii_uppercase() as char);
+                    out.push(l.to_ascii_uppercase() as char);
+                }
+                i += 3;
+                continue;
+            }
+        }
+        if b[i] == b'%' {
+            out.push_str("%25");
+            i += 1;
+            continue;
+        }
+        // Safe: we only split at ASCII positions, so this char boundary is valid.
+        let ch_len = utf8_len(b[i]);
+        out.push_str(&s[i..(i + ch_len).min(s.len())]);
+        i += ch_len;
+    }
+    out
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => 1,
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// RFC 3986 §5.2.4, on an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    if !path.contains("/.") && path != "." && path != ".." {
+        return path.to_string();
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    let trailing_slash = path.ends_with("/.") || path.ends_with("/..") || path.ends_with('/');
+    for seg in path.split('/').skip(1) {
+        match seg {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash && !out.ends_with('/') {
+        out.push('/');
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(url: &str) -> String {
+        parse_absolute(url)
+            .map(|(_, n)| n.purge_key())
+            .unwrap_or_else(|e| format!("ERR {e}"))
+    }
+
+    #[test]
+    fn canonical_forms() {
+        let cases = [
+            ("http://example.com", "example.com/"),
+            ("HTTP://Example.COM/", "example.com/"),
+            ("http://example.com:80/a", "example.com/a"),
+            ("https://example.com:443/a", "example.com/a"),
+            ("http://example.com:443/a", "example.com:443/a"),
+            ("https://example.com:8443/a", "example.com:8443/a"),
+            ("http://example.com./a", "example.com/a"),
+            ("http://example.com/a/./b/../c", "example.com/a/c"),
+            ("http://example.com/a/..", "example.com/"),
+            ("http://example.com/../../a", "example.com/a"),
+            (
+                "http://example.com/%7euser/%2f%41",
+                "example.com/~user/%2FA",
+            ),
+            ("http://example.com/a?", "example.com/a"),
+            ("http://example.com/a?b=%7e&c", "example.com/a?b=~&c"),
+            ("http://example.com?x=1", "example.com/?x=1"),
+            ("http://example.com/a#frag", "example.com/a"),
+            ("http://[::1]:8080/a", "[::1]:8080/a"),
+            ("http://[::1]:80/a", "[::1]/a"),
+            ("http://example.com/%zz", "example.com/%25zz"),
+            ("http://example.com/%e2%82%ac", "example.com/%E2%82%AC"),
+            ("http://example.com/caf\u{e9}", "example.com/caf\u{e9}"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(key(input), want, "input {input}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        assert_eq!(parse_absolute("ftp://x/").unwrap_err(), UrlError::Scheme);
+        assert_eq!(
+            parse_absolute("example.com/a").unwrap_err(),
+            UrlError::Scheme
+        );
+        assert_eq!(parse_absolute("http:///a").unwrap_err(), UrlError::Host);
+        assert_eq!(
+            parse_absolute("http://u:p@h/a").unwrap_err(),
+            UrlError::Host
+        );
+        assert_eq!(
+            parse_absolute("http://h:99999/").unwrap_err(),
+            UrlError::Port
+        );
+        assert_eq!(parse_absolute("http://h:0/").unwrap_err(), UrlError::Port);
+        assert_eq!(
+            parse_absolute("http://h/a b").unwrap_err(),
+            UrlError::Characters
+        );
+        assert_eq!(parse_absolute("http://[::1/").unwrap_err(), UrlError::Host);
+    }
+
+    #[test]
+    fn request_and_purge_agree() {
+        let (_, from_purge) = parse_absolute("https://EXAMPLE.com:443/img/%7Ea.png?v=1").unwrap();
+        let from_request = normalize(Scheme::Https, "example.com", "/img/~a.png?v=1").unwrap();
+        assert_eq!(from_purge, from_request);
+        assert_eq!(from_request.path(), "/img/~a.png");
+    }
+
+    #[test]
+    fn host_normalisation() {
+        assert_eq!(normalize_host("Example.COM.").unwrap(), "example.com");
+        assert_eq!(normalize_host("example.com:443").unwrap(), "example.com");
+        assert_eq!(
+            normalize_host("example.com:8080").unwrap(),
+            "example.com:8080"
+        );
+        assert!(normalize_host("").is_err());
+        assert!(normalize_host("a b").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn normalisation_is_idempotent(path in "/[a-zA-Z0-9%./~_-]{0,40}", q in "[a-z0-9=&%]{0,10}") {
+            let pq = if q.is_empty() { path.clone() } else { format!("{path}?{q}") };
+            let once = normalize(Scheme::Http, "h", &pq).unwrap();
+            let twice = normalize(Scheme::Http, &once.host, &once.path_and_query).unwrap();
+            proptest::prop_assert_eq!(once, twice);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Tiercel's caching engine, shared by the edge and the shield.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]

@@ -1,0 +1,2 @@
+//! `tiercel-edge`: the edge node.
+fn main() {}

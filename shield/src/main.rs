@@ -1,0 +1,2 @@
+//! `tiercel-shield`: the shield node.
+fn main() {}
