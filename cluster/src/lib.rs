@@ -8,5 +8,8 @@
 //! Nothing here serves traffic; the caching engine lives in `tiercel-edge`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod config;
+pub mod follower;
 pub mod purge;
+pub mod telemetry;
 pub mod urlnorm;

@@ -1,4 +1,8 @@
-//! A multi-region Tiercel cluster on one machine.
+//! A multi-region Tiercel cluster on one machine, and the demo origin it runs.
 //!
-//! The testbed (topology file, namespaces, latency relay, fault injection) is tracked as its own
-//! issue; this crate holds its place in the workspace until then.
+//! The full testbed (topology file, namespaces, latency relay, fault injection) is tracked as its
+//! own issue. Today this crate holds the demo origin that `tiercel-testbed up`, the integration
+//! tests and the benchmarks put behind Tiercel.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod origin;

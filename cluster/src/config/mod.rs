@@ -1,0 +1,1 @@
+//! Node configuration: schema, loading (flags > TIERCEL_* env > TOML > defaults), validation.

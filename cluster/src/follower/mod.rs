@@ -1,0 +1,1 @@
+//! The purge-log follower: streams the purge-service log into the local purge index.
