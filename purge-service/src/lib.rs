@@ -1,2 +1,4 @@
 //! Tiercel's purge-service: purges and configuration in a Raft-replicated log.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod ctl;

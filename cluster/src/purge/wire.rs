@@ -8,8 +8,18 @@
 //! GET  /v1/purges/{id}                           -> PurgeStatus
 //! GET  /v1/log?from=N        (NDJSON stream)     -> LogEvent per line
 //! POST /v1/followers/report  FollowerReport      -> 204
+//! GET  /v1/services                              -> [ServiceRecord]
+//! GET|PUT|DELETE /v1/services/{name}  doc JSON   -> ServiceRecord   (If-Match: version)
+//! POST /v1/tokens            TokenCreate         -> TokenCreated
+//! DELETE /v1/tokens/{id}                         -> 204
+//! GET  /v1/cluster                               -> ClusterInfo
+//! POST /v1/cluster/members   MemberAdd           -> ClusterInfo
+//! DELETE /v1/cluster/members/{id}                -> ClusterInfo
 //! any error                                      -> ApiError (+ Retry-After on 429/503)
 //! ```
+//!
+//! Scopes: `follow` for the log and reports; `purge` adds purges, services reads and cluster
+//! reads; `admin` adds tokens, services writes and membership.
 
 use serde::{Deserialize, Serialize};
 
@@ -139,6 +149,12 @@ pub enum LogPayload {
         /// Version the deletion created.
         version: u64,
     },
+    /// Several payloads committed together in one log entry (the leader batches concurrent
+    /// purges). Applied in order; the entry's index covers all of them.
+    Batch {
+        /// The payloads, in order.
+        items: Vec<LogPayload>,
+    },
 }
 
 /// A service configuration document with its version (`/v1/services/{name}`).
@@ -150,6 +166,91 @@ pub struct ServiceRecord {
     pub version: u64,
     /// The service document (DESIGN.md §8 schema), as JSON.
     pub doc: serde_json::Value,
+}
+
+/// What a bearer token may do. Each scope includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Read the log and report progress: what edges and shields hold.
+    Follow,
+    /// Submit purges and read their status, services and cluster state: what CI holds.
+    Purge,
+    /// Everything, including tokens, services writes and membership.
+    Admin,
+}
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreate {
+    /// A label for humans (`ci-main`).
+    pub name: String,
+    /// What the token may do.
+    pub scope: TokenScope,
+    /// Sustained requests per second allowed for this token; the service default when absent.
+    #[serde(default)]
+    pub rate_per_sec: Option<f64>,
+}
+
+/// Answer to `POST /v1/tokens`: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// Id for `DELETE /v1/tokens/{id}`.
+    pub id: String,
+    /// The label.
+    pub name: String,
+    /// The scope.
+    pub scope: TokenScope,
+    /// The bearer secret. The service keeps only its blake3 hash.
+    pub token: String,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The answering node.
+    pub node_id: u64,
+    /// Current leader, if known.
+    pub leader_id: Option<u64>,
+    /// Current term.
+    pub term: u64,
+    /// Highest committed log index known to the answering node.
+    pub commit_index: u64,
+    /// Highest index applied to the answering node's state machine.
+    pub last_applied: u64,
+    /// Last index covered by the newest snapshot (the log before it may be compacted).
+    pub snapshot_index: u64,
+    /// Members of the Raft cluster.
+    pub members: Vec<Member>,
+}
+
+/// A Raft member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Raft node id.
+    pub id: u64,
+    /// Address its API and Raft RPCs listen on (`host:port`).
+    pub addr: String,
+    /// Voter (true) or learner.
+    pub voter: bool,
+}
+
+/// `POST /v1/cluster/members` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberAdd {
+    /// Raft node id of the new member.
+    pub id: u64,
+    /// Its `host:port`.
+    pub addr: String,
+    /// Make it a voter once it has caught up (default true).
+    #[serde(default = "default_true")]
+    pub voter: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Body of every error answer of the API.

@@ -1,0 +1,1 @@
+//! `tiercelctl`: the purge-service client for CI and operators.
