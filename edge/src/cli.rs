@@ -1,0 +1,88 @@
+//! The command line of the node binaries: parse flags, load configuration, run until signalled.
+//!
+//! Exit codes: 0 after a clean shutdown (or `--check-config` success), 2 for an invalid command
+//! line or configuration (one line on stderr naming the key), 1 when the node fails to start.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tiercel_cluster::config::{NodeArgs, NodeConfig, Role};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Tiercel caching node")]
+struct Cli {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// Runs a node binary of the given role.
+pub fn main(role: Role) -> ExitCode {
+    let name = match role {
+        Role::Edge => "tiercel-edge",
+        Role::Shield => "tiercel-shield",
+    };
+    let cli = Cli::parse_from(std::env::args_os().enumerate().map(|(i, a)| if i == 0 { name.into() } else { a }));
+    tiercel_cluster::telemetry::init("info");
+    let cfg = match NodeConfig::load(role, &cli.node, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.node.check_config {
+        print!("{}", cfg.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let node = match crate::node::start(role, &cfg).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        if let Some(a) = node.listen {
+            println!("{name}: serving http://{a} (HTTP/1.1, h2c) in front of {}", cfg.origin.as_deref().unwrap_or("?"));
+        }
+        if let Some(a) = node.tls_listen {
+            println!("{name}: serving https://{a} (HTTP/1.1, h2 over TLS)");
+        }
+        if let Some(a) = node.admin_listen {
+            println!("{name}: admin on http://{a} (/healthz, /readyz, /metrics)");
+        }
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        node.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

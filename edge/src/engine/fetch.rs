@@ -1,0 +1,329 @@
+//! The fetch task behind a fill: one upstream exchange, its classification, and the body
+//! written into the fill (and storage) as it arrives.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, DATE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use parking_lot::Mutex;
+
+use super::fill::{Fill, FillError, FillHead, FinishedBody, Outcome};
+use super::fills::FillKey;
+use super::lookup::FillTarget;
+use super::{Engine, RequestCtx};
+use crate::policy::{
+    AgeClock, FreshenOutcome, Storability, StoredPolicy, VarySpec, conditional_request_headers, freshen,
+    has_validator, storability, variant_id,
+};
+use crate::protocol::strip_hop_by_hop;
+use crate::storage::{ObjectMeta, VaryHead};
+use crate::upstream::{IdleTimeout, UpstreamBody};
+
+/// Everything the fetch task needs, copied out of the leader's request so it can outlive it.
+pub(super) struct FillJob {
+    key: [u8; 32],
+    url: String,
+    host: String,
+    target: http::Uri,
+    /// The header section sent upstream (forwarding headers added, conditionals removed).
+    upstream_headers: HeaderMap,
+    /// The leader's request header section as received (storability, variant).
+    request_headers: HeaderMap,
+    head: Option<Arc<VaryHead>>,
+    stale: Option<Arc<ObjectMeta>>,
+    purge_index: u64,
+}
+
+/// Request fields that belong to one client's conditional or partial request, never to a
+/// shared fill (the cache validates with its own validators and fetches whole objects).
+const CLIENT_ONLY: [&str; 8] = [
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+    "cache-control",
+    "pragma",
+];
+
+/// 500, 502, 503 and 504 are "errors" for stale-if-error (RFC 5861 §4).
+fn is_server_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// Surrogate keys of a response: `Surrogate-Key` is space-separated, `Cache-Tag` comma-separated.
+pub(super) fn response_tags(headers: &HeaderMap) -> Vec<String> {
+    let mut tags = Vec::new();
+    for v in headers.get_all("surrogate-key") {
+        if let Ok(s) = v.to_str() {
+            tags.extend(s.split_ascii_whitespace().map(str::to_string));
+        }
+    }
+    for v in headers.get_all("cache-tag") {
+        if let Ok(s) = v.to_str() {
+            tags.extend(s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string));
+        }
+    }
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+impl Engine {
+    pub(super) fn fill_job(&self, ctx: &RequestCtx, target: &FillTarget) -> FillJob {
+        let mut upstream_headers = self.upstream_request_headers(ctx);
+        for name in CLIENT_ONLY {
+            upstream_headers.remove(name);
+        }
+        FillJob {
+            key: ctx.key,
+            url: ctx.url.purge_key(),
+            host: ctx.url.host.clone(),
+            target: ctx.path_and_query().parse().unwrap_or_else(|_| http::Uri::from_static("/")),
+            upstream_headers,
+            request_headers: ctx.headers.clone(),
+            head: target.head.clone(),
+            stale: target.stale.clone(),
+            purge_index: self.purges.applied_index(),
+        }
+    }
+
+    /// Runs one fill to completion: whatever its readers do, the upstream exchange finishes and
+    /// the object is stored (or not) before the fill leaves the coalescing table.
+    pub(super) async fn run_fill(self: Arc<Self>, fill: Arc<Fill>, job: FillJob, table_key: Option<FillKey>) {
+        self.fetch_into(&fill, &job).await;
+        if let Some(key) = table_key {
+            self.fills.finish(&key, &fill);
+        }
+    }
+
+    async fn fetch_into(&self, fill: &Arc<Fill>, job: &FillJob) {
+        let mut validate = job.stale.as_ref().filter(|m| has_validator(&m.headers)).cloned();
+        // At most two exchanges: a conditional one, and an unconditional one when the 304 did
+        // not select the stored response (RFC 9111 §4.3.4).
+        for _ in 0..2 {
+            let mut headers = job.upstream_headers.clone();
+            if let Some(m) = &validate {
+                for (name, value) in conditional_request_headers(&m.headers).iter() {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+            let mut req = Request::new(empty_body());
+            *req.uri_mut() = job.target.clone();
+            *req.headers_mut() = headers;
+            let request_time = SystemTime::now();
+            self.stats.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let resp = match self.upstream.send(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    fill.publish(Outcome::Failed(e));
+                    return;
+                }
+            };
+            let response_time = SystemTime::now();
+            let status = resp.status();
+            if status == StatusCode::NOT_MODIFIED {
+                let Some(stored) = &validate else {
+                    // We never asked for a 304: hand it to the one client that can use it.
+                    return self.publish_private(fill, job, resp);
+                };
+                match freshen(&stored.headers, resp.headers()) {
+                    FreshenOutcome::Updated(headers) => {
+                        let meta = Arc::new(self.refreshed(stored, headers, job, request_time, response_time));
+                        self.storage.put_object(meta.clone());
+                        fill.publish(Outcome::Stored(meta));
+                        return;
+                    }
+                    FreshenOutcome::NotSelected => {
+                        validate = None;
+                        continue;
+                    }
+                }
+            }
+            if is_server_error(status) && job.stale.is_some() {
+                // Keep the stored response: stale-if-error may still serve it.
+                return self.publish_private(fill, job, resp);
+            }
+            match storability(&http::Method::GET, &job.request_headers, status, resp.headers(), &self.cfg.policy) {
+                Storability::DoNotStore(reason) => {
+                    tracing::debug!(%reason, url = %job.url, "response not stored");
+                    self.hit_for_miss.mark(job.key, Instant::now());
+                    if let Some(stale) = &job.stale {
+                        //= https://www.rfc-editor.org/rfc/rfc9111#section-4.3.3
+                        //# A full response ... MAY [be stored], replacing the stored response.
+                        // It is not storable, so the old one must not outlive it either.
+                        self.storage.remove_object(stale);
+                    }
+                    return self.publish_private(fill, job, resp);
+                }
+                Storability::Store(plan) => {
+                    self.stream_into(fill, job, resp, plan.policy, plan.vary, &plan.strip_fields, request_time, response_time)
+                        .await;
+                    return;
+                }
+            }
+        }
+        fill.publish(Outcome::Failed(crate::upstream::UpstreamError::Protocol(
+            "304 did not select the stored response twice".into(),
+        )));
+    }
+
+    fn publish_private(&self, fill: &Arc<Fill>, _job: &FillJob, resp: Response<Incoming>) {
+        let server_error = is_server_error(resp.status());
+        fill.publish(Outcome::Private { slot: Arc::new(Mutex::new(Some(resp))), server_error });
+    }
+
+    /// The stored response updated by a 304 (RFC 9111 §4.3.4): same body, new header section,
+    /// new age inputs, and the purge index of this validation.
+    fn refreshed(
+        &self,
+        stored: &ObjectMeta,
+        headers: HeaderMap,
+        job: &FillJob,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> ObjectMeta {
+        let age = AgeClock::new(&headers, request_time, response_time);
+        let policy = StoredPolicy::from_response(stored.status, &headers, &self.cfg.policy);
+        let tags = response_tags(&headers);
+        ObjectMeta { headers, age, policy, tags, purge_index: job.purge_index, ..stored.clone() }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_into(
+        &self,
+        fill: &Arc<Fill>,
+        job: &FillJob,
+        resp: Response<Incoming>,
+        policy: StoredPolicy,
+        vary: VarySpec,
+        strip_fields: &[String],
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) {
+        let (mut parts, body) = resp.into_parts();
+        let age = AgeClock::new(&parts.headers, request_time, response_time);
+        strip_hop_by_hop(&mut parts.headers);
+        for name in strip_fields {
+            parts.headers.remove(name.as_str());
+        }
+        if !parts.headers.contains_key(DATE)
+            && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time))
+        {
+            //= https://www.rfc-editor.org/rfc/rfc9110#section-6.6.1
+            //# A recipient with a clock that receives a response message without a Date header
+            //# field MUST record the time it was received and append a corresponding Date
+            //# header field to the message's header section if it is cached or forwarded
+            //# downstream.
+            parts.headers.insert(DATE, v);
+        }
+        let length = content_length(&parts.headers);
+        let max = self.cfg.max_object_size;
+        if max > 0 && length.is_some_and(|l| l > max) {
+            let resp = Response::from_parts(parts, body);
+            return self.publish_private(fill, job, resp);
+        }
+        let variant = variant_id(&vary, &job.request_headers);
+        let head_epoch = match (&vary, &job.head) {
+            (VarySpec::Fields(_), Some(h)) if h.vary == vary => h.epoch,
+            (VarySpec::Fields(_), _) => rand::random(),
+            _ => 0,
+        };
+        let head = Arc::new(FillHead {
+            key: job.key,
+            variant,
+            vary: vary.clone(),
+            status: parts.status,
+            headers: parts.headers,
+            age,
+            policy,
+            length,
+            generation: rand::random(),
+            storing: true,
+        });
+        fill.publish(Outcome::Stream(head.clone()));
+        self.hit_for_miss.clear(&job.key);
+
+        let mut body = IdleTimeout::new(body, self.upstream.idle_timeout());
+        let mut result: Result<(), FillError> = Ok(());
+        let mut oversized = false;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        fill.push(data, &head);
+                        if max > 0 && fill.received() > max {
+                            oversized = true;
+                        }
+                    }
+                }
+                Err(e) => {
+                    result = Err(FillError::Upstream(e));
+                    break;
+                }
+            }
+        }
+        if result.is_ok()
+            && let Some(want) = length
+            && fill.received() != want
+        {
+            result = Err(FillError::Truncated { got: fill.received(), want });
+        }
+        let finished = fill.finish(result, &head, self.cfg.inline_max);
+        let (inline, chunk_hashes) = match finished {
+            FinishedBody::Failed => return,
+            _ if oversized => return,
+            FinishedBody::Inline(b) => (Some(b), Vec::new()),
+            FinishedBody::Chunked(h) => (None, h),
+        };
+        let tags = response_tags(&head.headers);
+        let meta = ObjectMeta {
+            key: job.key,
+            variant,
+            vary,
+            head_epoch,
+            status: head.status,
+            headers: head.headers.clone(),
+            age: head.age,
+            policy: head.policy.clone(),
+            url: job.url.clone(),
+            host: job.host.clone(),
+            tags,
+            purge_index: job.purge_index,
+            size: fill.received(),
+            chunk_size: u32::try_from(self.cfg.chunk_size).unwrap_or(u32::MAX),
+            generation: head.generation,
+            chunk_hashes,
+            inline,
+        };
+        self.storage.put_object(Arc::new(meta));
+    }
+}
+
+fn empty_body() -> UpstreamBody {
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_from_both_headers() {
+        let mut h = HeaderMap::new();
+        h.append("surrogate-key", HeaderValue::from_static("a  b"));
+        h.append("surrogate-key", HeaderValue::from_static("c"));
+        h.append("cache-tag", HeaderValue::from_static("d, a,,e "));
+        assert_eq!(response_tags(&h), vec!["a", "b", "c", "d", "e"]);
+        assert!(response_tags(&HeaderMap::new()).is_empty());
+    }
+}

@@ -1,0 +1,366 @@
+//! One in-flight upstream fetch, shared by every client that asked for the same object.
+//!
+//! ```text
+//!  fetch task ──head──▶ Fill::publish ──▶ waiters wake (Outcome)
+//!      │
+//!      └─frames─▶ Fill::push ─▶ current chunk pieces ─(chunk full)─▶ storage + window
+//!                                   ▲                                     ▲
+//!  FillReader(pos) ────────────────┴── reads the newest bytes here       │
+//!                   └──────────── lagging readers read chunks from there ┘
+//! ```
+//!
+//! The fetch task owns the upstream connection and runs to completion whatever the clients do,
+//! so a client that disconnects never aborts the fill for the others. Readers never slow the
+//! fetch down: each keeps its own position, reads the newest bytes from the chunk being
+//! assembled, recent chunks from a small in-memory window, and older chunks back from storage.
+//! Memory per fill is bounded by the window, not by the object size.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+use hyper::body::Incoming;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::policy::{AgeClock, StoredPolicy, VariantId, VarySpec};
+use crate::storage::{ObjectMeta, Storage};
+use crate::upstream::UpstreamError;
+
+/// What a shareable response looks like before its body has finished arriving.
+#[derive(Debug)]
+pub struct FillHead {
+    /// Primary cache key.
+    pub key: [u8; 32],
+    /// Variant the response is stored under.
+    pub variant: VariantId,
+    /// The response's Vary.
+    pub vary: VarySpec,
+    /// Status.
+    pub status: StatusCode,
+    /// Header section as stored (hop-by-hop and private fields removed).
+    pub headers: HeaderMap,
+    /// RFC 9111 §4.2.3 inputs.
+    pub age: AgeClock,
+    /// Freshness rules.
+    pub policy: StoredPolicy,
+    /// Content-Length announced by the upstream, if any.
+    pub length: Option<u64>,
+    /// Generation under which its chunks are stored.
+    pub generation: u64,
+    /// Whether the body is being written to storage (false: too large, streamed only).
+    pub storing: bool,
+}
+
+/// What became of the fetch, as seen by a waiting client.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A shareable response is streaming: read it with a [`FillReader`].
+    Stream(Arc<FillHead>),
+    /// The stored object was validated (304) or fully stored: serve it from storage.
+    Stored(Arc<ObjectMeta>),
+    /// The response may not be shared (not storable). One client may take it; the others
+    /// must ask the upstream themselves. `server_error` marks 5xx answers (stale-if-error).
+    Private {
+        /// The response, until one client takes it.
+        slot: Arc<Mutex<Option<Response<Incoming>>>>,
+        /// 500, 502, 503 or 504: an error for stale-if-error purposes.
+        server_error: bool,
+    },
+    /// The upstream could not be reached or failed before a response head.
+    Failed(UpstreamError),
+}
+
+/// Why a body stream ended early.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FillError {
+    /// The upstream failed mid-body.
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+    /// The body ended before its Content-Length.
+    #[error("upstream body ended after {got} of {want} bytes")]
+    Truncated {
+        /// Bytes received.
+        got: u64,
+        /// Bytes announced.
+        want: u64,
+    },
+    /// A reader fell behind the in-memory window and the chunk was no longer in storage.
+    #[error("chunk {0} was evicted before a slow reader reached it")]
+    Evicted(u32),
+}
+
+struct BodyState {
+    chunk_size: usize,
+    window_chunks: usize,
+    /// Chunks fully received.
+    completed: u32,
+    /// The most recent completed chunks, newest last.
+    window: VecDeque<(u32, Bytes)>,
+    /// Pieces of the chunk being assembled.
+    current: Vec<Bytes>,
+    current_len: usize,
+    /// Bytes received in total.
+    total: u64,
+    /// blake3 of every completed chunk.
+    hashes: Vec<[u8; 32]>,
+    /// `Some` once the body ended.
+    end: Option<Result<(), FillError>>,
+}
+
+struct State {
+    outcome: Option<Outcome>,
+    body: BodyState,
+}
+
+/// Shared state of one fetch. See the module docs.
+pub struct Fill {
+    state: Mutex<State>,
+    version: watch::Sender<u64>,
+    storage: Storage,
+}
+
+impl std::fmt::Debug for Fill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fill").finish_non_exhaustive()
+    }
+}
+
+impl Fill {
+    /// A fill whose body is cut into `chunk_size` chunks, keeping `window_chunks` in memory.
+    pub fn new(storage: Storage, chunk_size: usize, window_chunks: usize) -> Arc<Self> {
+        Arc::new(Fill {
+            state: Mutex::new(State {
+                outcome: None,
+                body: BodyState {
+                    chunk_size: chunk_size.max(1),
+                    window_chunks: window_chunks.max(1),
+                    completed: 0,
+                    window: VecDeque::new(),
+                    current: Vec::new(),
+                    current_len: 0,
+                    total: 0,
+                    hashes: Vec::new(),
+                    end: None,
+                },
+            }),
+            version: watch::Sender::new(0),
+            storage,
+        })
+    }
+
+    fn bump(&self) {
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Announces what the fetch produced. Called once by the fetch task.
+    pub fn publish(&self, outcome: Outcome) {
+        self.state.lock().outcome = Some(outcome);
+        self.bump();
+    }
+
+    /// Waits until the fetch task has published its outcome.
+    pub async fn outcome(&self) -> Outcome {
+        let mut rx = self.version.subscribe();
+        loop {
+            if let Some(o) = self.state.lock().outcome.clone() {
+                return o;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives in `self`: unreachable while we hold `&self`.
+                return Outcome::Failed(UpstreamError::Protocol("fill abandoned".into()));
+            }
+        }
+    }
+
+    /// Appends body bytes. Completed chunks are stored (when `store` is set) under
+    /// `(key, variant, generation)`.
+    pub fn push(&self, mut data: Bytes, head: &FillHead) {
+        {
+            let mut st = self.state.lock();
+            let b = &mut st.body;
+            while !data.is_empty() {
+                let room = b.chunk_size - b.current_len;
+                let piece = data.split_to(room.min(data.len()));
+                b.current_len += piece.len();
+                b.total += piece.len() as u64;
+                b.current.push(piece);
+                if b.current_len == b.chunk_size {
+                    self.complete_chunk(b, head);
+                }
+            }
+        }
+        self.bump();
+    }
+
+    fn complete_chunk(&self, b: &mut BodyState, head: &FillHead) {
+        let chunk = concat(std::mem::take(&mut b.current));
+        b.current_len = 0;
+        let index = b.completed;
+        b.hashes.push(*blake3::hash(&chunk).as_bytes());
+        if head.storing {
+            self.storage.put_chunk(&head.key, &head.variant, head.generation, index, chunk.clone());
+        }
+        b.window.push_back((index, chunk));
+        while b.window.len() > b.window_chunks {
+            b.window.pop_front();
+        }
+        b.completed += 1;
+    }
+
+    /// Ends the body. On success returns the whole body when it fits in `inline_max` bytes
+    /// (small objects are stored inline, without chunks), and the chunk hashes otherwise.
+    pub fn finish(&self, result: Result<(), FillError>, head: &FillHead, inline_max: usize) -> FinishedBody {
+        let finished = {
+            let mut st = self.state.lock();
+            let b = &mut st.body;
+            let finished = match &result {
+                Ok(()) if b.completed == 0 && b.current_len <= inline_max => {
+                    // Keep the pieces for readers; the inline copy is for the metadata entry.
+                    let body = concat(b.current.clone());
+                    FinishedBody::Inline(body)
+                }
+                Ok(()) => {
+                    if b.current_len > 0 {
+                        self.complete_chunk(b, head);
+                    }
+                    FinishedBody::Chunked(b.hashes.clone())
+                }
+                Err(_) => FinishedBody::Failed,
+            };
+            b.end = Some(result);
+            finished
+        };
+        self.bump();
+        finished
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.state.lock().body.total
+    }
+}
+
+/// How the body ended, for building the stored metadata.
+#[derive(Debug)]
+pub enum FinishedBody {
+    /// Small enough to live in the metadata entry.
+    Inline(Bytes),
+    /// Stored in chunks with these hashes.
+    Chunked(Vec<[u8; 32]>),
+    /// The body failed: nothing to store.
+    Failed,
+}
+
+fn concat(pieces: Vec<Bytes>) -> Bytes {
+    match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.into_iter().next().unwrap_or_default(),
+        _ => {
+            let len = pieces.iter().map(Bytes::len).sum();
+            let mut out = Vec::with_capacity(len);
+            for p in pieces {
+                out.extend_from_slice(&p);
+            }
+            Bytes::from(out)
+        }
+    }
+}
+
+/// One client's position in a fill's body, reading `[pos, end)`.
+pub struct FillReader {
+    fill: Arc<Fill>,
+    head: Arc<FillHead>,
+    rx: watch::Receiver<u64>,
+    pos: u64,
+    end: Option<u64>,
+}
+
+enum Step {
+    Data(Bytes),
+    FromStorage(u32, u64),
+    Wait,
+    Done,
+    Fail(FillError),
+}
+
+impl FillReader {
+    /// Reads from byte `start` up to `end` (exclusive; `None`: to the end of the body).
+    pub fn new(fill: Arc<Fill>, head: Arc<FillHead>, start: u64, end: Option<u64>) -> Self {
+        let rx = fill.version.subscribe();
+        FillReader { fill, head, rx, pos: start, end }
+    }
+
+    fn step(&self) -> Step {
+        if self.end.is_some_and(|e| self.pos >= e) {
+            return Step::Done;
+        }
+        let st = self.fill.state.lock();
+        let b = &st.body;
+        let cs = b.chunk_size as u64;
+        let completed_bytes = u64::from(b.completed) * cs;
+        let limit = |avail: u64| self.end.map_or(avail, |e| avail.min(e - self.pos));
+        if self.pos < completed_bytes {
+            let index = (self.pos / cs) as u32;
+            let offset = (self.pos % cs) as usize;
+            if let Some((_, chunk)) = b.window.iter().find(|(i, _)| *i == index) {
+                let n = limit((chunk.len() - offset) as u64) as usize;
+                return Step::Data(chunk.slice(offset..offset + n));
+            }
+            return Step::FromStorage(index, offset as u64);
+        }
+        if self.pos < b.total {
+            let mut offset = (self.pos - completed_bytes) as usize;
+            for piece in &b.current {
+                if offset < piece.len() {
+                    let n = limit((piece.len() - offset) as u64) as usize;
+                    return Step::Data(piece.slice(offset..offset + n));
+                }
+                offset -= piece.len();
+            }
+        }
+        match &b.end {
+            Some(Ok(())) => Step::Done,
+            Some(Err(e)) => Step::Fail(e.clone()),
+            None => Step::Wait,
+        }
+    }
+
+    /// The next piece of body, `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<Bytes, FillError>> {
+        loop {
+            match self.step() {
+                Step::Data(d) => {
+                    self.pos += d.len() as u64;
+                    return Some(Ok(d));
+                }
+                Step::Done => return None,
+                Step::Fail(e) => return Some(Err(e)),
+                Step::Wait => {
+                    if self.rx.changed().await.is_err() {
+                        return Some(Err(FillError::Upstream(UpstreamError::Protocol("fill abandoned".into()))));
+                    }
+                }
+                Step::FromStorage(index, offset) => {
+                    let expected = self.fill.state.lock().body.hashes.get(index as usize).copied();
+                    let chunk = match expected {
+                        Some(h) => self.fill.storage.chunk_raw(&self.head.key, &self.head.variant, self.head.generation, index, &h).await,
+                        None => None,
+                    };
+                    let Some(chunk) = chunk else {
+                        return Some(Err(FillError::Evicted(index)));
+                    };
+                    let offset = offset as usize;
+                    let mut n = chunk.len().saturating_sub(offset);
+                    if let Some(e) = self.end {
+                        n = n.min((e - self.pos) as usize);
+                    }
+                    let d = chunk.slice(offset..offset + n);
+                    self.pos += d.len() as u64;
+                    return Some(Ok(d));
+                }
+            }
+        }
+    }
+}

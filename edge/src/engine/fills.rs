@@ -1,0 +1,135 @@
+//! Request coalescing: at most one upstream fetch per (key, variant) at a time, and a short
+//! memory of keys whose last response could not be shared ("hit-for-miss", as Varnish calls
+//! it), so requests for them stop queueing behind each other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::fill::Fill;
+use crate::policy::VariantId;
+
+/// Coalescing key: the primary cache key and the variant the request maps to.
+pub type FillKey = ([u8; 32], VariantId);
+
+/// The table of fills in flight.
+#[derive(Default)]
+pub struct FillTable {
+    fills: Mutex<HashMap<FillKey, Arc<Fill>>>,
+}
+
+impl std::fmt::Debug for FillTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FillTable").field("in_flight", &self.fills.lock().len()).finish()
+    }
+}
+
+impl FillTable {
+    /// Joins the fill in flight for `key`, or registers `make()` as the new one. Returns the
+    /// fill and whether the caller is its leader (and must start the fetch).
+    pub fn join_or_start(&self, key: FillKey, make: impl FnOnce() -> Arc<Fill>) -> (Arc<Fill>, bool) {
+        let mut fills = self.fills.lock();
+        if let Some(f) = fills.get(&key) {
+            return (f.clone(), false);
+        }
+        let f = make();
+        fills.insert(key, f.clone());
+        (f, true)
+    }
+
+    /// The fill in flight for `key`, if any.
+    pub fn get(&self, key: &FillKey) -> Option<Arc<Fill>> {
+        self.fills.lock().get(key).cloned()
+    }
+
+    /// Unregisters `fill` (only if it is still the one registered under `key`).
+    pub fn finish(&self, key: &FillKey, fill: &Arc<Fill>) {
+        let mut fills = self.fills.lock();
+        if fills.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+            fills.remove(key);
+        }
+    }
+
+    /// Fills in flight.
+    pub fn len(&self) -> usize {
+        self.fills.lock().len()
+    }
+
+    /// Whether no fill is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keys whose last response was not shareable, with when that memory expires.
+pub struct HitForMiss {
+    ttl: Duration,
+    max_entries: usize,
+    keys: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+impl std::fmt::Debug for HitForMiss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HitForMiss").field("ttl", &self.ttl).finish()
+    }
+}
+
+impl HitForMiss {
+    /// Remembers keys for `ttl`, at most `max_entries` at once.
+    pub fn new(ttl: Duration, max_entries: usize) -> Self {
+        HitForMiss { ttl, max_entries: max_entries.max(1), keys: Mutex::new(HashMap::new()) }
+    }
+
+    /// Marks `key` as not shareable as of `now`.
+    pub fn mark(&self, key: [u8; 32], now: Instant) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut keys = self.keys.lock();
+        if keys.len() >= self.max_entries {
+            keys.retain(|_, until| *until > now);
+            if keys.len() >= self.max_entries {
+                keys.clear();
+            }
+        }
+        keys.insert(key, now + self.ttl);
+    }
+
+    /// Forgets `key` (its response became storable again).
+    pub fn clear(&self, key: &[u8; 32]) {
+        let mut keys = self.keys.lock();
+        if !keys.is_empty() {
+            keys.remove(key);
+        }
+    }
+
+    /// Whether requests for `key` should skip coalescing at `now`.
+    pub fn is_marked(&self, key: &[u8; 32], now: Instant) -> bool {
+        let keys = self.keys.lock();
+        keys.get(key).is_some_and(|until| *until > now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_for_miss_expires_and_is_bounded() {
+        let h = HitForMiss::new(Duration::from_secs(10), 2);
+        let t0 = Instant::now();
+        h.mark([1; 32], t0);
+        assert!(h.is_marked(&[1; 32], t0 + Duration::from_secs(9)));
+        assert!(!h.is_marked(&[1; 32], t0 + Duration::from_secs(10)));
+        h.mark([2; 32], t0);
+        h.mark([3; 32], t0);
+        assert!(h.keys.lock().len() <= 2);
+        h.clear(&[3; 32]);
+        assert!(!h.is_marked(&[3; 32], t0));
+        let off = HitForMiss::new(Duration::ZERO, 2);
+        off.mark([1; 32], t0);
+        assert!(!off.is_marked(&[1; 32], t0));
+    }
+}

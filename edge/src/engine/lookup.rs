@@ -1,0 +1,248 @@
+//! The cache path for GET and HEAD: look up, decide with the policy, serve or fill.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::{Response, StatusCode};
+
+use super::fill::{Fill, Outcome};
+use super::fills::FillKey;
+use super::purge::PurgeVerdict;
+use super::serve::CacheInfo;
+use super::{Body, Engine, RequestCtx};
+use crate::policy::{Reuse, RevalidateReason, VariantId, VarySpec, reuse, stale_if_error_allows, variant_id};
+use crate::protocol::FwdReason;
+use crate::storage::{Head, ObjectMeta, VaryHead};
+
+/// What storage holds for a request.
+pub(super) enum Found {
+    /// A stored response matching the request's variant.
+    Object(Arc<ObjectMeta>),
+    /// The URL is stored, but not this variant.
+    VaryMiss { head: Arc<VaryHead>, variant: VariantId },
+    /// Nothing stored for the URL.
+    UriMiss,
+}
+
+/// What a fill is for.
+pub(super) struct FillTarget {
+    /// Variant the request maps to (the coalescing key's second half).
+    pub variant: VariantId,
+    /// The URL's current Vary head, so a new variant joins it.
+    pub head: Option<Arc<VaryHead>>,
+    /// The stored response being revalidated, if any.
+    pub stale: Option<Arc<ObjectMeta>>,
+    /// Whether `stale` was soft-purged (may be served while the revalidation runs).
+    pub soft_purged: bool,
+    /// Why the upstream is contacted (RFC 9211 `fwd`).
+    pub fwd: FwdReason,
+}
+
+/// A waiter's reading of a fill outcome.
+enum Served {
+    Done(Response<Body>),
+    /// The shared response is not usable by this request: fetch alone.
+    Alone,
+}
+
+/// How many times a request may go around lookup → fill before fetching alone.
+const MAX_ROUNDS: usize = 3;
+
+impl Engine {
+    /// Finds the stored response for a request: head entry first, then the variant.
+    pub(super) async fn lookup(&self, ctx: &RequestCtx) -> Found {
+        match self.storage.head(&ctx.key).await {
+            Head::Missing => Found::UriMiss,
+            Head::Object(m) => Found::Object(m),
+            Head::Vary(head) => {
+                let variant = variant_id(&head.vary, &ctx.headers);
+                match self.storage.variant(&ctx.key, &head, &variant).await {
+                    Some(m) => Found::Object(m),
+                    None => Found::VaryMiss { head, variant },
+                }
+            }
+        }
+    }
+
+    /// GET and HEAD.
+    pub(super) async fn cached(self: &Arc<Self>, ctx: RequestCtx) -> Response<Body> {
+        let mut alone = ctx.directives.no_store || self.hit_for_miss.is_marked(&ctx.key, Instant::now());
+        for _ in 0..MAX_ROUNDS {
+            let target = match self.lookup(&ctx).await {
+                Found::Object(meta) => match self.reuse_stored(&ctx, meta).await {
+                    Ok(resp) => return resp,
+                    Err(target) => target,
+                },
+                Found::VaryMiss { head, variant } => {
+                    FillTarget { variant, head: Some(head), stale: None, soft_purged: false, fwd: FwdReason::VaryMiss }
+                }
+                Found::UriMiss => FillTarget {
+                    variant: variant_id(&VarySpec::None, &ctx.headers),
+                    head: None,
+                    stale: None,
+                    soft_purged: false,
+                    fwd: FwdReason::UriMiss,
+                },
+            };
+            if ctx.directives.only_if_cached {
+                //= https://www.rfc-editor.org/rfc/rfc9111#section-5.2.1.7
+                //# If a cache receives a request with only-if-cached and has no suitable stored
+                //# response, it SHOULD respond with a 504 (Gateway Timeout) status code.
+                return self.plain_error(StatusCode::GATEWAY_TIMEOUT, "not in cache (only-if-cached)\n", Some(target.fwd));
+            }
+            match self.fill_and_serve(&ctx, target, alone).await {
+                Served::Done(resp) => return resp,
+                Served::Alone => alone = true,
+            }
+        }
+        self.plain_error(StatusCode::BAD_GATEWAY, "could not obtain a usable response\n", Some(FwdReason::Miss))
+    }
+
+    /// Decides what to do with a stored response: serve it (`Ok`) or fetch (`Err(target)`).
+    async fn reuse_stored(self: &Arc<Self>, ctx: &RequestCtx, meta: Arc<ObjectMeta>) -> Result<Response<Body>, FillTarget> {
+        let verdict = self.purges.verdict(&meta.url, &meta.host, &meta.tags, meta.purge_index);
+        if verdict == PurgeVerdict::Hard {
+            self.storage.remove_object(&meta);
+            return Err(FillTarget {
+                variant: meta.variant,
+                head: None,
+                stale: None,
+                soft_purged: false,
+                fwd: FwdReason::Miss,
+            });
+        }
+        let soft = verdict == PurgeVerdict::Soft;
+        let force_stale = soft || self.purges.lagging();
+        let now = SystemTime::now();
+        let decision = reuse(&meta.policy, &meta.age, &ctx.directives, now, force_stale, &self.cfg.policy);
+        let fill_key: FillKey = (ctx.key, meta.variant);
+        match decision {
+            Reuse::Fresh { .. } | Reuse::StaleAccepted => {}
+            Reuse::StaleWhileRevalidate => self.revalidate_in_background(ctx, &meta),
+            Reuse::Revalidate(reason) => {
+                // A soft-purged object may be served while its revalidation is under way.
+                if soft && self.fills.get(&fill_key).is_some() && !ctx.directives.only_if_cached {
+                    let info = CacheInfo::hit().detail("soft-purged");
+                    if let Ok(resp) = self.serve_object(ctx, &meta, info, now).await {
+                        return Ok(resp);
+                    }
+                }
+                let fwd = match reason {
+                    RevalidateReason::RequestNoCache | RevalidateReason::RequestMaxAge | RevalidateReason::RequestMinFresh => {
+                        FwdReason::Request
+                    }
+                    _ => FwdReason::Stale,
+                };
+                return Err(FillTarget { variant: meta.variant, head: None, stale: Some(meta), soft_purged: soft, fwd });
+            }
+        }
+        let detail = match decision {
+            Reuse::StaleWhileRevalidate => Some("stale-while-revalidate"),
+            Reuse::StaleAccepted => Some("max-stale"),
+            _ => None,
+        };
+        let mut info = CacheInfo::hit();
+        info.detail = detail;
+        match self.serve_object(ctx, &meta, info, now).await {
+            Ok(resp) => Ok(resp),
+            Err(_evicted) => {
+                self.storage.remove_object(&meta);
+                Err(FillTarget { variant: meta.variant, head: None, stale: None, soft_purged: false, fwd: FwdReason::Miss })
+            }
+        }
+    }
+
+    /// Starts a revalidation nobody waits for (stale-while-revalidate), unless one is running.
+    fn revalidate_in_background(self: &Arc<Self>, ctx: &RequestCtx, meta: &Arc<ObjectMeta>) {
+        let key: FillKey = (ctx.key, meta.variant);
+        let (fill, leader) = self.fills.join_or_start(key, || self.new_fill());
+        if leader {
+            let target = FillTarget {
+                variant: meta.variant,
+                head: None,
+                stale: Some(meta.clone()),
+                soft_purged: false,
+                fwd: FwdReason::Stale,
+            };
+            let job = self.fill_job(ctx, &target);
+            tokio::spawn(self.clone().run_fill(fill, job, Some(key)));
+        }
+    }
+
+    pub(super) fn new_fill(&self) -> Arc<Fill> {
+        Fill::new(self.storage.clone(), self.cfg.chunk_size, self.cfg.window_chunks)
+    }
+
+    /// Joins or starts the fill for the request's variant and serves its outcome.
+    async fn fill_and_serve(self: &Arc<Self>, ctx: &RequestCtx, target: FillTarget, alone: bool) -> Served {
+        let key: FillKey = (ctx.key, target.variant);
+        let (fill, leader) = if alone { (self.new_fill(), true) } else { self.fills.join_or_start(key, || self.new_fill()) };
+        if leader {
+            let job = self.fill_job(ctx, &target);
+            tokio::spawn(self.clone().run_fill(fill.clone(), job, (!alone).then_some(key)));
+        } else {
+            self.stats.collapsed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.stats.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let outcome = fill.outcome().await;
+        self.serve_outcome(ctx, &fill, outcome, &target, !leader).await
+    }
+
+    async fn serve_outcome(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        fill: &Arc<Fill>,
+        outcome: Outcome,
+        target: &FillTarget,
+        collapsed: bool,
+    ) -> Served {
+        let now = SystemTime::now();
+        let info = CacheInfo::forwarded(target.fwd).collapsed(collapsed);
+        match outcome {
+            Outcome::Stream(head) => {
+                if matches!(head.vary, VarySpec::Star) || head.variant != variant_id(&head.vary, &ctx.headers) {
+                    return Served::Alone;
+                }
+                let info = info.fwd_status(head.status.as_u16()).stored(head.storing);
+                Served::Done(self.serve_fill(ctx, fill, &head, info))
+            }
+            Outcome::Stored(meta) => {
+                if meta.variant != variant_id(&meta.vary, &ctx.headers) {
+                    return Served::Alone;
+                }
+                let status = if target.stale.is_some() { 304 } else { meta.status.as_u16() };
+                match self.serve_object(ctx, &meta, info.fwd_status(status).stored(true), now).await {
+                    Ok(resp) => Served::Done(resp),
+                    Err(_) => Served::Alone,
+                }
+            }
+            Outcome::Private { slot, server_error } => {
+                if server_error && let Some(resp) = self.stale_on_error(ctx, target, now).await {
+                    return Served::Done(resp);
+                }
+                let taken = slot.lock().take();
+                match taken {
+                    Some(resp) => Served::Done(self.relay(ctx, resp, info.detail("not-stored"))),
+                    None => Served::Alone,
+                }
+            }
+            Outcome::Failed(err) => {
+                if let Some(resp) = self.stale_on_error(ctx, target, now).await {
+                    return Served::Done(resp);
+                }
+                tracing::warn!(error = %err, upstream = %self.upstream.describe(), "upstream failed");
+                Served::Done(self.plain_error(err.status(), err.client_text(), Some(target.fwd)))
+            }
+        }
+    }
+
+    /// Serves the stale response of `target` if stale-if-error (or a soft purge) allows it.
+    async fn stale_on_error(self: &Arc<Self>, ctx: &RequestCtx, target: &FillTarget, now: SystemTime) -> Option<Response<Body>> {
+        let stale = target.stale.as_ref()?;
+        if !stale_if_error_allows(&stale.policy, &stale.age, &ctx.directives, now, target.soft_purged) {
+            return None;
+        }
+        let info = CacheInfo::hit().detail("stale-if-error");
+        self.serve_object(ctx, stale, info, now).await.ok()
+    }
+}

@@ -1,0 +1,158 @@
+//! The caching engine: the one handler every front end (HTTP/1.1, HTTP/2, later HTTP/3) calls,
+//! the same for edge and shield.
+//!
+//! ```text
+//! request ─▶ parse (target, key, directives) ─┬─ GET/HEAD ─▶ lookup ─┬─ fresh ─────────▶ serve
+//!                                             │                     ├─ stale/no-cache ─▶ fill (conditional)
+//!                                             │                     └─ miss ──────────▶ fill
+//!                                             └─ other ──▶ pass through, invalidate on success (§4.4)
+//! fill: one fetch per (key, variant) ─▶ Outcome ─▶ every waiter streams it (read-while-write)
+//! ```
+//!
+//! Decisions come from the pure `policy` and `protocol` modules; this module only sequences them
+//! and does the IO (storage, upstream).
+
+mod body;
+mod config;
+mod fetch;
+mod fill;
+mod fills;
+mod lookup;
+mod pass;
+mod purge;
+mod request;
+mod serve;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, Response, StatusCode};
+
+pub use body::Body;
+pub use config::EngineConfig;
+pub use fill::{FillError, Outcome};
+pub use purge::{NoPurges, PurgeOracle, PurgeVerdict};
+pub use request::{ConnInfo, RequestCtx};
+
+use self::fills::{FillTable, HitForMiss};
+use crate::key::derive_key;
+use crate::policy::RequestDirectives;
+use crate::protocol::{FwdReason, cdn_loop_count, request_authority};
+use crate::storage::Storage;
+use crate::upstream::{BoxError, Upstream};
+use tiercel_cluster::urlnorm;
+
+/// Counters the engine keeps for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Requests answered from storage without contacting the upstream.
+    pub hits: std::sync::atomic::AtomicU64,
+    /// Requests that needed the upstream (miss, revalidation, pass).
+    pub misses: std::sync::atomic::AtomicU64,
+    /// Requests that joined a fill started by another request.
+    pub collapsed: std::sync::atomic::AtomicU64,
+    /// Upstream requests sent.
+    pub upstream_requests: std::sync::atomic::AtomicU64,
+}
+
+/// The caching engine. Cheap to share (`Arc`); one per node.
+pub struct Engine {
+    cfg: EngineConfig,
+    storage: Storage,
+    upstream: Arc<dyn Upstream>,
+    purges: Arc<dyn PurgeOracle>,
+    fills: FillTable,
+    hit_for_miss: HitForMiss,
+    stats: EngineStats,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("name", &self.cfg.name).field("upstream", &self.upstream.describe()).finish()
+    }
+}
+
+impl Engine {
+    /// An engine storing in `storage` and filling from `upstream`.
+    pub fn new(cfg: EngineConfig, storage: Storage, upstream: Arc<dyn Upstream>, purges: Arc<dyn PurgeOracle>) -> Arc<Self> {
+        let hit_for_miss = HitForMiss::new(cfg.hit_for_miss_ttl, 100_000);
+        Arc::new(Engine { cfg, storage, upstream, purges, fills: FillTable::default(), hit_for_miss, stats: EngineStats::default() })
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The storage (for admin endpoints and shutdown).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Fills in flight.
+    pub fn fills_in_flight(&self) -> usize {
+        self.fills.len()
+    }
+
+    /// Removes every stored variant of a URL (both schemes), e.g. for a URL purge.
+    pub fn remove_url(&self, url: &urlnorm::NormalizedUrl) {
+        for scheme in [urlnorm::Scheme::Http, urlnorm::Scheme::Https] {
+            self.storage.remove_url(&derive_key(&self.cfg.service, scheme, url, &self.cfg.key_rules).0);
+        }
+    }
+
+    /// Handles one request from any front end.
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>, conn: ConnInfo) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let start = Instant::now();
+        let (parts, body) = req.into_parts();
+        let authority = match request_authority(&parts.uri, &parts.headers, parts.version) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad request target");
+                return self.plain_error(StatusCode::BAD_REQUEST, "bad request: invalid or missing Host\n", None);
+            }
+        };
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let url = match urlnorm::normalize(conn.scheme, &authority, pq) {
+            Ok(u) => u,
+            Err(_) => return self.plain_error(StatusCode::BAD_REQUEST, "bad request: invalid target\n", None),
+        };
+        if parts.method == Method::CONNECT {
+            return self.plain_error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n", None);
+        }
+        if cdn_loop_count(&parts.headers, &self.cfg.cdn_loop_token) >= self.cfg.max_loop_hops {
+            return self.plain_error(StatusCode::LOOP_DETECTED, "loop detected (CDN-Loop)\n", None);
+        }
+        let key = derive_key(&self.cfg.service, conn.scheme, &url, &self.cfg.key_rules).0;
+        let directives = RequestDirectives::parse(&parts.headers);
+        let ctx = RequestCtx {
+            method: parts.method,
+            version: parts.version,
+            uri: parts.uri,
+            headers: parts.headers,
+            authority,
+            url,
+            scheme: conn.scheme,
+            peer: conn.peer,
+            key,
+            directives,
+            start,
+        };
+        if ctx.method == Method::GET || ctx.method == Method::HEAD {
+            drop(body);
+            self.cached(ctx).await
+        } else {
+            let fwd = if ctx.method.is_safe() { FwdReason::Bypass } else { FwdReason::Method };
+            self.pass(ctx, body, fwd).await
+        }
+    }
+}

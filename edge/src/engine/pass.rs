@@ -1,0 +1,67 @@
+//! Requests the cache does not serve (methods other than GET and HEAD), responses it must not
+//! share, and invalidation after unsafe methods (RFC 9111 §4.4).
+
+use std::sync::Arc;
+
+use http::header::CONTENT_LENGTH;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::serve::CacheInfo;
+use super::{Body, Engine, RequestCtx};
+use crate::policy::invalidated_uris;
+use crate::protocol::{FwdReason, add_via, strip_hop_by_hop};
+use crate::upstream::{BoxError, IdleTimeout};
+
+impl Engine {
+    /// Forwards a request with its body, streams the answer back, and invalidates stored
+    /// responses the request may have changed.
+    pub(super) async fn pass<B>(self: &Arc<Self>, ctx: RequestCtx, body: B, fwd: FwdReason) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let headers = self.upstream_request_headers(&ctx);
+        let mut req = Request::new(body.map_err(Into::into).boxed_unsync());
+        *req.method_mut() = ctx.method.clone();
+        *req.uri_mut() = ctx.path_and_query().parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.headers_mut() = headers;
+        self.stats.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.upstream.send(req).await {
+            Err(e) => {
+                tracing::warn!(error = %e, method = %ctx.method, "upstream failed on pass-through");
+                self.plain_error(e.status(), e.client_text(), Some(fwd))
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                //= https://www.rfc-editor.org/rfc/rfc9111#section-4.4
+                //# A cache MUST invalidate the target URI when it receives a non-error status
+                //# code in response to an unsafe request method
+                if !ctx.method.is_safe() && (status.is_success() || status.is_redirection()) {
+                    for url in invalidated_uris(&ctx.method, status, ctx.scheme, &ctx.url, resp.headers()) {
+                        self.remove_url(&url);
+                    }
+                }
+                self.relay(&ctx, resp, CacheInfo::forwarded(fwd))
+            }
+        }
+    }
+
+    /// Streams an upstream response to one client without storing it.
+    pub(super) fn relay(&self, ctx: &RequestCtx, resp: Response<Incoming>, info: CacheInfo) -> Response<Body> {
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        self.strip_for_client(&mut parts.headers);
+        add_via(&mut parts.headers, parts.version, &self.cfg.name);
+        self.set_cache_status(&mut parts.headers, &info.fwd_status(parts.status.as_u16()), None);
+        let len = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let body = if ctx.is_head() {
+            Body::Empty
+        } else {
+            Body::from_body(IdleTimeout::new(body, self.upstream.idle_timeout()), len)
+        };
+        Response::from_parts(parts, body)
+    }
+}

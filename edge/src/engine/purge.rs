@@ -1,0 +1,41 @@
+//! The seam between the engine and purges: what the request path asks about a stored object.
+
+/// What purges say about a stored object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeVerdict {
+    /// No purge applies.
+    Valid,
+    /// Soft-purged: stale; may be served while revalidating or when the upstream fails.
+    Soft,
+    /// Hard-purged: gone.
+    Hard,
+}
+
+/// The purge state a node follows; consulted on every hit, so it must be cheap and non-blocking.
+pub trait PurgeOracle: Send + Sync + 'static {
+    /// Purge-log index applied so far; stamped on objects when their fill starts.
+    fn applied_index(&self) -> u64;
+    /// Verdict for an object with this scheme-less URL, host and tags stored at `stored_index`.
+    fn verdict(&self, url: &str, host: &str, tags: &[String], stored_index: u64) -> PurgeVerdict;
+    /// Whether the node has lost touch with the purge log for longer than `max_purge_lag`:
+    /// then everything is revalidated before it is served.
+    fn lagging(&self) -> bool;
+}
+
+/// No purge-service configured: nothing is ever purged and the node never lags.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoPurges;
+
+impl PurgeOracle for NoPurges {
+    fn applied_index(&self) -> u64 {
+        0
+    }
+
+    fn verdict(&self, _url: &str, _host: &str, _tags: &[String], _stored_index: u64) -> PurgeVerdict {
+        PurgeVerdict::Valid
+    }
+
+    fn lagging(&self) -> bool {
+        false
+    }
+}

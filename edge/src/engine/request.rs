@@ -1,0 +1,57 @@
+//! What the engine derives once from an incoming request.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use http::{HeaderMap, Method, Uri, Version};
+use tiercel_cluster::urlnorm::{NormalizedUrl, Scheme};
+
+use crate::policy::RequestDirectives;
+
+/// The connection a request arrived on, as front ends report it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// `https` for TLS (and QUIC) listeners.
+    pub scheme: Scheme,
+}
+
+/// A request, parsed once.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// Method as received.
+    pub method: Method,
+    /// HTTP version as received.
+    pub version: Version,
+    /// Target as received.
+    pub uri: Uri,
+    /// Header section as received.
+    pub headers: HeaderMap,
+    /// Normalised authority (host[:port]).
+    pub authority: String,
+    /// Normalised URL (what keys and purges use).
+    pub url: NormalizedUrl,
+    /// The scheme of the listener.
+    pub scheme: Scheme,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Primary cache key.
+    pub key: [u8; 32],
+    /// Request cache directives.
+    pub directives: RequestDirectives,
+    /// When the request arrived.
+    pub start: Instant,
+}
+
+impl RequestCtx {
+    /// The origin-form target (`/path?query`) forwarded upstream, as the client sent it.
+    pub fn path_and_query(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |pq| pq.as_str())
+    }
+
+    /// Whether the client asked only for the header section.
+    pub fn is_head(&self) -> bool {
+        self.method == Method::HEAD
+    }
+}

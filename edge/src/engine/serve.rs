@@ -1,0 +1,318 @@
+//! Turning a stored response or a fill into the client's response: preconditions (304/412),
+//! ranges (206/416), HEAD, and the header fields a cache adds (Age, Via, Cache-Status).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
+
+use super::fill::{Fill, FillHead, FillReader};
+use super::{Body, Engine, RequestCtx};
+use crate::policy::ttl_seconds;
+use crate::protocol::{
+    CacheStatus, ClientContext, FwdReason, Precondition, RangeOutcome, add_cdn_loop, add_forwarding_headers, add_via,
+    append_cache_status, content_range, evaluate_preconditions, evaluate_range, next_traceparent, not_modified_headers,
+    strip_hop_by_hop, unsatisfied_range,
+};
+use crate::storage::ObjectMeta;
+
+/// `Cache-Status` (RFC 9211).
+pub(super) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// What this cache did for a request, for its `Cache-Status` member.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CacheInfo {
+    pub hit: bool,
+    pub fwd: Option<FwdReason>,
+    pub fwd_status: Option<u16>,
+    pub stored: bool,
+    pub collapsed: bool,
+    pub detail: Option<&'static str>,
+}
+
+impl CacheInfo {
+    pub fn hit() -> Self {
+        CacheInfo { hit: true, ..Default::default() }
+    }
+    pub fn forwarded(fwd: FwdReason) -> Self {
+        CacheInfo { fwd: Some(fwd), ..Default::default() }
+    }
+    pub fn fwd_status(mut self, s: u16) -> Self {
+        self.fwd_status = Some(s);
+        self
+    }
+    pub fn stored(mut self, b: bool) -> Self {
+        self.stored = b;
+        self
+    }
+    pub fn collapsed(mut self, b: bool) -> Self {
+        self.collapsed = b;
+        self
+    }
+    pub fn detail(mut self, d: &'static str) -> Self {
+        self.detail = Some(d);
+        self
+    }
+}
+
+/// A stored object's first chunk was gone: the caller treats the object as a miss.
+#[derive(Debug)]
+pub(super) struct Evicted;
+
+/// The parts of a representation the response builder needs, from storage or from a fill.
+struct Representation<'a> {
+    status: StatusCode,
+    headers: &'a HeaderMap,
+    age_secs: u64,
+    ttl: Option<i64>,
+    size: Option<u64>,
+    /// `no-cache="…"` fields to withhold: served without revalidation.
+    withhold: &'a [String],
+}
+
+/// Where the body bytes come from.
+enum BodySource {
+    Object(Arc<ObjectMeta>, Option<Bytes>),
+    Fill(Arc<Fill>, Arc<FillHead>),
+}
+
+impl Engine {
+    /// The header section sent upstream for a client request: hop-by-hop fields removed,
+    /// forwarding fields, CDN-Loop and traceparent added, Host kept as the client sent it.
+    pub(super) fn upstream_request_headers(&self, ctx: &RequestCtx) -> HeaderMap {
+        let mut h = ctx.headers.clone();
+        strip_hop_by_hop(&mut h);
+        h.remove(http::header::EXPECT);
+        if !h.contains_key(HOST) {
+            // h2/h3 carry the authority in the target; an HTTP/1.1 upstream needs Host.
+            let authority = ctx.uri.authority().map_or(ctx.authority.as_str(), |a| a.as_str());
+            if let Ok(v) = HeaderValue::from_str(authority) {
+                h.insert(HOST, v);
+            }
+        }
+        let client = ClientContext { peer: ctx.peer.ip(), scheme: ctx.scheme, version: ctx.version };
+        add_forwarding_headers(&mut h, &client, &ctx.authority, &self.cfg.name);
+        add_cdn_loop(&mut h, &self.cfg.cdn_loop_token);
+        let tp = next_traceparent(h.get(&TRACEPARENT), rand::random());
+        h.insert(TRACEPARENT.clone(), tp);
+        h
+    }
+
+    /// Serves a stored response. Fails only when its first needed chunk has been evicted.
+    pub(super) async fn serve_object(
+        &self,
+        ctx: &RequestCtx,
+        meta: &Arc<ObjectMeta>,
+        info: CacheInfo,
+        now: SystemTime,
+    ) -> Result<Response<Body>, Evicted> {
+        let age = meta.age.current_age(now).as_secs();
+        let withhold: &[String] = if info.hit { &meta.policy.no_cache_fields } else { &[] };
+        let rep = Representation {
+            status: meta.status,
+            headers: &meta.headers,
+            age_secs: age,
+            ttl: Some(ttl_seconds(&meta.policy, &meta.age, now)),
+            size: Some(meta.size),
+            withhold,
+        };
+        // Fetch the first chunk the response needs before committing to a 200: an evicted
+        // object is then a clean miss instead of a truncated response.
+        let first = if meta.inline.is_none() && meta.size > 0 && !ctx.is_head() {
+            let start = match self.planned_range(ctx, &rep) {
+                Some(RangeOutcome::Partial { start, .. }) => start,
+                _ => 0,
+            };
+            let index = (start / u64::from(meta.chunk_size.max(1))) as u32;
+            match self.storage.chunk(meta, index).await {
+                Some(c) => Some(c),
+                None => return Err(Evicted),
+            }
+        } else {
+            None
+        };
+        self.stats.hits.fetch_add(u64::from(info.hit), std::sync::atomic::Ordering::Relaxed);
+        Ok(self.respond(ctx, &rep, info, BodySource::Object(meta.clone(), first)))
+    }
+
+    /// Serves a response still arriving from upstream.
+    pub(super) fn serve_fill(&self, ctx: &RequestCtx, fill: &Arc<Fill>, head: &Arc<FillHead>, info: CacheInfo) -> Response<Body> {
+        let now = SystemTime::now();
+        let rep = Representation {
+            status: head.status,
+            headers: &head.headers,
+            age_secs: head.age.current_age(now).as_secs(),
+            ttl: Some(ttl_seconds(&head.policy, &head.age, now)),
+            size: head.length,
+            withhold: &[],
+        };
+        self.respond(ctx, &rep, info, BodySource::Fill(fill.clone(), head.clone()))
+    }
+
+    /// A short plain-text error answer from this cache itself.
+    pub(super) fn plain_error(&self, status: StatusCode, text: &'static str, fwd: Option<FwdReason>) -> Response<Body> {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
+        let mut info = CacheInfo { fwd, ..Default::default() };
+        if status == StatusCode::GATEWAY_TIMEOUT || status == StatusCode::BAD_GATEWAY {
+            info.detail = Some("upstream-error");
+        }
+        self.set_cache_status(&mut h, &info, None);
+        let mut resp = Response::new(Body::text(text));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = h;
+        resp
+    }
+
+    /// Appends our `Cache-Status` member to whatever the upstream said.
+    pub(super) fn set_cache_status(&self, h: &mut HeaderMap, info: &CacheInfo, ttl: Option<i64>) {
+        let ours = CacheStatus {
+            cache: &self.cfg.name,
+            hit: info.hit,
+            fwd: info.fwd,
+            fwd_status: info.fwd_status,
+            ttl,
+            stored: info.stored,
+            collapsed: info.collapsed,
+            key: None,
+            detail: info.detail,
+        };
+        let v = append_cache_status(h.get(&CACHE_STATUS), &ours);
+        h.insert(CACHE_STATUS.clone(), v);
+    }
+
+    /// Removes what a stored or upstream header section must not show clients.
+    pub(super) fn strip_for_client(&self, h: &mut HeaderMap) {
+        if !self.cfg.forward_targeted_fields {
+            //= https://www.rfc-editor.org/rfc/rfc9213#section-2.1
+            // Targeted fields are for this CDN's caches; the edge does not pass them on.
+            for f in &self.cfg.policy.targeted_fields {
+                h.remove(f);
+            }
+        }
+        if self.cfg.strip_surrogate_headers {
+            h.remove("surrogate-key");
+            h.remove("cache-tag");
+        }
+    }
+
+    fn planned_range(&self, ctx: &RequestCtx, rep: &Representation<'_>) -> Option<RangeOutcome> {
+        let len = rep.size?;
+        if rep.status != StatusCode::OK {
+            return None;
+        }
+        Some(evaluate_range(&ctx.method, &ctx.headers, rep.headers, len))
+    }
+
+    fn respond(&self, ctx: &RequestCtx, rep: &Representation<'_>, info: CacheInfo, source: BodySource) -> Response<Body> {
+        match evaluate_preconditions(&ctx.method, &ctx.headers, rep.status, rep.headers) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                let mut h = not_modified_headers(rep.headers);
+                self.decorate(&mut h, rep, &info);
+                return build(StatusCode::NOT_MODIFIED, h, Body::Empty);
+            }
+            Precondition::PreconditionFailed => {
+                let mut h = HeaderMap::new();
+                self.decorate(&mut h, rep, &info);
+                h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+                return build(StatusCode::PRECONDITION_FAILED, h, Body::Empty);
+            }
+        }
+        let mut h = rep.headers.clone();
+        for f in rep.withhold {
+            h.remove(f.as_str());
+        }
+        self.strip_for_client(&mut h);
+        self.decorate(&mut h, rep, &info);
+        let (status, start, end) = match self.planned_range(ctx, rep) {
+            Some(RangeOutcome::Partial { start, end }) => {
+                let len = rep.size.unwrap_or(0);
+                h.insert(CONTENT_RANGE, content_range(start, end, len));
+                (StatusCode::PARTIAL_CONTENT, start, Some(end + 1))
+            }
+            Some(RangeOutcome::Unsatisfiable) => {
+                let len = rep.size.unwrap_or(0);
+                h.insert(CONTENT_RANGE, unsatisfied_range(len));
+                h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+                h.remove(CONTENT_TYPE);
+                return build(StatusCode::RANGE_NOT_SATISFIABLE, h, Body::Empty);
+            }
+            _ => (rep.status, 0, rep.size),
+        };
+        let body_len = end.map(|e| e - start);
+        match body_len {
+            Some(n) => {
+                h.insert(CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            None => {
+                h.remove(CONTENT_LENGTH);
+            }
+        }
+        if ctx.is_head() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return build(status, h, Body::Empty);
+        }
+        let body = match source {
+            BodySource::Object(meta, first) => self.object_body(meta, first, start, end.unwrap_or(0)),
+            BodySource::Fill(fill, head) => {
+                let reader = FillReader::new(fill, head, start, end);
+                let stream = futures_util::stream::unfold(reader, |mut r| async move { r.next().await.map(|item| (item, r)) });
+                Body::from_stream(stream, body_len)
+            }
+        };
+        build(status, h, body)
+    }
+
+    /// Age, Via and Cache-Status.
+    fn decorate(&self, h: &mut HeaderMap, rep: &Representation<'_>, info: &CacheInfo) {
+        h.insert(AGE, HeaderValue::from(rep.age_secs));
+        add_via(h, Version::HTTP_11, &self.cfg.name);
+        self.set_cache_status(h, info, if info.hit { rep.ttl } else { None });
+    }
+
+    fn object_body(&self, meta: Arc<ObjectMeta>, first: Option<Bytes>, start: u64, end: u64) -> Body {
+        let len = end.saturating_sub(start);
+        if let Some(inline) = &meta.inline {
+            let (s, e) = (start as usize, (end as usize).min(inline.len()));
+            return Body::Full(Some(inline.slice(s.min(e)..e)));
+        }
+        let storage = self.storage.clone();
+        let cs = u64::from(meta.chunk_size.max(1));
+        let state = (meta, first, start, storage);
+        let stream = futures_util::stream::unfold(state, move |(meta, first, pos, storage)| async move {
+            if pos >= end {
+                return None;
+            }
+            let index = (pos / cs) as u32;
+            let chunk = match first {
+                Some(c) => Some(c),
+                None => storage.chunk(&meta, index).await,
+            };
+            let Some(chunk) = chunk else {
+                tracing::warn!(index, "stored chunk evicted mid-response; aborting it");
+                storage.remove_object(&meta);
+                let err: crate::upstream::BoxError = "stored chunk evicted".into();
+                return Some((Err(err), (meta, None, end, storage)));
+            };
+            let offset = (pos % cs) as usize;
+            let n = ((end - pos) as usize).min(chunk.len().saturating_sub(offset));
+            let piece = chunk.slice(offset..offset + n);
+            let next = pos + n as u64;
+            let next = if n == 0 { end } else { next };
+            Some((Ok(piece), (meta, None, next, storage)))
+        });
+        Body::from_stream(stream, Some(len))
+    }
+}
+
+fn build(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}

@@ -1,0 +1,176 @@
+//! A running node: configuration turned into storage, upstream, engine and listeners.
+//!
+//! Both binaries (`tiercel-edge`, `tiercel-shield`) and the integration tests start nodes
+//! through [`start`], so what the tests exercise is what the binaries run.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tiercel_cluster::config::{NodeConfig, Role};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, EngineConfig, NoPurges, PurgeOracle};
+use crate::policy::PolicyConfig;
+use crate::server::{self, Readiness, ServerOptions};
+use crate::storage::{Storage, StorageError, StorageOptions};
+use crate::upstream::{OriginUpstream, OriginUrlError, UpstreamTimeouts};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// No upstream configured.
+    #[error("no origin configured: pass --origin http://host:port (or set origin in the config file)")]
+    NoOrigin,
+    /// The origin URL is unusable.
+    #[error(transparent)]
+    Origin(#[from] OriginUrlError),
+    /// The cache storage could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// TLS set-up failed.
+    #[error(transparent)]
+    Tls(#[from] server::TlsError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Neither --listen nor --tls-listen.
+    #[error("nothing to serve: set --listen and/or --tls-listen")]
+    NoListener,
+}
+
+/// A node that is serving.
+pub struct RunningNode {
+    /// Where HTTP/1.1 + h2c is served.
+    pub listen: Option<SocketAddr>,
+    /// Where TLS (h1/h2) is served.
+    pub tls_listen: Option<SocketAddr>,
+    /// Where the admin endpoints are served.
+    pub admin_listen: Option<SocketAddr>,
+    /// The engine (for tests and admin).
+    pub engine: Arc<Engine>,
+    /// The certificate served on `tls_listen` (DER), so clients of a self-signed node can pin it.
+    pub certificate: Option<Vec<u8>>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("listen", &self.listen)
+            .field("tls_listen", &self.tls_listen)
+            .field("admin_listen", &self.admin_listen)
+            .finish()
+    }
+}
+
+impl RunningNode {
+    /// Stops accepting, lets requests finish for the grace period, and closes storage.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        if let Err(e) = self.engine.storage().close().await {
+            tracing::warn!(error = %e, "closing the cache storage failed");
+        }
+    }
+
+    /// A token that stops the node when cancelled (e.g. on SIGTERM).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Maps node configuration to engine settings.
+pub fn engine_config(role: Role, cfg: &NodeConfig) -> EngineConfig {
+    let c = &cfg.cache;
+    EngineConfig {
+        name: cfg.name.clone(),
+        policy: PolicyConfig {
+            heuristic_fraction: c.heuristic_fraction,
+            heuristic_max: c.heuristic_max,
+            store_set_cookie: c.store_set_cookie,
+            honor_request_no_cache: c.honor_request_no_cache,
+            ..PolicyConfig::default()
+        },
+        chunk_size: c.chunk_size.as_usize(),
+        hit_for_miss_ttl: c.hit_for_miss_ttl,
+        max_object_size: c.max_object_size.as_u64(),
+        // A shield feeds edges of the same CDN: they need the targeted fields and tags too.
+        forward_targeted_fields: role == Role::Shield,
+        strip_surrogate_headers: role == Role::Edge,
+        ..EngineConfig::default()
+    }
+}
+
+/// Starts a node with no purge-service.
+pub async fn start(role: Role, cfg: &NodeConfig) -> Result<RunningNode, NodeError> {
+    start_with_purges(role, cfg, Arc::new(NoPurges)).await
+}
+
+/// Starts a node that consults `purges` on every hit.
+pub async fn start_with_purges(role: Role, cfg: &NodeConfig, purges: Arc<dyn PurgeOracle>) -> Result<RunningNode, NodeError> {
+    let origin = cfg.origin.as_deref().ok_or(NodeError::NoOrigin)?;
+    if cfg.listen.is_none() && cfg.tls_listen.is_none() {
+        return Err(NodeError::NoListener);
+    }
+    let timeouts = UpstreamTimeouts {
+        connect: cfg.timeouts.connect,
+        first_byte: cfg.timeouts.first_byte,
+        idle: cfg.timeouts.idle,
+    };
+    let upstream = OriginUpstream::new(origin, timeouts)?;
+    let engine_cfg = engine_config(role, cfg);
+    let storage = Storage::open(StorageOptions {
+        memory_bytes: cfg.memory_cache.as_usize(),
+        disk: cfg.disk_cache.clone().map(|d| (d, cfg.disk_cache_size.as_usize())),
+        max_chunk_bytes: engine_cfg.chunk_size,
+    })
+    .await?;
+    let engine = Engine::new(engine_cfg, storage, upstream, purges);
+    let opts = ServerOptions {
+        max_request_head: cfg.limits.max_request_head.as_usize(),
+        max_headers: cfg.limits.max_headers,
+        header_timeout: cfg.timeouts.client_header,
+        handshake_timeout: cfg.timeouts.client_header,
+        max_connections: cfg.limits.max_connections,
+        shutdown_grace: cfg.timeouts.shutdown_grace,
+    };
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let ready = Arc::new(Readiness::default());
+
+    let bind = |addr: SocketAddr| async move { server::bind(addr).await.map_err(|source| NodeError::Bind { addr, source }) };
+    let mut listen = None;
+    if let Some(addr) = cfg.listen {
+        let l = bind(addr).await?;
+        listen = l.local_addr().ok();
+        tasks.spawn(server::serve(l, None, engine.clone(), opts.clone(), shutdown.clone()));
+    }
+    let mut tls_listen = None;
+    let mut certificate = None;
+    if let Some(addr) = cfg.tls_listen {
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), cfg.name.clone()];
+        let (certs, key) = server::certified_key(cfg.cert.as_deref(), cfg.key.as_deref(), &names)?;
+        certificate = certs.first().map(|c| c.to_vec());
+        let tls = server::server_config(certs, key, &server::TCP_ALPN)?;
+        let l = bind(addr).await?;
+        tls_listen = l.local_addr().ok();
+        tasks.spawn(server::serve(l, Some(TlsAcceptor::from(tls)), engine.clone(), opts.clone(), shutdown.clone()));
+    }
+    let mut admin_listen = None;
+    if let Some(addr) = cfg.admin_listen {
+        let l = bind(addr).await?;
+        admin_listen = l.local_addr().ok();
+        tasks.spawn(server::serve_admin(l, engine.clone(), ready.clone(), shutdown.clone()));
+    }
+    ready.set(true);
+    tracing::info!(?listen, ?tls_listen, ?admin_listen, origin, name = %cfg.name, "node started");
+    Ok(RunningNode { listen, tls_listen, admin_listen, engine, certificate, shutdown, tasks })
+}

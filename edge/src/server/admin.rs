@@ -1,0 +1,94 @@
+//! The admin listener: `/healthz`, `/readyz` and `/metrics` (Prometheus text).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+
+/// Whether the node is ready for traffic (set once every listener is bound).
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    /// Marks the node ready (or not).
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    /// Whether the node is ready.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Serves the admin endpoints until `shutdown`.
+pub async fn serve_admin(listener: TcpListener, engine: Arc<Engine>, ready: Arc<Readiness>, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+        };
+        let engine = engine.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let resp = answer(req.uri().path(), &engine, &ready);
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+fn answer(path: &str, engine: &Engine, ready: &Readiness) -> Response<Full<Bytes>> {
+    let (status, body) = match path {
+        "/healthz" => (StatusCode::OK, "ok\n".to_string()),
+        "/readyz" if ready.get() => (StatusCode::OK, "ready\n".to_string()),
+        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string()),
+        "/metrics" => (StatusCode::OK, metrics_text(engine)),
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if path == "/metrics" {
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+    }
+    resp
+}
+
+/// The engine's counters in the Prometheus text exposition format.
+pub fn metrics_text(engine: &Engine) -> String {
+    let s = engine.stats();
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, v: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    };
+    counter("tiercel_cache_hits_total", "Requests served from storage.", s.hits.load(Ordering::Relaxed));
+    counter("tiercel_cache_misses_total", "Requests that needed the upstream.", s.misses.load(Ordering::Relaxed));
+    counter("tiercel_collapsed_requests_total", "Requests that joined another request's fill.", s.collapsed.load(Ordering::Relaxed));
+    counter("tiercel_upstream_requests_total", "Requests sent upstream.", s.upstream_requests.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "# HELP tiercel_storage_memory_bytes Bytes held by the memory tier.\n# TYPE tiercel_storage_memory_bytes gauge\ntiercel_storage_memory_bytes {}",
+        engine.storage().memory_usage()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tiercel_fills_in_flight Upstream fills in progress.\n# TYPE tiercel_fills_in_flight gauge\ntiercel_fills_in_flight {}",
+        engine.fills_in_flight()
+    );
+    out
+}

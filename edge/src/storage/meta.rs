@@ -1,0 +1,166 @@
+//! What is stored about one cached response besides its body.
+//!
+//! One [`ObjectMeta`] describes one variant of one URL: the stored header section, the RFC 9111
+//! inputs computed when it arrived ([`AgeClock`], [`StoredPolicy`]), what purges match on (URL,
+//! host, tags, the purge-log index at store time) and how its body is laid out (inline, or in
+//! fixed-size chunks each with its blake3 hash).
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{AgeClock, StoredPolicy, VariantId, VarySpec};
+
+/// One stored response (one variant of one URL).
+#[derive(Debug, Clone)]
+pub struct ObjectMeta {
+    /// The primary cache key (URL + key rules).
+    pub key: [u8; 32],
+    /// Which variant of the URL this is (derived from the request's selecting header fields).
+    pub variant: VariantId,
+    /// The response's Vary, as stored.
+    pub vary: VarySpec,
+    /// For responses with Vary: the epoch of the head entry this variant belongs to.
+    pub head_epoch: u64,
+    /// Response status.
+    pub status: StatusCode,
+    /// The stored header section: hop-by-hop and `private="…"` fields already removed.
+    pub headers: HeaderMap,
+    /// RFC 9111 §4.2.3 inputs.
+    pub age: AgeClock,
+    /// Freshness and revalidation rules computed from the headers.
+    pub policy: StoredPolicy,
+    /// Scheme-less normalised URL, as purges name it.
+    pub url: String,
+    /// Normalised host, for host purges.
+    pub host: String,
+    /// Surrogate keys from `Surrogate-Key` / `Cache-Tag`, for tag purges.
+    pub tags: Vec<String>,
+    /// Purge-log index applied when the fill started: rules with a higher index invalidate it.
+    pub purge_index: u64,
+    /// Body length in bytes.
+    pub size: u64,
+    /// Chunk size the body was split with (kept per object so a config change cannot misread it).
+    pub chunk_size: u32,
+    /// Distinguishes this fill's chunks from any earlier or later body stored under the same
+    /// key, so a metadata entry can never be combined with another response's chunks.
+    pub generation: u64,
+    /// blake3 of every chunk, checked when a chunk comes back from disk.
+    pub chunk_hashes: Vec<[u8; 32]>,
+    /// Small bodies live in the metadata entry itself: one lookup per hit.
+    pub inline: Option<Bytes>,
+}
+
+impl ObjectMeta {
+    /// Number of chunks the body occupies (0 when inline or empty).
+    pub fn chunk_count(&self) -> usize {
+        self.chunk_hashes.len()
+    }
+
+    /// Rough memory footprint, for the memory tier's weigher.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
+        512 + headers + self.inline.as_ref().map_or(0, Bytes::len) + self.chunk_hashes.len() * 32
+    }
+}
+
+/// The serialised form of [`ObjectMeta`]; header fields as (name, raw value bytes) pairs.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct MetaWire {
+    key: [u8; 32],
+    variant: VariantId,
+    vary: VarySpec,
+    head_epoch: u64,
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    age: AgeClock,
+    policy: StoredPolicy,
+    url: String,
+    host: String,
+    tags: Vec<String>,
+    purge_index: u64,
+    size: u64,
+    chunk_size: u32,
+    generation: u64,
+    chunk_hashes: Vec<[u8; 32]>,
+    inline: Option<Vec<u8>>,
+    #[serde(default)]
+    written_at: Option<SystemTime>,
+}
+
+impl From<&ObjectMeta> for MetaWire {
+    fn from(m: &ObjectMeta) -> Self {
+        MetaWire {
+            key: m.key,
+            variant: m.variant,
+            vary: m.vary.clone(),
+            head_epoch: m.head_epoch,
+            status: m.status.as_u16(),
+            headers: m
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            age: m.age,
+            policy: m.policy.clone(),
+            url: m.url.clone(),
+            host: m.host.clone(),
+            tags: m.tags.clone(),
+            purge_index: m.purge_index,
+            size: m.size,
+            chunk_size: m.chunk_size,
+            generation: m.generation,
+            chunk_hashes: m.chunk_hashes.clone(),
+            inline: m.inline.as_ref().map(|b| b.to_vec()),
+            written_at: None,
+        }
+    }
+}
+
+/// A stored metadata entry that cannot be turned back into an [`ObjectMeta`].
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt metadata entry: {0}")]
+pub struct CorruptMeta(pub &'static str);
+
+impl TryFrom<MetaWire> for ObjectMeta {
+    type Error = CorruptMeta;
+
+    fn try_from(w: MetaWire) -> Result<Self, CorruptMeta> {
+        let status = StatusCode::from_u16(w.status).map_err(|_| CorruptMeta("status"))?;
+        let mut headers = HeaderMap::with_capacity(w.headers.len());
+        for (name, value) in w.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| CorruptMeta("header name"))?;
+            let value = HeaderValue::from_bytes(&value).map_err(|_| CorruptMeta("header value"))?;
+            headers.append(name, value);
+        }
+        let inline_len = w.inline.as_ref().map(|b| b.len() as u64);
+        let chunked_ok = w.chunk_size > 0
+            && w.chunk_hashes.len() as u64 == w.size.div_ceil(u64::from(w.chunk_size));
+        match inline_len {
+            Some(len) if len != w.size => return Err(CorruptMeta("inline length")),
+            None if !chunked_ok => return Err(CorruptMeta("chunk layout")),
+            _ => {}
+        }
+        Ok(ObjectMeta {
+            key: w.key,
+            variant: w.variant,
+            vary: w.vary,
+            head_epoch: w.head_epoch,
+            status,
+            headers,
+            age: w.age,
+            policy: w.policy,
+            url: w.url,
+            host: w.host,
+            tags: w.tags,
+            purge_index: w.purge_index,
+            size: w.size,
+            chunk_size: w.chunk_size,
+            generation: w.generation,
+            chunk_hashes: w.chunk_hashes,
+            inline: w.inline.map(Bytes::from),
+        })
+    }
+}

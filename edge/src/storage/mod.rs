@@ -1,0 +1,240 @@
+//! Hybrid RAM + disk storage of cached responses, on foyer.
+//!
+//! Objects are stored as one metadata entry plus fixed-size body chunks (DESIGN.md §3), so a
+//! large object never has to fit one foyer block and a reader can start at any chunk. Small
+//! bodies are inlined in the metadata entry. Both tiers are bounded by their configured sizes;
+//! the disk tier is written on insertion and recovered when a node restarts on the same
+//! directory. A chunk read back from disk whose blake3 does not match its metadata is dropped
+//! and reported missing, never served.
+
+mod entry;
+mod meta;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCachePolicy, RecoverMode, Source,
+};
+
+pub use entry::{Entry, EntryKey, VaryHead};
+pub use meta::{CorruptMeta, ObjectMeta};
+
+use crate::policy::{VariantId, VarySpec};
+
+/// How to build the storage.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// Memory tier capacity in bytes.
+    pub memory_bytes: usize,
+    /// Disk tier directory and capacity in bytes; `None` for memory only.
+    pub disk: Option<(PathBuf, usize)>,
+    /// Largest chunk that will be stored (sizes the disk blocks).
+    pub max_chunk_bytes: usize,
+}
+
+/// Why the storage could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The disk directory could not be created or used.
+    #[error("disk cache {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// foyer refused to open the cache.
+    #[error("cache storage: {0}")]
+    Foyer(#[from] foyer::Error),
+    /// The disk tier is too small for even a few blocks of the configured chunk size.
+    #[error("disk cache size {size} is too small: it must hold at least {min} bytes")]
+    TooSmall {
+        /// Configured size.
+        size: usize,
+        /// Minimum.
+        min: usize,
+    },
+}
+
+/// What a lookup of a URL's head entry found.
+#[derive(Debug, Clone)]
+pub enum Head {
+    /// Nothing stored for the URL.
+    Missing,
+    /// The URL's single stored response (it has no Vary).
+    Object(Arc<ObjectMeta>),
+    /// Responses for the URL vary; look up the variant.
+    Vary(Arc<VaryHead>),
+}
+
+/// The cache's storage: a foyer hybrid cache of [`Entry`] values.
+#[derive(Clone)]
+pub struct Storage {
+    cache: HybridCache<EntryKey, Entry>,
+    hybrid: bool,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("hybrid", &self.hybrid).finish()
+    }
+}
+
+/// Disk block size: foyer's unit of eviction and the largest entry it can hold.
+fn block_size(max_chunk: usize) -> usize {
+    (max_chunk * 2 + 64 * 1024).max(4 * 1024 * 1024).next_power_of_two()
+}
+
+impl Storage {
+    /// Opens the storage, recovering the disk tier if its directory holds one.
+    pub async fn open(opts: StorageOptions) -> Result<Self, StorageError> {
+        let builder = HybridCacheBuilder::<EntryKey, Entry>::new()
+            .with_name("tiercel")
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .with_flush_on_close(true)
+            .memory(opts.memory_bytes.max(1))
+            .with_weighter(|_k: &EntryKey, v: &Entry| v.weight())
+            .storage();
+        let cache = match &opts.disk {
+            None => builder.build().await?,
+            Some((dir, size)) => {
+                let block = block_size(opts.max_chunk_bytes);
+                let min = block * 4;
+                if *size < min {
+                    return Err(StorageError::TooSmall { size: *size, min });
+                }
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| StorageError::Dir { path: dir.clone(), source })?;
+                let device = FsDeviceBuilder::new(dir).with_capacity(*size).build()?;
+                let engine = BlockEngineConfig::new(device)
+                    .with_block_size(block)
+                    .with_tombstone_log(true);
+                builder
+                    .with_engine_config(engine)
+                    .with_recover_mode(RecoverMode::Quiet)
+                    .build()
+                    .await?
+            }
+        };
+        let hybrid = cache.is_hybrid();
+        Ok(Storage { cache, hybrid })
+    }
+
+    /// Whether a disk tier is configured.
+    pub fn is_hybrid(&self) -> bool {
+        self.hybrid
+    }
+
+    async fn get(&self, key: &EntryKey) -> Option<(Entry, Source)> {
+        match self.cache.get(key).await {
+            Ok(Some(e)) => Some((e.value().clone(), e.source())),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "cache read failed; treating as a miss");
+                None
+            }
+        }
+    }
+
+    /// The head entry of a URL.
+    pub async fn head(&self, key: &[u8; 32]) -> Head {
+        match self.get(&EntryKey::head(key)).await {
+            Some((Entry::Object(m), _)) if m.key == *key => Head::Object(m),
+            Some((Entry::Vary(v), _)) => Head::Vary(v),
+            _ => Head::Missing,
+        }
+    }
+
+    /// The stored response for one variant of a URL with Vary, if it belongs to `head`.
+    pub async fn variant(&self, key: &[u8; 32], head: &VaryHead, variant: &VariantId) -> Option<Arc<ObjectMeta>> {
+        match self.get(&EntryKey::variant(key, variant)).await {
+            Some((Entry::Object(m), _))
+                if m.key == *key && m.variant == *variant && m.head_epoch == head.epoch =>
+            {
+                Some(m)
+            }
+            _ => None,
+        }
+    }
+
+    /// Body chunk `index` of a stored response, verified against its blake3 when it came from
+    /// disk. `None` when evicted or corrupt (a corrupt chunk is removed).
+    pub async fn chunk(&self, meta: &ObjectMeta, index: u32) -> Option<Bytes> {
+        let expected = meta.chunk_hashes.get(index as usize)?;
+        self.chunk_raw(&meta.key, &meta.variant, meta.generation, index, expected).await
+    }
+
+    /// Like [`Storage::chunk`], for a body still being filled (no metadata stored yet).
+    pub async fn chunk_raw(
+        &self,
+        key: &[u8; 32],
+        variant: &VariantId,
+        generation: u64,
+        index: u32,
+        expected: &[u8; 32],
+    ) -> Option<Bytes> {
+        let entry_key = EntryKey::chunk(key, variant, generation, index);
+        match self.get(&entry_key).await {
+            Some((Entry::Chunk(bytes), source)) => {
+                if source == Source::Disk && blake3::hash(&bytes).as_bytes() != expected {
+                    tracing::warn!(key = %hex(key), index, "chunk failed its blake3 check; dropped");
+                    self.cache.remove(&entry_key);
+                    return None;
+                }
+                Some(bytes)
+            }
+            _ => None,
+        }
+    }
+
+    /// Stores one body chunk of a response being filled.
+    pub fn put_chunk(&self, key: &[u8; 32], variant: &VariantId, generation: u64, index: u32, bytes: Bytes) {
+        self.cache.insert(EntryKey::chunk(key, variant, generation, index), Entry::Chunk(bytes));
+    }
+
+    /// Makes a stored response visible to lookups: its chunks must already be stored. For a
+    /// response with Vary, `meta.head_epoch` names the head it joins (see [`VaryHead`]).
+    pub fn put_object(&self, meta: Arc<ObjectMeta>) {
+        let key = meta.key;
+        match &meta.vary {
+            VarySpec::Fields(_) => {
+                let head = VaryHead { vary: meta.vary.clone(), epoch: meta.head_epoch };
+                self.cache.insert(EntryKey::head(&key), Entry::Vary(Arc::new(head)));
+                self.cache.insert(EntryKey::variant(&key, &meta.variant), Entry::Object(meta));
+            }
+            _ => {
+                self.cache.insert(EntryKey::head(&key), Entry::Object(meta));
+            }
+        }
+    }
+
+    /// Removes one stored response (its chunks are left to eviction: nothing references them).
+    pub fn remove_object(&self, meta: &ObjectMeta) {
+        match &meta.vary {
+            VarySpec::Fields(_) => self.cache.remove(&EntryKey::variant(&meta.key, &meta.variant)),
+            _ => self.cache.remove(&EntryKey::head(&meta.key)),
+        }
+    }
+
+    /// Removes every variant of a URL by dropping its head entry.
+    pub fn remove_url(&self, key: &[u8; 32]) {
+        self.cache.remove(&EntryKey::head(key));
+    }
+
+    /// Bytes used by the memory tier.
+    pub fn memory_usage(&self) -> usize {
+        self.cache.memory().usage()
+    }
+
+    /// Flushes and closes the storage (call on shutdown so the disk tier recovers fully).
+    pub async fn close(&self) -> Result<(), foyer::Error> {
+        self.cache.close().await
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,88 @@
+//! Why an upstream exchange failed, and what the client is told.
+
+use std::error::Error as StdError;
+use std::io;
+
+use http::StatusCode;
+
+/// An upstream (origin or shield) failure, classified so the engine can choose the status
+/// (502 vs 504), decide whether stale content may be served, and whether another upstream may
+/// be tried.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// The upstream refused the TCP connection or reset it during set-up.
+    #[error("upstream refused the connection: {0}")]
+    Refused(String),
+    /// The TCP or TLS handshake did not finish within the connect timeout.
+    #[error("upstream connect timed out")]
+    ConnectTimeout,
+    /// Connecting failed for another reason (DNS, TLS, routing).
+    #[error("upstream connect failed: {0}")]
+    Connect(String),
+    /// The response head did not arrive within the first-byte timeout.
+    #[error("upstream sent no response within the first-byte timeout")]
+    FirstByteTimeout,
+    /// The response body stalled for longer than the idle timeout.
+    #[error("upstream body stalled beyond the idle timeout")]
+    IdleTimeout,
+    /// The upstream closed the connection or broke the protocol.
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+    /// The request could not be built (a bug or a malformed stored field).
+    #[error("could not build the upstream request: {0}")]
+    Request(String),
+}
+
+impl UpstreamError {
+    /// The status a client gets when nothing else (stale content) can be served.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::ConnectTimeout | UpstreamError::FirstByteTimeout | UpstreamError::IdleTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Whether the request certainly never reached the upstream, so another upstream may be
+    /// tried even for a non-idempotent method.
+    pub fn not_sent(&self) -> bool {
+        matches!(self, UpstreamError::Refused(_) | UpstreamError::ConnectTimeout | UpstreamError::Connect(_))
+    }
+
+    /// A short text for the client's error body and logs.
+    pub fn client_text(&self) -> &'static str {
+        match self {
+            UpstreamError::Refused(_) => "upstream refused the connection",
+            UpstreamError::ConnectTimeout => "upstream connect timed out",
+            UpstreamError::Connect(_) => "upstream unreachable",
+            UpstreamError::FirstByteTimeout => "upstream response timed out",
+            UpstreamError::IdleTimeout => "upstream response stalled",
+            UpstreamError::Protocol(_) => "upstream protocol error",
+            UpstreamError::Request(_) => "bad upstream request",
+        }
+    }
+
+    /// Classifies a hyper-util client error by walking its source chain.
+    pub fn from_client(err: &hyper_util::client::legacy::Error) -> Self {
+        let io_kind = source_chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind));
+        if err.is_connect() {
+            return match io_kind {
+                Some(io::ErrorKind::TimedOut) => UpstreamError::ConnectTimeout,
+                Some(io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset) => {
+                    UpstreamError::Refused(chain_text(err))
+                }
+                _ => UpstreamError::Connect(chain_text(err)),
+            };
+        }
+        UpstreamError::Protocol(chain_text(err))
+    }
+}
+
+fn source_chain<'a>(err: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
+fn chain_text(err: &(dyn StdError + 'static)) -> String {
+    source_chain(err).map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}

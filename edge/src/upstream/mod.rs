@@ -1,0 +1,61 @@
+//! Where misses go: an origin today, a shield once the shield tier exists.
+//!
+//! The engine hands an [`Upstream`] a request whose target is origin-form (`/path?query`) and
+//! whose `Host` is the client's; the implementation picks the connection (pooled) and applies
+//! the connect and first-byte timeouts. The body's idle timeout is the reader's job
+//! ([`IdleTimeout`]), because only the reader knows when it is waiting.
+
+mod error;
+mod idle;
+mod origin;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+
+pub use error::UpstreamError;
+pub use idle::IdleTimeout;
+pub use origin::{OriginUpstream, OriginUrlError};
+
+/// Errors a request body sent upstream may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body on its way upstream (empty for fills, the client's body for pass-through).
+pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Timeouts of one upstream exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTimeouts {
+    /// TCP (and TLS) connection set-up.
+    pub connect: Duration,
+    /// From sending the request to receiving the response head.
+    pub first_byte: Duration,
+    /// Longest pause between two body frames.
+    pub idle: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        UpstreamTimeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Something that answers the engine's upstream requests.
+pub trait Upstream: Send + Sync + 'static {
+    /// Sends `req`; resolves with the response head (the body streams afterwards).
+    fn send(&self, req: Request<UpstreamBody>) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>>;
+
+    /// The idle timeout the engine applies to response bodies from this upstream.
+    fn idle_timeout(&self) -> Duration;
+
+    /// For logs: where requests go.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,96 @@
+//! The origin as an upstream: a pooled HTTP/1.1 client (TLS when the origin URL is https).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::{Upstream, UpstreamBody, UpstreamError, UpstreamTimeouts};
+
+/// An origin URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginUrlError {
+    /// Not an absolute http(s) URL.
+    #[error("origin must be http://host[:port] or https://host[:port], got {0:?}")]
+    Invalid(String),
+    /// Carries a path or query: requests keep their own.
+    #[error("origin must not carry a path or query, got {0:?}")]
+    HasPath(String),
+}
+
+/// A pooled client for one origin.
+pub struct OriginUpstream {
+    scheme: Scheme,
+    authority: Authority,
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    timeouts: UpstreamTimeouts,
+}
+
+impl OriginUpstream {
+    /// Builds the client for `origin` (e.g. `http://127.0.0.1:9000`).
+    pub fn new(origin: &str, timeouts: UpstreamTimeouts) -> Result<Arc<Self>, OriginUrlError> {
+        let uri: Uri = origin.parse().map_err(|_| OriginUrlError::Invalid(origin.to_string()))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| OriginUrlError::Invalid(origin.to_string()))?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(OriginUrlError::Invalid(origin.to_string()));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| OriginUrlError::Invalid(origin.to_string()))?;
+        if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty()) {
+            return Err(OriginUrlError::HasPath(origin.to_string()));
+        }
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeouts.connect));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(Arc::new(OriginUpstream { scheme, authority, client, timeouts }))
+    }
+}
+
+impl Upstream for OriginUpstream {
+    fn send(&self, mut req: Request<UpstreamBody>) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>> {
+        let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_string();
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build();
+        let client = self.client.clone();
+        let first_byte = self.timeouts.first_byte;
+        Box::pin(async move {
+            *req.uri_mut() = uri.map_err(|e| UpstreamError::Request(e.to_string()))?;
+            *req.version_mut() = http::Version::HTTP_11;
+            match tokio::time::timeout(first_byte, client.request(req)).await {
+                Err(_) => Err(UpstreamError::FirstByteTimeout),
+                Ok(Err(e)) => Err(UpstreamError::from_client(&e)),
+                Ok(Ok(resp)) => Ok(resp),
+            }
+        })
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        self.timeouts.idle
+    }
+
+    fn describe(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+}
