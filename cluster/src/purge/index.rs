@@ -1,0 +1,169 @@
+//! The rule index a node consults on every request: is this stored object purged?
+//!
+//! //= DESIGN.md §4
+//! "a cached object is invalid when a matching rule's index is greater than the object's stored
+//! index ... Matching is O(1) for url/tag/host/all and O(length) for prefix (a trie): never a
+//! scan of the cache on the request path."
+//!
+//! Per pattern the index keeps only the highest hard and the highest soft index: an older rule
+//! on the same pattern can never decide a verdict the newer one does not already decide. So the
+//! index grows with the number of distinct patterns, not with the number of purges, and a
+//! check is a handful of hash lookups plus one walk of the URL through the prefix tree.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::rule::{ObjectRef, PurgeRule, PurgeTarget, PurgeVerdict};
+use super::trie::{Marks, PrefixTrie};
+
+/// Every purge rule a node has applied, folded per pattern.
+///
+/// Serialises to a flat list per kind (the prefix tree is rebuilt on load), which is what the
+/// follower persists so a restarted node still knows every purge it applied.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "IndexSnapshot")]
+pub struct PurgeIndex {
+    urls: HashMap<String, Marks>,
+    tags: HashMap<String, Marks>,
+    hosts: HashMap<String, Marks>,
+    prefixes: PrefixTrie,
+    all: Marks,
+}
+
+impl PurgeIndex {
+    /// An empty index: every object is valid.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a rule. Applying the same rule twice, or an older rule after a newer one, changes
+    /// nothing.
+    pub fn apply(&mut self, rule: &PurgeRule) {
+        let marks = Marks::new(rule.soft, rule.index);
+        let map = match &rule.target {
+            PurgeTarget::Url(u) => (&mut self.urls, u),
+            PurgeTarget::Tag(t) => (&mut self.tags, t),
+            PurgeTarget::Host(h) => (&mut self.hosts, h),
+            PurgeTarget::Prefix(p) => return self.prefixes.insert(p, marks),
+            PurgeTarget::All => return self.all.merge(marks),
+        };
+        match map.0.get_mut(map.1.as_str()) {
+            Some(m) => m.merge(marks),
+            None => {
+                map.0.insert(map.1.clone(), marks);
+            }
+        }
+    }
+
+    /// The verdict for a stored object: hard-purged if any matching hard rule is newer than it,
+    /// else soft-purged if any matching soft rule is, else valid.
+    pub fn check(&self, obj: &ObjectRef<'_>) -> PurgeVerdict {
+        let mut m = self.all;
+        if let Some(x) = self.urls.get(obj.url) {
+            m.merge(*x);
+        }
+        if !self.hosts.is_empty()
+            && let Some(x) = self.hosts.get(obj.host)
+        {
+            m.merge(*x);
+        }
+        if !self.tags.is_empty() {
+            for t in obj.tags {
+                if let Some(x) = self.tags.get(t.as_str()) {
+                    m.merge(*x);
+                }
+            }
+        }
+        self.prefixes.collect(obj.url, &mut m);
+        m.verdict(obj.stored_index)
+    }
+
+    /// Snapshot reset: everything stored before `index` is soft-purged.
+    ///
+    /// Used when the log the node missed was compacted away: the node cannot know which purges
+    /// it missed, so every older object must be revalidated before it is served again. Rules
+    /// already applied stay, so an object hard-purged before stays hard-purged.
+    pub fn reset_soft_all(&mut self, index: u64) {
+        self.all.merge(Marks::new(true, index));
+    }
+
+    /// Number of distinct patterns recorded (each kind counts separately; `all` counts once
+    /// when set).
+    pub fn len(&self) -> usize {
+        let all = usize::from(self.all != Marks::default());
+        self.urls.len() + self.tags.len() + self.hosts.len() + self.prefixes.len() + all
+    }
+
+    /// Whether no rule was ever applied.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The persisted shape of a [`PurgeIndex`]: sorted lists, so the same index always serialises
+/// to the same bytes.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct IndexSnapshot {
+    urls: Vec<(String, Marks)>,
+    prefixes: Vec<(String, Marks)>,
+    tags: Vec<(String, Marks)>,
+    hosts: Vec<(String, Marks)>,
+    all: Marks,
+}
+
+/// The same shape, borrowed, so persisting a large index does not clone it first.
+#[derive(Serialize)]
+struct IndexSnapshotRef<'a> {
+    urls: Vec<(&'a str, Marks)>,
+    prefixes: Vec<(String, Marks)>,
+    tags: Vec<(&'a str, Marks)>,
+    hosts: Vec<(&'a str, Marks)>,
+    all: Marks,
+}
+
+fn sorted(map: &HashMap<String, Marks>) -> Vec<(&str, Marks)> {
+    let mut v: Vec<_> = map.iter().map(|(k, m)| (k.as_str(), *m)).collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+impl Serialize for PurgeIndex {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        IndexSnapshotRef {
+            urls: sorted(&self.urls),
+            prefixes: self.prefixes.entries(),
+            tags: sorted(&self.tags),
+            hosts: sorted(&self.hosts),
+            all: self.all,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl From<IndexSnapshot> for PurgeIndex {
+    fn from(s: IndexSnapshot) -> Self {
+        fn fold(v: Vec<(String, Marks)>) -> HashMap<String, Marks> {
+            let mut map = HashMap::with_capacity(v.len());
+            for (k, m) in v {
+                map.entry(k).or_insert_with(Marks::default).merge(m);
+            }
+            map
+        }
+        let mut prefixes = PrefixTrie::default();
+        for (p, m) in &s.prefixes {
+            prefixes.insert(p, *m);
+        }
+        PurgeIndex {
+            urls: fold(s.urls),
+            tags: fold(s.tags),
+            hosts: fold(s.hosts),
+            prefixes,
+            all: s.all,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
