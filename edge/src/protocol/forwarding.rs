@@ -1,0 +1,282 @@
+//! What a proxy does to header sections on the way through: drop what belongs to one
+//! connection, and say who forwarded the message and for whom.
+//!
+//! Request path: `strip_hop_by_hop` → `add_forwarding_headers` → `add_cdn_loop` (after checking
+//! `cdn_loop_count`) → upstream. Response path: `strip_hop_by_hop` → `add_via` → client.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, Method, Version, header};
+use tiercel_cluster::urlnorm::Scheme;
+
+use super::lists::{append_member, members, split_list, trim_ows};
+use super::{
+    CDN_LOOP, KEEP_ALIVE, PROXY_CONNECTION, X_FORWARDED_FOR, X_FORWARDED_PROTO, is_tchar, is_token,
+    value_from,
+};
+
+/// Removes the connection-specific fields of a message about to be forwarded (either way).
+///
+/// Removed: `Connection` and every field it names, `Proxy-Connection`, `Keep-Alive`, `TE`,
+/// `Transfer-Encoding`, `Upgrade`, and `Trailer` (the cache neither stores nor forwards trailer
+/// fields, so announcing them would be false).
+///
+/// Kept: `Proxy-Authenticate` and `Proxy-Authorization`. RFC 9110 no longer lists them as
+/// hop-by-hop; they are end-to-end fields whose *semantics* address a proxy (§11.7.1,
+/// §11.7.2). Tiercel is a gateway, not a proxy its clients chose, so it neither consumes nor
+/// answers proxy credentials; §11.7.2 lets an intermediary relay them when that is how the
+/// proxies on a path cooperate, and dropping them would silently break such setups behind us.
+//= https://www.rfc-editor.org/rfc/rfc9110#section-7.6.1
+//# Intermediaries MUST parse a received Connection header field before a message is
+//# forwarded and, for each connection-option in this field, remove any header or trailer
+//# field(s) from the message with the same name as the connection-option, and then remove the
+//# Connection header field itself (or replace it with the intermediary's own control options
+//# for the forwarded message).
+//= https://www.rfc-editor.org/rfc/rfc9110#section-7.6.1
+//# Furthermore, intermediaries SHOULD remove or replace fields that are known to require
+//# removal before forwarding, whether or not they appear as a connection-option, after
+//# applying those fields' semantics. This includes but is not limited to:
+//# *  Proxy-Connection (Appendix C.2.2 of [HTTP/1.1])
+//# *  Keep-Alive (Section 19.7.1 of [RFC2068])
+//# *  TE (Section 10.1.4)
+//# *  Transfer-Encoding (Section 6.1 of [HTTP/1.1])
+//# *  Upgrade (Section 7.8)
+//= https://www.rfc-editor.org/rfc/rfc9110#section-11.7.2
+//# A proxy MAY relay the credentials from the client request to the next proxy if that is
+//# the mechanism by which the proxies cooperatively authenticate a given request.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = members(headers, &header::CONNECTION)
+        .filter_map(|option| HeaderName::from_bytes(option).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        PROXY_CONNECTION,
+        KEEP_ALIVE,
+        header::TE,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::TRAILER,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Who and how the client connected to us, for the forwarding headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientContext {
+    /// The address of the TCP/QUIC peer.
+    pub peer: IpAddr,
+    /// Whether the client reached us over TLS.
+    pub scheme: Scheme,
+    /// The HTTP version the request was received with.
+    pub version: Version,
+}
+
+/// Adds `X-Forwarded-For`, `X-Forwarded-Proto`, `Forwarded` and `Via` to a request going
+/// upstream. `host` is the request's authority as received (see `request_authority`).
+///
+/// IPv4-mapped IPv6 peers (from dual-stack sockets) are written as IPv4, the address the
+/// client actually has. Existing `X-Forwarded-For`, `Forwarded` and `Via` lists are extended,
+/// folded into one line; `X-Forwarded-Proto` is replaced, since it names one hop's scheme.
+pub fn add_forwarding_headers(
+    headers: &mut HeaderMap,
+    client: &ClientContext,
+    host: &str,
+    via_name: &str,
+) {
+    let peer = client.peer.to_canonical();
+    append_member(headers, X_FORWARDED_FOR, peer.to_string().as_bytes());
+    headers.insert(
+        X_FORWARDED_PROTO,
+        value_from(client.scheme.as_str().as_bytes().to_vec()),
+    );
+    append_member(
+        headers,
+        header::FORWARDED,
+        forwarded_element(peer, client.scheme, host).as_bytes(),
+    );
+    add_via(headers, client.version, via_name);
+}
+
+/// One RFC 7239 `forwarded-element`: `for=...;proto=...;host=...`.
+//= https://www.rfc-editor.org/rfc/rfc7239#section-4
+//# Note that as ":" and "[]" are not valid characters in "token", IPv6 addresses are written
+//# as "quoted-string".
+//= https://www.rfc-editor.org/rfc/rfc7239#section-6
+//# nodename = IPv4address / "[" IPv6address "]" /
+//#            "unknown" / obfnode
+fn forwarded_element(peer: IpAddr, scheme: Scheme, host: &str) -> String {
+    let mut out = match peer {
+        IpAddr::V4(v4) => format!("for={v4}"),
+        IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+    };
+    out.push_str(";proto=");
+    out.push_str(scheme.as_str());
+    //= https://www.rfc-editor.org/rfc/rfc7239#section-5.3
+    //# The "host" parameter is used to forward the original value of the "Host" header field.
+    if let Some(value) = token_or_quoted(host) {
+        out.push_str(";host=");
+        out.push_str(&value);
+    }
+    out
+}
+
+/// RFC 7239 §4 `value = token / quoted-string`; `None` when `s` is empty or has characters a
+/// quoted-string cannot carry (controls, DEL), so a strange Host never corrupts the field.
+fn token_or_quoted(s: &str) -> Option<String> {
+    if is_token(s.as_bytes()) {
+        return Some(s.to_string());
+    }
+    if s.is_empty() || s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Some(out)
+}
+
+/// Appends our entry to `Via` of a message we forward (for a response: with the version the
+/// upstream response was received with).
+//= https://www.rfc-editor.org/rfc/rfc9110#section-7.6.3
+//# A proxy MUST send an appropriate Via header field, as described below, in each message
+//# that it forwards. An HTTP-to-HTTP gateway MUST send an appropriate Via header field in
+//# each inbound request message and MAY send a Via header field in forwarded response
+//# messages.
+pub fn add_via(headers: &mut HeaderMap, version: Version, via_name: &str) {
+    append_member(
+        headers,
+        header::VIA,
+        via_entry(version, via_name).as_bytes(),
+    );
+}
+
+/// `received-protocol RWS received-by`, e.g. `1.1 edge-1` or `2 edge-1`.
+//= https://www.rfc-editor.org/rfc/rfc9110#section-7.6.3
+//# Via = #( received-protocol RWS received-by [ RWS comment ] )
+//#
+//# received-protocol = [ protocol-name "/" ] protocol-version
+//#                   ; see Section 7.8
+//# received-by       = pseudonym [ ":" port ]
+//# pseudonym         = token
+//= https://www.rfc-editor.org/rfc/rfc9110#section-7.6.3
+//# The received-protocol indicates the protocol version of the message received by the
+//# server or client along each segment of the request/response chain. The received-protocol
+//# version is appended to the Via field value when the message is forwarded so that
+//# information about the protocol capabilities of upstream applications remains visible to
+//# all recipients.
+fn via_entry(version: Version, via_name: &str) -> String {
+    let protocol = match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    format!("{protocol} {}", sanitize_pseudonym(via_name, true))
+}
+
+/// A configured node name as a token (`:` allowed for `received-by`'s port when `allow_colon`):
+/// other bytes become `-`, and an empty name becomes `tiercel`, so a bad `--name` cannot
+/// produce an invalid field.
+fn sanitize_pseudonym(name: &str, allow_colon: bool) -> String {
+    if name.is_empty() {
+        return "tiercel".to_string();
+    }
+    name.bytes()
+        .map(|b| {
+            if is_tchar(b) || (allow_colon && b == b':') {
+                b as char
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// How many times `token` already appears as a `cdn-id` in `CDN-Loop`, over all lines and
+/// list members, ignoring parameters and ASCII case (a cdn-id may be a host name). `token` is
+/// sanitised exactly as [`add_cdn_loop`] writes it, so the two always agree.
+//= https://www.rfc-editor.org/rfc/rfc8586#section-2
+//# CDN-Loop  = #cdn-info
+//# cdn-info  = cdn-id *( OWS ";" OWS parameter )
+//# cdn-id    = ( uri-host [ ":" port ] ) / pseudonym
+//# pseudonym = token
+pub fn cdn_loop_count(headers: &HeaderMap, token: &str) -> usize {
+    let token = sanitize_pseudonym(token, true);
+    members(headers, &CDN_LOOP)
+        .filter(|member| {
+            let id = member.split(|&b| b == b';').next().unwrap_or(member);
+            trim_ows(id).eq_ignore_ascii_case(token.as_bytes())
+        })
+        .count()
+}
+
+/// Appends our `cdn-id` to `CDN-Loop` of a request going upstream.
+//= https://www.rfc-editor.org/rfc/rfc8586#section-2
+//# Conforming CDNs SHOULD add a cdn-info to this header field in every request they
+//# generate or forward (creating the header field if necessary).
+pub fn add_cdn_loop(headers: &mut HeaderMap, token: &str) {
+    append_member(
+        headers,
+        CDN_LOOP,
+        sanitize_pseudonym(token, true).as_bytes(),
+    );
+}
+
+/// Applies `Max-Forwards` to a TRACE or OPTIONS request: `false` when it is `0` (we must answer
+/// ourselves instead of forwarding), otherwise decrements it and returns `true`. Other methods,
+/// and a missing or unparsable value, forward unchanged.
+//= https://www.rfc-editor.org/rfc/rfc9110#section-7.6.2
+//# Each intermediary that receives a TRACE or OPTIONS request containing a Max-Forwards
+//# header field MUST check and update its value prior to forwarding the request. If the
+//# received value is zero (0), the intermediary MUST NOT forward the request; instead, the
+//# intermediary MUST respond as the final recipient. If the received Max-Forwards value is
+//# greater than zero, the intermediary MUST generate an updated Max-Forwards field in the
+//# forwarded message with a field value that is the lesser of a) the received value
+//# decremented by one (1) or b) the recipient's maximum supported value for Max-Forwards.
+pub fn decrement_max_forwards(method: &Method, headers: &mut HeaderMap) -> bool {
+    if method != Method::TRACE && method != Method::OPTIONS {
+        return true;
+    }
+    let mut lines = headers.get_all(header::MAX_FORWARDS).into_iter();
+    let (Some(line), None) = (lines.next(), lines.next()) else {
+        return true;
+    };
+    let digits = trim_ows(line.as_bytes());
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    // Saturates: any value above our maximum (u32::MAX) counts as the maximum.
+    let n = digits.iter().fold(0u32, |n, &d| {
+        n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+    });
+    if n == 0 {
+        return false;
+    }
+    headers.insert(header::MAX_FORWARDS, (n - 1).into());
+    true
+}
+
+/// Every list member of `Connection`, lower-cased, for callers that act on options such as
+/// `close` or `upgrade` before [`strip_hop_by_hop`] removes the field.
+pub fn connection_options(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .into_iter()
+        .flat_map(|v| split_list(v.as_bytes()))
+        .map(|m| String::from_utf8_lossy(m).to_ascii_lowercase())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
