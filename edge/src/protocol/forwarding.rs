@@ -76,7 +76,8 @@ pub struct ClientContext {
 }
 
 /// Adds `X-Forwarded-For`, `X-Forwarded-Proto`, `Forwarded` and `Via` to a request going
-/// upstream. `host` is the request's authority as received (see `request_authority`).
+/// upstream. `host` is the request's authority as validated by `request_authority`; it becomes
+/// the `host=` parameter of `Forwarded` (omitted when empty).
 ///
 /// IPv4-mapped IPv6 peers (from dual-stack sockets) are written as IPv4, the address the
 /// client actually has. Existing `X-Forwarded-For`, `Forwarded` and `Via` lists are extended,

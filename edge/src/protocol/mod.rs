@@ -27,7 +27,7 @@ mod lists;
 pub use cache_status::{CacheStatus, FwdReason, append_cache_status, append_cache_status_lines};
 pub use forwarding::{
     ClientContext, add_cdn_loop, add_forwarding_headers, add_via, cdn_loop_count,
-    decrement_max_forwards, strip_hop_by_hop,
+    connection_options, decrement_max_forwards, strip_hop_by_hop,
 };
 pub use preconditions::{Precondition, evaluate_preconditions, not_modified_headers};
 pub use range::{RangeOutcome, content_range, evaluate_range, unsatisfied_range};

@@ -32,6 +32,9 @@ pub enum RangeOutcome {
 
 /// Decides between 200, 206 and 416 for a request, against the response about to be served
 /// (`resp`, whose validators `If-Range` is compared with) of `len` bytes.
+///
+/// Call it only for a 200 response, after [`super::evaluate_preconditions`] returned
+/// `Proceed` (If-Range is step 5 of RFC 9110 §13.2.2); other statuses are sent as they are.
 pub fn evaluate_range(
     method: &Method,
     req: &HeaderMap,
