@@ -38,3 +38,6 @@ pub(crate) fn date(secs: i64) -> String {
 pub(crate) fn s(secs: u64) -> Duration {
     Duration::from_secs(secs)
 }
+
+/// Header pairs as written in test tables.
+pub(crate) type Pairs<'a> = Vec<(&'a str, &'a str)>;
