@@ -1,0 +1,236 @@
+//! The HTTP API of `tiercel_cluster::purge::wire` and the Raft RPC endpoints, on one listener.
+//!
+//! ```text
+//! request ─▶ routes::find ─▶ read body (bounded) ─▶ on_leader? ──no──▶ handler (local)
+//!                                                     │yes
+//!                                      leader = me ───┼──▶ handler ──NotLeader──┐
+//!                                      leader = other ┴──▶ forward::proxy ◀──────┘
+//!                                      no leader (after a short wait) ──▶ 503 + Retry-After
+//! ```
+
+pub mod auth;
+pub mod cluster;
+pub mod forward;
+pub mod log_stream;
+pub mod purges;
+pub mod raft_rpc;
+pub mod response;
+pub mod routes;
+pub mod server;
+pub mod services;
+pub mod tokens;
+pub mod validate;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+
+use crate::app::{App, LeaderView, WriteError};
+use crate::client::FORWARDED_HEADER;
+use response::{Body, Failure};
+use routes::{Access, NoRoute, Route, RouteId};
+use validate::{Invalid, MAX_BODY_BYTES};
+
+/// Largest Raft RPC body (a snapshot chunk plus its header, or a batch of entries).
+const MAX_RAFT_BODY: usize = 64 * 1024 * 1024;
+
+/// Why a handler did not produce an answer.
+#[derive(Debug)]
+pub enum Reject {
+    /// Answer with this error.
+    Fail(Failure),
+    /// This node lost leadership: send the request to the leader instead.
+    NotLeader,
+}
+
+impl From<Failure> for Reject {
+    fn from(f: Failure) -> Self {
+        Reject::Fail(f)
+    }
+}
+
+impl From<Invalid> for Reject {
+    fn from(e: Invalid) -> Self {
+        Reject::Fail(e.into())
+    }
+}
+
+impl From<WriteError> for Reject {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotLeader => Reject::NotLeader,
+            WriteError::Unavailable(m) => Reject::Fail(Failure::Unavailable {
+                message: m,
+                retry_after: 1,
+            }),
+            WriteError::Refused(m) => Reject::Fail(Failure::BadRequest(m)),
+        }
+    }
+}
+
+/// What a handler returns.
+pub type Answer = Result<Response<Body>, Reject>;
+
+/// A request with its body read and its path parameters extracted.
+pub struct ApiRequest {
+    /// Method, URI, headers.
+    pub parts: http::request::Parts,
+    /// The whole body.
+    pub body: Bytes,
+    /// Path parameters in template order.
+    pub params: Vec<String>,
+}
+
+impl ApiRequest {
+    /// Path parameter `i` (empty if absent).
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map(String::as_str).unwrap_or("")
+    }
+
+    /// A header as text, if present and valid.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A query parameter.
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.parts.uri.query().and_then(|q| {
+            q.split('&').find_map(|kv| match kv.split_once('=') {
+                Some((k, v)) if k == key => Some(v),
+                None if kv == key => Some(""),
+                _ => None,
+            })
+        })
+    }
+
+    /// The body parsed as JSON, or a one-line 400.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Failure> {
+        if self.body.is_empty() {
+            return Err(Failure::BadRequest(
+                "request body is empty; expected JSON".into(),
+            ));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Failure::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Answers one HTTP request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let (route, params) = match routes::find(&parts.method, parts.uri.path()) {
+        Ok(found) => found,
+        Err(NoRoute::NotFound) => {
+            return Failure::NotFound(format!("no route for {}", parts.uri.path())).into_response();
+        }
+        Err(NoRoute::MethodNotAllowed(allowed)) => {
+            let list: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
+            return Failure::MethodNotAllowed(list.join(", ")).into_response();
+        }
+    };
+    let limit = if route.access == Access::Cluster {
+        MAX_RAFT_BODY
+    } else {
+        MAX_BODY_BYTES
+    };
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Failure::TooLarge(format!("request body larger than {limit} bytes"))
+            .into_response();
+    }
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Failure::TooLarge(format!("request body larger than {limit} bytes"))
+                .into_response();
+        }
+        Err(e) => return Failure::BadRequest(format!("reading the body: {e}")).into_response(),
+    };
+    let req = ApiRequest {
+        parts,
+        body,
+        params,
+    };
+    match dispatch(&app, route, &req).await {
+        Ok(resp) => resp,
+        Err(Reject::Fail(f)) => f.into_response(),
+        Err(Reject::NotLeader) => Failure::Unavailable {
+            message: "leadership is changing; retry".into(),
+            retry_after: 1,
+        }
+        .into_response(),
+    }
+}
+
+async fn dispatch(app: &Arc<App>, route: &Route, req: &ApiRequest) -> Answer {
+    if !route.on_leader {
+        return run(app, route, req).await;
+    }
+    let forwarded = req.parts.headers.contains_key(FORWARDED_HEADER);
+    // Two rounds: leadership may move between the check and the write.
+    for _ in 0..2 {
+        match app.wait_leader().await {
+            LeaderView::Me => match run(app, route, req).await {
+                Err(Reject::NotLeader) => continue,
+                other => return other,
+            },
+            LeaderView::Other { addr, .. } if !forwarded => {
+                return Ok(forward::proxy(app, &addr, req).await);
+            }
+            LeaderView::Other { .. } => {
+                return Err(Failure::Unavailable {
+                    message: "this node is not the leader either; leadership is changing".into(),
+                    retry_after: 1,
+                }
+                .into());
+            }
+            LeaderView::Unknown => break,
+        }
+    }
+    Err(Failure::Unavailable {
+        message: "no leader elected; retry".into(),
+        retry_after: 1,
+    }
+    .into())
+}
+
+async fn run(app: &Arc<App>, route: &Route, req: &ApiRequest) -> Answer {
+    let token = match route.access {
+        Access::Public => None,
+        Access::Cluster => {
+            auth::cluster(app, &req.parts.headers)?;
+            None
+        }
+        Access::Token(scope) => Some(auth::authorize(app, &req.parts.headers, scope)?),
+    };
+    let token = token.as_ref();
+    match route.id {
+        RouteId::Healthz => cluster::healthz(app),
+        RouteId::PurgeCreate => purges::create(app, req, token).await,
+        RouteId::PurgeStatus => purges::status(app, req).await,
+        RouteId::FollowerReport => purges::report(app, req),
+        RouteId::Log => log_stream::stream(app.clone(), req).await,
+        RouteId::ServiceList => services::list(app),
+        RouteId::ServiceGet => services::get(app, req),
+        RouteId::ServicePut => services::put(app, req).await,
+        RouteId::ServiceDelete => services::delete(app, req).await,
+        RouteId::TokenCreate => tokens::create(app, req).await,
+        RouteId::TokenDelete => tokens::delete(app, req).await,
+        RouteId::ClusterGet => cluster::info(app).await,
+        RouteId::MemberAdd => cluster::add_member(app, req).await,
+        RouteId::MemberRemove => cluster::remove_member(app, req).await,
+        RouteId::RaftAppend => raft_rpc::append(app, req).await,
+        RouteId::RaftVote => raft_rpc::vote(app, req).await,
+        RouteId::RaftSnapshot => raft_rpc::snapshot(app, req).await,
+        RouteId::RaftImport => raft_rpc::import(app, req).await,
+    }
+}

@@ -1,0 +1,187 @@
+//! `GET /v1/services`, `GET|PUT|DELETE /v1/services/{name}`.
+//!
+//! A service's version is the log index of the change that made it, so versions only grow,
+//! also across a delete and re-create. Writes take the node's write lock and a read barrier
+//! before checking `If-Match`, so the check sees every earlier write.
+
+use http::header::ETAG;
+use http::{HeaderValue, StatusCode};
+use tiercel_cluster::purge::wire::ServiceRecord;
+
+use super::response::{Failure, json};
+use super::{Answer, ApiRequest, validate};
+use crate::app::App;
+use crate::types::Command;
+
+fn with_etag(
+    mut resp: http::Response<super::response::Body>,
+    version: u64,
+) -> http::Response<super::response::Body> {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(ETAG, v);
+    }
+    resp
+}
+
+/// What an `If-Match` header asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// No header.
+    None,
+    /// `*`: the service must exist.
+    Exists,
+    /// One of these versions.
+    Versions(Vec<u64>),
+}
+
+/// Parses `If-Match`: `*`, or a list of versions, bare (`5`) or as entity tags (`"5"`, `W/"5"`).
+pub fn precondition(value: Option<&str>) -> Result<Precondition, Failure> {
+    let Some(value) = value else {
+        return Ok(Precondition::None);
+    };
+    //= https://www.rfc-editor.org/rfc/rfc9110#section-13.1.1
+    //= "If-Match = "*" / #entity-tag"
+    if value.trim() == "*" {
+        return Ok(Precondition::Exists);
+    }
+    let mut versions = Vec::new();
+    for part in value.split(',') {
+        let tag = part.trim();
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        let tag = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(tag);
+        let v = tag
+            .parse::<u64>()
+            .map_err(|_| Failure::BadRequest(format!("If-Match: {value:?} is not a version")))?;
+        versions.push(v);
+    }
+    Ok(Precondition::Versions(versions))
+}
+
+/// Whether `current` (None: no such service) satisfies `pre`.
+pub fn satisfied(pre: &Precondition, current: Option<u64>) -> bool {
+    //= https://www.rfc-editor.org/rfc/rfc9110#section-13.1.1
+    //= "If the field value is "*", the condition is false if the origin server does not have a
+    //= current representation for the target resource."
+    match (pre, current) {
+        (Precondition::None, _) => true,
+        (Precondition::Exists, c) => c.is_some(),
+        (Precondition::Versions(vs), Some(c)) => vs.contains(&c),
+        (Precondition::Versions(_), None) => false,
+    }
+}
+
+/// Every service.
+pub fn list(app: &App) -> Answer {
+    let services = app.state.with(|m| m.state.services());
+    Ok(json(StatusCode::OK, &services))
+}
+
+/// One service.
+pub fn get(app: &App, req: &ApiRequest) -> Answer {
+    let name = req.param(0);
+    validate::service_name(name)?;
+    let record = app
+        .state
+        .with(|m| m.state.service(name).cloned())
+        .ok_or_else(|| Failure::NotFound(format!("no service {name:?}")))?;
+    let version = record.version;
+    Ok(with_etag(json(StatusCode::OK, &record), version))
+}
+
+/// Creates or replaces a service.
+pub async fn put(app: &App, req: &ApiRequest) -> Answer {
+    let name = req.param(0).to_string();
+    validate::service_name(&name)?;
+    let pre = precondition(req.header("if-match"))?;
+    let doc: serde_json::Value = req.json()?;
+    validate::service_doc(&doc)?;
+    let _serial = app.write_lock.lock().await;
+    app.linearize().await?;
+    let current = app
+        .state
+        .with(|m| m.state.service(&name).map(|s| s.version));
+    if !satisfied(&pre, current) {
+        return Err(mismatch(&name, current).into());
+    }
+    let (index, _) = app
+        .write(Command::ServicePut {
+            name: name.clone(),
+            doc: doc.clone(),
+        })
+        .await?;
+    let record = ServiceRecord {
+        name,
+        version: index,
+        doc,
+    };
+    Ok(with_etag(json(StatusCode::OK, &record), index))
+}
+
+/// Deletes a service; answers its last document with the deletion's version.
+pub async fn delete(app: &App, req: &ApiRequest) -> Answer {
+    let name = req.param(0).to_string();
+    validate::service_name(&name)?;
+    let pre = precondition(req.header("if-match"))?;
+    let _serial = app.write_lock.lock().await;
+    app.linearize().await?;
+    let current = app
+        .state
+        .with(|m| m.state.service(&name).cloned())
+        .ok_or_else(|| Failure::NotFound(format!("no service {name:?}")))?;
+    if !satisfied(&pre, Some(current.version)) {
+        return Err(mismatch(&name, Some(current.version)).into());
+    }
+    let (index, _) = app
+        .write(Command::ServiceDelete { name: name.clone() })
+        .await?;
+    let record = ServiceRecord {
+        name,
+        version: index,
+        doc: current.doc,
+    };
+    Ok(json(StatusCode::OK, &record))
+}
+
+fn mismatch(name: &str, current: Option<u64>) -> Failure {
+    match current {
+        Some(v) => Failure::PreconditionFailed(format!(
+            "If-Match does not match service {name:?} at version {v}"
+        )),
+        None => Failure::PreconditionFailed(format!(
+            "If-Match given but service {name:?} does not exist"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_is_parsed_and_evaluated() {
+        type Case = (Option<&'static str>, Option<u64>, Result<bool, ()>);
+        let table: &[Case] = &[
+            (None, None, Ok(true)),
+            (None, Some(3), Ok(true)),
+            (Some("*"), Some(3), Ok(true)),
+            (Some("*"), None, Ok(false)),
+            (Some("3"), Some(3), Ok(true)),
+            (Some("\"3\""), Some(3), Ok(true)),
+            (Some("W/\"3\""), Some(3), Ok(true)),
+            (Some("\"2\", \"3\""), Some(3), Ok(true)),
+            (Some("4"), Some(3), Ok(false)),
+            (Some("3"), None, Ok(false)),
+            (Some("abc"), Some(3), Err(())),
+            (Some(""), Some(3), Err(())),
+        ];
+        for &(header, current, ref want) in table {
+            let got = precondition(header)
+                .map(|p| satisfied(&p, current))
+                .map_err(|_| ());
+            assert_eq!(&got, want, "{header:?} vs {current:?}");
+        }
+    }
+}

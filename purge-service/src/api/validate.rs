@@ -1,0 +1,193 @@
+//! Validation and normalisation of what clients send. Pure: values in, values or one-line
+//! reasons out, naming the offending field and item.
+
+use std::net::SocketAddr;
+
+use tiercel_cluster::purge::wire::{MemberAdd, PurgeRequest, TokenCreate};
+use tiercel_cluster::urlnorm::{normalize_host, parse_absolute};
+
+/// Most targets one purge request may name (all lists together).
+pub const MAX_TARGETS: usize = 1000;
+/// Longest URL, prefix, tag or host accepted.
+pub const MAX_ITEM_BYTES: usize = 4096;
+/// Largest API request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Why a request was refused: the status to answer and one line naming the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// Malformed or inconsistent content (400).
+    #[error("{0}")]
+    Bad(String),
+    /// More than the service accepts (413).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// Checks a purge and returns it with every URL, prefix and host in normal form.
+pub fn purge(req: PurgeRequest) -> Result<PurgeRequest, Invalid> {
+    let total = req.urls.len() + req.prefixes.len() + req.tags.len() + req.hosts.len();
+    if total > MAX_TARGETS {
+        return Err(Invalid::TooLarge(format!(
+            "a purge names at most {MAX_TARGETS} targets, this one names {total}"
+        )));
+    }
+    if total == 0 && !req.all {
+        return Err(Invalid::Bad(
+            "nothing to purge: give urls, prefixes, tags or hosts, or set all".into(),
+        ));
+    }
+    let urls = absolute_urls("urls", &req.urls)?;
+    let prefixes = absolute_urls("prefixes", &req.prefixes)?;
+    let mut tags = Vec::with_capacity(req.tags.len());
+    for (i, tag) in req.tags.iter().enumerate() {
+        check_len("tags", i, tag)?;
+        if tag.is_empty() {
+            return Err(Invalid::Bad(format!("tags[{i}]: tag is empty")));
+        }
+        if tag.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Invalid::Bad(format!(
+                "tags[{i}]: tag contains whitespace or control characters"
+            )));
+        }
+        tags.push(tag.clone());
+    }
+    let mut hosts = Vec::with_capacity(req.hosts.len());
+    for (i, host) in req.hosts.iter().enumerate() {
+        check_len("hosts", i, host)?;
+        let h = normalize_host(host).map_err(|e| Invalid::Bad(format!("hosts[{i}]: {e}")))?;
+        hosts.push(h);
+    }
+    Ok(PurgeRequest {
+        urls,
+        prefixes,
+        tags,
+        hosts,
+        all: req.all,
+        soft: req.soft,
+    })
+}
+
+fn check_len(field: &str, i: usize, s: &str) -> Result<(), Invalid> {
+    if s.len() > MAX_ITEM_BYTES {
+        return Err(Invalid::TooLarge(format!(
+            "{field}[{i}]: longer than {MAX_ITEM_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn absolute_urls(field: &str, items: &[String]) -> Result<Vec<String>, Invalid> {
+    let mut out = Vec::with_capacity(items.len());
+    for (i, u) in items.iter().enumerate() {
+        check_len(field, i, u)?;
+        let (scheme, n) =
+            parse_absolute(u).map_err(|e| Invalid::Bad(format!("{field}[{i}]: {e}")))?;
+        out.push(format!(
+            "{}://{}{}",
+            scheme.as_str(),
+            n.host,
+            n.path_and_query
+        ));
+    }
+    Ok(out)
+}
+
+/// Checks a service name: 1–128 of `[A-Za-z0-9._-]`, so it is safe in a URL path segment.
+pub fn service_name(name: &str) -> Result<(), Invalid> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::Bad(format!(
+            "service name {name:?} must be 1-128 characters of A-Z a-z 0-9 . _ -"
+        )))
+    }
+}
+
+/// Checks a service document lightly: a JSON object whose `hosts` is an array of valid host
+/// names (`*.suffix` wildcards allowed). The full schema (DESIGN.md §8) is checked by nodes.
+pub fn service_doc(doc: &serde_json::Value) -> Result<(), Invalid> {
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| Invalid::Bad("service document must be a JSON object".into()))?;
+    let hosts = obj
+        .get("hosts")
+        .ok_or_else(|| Invalid::Bad("hosts: missing (an array of host names)".into()))?
+        .as_array()
+        .ok_or_else(|| Invalid::Bad("hosts: must be an array of strings".into()))?;
+    for (i, h) in hosts.iter().enumerate() {
+        let s = h
+            .as_str()
+            .ok_or_else(|| Invalid::Bad(format!("hosts[{i}]: must be a string")))?;
+        let bare = s.strip_prefix("*.").unwrap_or(s);
+        normalize_host(bare).map_err(|e| Invalid::Bad(format!("hosts[{i}]: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Checks a token creation request.
+pub fn token_create(req: &TokenCreate) -> Result<(), Invalid> {
+    if req.name.is_empty() || req.name.len() > 128 || req.name.chars().any(char::is_control) {
+        return Err(Invalid::Bad(
+            "name: must be 1-128 characters without control characters".into(),
+        ));
+    }
+    if let Some(rate) = req.rate_per_sec
+        && !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0)
+    {
+        return Err(Invalid::Bad(
+            "rate_per_sec: must be a number above 0 and at most 1000000".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a membership addition: a non-zero id and an `ip:port` or `host:port` address.
+pub fn member_add(req: &MemberAdd) -> Result<(), Invalid> {
+    if req.id == 0 {
+        return Err(Invalid::Bad("id: must be above 0".into()));
+    }
+    address(&req.addr).map_err(|e| Invalid::Bad(format!("addr: {e}")))
+}
+
+/// Checks a `host:port` address.
+pub fn address(addr: &str) -> Result<(), String> {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("{addr:?} is not host:port")),
+    }
+}
+
+/// Checks an `Idempotency-Key` header value: 1–255 visible ASCII characters.
+pub fn idempotency_key(key: &str) -> Result<(), Invalid> {
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Invalid::Bad(format!(
+            "Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+use super::*;
+
+fn parse(extra: &[&str]) -> Result<NodeConfig, String> {
+    let mut argv = vec![
+        "tiercel-purge",
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:7070",
+        "--data-dir",
+        "/tmp/x",
+    ];
+    argv.extend_from_slice(extra);
+    let args = Args::try_parse_from(argv).map_err(|e| e.kind().to_string())?;
+    NodeConfig::from_args(args).map_err(|e| e.0)
+}
+
+#[test]
+fn a_minimal_start_has_sane_defaults() {
+    let c = parse(&["--peer", "2=127.0.0.1:7071", "--peer", "3=127.0.0.1:7072"]).unwrap();
+    assert_eq!(c.id, 1);
+    assert_eq!(c.advertise, "127.0.0.1:7070");
+    assert_eq!(c.peers.len(), 2);
+    assert_eq!(c.peers[&3], "127.0.0.1:7072");
+    assert!(!c.bootstrap);
+    assert_eq!(c.tuning.snapshot_every, 1000);
+    assert_eq!(c.tuning.log_keep, 0);
+    assert_eq!(c.rate, (100.0, 200.0));
+    assert_eq!(c.live_window, Duration::from_secs(5));
+    let b = parse(&[
+        "--bootstrap",
+        "--snapshot-every",
+        "20",
+        "--heartbeat",
+        "50ms",
+        "--election-timeout",
+        "0.3",
+    ])
+    .unwrap();
+    assert!(b.bootstrap);
+    assert_eq!(b.tuning.snapshot_every, 20);
+    assert_eq!(
+        (b.tuning.heartbeat_ms, b.tuning.election_timeout_ms),
+        (50, 300)
+    );
+}
+
+#[test]
+fn own_id_among_peers_is_dropped_when_consistent() {
+    let c = parse(&["--peer", "1=127.0.0.1:7070", "--peer", "2=127.0.0.1:7071"]).unwrap();
+    assert_eq!(c.peers.keys().copied().collect::<Vec<_>>(), [2]);
+}
+
+#[test]
+fn invalid_values_name_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--peer", "2"], "invalid value"),
+        (&["--peer", "x=127.0.0.1:1"], "invalid value"),
+        (&["--peer", "2=nohost"], "invalid value"),
+        (
+            &["--peer", "1=127.0.0.1:9"],
+            "--peer 1=127.0.0.1:9: that is this node's id with another address",
+        ),
+        (
+            &["--peer", "2=a:1", "--peer", "2=b:1"],
+            "--peer: id 2 given twice",
+        ),
+        (
+            &["--snapshot-every", "0"],
+            "--snapshot-every: must be at least 1",
+        ),
+        (
+            &["--rate-limit", "0"],
+            "--rate-limit: must be a number above 0",
+        ),
+        (&["--rate-burst", "0.5"], "--rate-burst: must be at least 1"),
+        (
+            &["--heartbeat", "1s", "--election-timeout", "500ms"],
+            "--election-timeout: must be longer than --heartbeat (and --heartbeat above 0)",
+        ),
+        (&["--live-window", "0s"], "--live-window: must be above 0"),
+        (&["--live-window", "5 parsecs"], "invalid value"),
+        (&["--nope"], "unexpected argument"),
+        (
+            &["--token-file", "/nonexistent/tokens"],
+            "--token-file /nonexistent/tokens: No such file or directory (os error 2)",
+        ),
+    ];
+    for (extra, want) in cases {
+        let got = parse(extra).unwrap_err();
+        assert!(
+            got.starts_with(want),
+            "{extra:?}: got {got:?}, want {want:?}"
+        );
+    }
+}
+
+#[test]
+fn durations_parse() {
+    let table: &[(&str, Option<Duration>)] = &[
+        ("250ms", Some(Duration::from_millis(250))),
+        ("5s", Some(Duration::from_secs(5))),
+        ("2m", Some(Duration::from_secs(120))),
+        ("1.5", Some(Duration::from_millis(1500))),
+        ("", None),
+        ("5h", None),
+        ("-1s", None),
+        ("ms", None),
+    ];
+    for &(s, want) in table {
+        assert_eq!(parse_duration(s).ok(), want, "{s:?}");
+    }
+}
+
+#[test]
+fn token_files_are_loaded_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens");
+    std::fs::write(&path, "purge ci 0123456789abcdef0123\n").unwrap();
+    let c = parse(&["--token-file", path.to_str().unwrap()]).unwrap();
+    assert_eq!(c.file_tokens.len(), 1);
+    std::fs::write(&path, "purge ci\n").unwrap();
+    let e = parse(&["--token-file", path.to_str().unwrap()]).unwrap_err();
+    assert!(e.ends_with("line 1: expected `scope name secret`"), "{e}");
+}

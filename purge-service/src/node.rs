@@ -1,0 +1,233 @@
+//! Start-up and shutdown of one purge-service member.
+//!
+//! ```text
+//! bind --listen ─▶ open redb ─▶ load snapshot ─▶ openraft (re-applies committed log)
+//!      ─▶ serve HTTP ─▶ --bootstrap: initialise membership (first start only)
+//!      ─▶ background: import TIERCEL_ADMIN_TOKEN / --token-file through the leader
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use http_body_util::Full;
+use openraft::BasicNode;
+use openraft::error::{InitializeError, RaftError};
+use parking_lot::Mutex;
+use tiercel_cluster::purge::wire::TokenScope;
+use tokio::net::TcpListener;
+
+use crate::api::raft_rpc::ImportResult;
+use crate::api::tokens::import_record;
+use crate::app::{ApiSettings, App, LeaderView};
+use crate::batcher::Batcher;
+use crate::client::{CLUSTER_SECRET_HEADER, HttpClient};
+use crate::config::NodeConfig;
+use crate::raft::network::Network;
+use crate::ratelimit::RateLimiter;
+use crate::reports::Reports;
+use crate::store::{self, LogStore, StateMachineStore, StoreError};
+use crate::types::{Command, CommandResponse, NodeId, Raft, TokenCondition};
+
+/// Why a node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory could not be opened.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// openraft refused the configuration or failed to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A running member.
+pub struct Node {
+    /// Shared context (for embedding and tests).
+    pub app: Arc<App>,
+    server: tokio::task::JoinHandle<()>,
+    importer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts a member: binds, opens storage, starts Raft and the API, bootstraps if asked.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| NodeError::Listen {
+                addr: cfg.listen.to_string(),
+                source,
+            })?;
+        let db = store::open(&cfg.data_dir)?;
+        let log = LogStore::new(db.clone());
+        let sm = StateMachineStore::open(db).await?;
+        let state = sm.reader();
+        let client = HttpClient::new();
+        let secret: Option<Arc<str>> = cfg.cluster_secret.as_deref().map(Arc::from);
+        let network = Network::new(client.clone(), secret);
+        let raft_cfg =
+            crate::raft::config(cfg.tuning).map_err(|e| NodeError::Raft(e.to_string()))?;
+        let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, log.clone(), sm)
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let batcher = Batcher::start(raft.clone(), cfg.write_timeout);
+        let app = Arc::new(App {
+            id: cfg.id,
+            raft: raft.clone(),
+            state,
+            log,
+            client,
+            batcher,
+            reports: Mutex::new(Reports::new(cfg.live_window)),
+            limiter: Mutex::new(RateLimiter::new(cfg.rate.0, cfg.rate.1)),
+            write_lock: tokio::sync::Mutex::new(()),
+            idempotency_locks: Mutex::new(HashMap::new()),
+            settings: ApiSettings {
+                leader_wait: cfg.leader_wait,
+                write_timeout: cfg.write_timeout,
+                cluster_secret: cfg
+                    .cluster_secret
+                    .as_deref()
+                    .map(|s| blake3::hash(s.as_bytes())),
+                peers: cfg.peers.clone(),
+            },
+        });
+        let server = tokio::spawn(crate::api::server::serve(listener, app.clone()));
+        if cfg.bootstrap {
+            bootstrap(&raft, &cfg).await?;
+        }
+        let imports = imports(&cfg);
+        let importer = (!imports.is_empty()).then(|| {
+            let app = app.clone();
+            let secret = cfg.cluster_secret.clone();
+            tokio::spawn(async move { run_imports(app, imports, secret).await })
+        });
+        tracing::info!(id = cfg.id, listen = %cfg.listen, "purge-service member started");
+        Ok(Node {
+            app,
+            server,
+            importer,
+        })
+    }
+
+    /// Runs until `shutdown` resolves, then stops Raft and the listener.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        tracing::info!("shutting down");
+        if let Some(i) = &self.importer {
+            i.abort();
+        }
+        if let Err(e) = self.app.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        self.server.abort();
+    }
+}
+
+async fn bootstrap(raft: &Raft, cfg: &NodeConfig) -> Result<(), NodeError> {
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    if initialized {
+        tracing::info!("already initialised; --bootstrap ignored");
+        return Ok(());
+    }
+    let mut members: BTreeMap<NodeId, BasicNode> = cfg
+        .peers
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode::new(addr)))
+        .collect();
+    members.insert(cfg.id, BasicNode::new(&cfg.advertise));
+    match raft.initialize(members).await {
+        Ok(()) => {
+            tracing::info!("cluster initialised");
+            Ok(())
+        }
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(NodeError::Raft(e.to_string())),
+    }
+}
+
+fn imports(cfg: &NodeConfig) -> Vec<Command> {
+    let mut out = Vec::new();
+    if let Some(secret) = &cfg.admin_token {
+        out.push(Command::TokenCreate {
+            token: import_record("bootstrap-admin", TokenScope::Admin, secret),
+            unless: TokenCondition::AdminExists,
+        });
+    }
+    for t in &cfg.file_tokens {
+        out.push(Command::TokenCreate {
+            token: t.clone(),
+            unless: TokenCondition::SameHashExists,
+        });
+    }
+    out
+}
+
+/// Proposes each import through whoever leads, retrying until it is decided.
+async fn run_imports(app: Arc<App>, imports: Vec<Command>, secret: Option<String>) {
+    for cmd in imports {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match import_once(&app, &cmd, secret.as_deref()).await {
+                Ok(added) => {
+                    if let Command::TokenCreate { token, .. } = &cmd {
+                        tracing::info!(name = %token.name, added, "token import decided");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "token import not done yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+async fn import_once(app: &App, cmd: &Command, secret: Option<&str>) -> Result<bool, String> {
+    match app.wait_leader().await {
+        LeaderView::Me => match app.write(cmd.clone()).await {
+            Ok((_, CommandResponse::Token { added })) => Ok(added),
+            Ok((_, other)) => Err(format!("unexpected result {other:?}")),
+            Err(e) => Err(e.to_string()),
+        },
+        LeaderView::Other { addr, .. } => {
+            let body = serde_json::to_vec(cmd).map_err(|e| e.to_string())?;
+            let mut req = HttpClient::builder(&addr, Method::POST, "/raft/import")
+                .map_err(|e| e.to_string())?
+                .header(http::header::CONTENT_TYPE, "application/json");
+            if let Some(s) = secret {
+                req = req.header(CLUSTER_SECRET_HEADER, s);
+            }
+            let req = req
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| e.to_string())?;
+            let resp = app
+                .client
+                .send(&addr, req, app.settings.write_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("leader answered {}", resp.status()));
+            }
+            let result: ImportResult =
+                serde_json::from_slice(resp.body()).map_err(|e| e.to_string())?;
+            result
+        }
+        LeaderView::Unknown => Err("no leader yet".into()),
+    }
+}
