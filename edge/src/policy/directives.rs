@@ -164,8 +164,9 @@ pub(crate) fn parse_cache_control(headers: &HeaderMap, name: &HeaderName) -> Vec
 //# device token to the directive.
 /// Surrogate-Control: Cache-Control syntax, directives targeted at a named device (`;token`)
 /// are skipped since no device token is configured, `max-age=N+M` carries a stale window of M
-/// seconds (used as `stale-if-error` unless one is given), and `no-store-remote` means
-/// `no-store` to a CDN, which is by definition a remote surrogate.
+/// seconds (used as `stale-if-error` unless one is given), `no-store-remote` means
+/// `no-store` to a CDN, which is by definition a remote surrogate, and `content` (ESI
+/// capabilities) is dropped, so a field carrying only that does not govern.
 fn parse_surrogate_control(headers: &HeaderMap) -> Vec<RawDirective> {
     let mut out = Vec::new();
     for e in list_elements(headers, SURROGATE_CONTROL) {
@@ -175,6 +176,11 @@ fn parse_surrogate_control(headers: &HeaderMap) -> Vec<RawDirective> {
         let Some(mut d) = parse_element(e) else {
             continue;
         };
+        // `content` declares ESI processing, not cache policy: a Surrogate-Control carrying
+        // only that must not displace Cache-Control.
+        if d.name == "content" {
+            continue;
+        }
         if d.name == "no-store-remote" {
             d.name = "no-store".to_string();
         }
@@ -390,7 +396,7 @@ pub enum MaxStale {
 }
 
 /// Request directives (RFC 9111 §5.2.1, RFC 5861 §4).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RequestDirectives {
     /// `max-age`: the client wants a response no older than this.
     pub max_age: Option<Duration>,

@@ -186,7 +186,12 @@ t!(sc_plus_window_explicit_sie_wins: [("surrogate-control", "max-age=30+60, stal
     d.max_age = Some(s(30)); d.stale_if_error = Some(s(5));
 });
 t!(sc_no_store_remote: [("surrogate-control", "no-store-remote")] => sc(), |d| { d.no_store = true; });
-t!(sc_content_only: [("surrogate-control", "content=\"ESI/1.0\"")] => sc(), |d| {});
+t!(sc_content_only_does_not_govern: [("cache-control", "max-age=5"), ("surrogate-control", "content=\"ESI/1.0\"")] => CC, |d| {
+    d.max_age = Some(s(5));
+});
+t!(sc_content_and_max_age: [("surrogate-control", "content=\"ESI/1.0\", max-age=60")] => sc(), |d| {
+    d.max_age = Some(s(60));
+});
 t!(sc_device_targeted_skipped: [("cache-control", "max-age=5"), ("surrogate-control", "max-age=60;abc")] => CC, |d| {
     d.max_age = Some(s(5));
 });

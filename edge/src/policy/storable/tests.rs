@@ -550,7 +550,7 @@ fn storability_table() {
         ),
     ];
     rows.push(get(
-        "order: method first",
+        "status is checked before request no-store",
         &[("cache-control", "no-store")],
         206,
         &[],

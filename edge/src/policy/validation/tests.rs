@@ -87,12 +87,7 @@ fn selection_table() {
     let lm_same_second = date(0);
     let other_lm = date(-200);
     let d10 = date(10);
-    type Case<'a> = (
-        &'a str,
-        Vec<(&'a str, &'a str)>,
-        Vec<(&'a str, &'a str)>,
-        bool,
-    );
+    type Case<'a> = (&'a str, Pairs<'a>, Pairs<'a>, bool);
     let cases: Vec<Case> = vec![
         // Strong entity tags.
         (
