@@ -1,0 +1,99 @@
+//! CPU time of processes, read from Linux's `/proc/<pid>/task/*/schedstat` (nanoseconds on the
+//! CPU per thread). The load generator samples itself and the server under test at both ends of
+//! the measurement window, so a report says whether the server or the client was the limit.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// Which process to sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proc {
+    /// The load generator itself.
+    SelfProcess,
+    /// Another process by id (the server under test, each of nginx's processes...).
+    Pid(u32),
+}
+
+/// Total CPU time of every live thread of `proc`, or `None` where `/proc` is unavailable (not
+/// Linux) or the process is gone.
+pub fn cpu_time(proc: Proc) -> Option<Duration> {
+    let dir = match proc {
+        Proc::SelfProcess => "/proc/self/task".to_owned(),
+        Proc::Pid(pid) => format!("/proc/{pid}/task"),
+    };
+    let entries = std::fs::read_dir(Path::new(&dir)).ok()?;
+    let mut total = 0u64;
+    for entry in entries.flatten() {
+        // A thread may exit between listing and reading: skip it.
+        if let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat"))
+            && let Some(ns) = parse_schedstat(&text)
+        {
+            total = total.saturating_add(ns);
+        }
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// Sum of [`cpu_time`] over several processes; `None` if any of them could not be read.
+pub fn cpu_time_all(procs: &[Proc]) -> Option<Duration> {
+    procs
+        .iter()
+        .try_fold(Duration::ZERO, |acc, p| Some(acc + cpu_time(*p)?))
+}
+
+/// The first field of a `schedstat` line: time spent on the CPU, in nanoseconds.
+fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().next()?.parse().ok()
+}
+
+/// CPU use between two samples as a percentage of one core over `wall`.
+pub fn percent(before: Option<Duration>, after: Option<Duration>, wall: Duration) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    if wall.is_zero() {
+        return None;
+    }
+    Some(after.saturating_sub(before).as_secs_f64() / wall.as_secs_f64() * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_first_schedstat_field() {
+        assert_eq!(parse_schedstat("123456789 2345 67\n"), Some(123_456_789));
+        assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("x 1 2"), None);
+    }
+
+    #[test]
+    fn percent_of_one_core() {
+        let s = Duration::from_secs;
+        assert_eq!(percent(Some(s(1)), Some(s(6)), s(10)), Some(50.0));
+        assert_eq!(percent(Some(s(1)), Some(s(21)), s(10)), Some(200.0));
+        assert_eq!(percent(None, Some(s(1)), s(10)), None);
+        assert_eq!(percent(Some(s(1)), Some(s(2)), Duration::ZERO), None);
+        // A counter that went backwards (a thread exited) clamps at zero.
+        assert_eq!(percent(Some(s(5)), Some(s(4)), s(1)), Some(0.0));
+    }
+
+    #[test]
+    fn reads_its_own_cpu_time_on_linux() {
+        if !Path::new("/proc/self/task").exists() {
+            return;
+        }
+        let before = cpu_time(Proc::SelfProcess).unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let after = cpu_time(Proc::SelfProcess).unwrap();
+        assert!(after > before, "{before:?} -> {after:?}");
+        assert_eq!(cpu_time(Proc::Pid(u32::MAX)), None);
+        assert_eq!(
+            cpu_time_all(&[Proc::SelfProcess, Proc::Pid(u32::MAX)]),
+            None
+        );
+    }
+}

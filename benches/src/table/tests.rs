@@ -1,0 +1,136 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::report::Latency;
+
+fn report(server: &str, protocol: Protocol, size: &str, rps: f64, p99_us: f64) -> Entry {
+    let tags: BTreeMap<String, String> = [
+        ("server".to_owned(), server.to_owned()),
+        ("size".to_owned(), size.to_owned()),
+    ]
+    .into();
+    Entry::Measured(Box::new(LoadReport {
+        tags,
+        url: "http://127.0.0.1:1/".to_owned(),
+        protocol,
+        connections: 32,
+        streams: 1,
+        warmup_s: 2.0,
+        duration_s: 10.0,
+        requests: (rps * 10.0) as u64,
+        rps,
+        bytes: 0,
+        mib_per_s: 0.0,
+        latency_us: Latency {
+            min: 10.0,
+            mean: 100.0,
+            p50: 100.0,
+            p90: 150.0,
+            p99: p99_us,
+            p999: p99_us * 2.0,
+            max: p99_us * 4.0,
+        },
+        errors: 0,
+        error_kinds: BTreeMap::new(),
+        warmup_requests: 1,
+        warmup_errors: 0,
+        connects: 0,
+        client_cpu_percent: Some(80.0),
+        server_cpu_percent: Some(100.0),
+    }))
+}
+
+fn skipped(server: &str, protocol: Protocol, size: &str, why: &str) -> Entry {
+    Entry::Skipped(Skipped {
+        tags: [
+            ("server".to_owned(), server.to_owned()),
+            ("size".to_owned(), size.to_owned()),
+        ]
+        .into(),
+        protocol,
+        skipped: why.to_owned(),
+    })
+}
+
+#[test]
+fn renders_rows_ratios_and_verdicts() {
+    let entries = vec![
+        report("nginx", Protocol::H1, "1KiB", 50_000.0, 1000.0),
+        report("varnish", Protocol::H1, "1KiB", 40_000.0, 2000.0),
+        report("tiercel", Protocol::H1, "1KiB", 60_000.0, 1500.0),
+        report("nginx", Protocol::H2, "1KiB", 80_000.0, 4000.0),
+        skipped("varnish", Protocol::H2, "1KiB", "no h2c"),
+        report("tiercel", Protocol::H2, "1KiB", 40_000.0, 8000.0),
+    ];
+    let table = render(&entries);
+    let want = "\
+| server | protocol | size | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU | Tiercel/nginx | Tiercel/Varnish |
+|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|
+| Tiercel | h1 | 1KiB | 60000 | 0.100 | 1.50 | 3.00 | 6.00 | 0 | 100% | 80% | req/s 1.20×, p99 1.50× | req/s 1.50×, p99 0.75× |
+| nginx | h1 | 1KiB | 50000 | 0.100 | 1.00 | 2.00 | 4.00 | 0 | 100% | 80% |  |  |
+| Varnish | h1 | 1KiB | 40000 | 0.100 | 2.00 | 4.00 | 8.00 | 0 | 100% | 80% |  |  |
+| Tiercel | h2 | 1KiB | 40000 | 0.100 | 8.00 | 16.0 | 32.0 | 0 | 100% | 80% | req/s 0.50×, p99 2.00× |  |
+| nginx | h2 | 1KiB | 80000 | 0.100 | 4.00 | 8.00 | 16.0 | 0 | 100% | 80% |  |  |
+| Varnish | h2 | 1KiB | n/a: no h2c | | | | | | | |  |  |
+
+Target (req/s ≥ peer and p99 ≤ peer):
+
+- h1 1KiB vs nginx: missed (p99) (req/s 1.20×, p99 1.50×)
+- h1 1KiB vs Varnish: met (req/s 1.50×, p99 0.75×)
+- h2 1KiB vs nginx: missed (req/s and p99) (req/s 0.50×, p99 2.00×)
+";
+    assert_eq!(table, want, "\n{table}");
+}
+
+#[test]
+fn a_missing_subject_leaves_ratio_cells_empty() {
+    let entries = vec![
+        skipped("tiercel", Protocol::H1, "1MiB", "edge binary not built"),
+        report("nginx", Protocol::H1, "1MiB", 1000.0, 50_000.0),
+    ];
+    let table = render(&entries);
+    assert!(
+        table.contains("| Tiercel | h1 | 1MiB | n/a: edge binary not built | | | | | | | |  |\n"),
+        "{table}"
+    );
+    assert!(!table.contains("Target"), "{table}");
+}
+
+#[test]
+fn entries_parse_back_from_json_lines() {
+    let measured = report("nginx", Protocol::H1, "1KiB", 1.0, 1.0);
+    let skip = skipped("varnish", Protocol::H2, "1KiB", "no h2c");
+    let lines = [
+        serde_json::to_string(&measured).unwrap(),
+        r#"{"tags":{"server":"varnish","size":"1KiB"},"protocol":"h2","skipped":"no h2c"}"#
+            .to_owned(),
+    ];
+    let parsed: Vec<Entry> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(parsed, vec![measured, skip]);
+}
+
+#[test]
+fn ratio_refuses_zero_denominators() {
+    let Entry::Measured(a) = report("tiercel", Protocol::H1, "1KiB", 10.0, 10.0) else {
+        unreachable!()
+    };
+    let Entry::Measured(zero) = report("nginx", Protocol::H1, "1KiB", 0.0, 10.0) else {
+        unreachable!()
+    };
+    assert_eq!(ratio(&a, &zero), None);
+    assert_eq!(ratio(&a, &a), Some(Ratio { rps: 1.0, p99: 1.0 }));
+}
+
+#[test]
+fn size_falls_back_to_bytes_per_request() {
+    let Entry::Measured(mut r) = report("nginx", Protocol::H1, "x", 1.0, 1.0) else {
+        unreachable!()
+    };
+    r.tags.remove("size");
+    r.requests = 4;
+    r.bytes = 4096;
+    assert_eq!(Entry::Measured(r).size(), "1024 B");
+}
