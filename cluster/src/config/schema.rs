@@ -1,0 +1,396 @@
+//! The node configuration schema: one serde struct per component, every default in
+//! [`defaults`] (used by `Default`, by [`NodeConfig::defaults`] and by the `--help` text).
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::units::{ByteSize, duration};
+
+/// Which binary a configuration is for; it picks the role-dependent defaults (name, port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// `tiercel-edge`: faces clients.
+    Edge,
+    /// `tiercel-shield`: faces the origin, chosen by edges.
+    Shield,
+}
+
+impl Role {
+    /// The default node name, also the binary name.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            Role::Edge => defaults::EDGE_NAME,
+            Role::Shield => defaults::SHIELD_NAME,
+        }
+    }
+
+    /// The default plain-HTTP listener.
+    pub fn default_listen(self) -> SocketAddr {
+        match self {
+            Role::Edge => defaults::EDGE_LISTEN,
+            Role::Shield => defaults::SHIELD_LISTEN,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Edge => "edge",
+            Role::Shield => "shield",
+        })
+    }
+}
+
+/// Every built-in default, in one place: `Default` impls, [`NodeConfig::defaults`] and the
+/// flags' help text read these, so they cannot drift apart.
+pub mod defaults {
+    use super::*;
+
+    /// Node name of an edge.
+    pub const EDGE_NAME: &str = "tiercel-edge";
+    /// Node name of a shield.
+    pub const SHIELD_NAME: &str = "tiercel-shield";
+    /// Plain listener of an edge.
+    pub const EDGE_LISTEN: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+    /// Plain listener of a shield.
+    pub const SHIELD_LISTEN: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8081));
+    /// RAM cache size.
+    pub const MEMORY_CACHE: ByteSize = ByteSize::mib(256);
+    /// SSD cache size.
+    pub const DISK_CACHE_SIZE: ByteSize = ByteSize::gib(1);
+    /// Smallest SSD cache accepted (a few chunks plus the store's own overhead).
+    pub const MIN_DISK_CACHE_SIZE: ByteSize = ByteSize::mib(16);
+    /// Upstream TCP (and TLS) connect timeout.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Upstream time to the response head.
+    pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Upstream body: longest silence between two reads.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Client: time to send a request head.
+    pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Client: idle keep-alive connection lifetime.
+    pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Time in-flight requests get to finish on shutdown.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// Largest request head accepted.
+    pub const MAX_REQUEST_HEAD: ByteSize = ByteSize::kib(64);
+    /// Most header fields per request.
+    pub const MAX_HEADERS: usize = 100;
+    /// Most client connections at once.
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    /// Storage chunk size.
+    pub const CHUNK_SIZE: ByteSize = ByteSize::mib(1);
+    /// Smallest chunk size accepted.
+    pub const MIN_CHUNK_SIZE: ByteSize = ByteSize::kib(64);
+    /// Largest chunk size accepted (foyer's largest entry with its default block size).
+    pub const MAX_CHUNK_SIZE: ByteSize = ByteSize::mib(16);
+    /// Heuristic freshness: this fraction of the time since Last-Modified.
+    pub const HEURISTIC_FRACTION: f64 = 0.1;
+    /// Heuristic freshness: upper bound.
+    pub const HEURISTIC_MAX: Duration = Duration::from_secs(24 * 3600);
+    /// Whether responses with Set-Cookie are stored.
+    pub const STORE_SET_COOKIE: bool = false;
+    /// Whether a request's `Cache-Control: no-cache` forces revalidation.
+    pub const HONOR_REQUEST_NO_CACHE: bool = true;
+    /// Silence from the purge-service after which hits are revalidated.
+    pub const MAX_PURGE_LAG: Duration = Duration::from_secs(10);
+    /// How long an uncacheable answer makes a key skip coalescing.
+    pub const HIT_FOR_MISS_TTL: Duration = Duration::from_secs(30);
+    /// Largest object stored; 0 means unlimited.
+    pub const MAX_OBJECT_SIZE: ByteSize = ByteSize::b(0);
+    /// Whether an edge goes to the origin when no shield is healthy.
+    pub const ORIGIN_FALLBACK: bool = true;
+}
+
+/// The configuration of one edge or shield process.
+///
+/// Loaded with [`NodeConfig::load`](crate::config::NodeConfig::load); see the module docs for
+/// the precedence of flags, `TIERCEL_*` variables, the TOML file and these defaults. Optional
+/// values are written `""` in TOML (and in variables and flags) to mean "not set", which is how
+/// a file turns off a listener that is on by default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name: the cache identifier in `Cache-Status` and `Via`, and the follower's name
+    /// in the purge-service's reports. Default: the binary name.
+    pub name: String,
+    /// Plain listener, HTTP/1.1 and h2c (prior knowledge). Default 127.0.0.1:8080 (edge),
+    /// 127.0.0.1:8081 (shield); `""` turns it off.
+    #[serde(with = "opt_addr")]
+    pub listen: Option<SocketAddr>,
+    /// TLS listener: TCP for h1/h2, UDP for h3 on the same port.
+    #[serde(with = "opt_addr")]
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for `tls_listen`; a self-signed one is made when both `cert` and
+    /// `key` are absent.
+    #[serde(with = "opt_path")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for `cert` (both or neither).
+    #[serde(with = "opt_path")]
+    pub key: Option<PathBuf>,
+    /// Default upstream: `http://host[:port]` or `https://host[:port]`, no path or query.
+    #[serde(with = "opt_string")]
+    pub origin: Option<String>,
+    /// Shield base URLs (edges pick one per key by rendezvous hashing).
+    pub shields: Vec<String>,
+    /// Whether an edge goes straight to the origin when no shield is healthy.
+    pub origin_fallback: bool,
+    /// Purge-service nodes to follow (any one will do; the next is tried on failure).
+    pub purge_services: Vec<String>,
+    /// Bearer token for the purge-service log. Kept out of [`NodeConfig::to_toml`].
+    #[serde(with = "opt_string")]
+    pub purge_token: Option<String>,
+    /// RAM tier size; never exceeded.
+    pub memory_cache: ByteSize,
+    /// SSD tier directory; no disk tier when unset.
+    #[serde(with = "opt_path")]
+    pub disk_cache: Option<PathBuf>,
+    /// SSD tier size; never exceeded; at least 16MiB when `disk_cache` is set.
+    pub disk_cache_size: ByteSize,
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`); off when unset.
+    #[serde(with = "opt_addr")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Where the purge follower keeps its applied index and rules; default: `disk_cache`
+    /// (see [`NodeConfig::effective_state_dir`]); in memory only when neither is set.
+    #[serde(with = "opt_path")]
+    pub state_dir: Option<PathBuf>,
+    /// Timeouts, upstream and downstream.
+    pub timeouts: Timeouts,
+    /// Limits on what clients may send.
+    pub limits: Limits,
+    /// Caching behaviour.
+    pub cache: CacheSettings,
+    /// Services (`[[services]]`, DESIGN.md §8): kept as TOML tables here; the service schema
+    /// is parsed and validated by its owner, the engine's routing table. File only.
+    pub services: Vec<toml::Table>,
+}
+
+/// Timeouts, upstream and downstream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// Upstream TCP + TLS connect.
+    #[serde(with = "duration")]
+    pub connect: Duration,
+    /// Upstream: request sent → response head received.
+    #[serde(with = "duration")]
+    pub first_byte: Duration,
+    /// Upstream body: longest pause between two reads.
+    #[serde(with = "duration")]
+    pub idle: Duration,
+    /// Client: connection accepted (or previous response sent) → request head received.
+    #[serde(with = "duration")]
+    pub client_header: Duration,
+    /// Client: idle keep-alive connections are closed after this.
+    #[serde(with = "duration")]
+    pub client_idle: Duration,
+    /// On shutdown, how long in-flight requests may finish.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: defaults::CONNECT_TIMEOUT,
+            first_byte: defaults::FIRST_BYTE_TIMEOUT,
+            idle: defaults::IDLE_TIMEOUT,
+            client_header: defaults::CLIENT_HEADER_TIMEOUT,
+            client_idle: defaults::CLIENT_IDLE_TIMEOUT,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Limits on what clients may send (each excess is refused, never buffered).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request head (request line + fields); larger → 431.
+    pub max_request_head: ByteSize,
+    /// Most header fields per request; more → 431.
+    pub max_headers: usize,
+    /// Client connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_head: defaults::MAX_REQUEST_HEAD,
+            max_headers: defaults::MAX_HEADERS,
+            max_connections: defaults::MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Caching behaviour (the engine's and the RFC 9111 policy's tunables).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Objects are stored in chunks of this size (64KiB..=16MiB).
+    pub chunk_size: ByteSize,
+    /// Heuristic freshness = this fraction of (Date − Last-Modified), 0..=1.
+    pub heuristic_fraction: f64,
+    /// Upper bound of heuristic freshness.
+    #[serde(with = "duration")]
+    pub heuristic_max: Duration,
+    /// Store responses carrying Set-Cookie (a shared cache normally must not).
+    pub store_set_cookie: bool,
+    /// A request's `Cache-Control: no-cache` forces a revalidation (off: serve from cache).
+    pub honor_request_no_cache: bool,
+    /// With no word from the purge-service for this long, hits are revalidated first.
+    #[serde(with = "duration")]
+    pub max_purge_lag: Duration,
+    /// An uncacheable answer lets requests for its key bypass coalescing this long.
+    #[serde(with = "duration")]
+    pub hit_for_miss_ttl: Duration,
+    /// Largest object stored (larger ones are streamed through); `0` = unlimited.
+    pub max_object_size: ByteSize,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            chunk_size: defaults::CHUNK_SIZE,
+            heuristic_fraction: defaults::HEURISTIC_FRACTION,
+            heuristic_max: defaults::HEURISTIC_MAX,
+            store_set_cookie: defaults::STORE_SET_COOKIE,
+            honor_request_no_cache: defaults::HONOR_REQUEST_NO_CACHE,
+            max_purge_lag: defaults::MAX_PURGE_LAG,
+            hit_for_miss_ttl: defaults::HIT_FOR_MISS_TTL,
+            max_object_size: defaults::MAX_OBJECT_SIZE,
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    /// The edge defaults (serde's `default` needs a role-free constructor).
+    fn default() -> Self {
+        Self::defaults(Role::Edge)
+    }
+}
+
+impl NodeConfig {
+    /// The built-in defaults for `role`: the bottom layer of [`NodeConfig::load`].
+    pub fn defaults(role: Role) -> Self {
+        Self {
+            name: role.default_name().to_owned(),
+            listen: Some(role.default_listen()),
+            tls_listen: None,
+            cert: None,
+            key: None,
+            origin: None,
+            shields: Vec::new(),
+            origin_fallback: defaults::ORIGIN_FALLBACK,
+            purge_services: Vec::new(),
+            purge_token: None,
+            memory_cache: defaults::MEMORY_CACHE,
+            disk_cache: None,
+            disk_cache_size: defaults::DISK_CACHE_SIZE,
+            admin_listen: None,
+            state_dir: None,
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            cache: CacheSettings::default(),
+            services: Vec::new(),
+        }
+    }
+
+    /// Where the purge follower persists its state: `state_dir`, else `disk_cache`, else
+    /// nowhere (state kept in memory and rebuilt from the log on restart).
+    pub fn effective_state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref().or(self.disk_cache.as_deref())
+    }
+}
+
+/// Optional values as strings, `""` meaning unset (TOML has no null).
+macro_rules! optional_string_form {
+    ($module:ident, $ty:ty, $expected:literal) => {
+        pub(crate) mod $module {
+            use serde::{Deserialize, Deserializer, Serializer, de};
+
+            pub(crate) fn serialize<S: Serializer>(
+                v: &Option<$ty>,
+                s: S,
+            ) -> Result<S::Ok, S::Error> {
+                match v {
+                    Some(v) => s.collect_str(&Shown(v)),
+                    None => s.serialize_str(""),
+                }
+            }
+
+            pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+                d: D,
+            ) -> Result<Option<$ty>, D::Error> {
+                let text = String::deserialize(d)?;
+                if text.is_empty() {
+                    return Ok(None);
+                }
+                super::parse_form::<$ty>(&text).map(Some).ok_or_else(|| {
+                    de::Error::custom(format!(concat!("expected ", $expected, ", got {:?}"), text))
+                })
+            }
+
+            struct Shown<'a>(&'a $ty);
+
+            impl std::fmt::Display for Shown<'_> {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    super::ShowForm::show(self.0, f)
+                }
+            }
+        }
+    };
+}
+
+/// How an optional value is parsed from and printed to its string form.
+trait ShowForm: Sized {
+    fn parse(s: &str) -> Option<Self>;
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+impl ShowForm for SocketAddr {
+    fn parse(s: &str) -> Option<Self> {
+        s.trim().parse().ok()
+    }
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl ShowForm for String {
+    fn parse(s: &str) -> Option<Self> {
+        Some(s.to_owned())
+    }
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl ShowForm for PathBuf {
+    fn parse(s: &str) -> Option<Self> {
+        Some(PathBuf::from(s))
+    }
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.display(), f)
+    }
+}
+
+fn parse_form<T: ShowForm>(s: &str) -> Option<T> {
+    T::parse(s)
+}
+
+optional_string_form!(
+    opt_addr,
+    std::net::SocketAddr,
+    "an address like 127.0.0.1:8080"
+);
+optional_string_form!(opt_string, String, "a string");
+optional_string_form!(opt_path, std::path::PathBuf, "a path");

@@ -1,0 +1,274 @@
+//! The rules a loaded configuration must satisfy beyond its types, checked once at start-up so
+//! a node never runs half-configured. Each failure names the key and, when known, its source.
+
+use std::net::SocketAddr;
+
+use super::error::ConfigError;
+use super::load::{Sources, source_of};
+use super::schema::{NodeConfig, defaults};
+use super::units::{ByteSize, format_duration};
+
+/// What a bad upstream URL error says.
+pub(crate) const URL_EXPECTED: &str = "expected http://host[:port] or https://host[:port]";
+
+/// Smallest `limits.max_request_head` accepted: a request line and a Host field.
+const MIN_REQUEST_HEAD: ByteSize = ByteSize::kib(1);
+
+/// Checks every rule; the first broken one is returned.
+pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), ConfigError> {
+    let fail = |key: &str, message: String| ConfigError::Invalid {
+        key: key.to_owned(),
+        from: source_of(sources, key).cloned(),
+        message,
+    };
+
+    if !valid_name(&cfg.name) {
+        return Err(fail(
+            "name",
+            format!(
+                "expected 1 to 64 letters, digits, '.', '_', '-' or ':', got {:?}",
+                cfg.name
+            ),
+        ));
+    }
+
+    if cfg.listen.is_none() && cfg.tls_listen.is_none() {
+        return Err(fail(
+            "listen",
+            "nothing to serve: set listen and/or tls_listen".to_owned(),
+        ));
+    }
+    let addrs: [(&str, Option<SocketAddr>); 3] = [
+        ("listen", cfg.listen),
+        ("tls_listen", cfg.tls_listen),
+        ("admin_listen", cfg.admin_listen),
+    ];
+    for (i, (key, addr)) in addrs.iter().enumerate() {
+        let Some(addr) = addr.filter(|a| a.port() != 0) else {
+            continue;
+        };
+        if let Some((earlier, _)) = addrs[..i].iter().find(|(_, a)| *a == Some(addr)) {
+            return Err(fail(key, format!("same address as {earlier} ({addr})")));
+        }
+    }
+
+    const BOTH_OR_NEITHER: &str = "set both cert and key, or neither for a self-signed certificate";
+    match (&cfg.cert, &cfg.key) {
+        (Some(_), None) => return Err(fail("cert", format!("key is not set: {BOTH_OR_NEITHER}"))),
+        (None, Some(_)) => return Err(fail("key", format!("cert is not set: {BOTH_OR_NEITHER}"))),
+        _ => {}
+    }
+
+    if cfg.origin.as_deref().is_some_and(|o| !valid_base_url(o)) {
+        return Err(fail("origin", URL_EXPECTED.to_owned()));
+    }
+    for (list, key) in [
+        (&cfg.shields, "shields"),
+        (&cfg.purge_services, "purge_services"),
+    ] {
+        for (i, url) in list.iter().enumerate() {
+            if !valid_base_url(url) {
+                return Err(fail(
+                    &format!("{key}[{i}]"),
+                    format!("{URL_EXPECTED}, got {url:?}"),
+                ));
+            }
+        }
+    }
+    let printable = |t: &String| t.bytes().all(|b| b.is_ascii_graphic());
+    if cfg.purge_token.as_ref().is_some_and(|t| !printable(t)) {
+        return Err(fail(
+            "purge_token",
+            "must be printable ASCII without spaces".to_owned(),
+        ));
+    }
+
+    let chunk = cfg.cache.chunk_size;
+    if chunk < defaults::MIN_CHUNK_SIZE || chunk > defaults::MAX_CHUNK_SIZE {
+        return Err(fail(
+            "cache.chunk_size",
+            format!(
+                "must be between {} and {}, got {chunk}",
+                defaults::MIN_CHUNK_SIZE,
+                defaults::MAX_CHUNK_SIZE
+            ),
+        ));
+    }
+    if cfg.memory_cache < chunk {
+        return Err(fail(
+            "memory_cache",
+            format!(
+                "must be at least cache.chunk_size ({chunk}), got {}",
+                cfg.memory_cache
+            ),
+        ));
+    }
+    if cfg.disk_cache.is_some() && cfg.disk_cache_size < defaults::MIN_DISK_CACHE_SIZE {
+        return Err(fail(
+            "disk_cache_size",
+            format!(
+                "must be at least {} when disk_cache is set, got {}",
+                defaults::MIN_DISK_CACHE_SIZE,
+                cfg.disk_cache_size
+            ),
+        ));
+    }
+    let fraction = cfg.cache.heuristic_fraction;
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(fail(
+            "cache.heuristic_fraction",
+            format!("must be between 0 and 1, got {fraction}"),
+        ));
+    }
+
+    let t = &cfg.timeouts;
+    for (key, value) in [
+        ("timeouts.connect", t.connect),
+        ("timeouts.first_byte", t.first_byte),
+        ("timeouts.idle", t.idle),
+        ("timeouts.client_header", t.client_header),
+        ("timeouts.client_idle", t.client_idle),
+        ("cache.max_purge_lag", cfg.cache.max_purge_lag),
+    ] {
+        if value.is_zero() {
+            return Err(fail(
+                key,
+                format!("must be more than {}", format_duration(value)),
+            ));
+        }
+    }
+
+    let l = &cfg.limits;
+    if l.max_request_head < MIN_REQUEST_HEAD {
+        return Err(fail(
+            "limits.max_request_head",
+            format!(
+                "must be at least {MIN_REQUEST_HEAD}, got {}",
+                l.max_request_head
+            ),
+        ));
+    }
+    for (key, value) in [
+        ("limits.max_headers", l.max_headers),
+        ("limits.max_connections", l.max_connections),
+    ] {
+        if value == 0 {
+            return Err(fail(key, "must be at least 1".to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// A node name: it goes into `Cache-Status` (RFC 9211 cache identifier) and `Via`.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
+
+/// `http://host[:port]` or `https://host[:port]`, optionally with a trailing `/`; host is a
+/// DNS name, an IPv4 address or a bracketed IPv6 address; no user info, path, query or fragment.
+pub(crate) fn valid_base_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return false;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((inside, after)) = v6.split_once(']') else {
+            return false;
+        };
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => (inside, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (inside, Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let host_ok = authority.starts_with('[')
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }));
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|n| n > 0)
+    });
+    host_ok && port_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        let cases = [
+            ("http://127.0.0.1:9000", true),
+            ("https://origin.example.com", true),
+            ("http://origin.example.com/", true),
+            ("http://localhost:1", true),
+            ("http://[::1]:8080", true),
+            ("http://[::1]", true),
+            ("http://my_host:80", true),
+            ("https://a-b.c:65535", true),
+            ("ftp://x", false),
+            ("http://", false),
+            ("http:///", false),
+            ("127.0.0.1:9000", false),
+            ("http://host:0", false),
+            ("http://host:65536", false),
+            ("http://host:", false),
+            ("http://host:+80", false),
+            ("http://host/path", false),
+            ("http://host?q=1", false),
+            ("http://host#f", false),
+            ("http://user@host", false),
+            ("http://ho st", false),
+            ("http://a..b", false),
+            ("http://[::1", false),
+            ("http://[zz]:80", false),
+            ("http://[::1]x", false),
+            ("HTTP://host", false),
+        ];
+        for (url, ok) in cases {
+            assert_eq!(valid_base_url(url), ok, "{url}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        for (name, ok) in [
+            ("tiercel-edge", true),
+            ("edge.fra_1:a", true),
+            ("", false),
+            ("a b", false),
+            ("é", false),
+            (&"x".repeat(64), true),
+            (&"x".repeat(65), false),
+        ] {
+            assert_eq!(valid_name(name), ok, "{name}");
+        }
+    }
+}
