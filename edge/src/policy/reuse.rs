@@ -75,6 +75,13 @@ impl RevalidateReason {
 /// Decides whether the stored response may be served for this request. `force_stale`: the
 /// object was soft-purged: treat it as stale whatever its age (max-stale then does not apply,
 /// so the purge always leads to a revalidation; stale-while-revalidate still does).
+///
+/// `immutable` changes nothing here: this cache never revalidates a fresh response on its own
+/// initiative, and RFC 8246 keeps client signals (no-cache, max-age) in force.
+//= https://www.rfc-editor.org/rfc/rfc8246#section-2.1
+//# proxies SHOULD skip conditionally revalidating fresh responses containing the immutable
+//# extension unless there is a signal from the client that a validation is necessary (e.g., a
+//# no-cache Cache-Control request directive).
 pub fn reuse(
     stored: &StoredPolicy,
     age: &AgeClock,
