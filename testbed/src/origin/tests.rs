@@ -456,6 +456,14 @@ async fn fail_hang_never_answers_until_shutdown() {
     let waited = timeout(Duration::from_millis(300), s.read(&mut buf)).await;
     assert!(waited.is_err(), "the origin answered a fail=hang request");
     assert_eq!(o.hits("/hang?fail=hang"), 1);
+    // Over h2 the stream hangs the same way.
+    let req = request(Method::GET, o.addr(), "/hang?fail=hang", &[]);
+    let h2 = timeout(Duration::from_millis(300), send(o.addr(), Proto::H2, req)).await;
+    assert!(
+        h2.is_err(),
+        "the origin answered a fail=hang request over h2"
+    );
+    assert_eq!(o.hits("/hang?fail=hang"), 2);
     o.shutdown().await;
     // Shutting down closes the hanging connection.
     let n = timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap_or(0);
