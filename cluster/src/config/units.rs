@@ -16,14 +16,16 @@ pub(crate) const SIZE_EXPECTED: &str = "expected a size like 64MiB";
 /// What a duration error says, after the key and source.
 pub(crate) const DURATION_EXPECTED: &str = "expected a duration like 5s";
 
+/// Units by decreasing factor: printing picks the first that divides exactly (the shortest
+/// number), parsing looks the unit up by name.
 const UNITS: [(&str, u64); 9] = [
     ("TiB", 1 << 40),
-    ("GiB", 1 << 30),
-    ("MiB", 1 << 20),
-    ("KiB", 1 << 10),
     ("TB", 1_000_000_000_000),
+    ("GiB", 1 << 30),
     ("GB", 1_000_000_000),
+    ("MiB", 1 << 20),
     ("MB", 1_000_000),
+    ("KiB", 1 << 10),
     ("KB", 1_000),
     ("B", 1),
 ];
@@ -87,8 +89,8 @@ impl FromStr for ByteSize {
 }
 
 impl fmt::Display for ByteSize {
-    /// The largest unit that divides the size exactly (binary units first): `64MiB`, `1GB`,
-    /// `1000B`... `0` prints as `0B`.
+    /// The largest unit that divides the size exactly: `64MiB`, `1GB`, `20GB`, `1000KiB`,
+    /// `1536B`... `0` prints as `0B`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 == 0 {
             return f.write_str("0B");
@@ -261,6 +263,9 @@ mod tests {
             (1 << 30, "1GiB"),
             (1_000_000_000, "1GB"),
             (1_500_000, "1500KB"),
+            (20_000_000_000, "20GB"),
+            (1_024_000, "1000KiB"),
+            (1 << 40, "1TiB"),
             (3 << 40, "3TiB"),
         ];
         for (n, text) in cases {
