@@ -1,0 +1,264 @@
+//! The API client behind `tiercelctl`: one request, tried on each configured server in turn.
+//!
+//! A server is skipped when it cannot be reached, times out, or answers 502/503/504 (no leader,
+//! or a proxy in front of a dead node). A 4xx is the caller's mistake and the next server would
+//! say the same, so it is returned at once. Purges carry an `Idempotency-Key`, so a purge that
+//! timed out on one server and is retried on the next counts once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use tiercel_cluster::purge::wire::ApiError;
+
+use super::CtlError;
+
+/// An answer from one server.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    /// Decodes a successful JSON answer, or turns an error answer into [`CtlError::Api`].
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, CtlError> {
+        self.ok()?;
+        serde_json::from_slice(&self.body).map_err(|e| CtlError::Decode(e.to_string()))
+    }
+
+    /// Succeeds on a 2xx; an error answer becomes [`CtlError::Api`] with the service's message.
+    pub fn ok(&self) -> Result<(), CtlError> {
+        if self.status.is_success() {
+            return Ok(());
+        }
+        let message = match serde_json::from_slice::<ApiError>(&self.body) {
+            Ok(e) => e.error,
+            Err(_) => String::from_utf8_lossy(&self.body)
+                .trim()
+                .chars()
+                .take(200)
+                .collect(),
+        };
+        let retry_after = self
+            .headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Err(CtlError::Api {
+            status: self.status.as_u16(),
+            message,
+            retry_after,
+        })
+    }
+}
+
+/// A client for a list of purge-service servers.
+#[derive(Debug)]
+pub struct ApiClient {
+    servers: Vec<String>,
+    token: Option<String>,
+    timeout: Duration,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// The server that answered last: tried first next time.
+    preferred: AtomicUsize,
+}
+
+impl ApiClient {
+    /// Validates the server URLs (`http://host:port`) and the token.
+    pub fn new(
+        servers: Vec<String>,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, CtlError> {
+        if servers.is_empty() {
+            return Err(CtlError::Usage(
+                "no server: give --server URL (or TIERCEL_SERVER)".into(),
+            ));
+        }
+        let mut clean = Vec::with_capacity(servers.len());
+        for s in servers {
+            let s = s.trim().trim_end_matches('/').to_string();
+            let host = s.strip_prefix("http://").unwrap_or("");
+            if host.is_empty() || host.contains('/') {
+                return Err(CtlError::Usage(format!(
+                    "--server `{s}` is not an http://host:port URL"
+                )));
+            }
+            clean.push(s);
+        }
+        if let Some(t) = &token
+            && HeaderValue::from_str(&format!("Bearer {t}")).is_err()
+        {
+            return Err(CtlError::Usage(
+                "--token contains invalid characters".into(),
+            ));
+        }
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(timeout.min(Duration::from_secs(3))));
+        conn.set_nodelay(true);
+        Ok(ApiClient {
+            servers: clean,
+            token,
+            timeout,
+            http: HyperClient::builder(TokioExecutor::new()).build(conn),
+            preferred: AtomicUsize::new(0),
+        })
+    }
+
+    /// Sends one request, failing over as described in the module docs.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        headers: &[(HeaderName, String)],
+    ) -> Result<ApiResponse, CtlError> {
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last_problem = String::new();
+        let mut last_unavailable = None;
+        for i in 0..self.servers.len() {
+            let idx = (first + i) % self.servers.len();
+            let base = &self.servers[idx];
+            let req = self.build(&method, base, path, body.clone(), headers)?;
+            match tokio::time::timeout(self.timeout, self.exchange(req)).await {
+                Ok(Ok(resp)) => {
+                    if matches!(resp.status.as_u16(), 502..=504) {
+                        last_problem = format!("{base} answered {}", resp.status);
+                        last_unavailable = Some(resp);
+                        continue;
+                    }
+                    self.preferred.store(idx, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Ok(Err(e)) => last_problem = format!("{base}: {e}"),
+                Err(_) => last_problem = format!("{base}: no answer within {:?}", self.timeout),
+            }
+        }
+        match last_unavailable {
+            Some(resp) => resp.ok().map(|_| resp),
+            None => Err(CtlError::Unreachable(last_problem)),
+        }
+    }
+
+    fn build(
+        &self,
+        method: &Method,
+        base: &str,
+        path: &str,
+        body: Option<Bytes>,
+        headers: &[(HeaderName, String)],
+    ) -> Result<Request<Full<Bytes>>, CtlError> {
+        let mut b = Request::builder()
+            .method(method.clone())
+            .uri(format!("{base}{path}"));
+        if let Some(t) = &self.token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            b = b.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in headers {
+            b = b.header(name, value);
+        }
+        b.body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| CtlError::Usage(format!("invalid request {path}: {e}")))
+    }
+
+    async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<ApiResponse, String> {
+        let resp = self.http.request(req).await.map_err(|e| error_chain(&e))?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| error_chain(&e))?
+            .to_bytes();
+        Ok(ApiResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// An error with its causes on one line (hyper's top-level messages alone say little).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_servers_and_tokens_as_usage_errors() {
+        let t = Duration::from_secs(1);
+        for bad in [
+            vec![],
+            vec!["https://x".into()],
+            vec!["http://".into()],
+            vec!["x:1".into()],
+        ] {
+            assert!(
+                matches!(
+                    ApiClient::new(bad.clone(), None, t),
+                    Err(CtlError::Usage(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            ApiClient::new(vec!["http://a:1".into()], Some("a\nb".into()), t),
+            Err(CtlError::Usage(_))
+        ));
+        let c = ApiClient::new(vec!["http://a:1/".into()], Some("tok".into()), t).unwrap();
+        assert_eq!(c.servers, vec!["http://a:1"]);
+    }
+
+    #[test]
+    fn error_answers_carry_the_service_message_and_retry_after() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("3"));
+        let r = ApiResponse {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            headers,
+            body: Bytes::from_static(br#"{"error":"rate limit exceeded"}"#),
+        };
+        match r.ok() {
+            Err(CtlError::Api {
+                status: 429,
+                message,
+                retry_after: Some(ra),
+            }) => {
+                assert_eq!(message, "rate limit exceeded");
+                assert_eq!(ra, "3");
+            }
+            other => panic!("{other:?}"),
+        }
+        let r = ApiResponse {
+            status: StatusCode::NOT_FOUND,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"not json\n"),
+        };
+        assert!(
+            matches!(r.ok(), Err(CtlError::Api { status: 404, message, .. }) if message == "not json")
+        );
+    }
+}
