@@ -34,15 +34,13 @@ pub async fn proxy(app: &App, addr: &str, req: &ApiRequest) -> Response<Body> {
         Ok(resp) => resp,
         Err(e) => {
             tracing::warn!(%addr, error = %e, "forwarding to the leader failed");
-            match e {
-                ClientError::Connect { .. } | ClientError::Timeout { .. } => Failure::Unavailable {
-                    message: format!("the leader at {addr} is unreachable; retry"),
-                    retry_after: 1,
-                }
-                .into_response(),
-                other => Failure::BadGateway(format!("forwarding to the leader failed: {other}"))
-                    .into_response(),
+            // Whatever failed (the leader died mid-request, most likely), the outcome is
+            // unknown and a retry is the answer: with an Idempotency-Key it counts once.
+            Failure::Unavailable {
+                message: format!("forwarding to the leader failed ({e}); retry"),
+                retry_after: 1,
             }
+            .into_response()
         }
     }
 }

@@ -72,7 +72,8 @@ pub enum Failure {
         /// Seconds to wait.
         retry_after: u64,
     },
-    /// 503: no leader (election in progress, no quorum) or shutting down.
+    /// 503: no leader (election in progress, no quorum), the leader failed while a request
+    /// was forwarded to it, or shutting down.
     #[error("{message}")]
     Unavailable {
         /// What is missing.
@@ -80,9 +81,6 @@ pub enum Failure {
         /// Seconds to wait.
         retry_after: u64,
     },
-    /// 502/504 class: the leader could not be reached while forwarding.
-    #[error("{0}")]
-    BadGateway(String),
     /// 500: a bug or a storage failure.
     #[error("{0}")]
     Internal(String),
@@ -110,7 +108,6 @@ impl Failure {
             Failure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Failure::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Failure::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Failure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -337,7 +337,8 @@ impl Cluster {
                     &[],
                 )
                 .await;
-                if matches!(&r, Ok(r) if r.status == 200) {
+                // Anything but 401 means the node knows the token (403: known, scope too small).
+                if matches!(&r, Ok(r) if r.status != 401) {
                     break;
                 }
                 if Instant::now() > deadline {
