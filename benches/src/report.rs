@@ -72,6 +72,19 @@ pub struct LoadReport {
     pub client_cpu_percent: Option<f64>,
     /// CPU used by the watched server processes over the window, percent of one core.
     pub server_cpu_percent: Option<f64>,
+    /// CPU used by the whole machine over the window, percent of one core (up to 100 × CPUs).
+    #[serde(default)]
+    pub machine_cpu_percent: Option<f64>,
+}
+
+impl LoadReport {
+    /// CPU used by anything but the load generator and the watched server: interference
+    /// (builds, other services) that makes the run less trustworthy. Needs all three samples.
+    pub fn other_cpu_percent(&self) -> Option<f64> {
+        let others =
+            self.machine_cpu_percent? - self.client_cpu_percent? - self.server_cpu_percent?;
+        Some(others.max(0.0))
+    }
 }
 
 impl LoadReport {
@@ -119,6 +132,7 @@ impl LoadReport {
             connects: rec.connects(),
             client_cpu_percent: cpu.client,
             server_cpu_percent: cpu.server,
+            machine_cpu_percent: cpu.machine,
         }
     }
 }
@@ -191,9 +205,10 @@ impl fmt::Display for LoadReport {
         )?;
         write!(
             f,
-            "cpu         load generator {}, server {}",
+            "cpu         load generator {}, server {}, everything else {}",
             fmt_percent(self.client_cpu_percent),
-            fmt_percent(self.server_cpu_percent)
+            fmt_percent(self.server_cpu_percent),
+            fmt_percent(self.other_cpu_percent())
         )
     }
 }
@@ -228,6 +243,7 @@ mod tests {
         let cpu = CpuUse {
             client: Some(99.5),
             server: None,
+            machine: Some(150.0),
         };
         let r = LoadReport::new("http://127.0.0.1:1/x", &config, &rec, cpu);
         assert_eq!(r.requests, 4);
@@ -264,7 +280,27 @@ mod tests {
         let text = r.to_string();
         assert!(text.contains("4 connection(s) x 8 stream(s)"), "{text}");
         assert!(text.contains("errors      1 [timeout=1]"), "{text}");
-        assert!(text.contains("load generator 100%, server -"), "{text}");
+        assert!(
+            text.contains("load generator 100%, server -, everything else -"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn other_cpu_is_what_client_and_server_did_not_use() {
+        let t0 = Instant::now();
+        let rec = Recorder::new(Window::after(t0, Duration::ZERO, Duration::from_secs(1))).unwrap();
+        let cpu = |client, server, machine| CpuUse {
+            client,
+            server,
+            machine,
+        };
+        let config = LoadConfig::default();
+        let other = |c| LoadReport::new("http://x/", &config, &rec, c).other_cpu_percent();
+        assert_eq!(other(cpu(Some(60.0), Some(90.0), Some(190.0))), Some(40.0));
+        // Sampling skew can make the sum exceed the machine's figure: clamp at zero.
+        assert_eq!(other(cpu(Some(60.0), Some(90.0), Some(149.0))), Some(0.0));
+        assert_eq!(other(cpu(Some(60.0), None, Some(190.0))), None);
     }
 
     #[test]

@@ -135,12 +135,12 @@ pub fn render(entries: &[Entry]) -> String {
     let peers = peers(entries);
     let mut out = String::new();
     out.push_str(
-        "| server | protocol | size | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU |",
+        "| server | protocol | size | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU | other CPU |",
     );
     for p in &peers {
         let _ = write!(out, " Tiercel/{} |", display_name(p));
     }
-    out.push_str("\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    out.push_str("\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     out.push_str(&"---|".repeat(peers.len()));
     out.push('\n');
     let mut verdicts = Vec::new();
@@ -159,13 +159,13 @@ pub fn render(entries: &[Entry]) -> String {
             );
             match e {
                 Entry::Skipped(s) => {
-                    let _ = write!(out, " n/a: {} | | | | | | | |", s.skipped);
+                    let _ = write!(out, " n/a: {} | | | | | | | | |", s.skipped);
                 }
                 Entry::Measured(r) => {
                     let l = &r.latency_us;
                     let _ = write!(
                         out,
-                        " {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+                        " {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         r.rps,
                         fmt_ms(l.p50),
                         fmt_ms(l.p99),
@@ -173,7 +173,8 @@ pub fn render(entries: &[Entry]) -> String {
                         fmt_ms(l.max),
                         r.errors,
                         fmt_percent(r.server_cpu_percent),
-                        fmt_percent(r.client_cpu_percent)
+                        fmt_percent(r.client_cpu_percent),
+                        fmt_percent(r.other_cpu_percent())
                     );
                 }
             }

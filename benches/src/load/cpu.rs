@@ -41,6 +41,56 @@ pub fn cpu_time_all(procs: &[Proc]) -> Option<Duration> {
         .try_fold(Duration::ZERO, |acc, p| Some(acc + cpu_time(*p)?))
 }
 
+/// Busy and total time of the whole machine, in `/proc/stat` ticks, and the number of CPUs:
+/// with the processes' own use, tells how much of the machine something else was using.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// Ticks not idle (and not waiting for IO), all CPUs together.
+    pub busy: u64,
+    /// All ticks, all CPUs together.
+    pub total: u64,
+    /// CPUs listed.
+    pub cpus: u32,
+}
+
+/// Reads `/proc/stat`; `None` where it is unavailable.
+pub fn machine_ticks() -> Option<MachineTicks> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// Parses the aggregate `cpu` line and counts the `cpuN` lines of `/proc/stat`.
+fn parse_proc_stat(text: &str) -> Option<MachineTicks> {
+    let mut lines = text.lines();
+    let mut fields = lines.next()?.split_ascii_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = fields.map(str::parse).collect::<Result<_, _>>().ok()?;
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is already
+    // counted in user, so only the first eight make up the total.
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    let cpus = lines
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
+    Some(MachineTicks {
+        busy: total.saturating_sub(idle),
+        total,
+        cpus: u32::try_from(cpus).ok()?,
+    })
+}
+
+/// Machine-wide CPU use between two samples, in percent of one core (up to 100 × CPUs).
+pub fn machine_percent(before: Option<MachineTicks>, after: Option<MachineTicks>) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    let total = after.total.checked_sub(before.total).filter(|t| *t > 0)?;
+    let busy = after.busy.saturating_sub(before.busy);
+    Some(busy as f64 / total as f64 * f64::from(after.cpus) * 100.0)
+}
+
 /// The first field of a `schedstat` line: time spent on the CPU, in nanoseconds.
 fn parse_schedstat(text: &str) -> Option<u64> {
     text.split_ascii_whitespace().next()?.parse().ok()
@@ -64,6 +114,38 @@ mod tests {
         assert_eq!(parse_schedstat("123456789 2345 67\n"), Some(123_456_789));
         assert_eq!(parse_schedstat(""), None);
         assert_eq!(parse_schedstat("x 1 2"), None);
+    }
+
+    #[test]
+    fn parses_proc_stat() {
+        let text = "cpu  100 5 50 800 20 1 2 3 7 0\ncpu0 50 0 25 400 10 0 1 1 0 0\n\
+                    cpu1 50 5 25 400 10 1 1 2 0 0\nintr 1 2 3\ncpufreq 1\n";
+        assert_eq!(
+            parse_proc_stat(text),
+            Some(MachineTicks {
+                busy: 161,
+                total: 981,
+                cpus: 2
+            })
+        );
+        assert_eq!(parse_proc_stat("intr 1 2\n"), None);
+        assert_eq!(parse_proc_stat("cpu 1 2\n"), None);
+        assert_eq!(parse_proc_stat(""), None);
+    }
+
+    #[test]
+    fn machine_percent_scales_by_cpus() {
+        let t = |busy, total| {
+            Some(MachineTicks {
+                busy,
+                total,
+                cpus: 2,
+            })
+        };
+        // 150 of 200 ticks busy on 2 CPUs: one and a half cores.
+        assert_eq!(machine_percent(t(0, 0), t(150, 200)), Some(150.0));
+        assert_eq!(machine_percent(t(10, 100), t(10, 100)), None);
+        assert_eq!(machine_percent(None, t(1, 1)), None);
     }
 
     #[test]

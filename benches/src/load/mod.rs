@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use cpu::{Proc, cpu_time, cpu_time_all, percent};
+pub use cpu::{
+    MachineTicks, Proc, cpu_time, cpu_time_all, machine_percent, machine_ticks, percent,
+};
 pub use recorder::{ErrorKind, Recorder, RecorderError, Window};
 pub use target::{Target, TargetError};
 
@@ -236,6 +238,9 @@ pub struct CpuUse {
     pub client: Option<f64>,
     /// The watched processes together (`None` when none were given or one vanished).
     pub server: Option<f64>,
+    /// The whole machine (up to 100 × CPUs): what is left after client and server is
+    /// interference from other work.
+    pub machine: Option<f64>,
 }
 
 /// Samples CPU time at the start and the end of the window.
@@ -250,13 +255,16 @@ async fn sample_cpu(window: Window, pids: Vec<u32>) -> CpuUse {
     };
     tokio::time::sleep_until(window.start.into()).await;
     let t0 = Instant::now();
-    let (client0, server0) = (cpu_time(Proc::SelfProcess), server(&procs));
+    let (client0, server0, machine0) =
+        (cpu_time(Proc::SelfProcess), server(&procs), machine_ticks());
     tokio::time::sleep_until(window.end.into()).await;
     let wall = t0.elapsed();
-    let (client1, server1) = (cpu_time(Proc::SelfProcess), server(&procs));
+    let (client1, server1, machine1) =
+        (cpu_time(Proc::SelfProcess), server(&procs), machine_ticks());
     CpuUse {
         client: percent(client0, client1, wall),
         server: percent(server0, server1, wall),
+        machine: machine_percent(machine0, machine1),
     }
 }
 

@@ -37,6 +37,7 @@ fn report(server: &str, protocol: Protocol, size: &str, rps: f64, p99_us: f64) -
         connects: 0,
         client_cpu_percent: Some(80.0),
         server_cpu_percent: Some(100.0),
+        machine_cpu_percent: Some(185.0),
     }))
 }
 
@@ -64,14 +65,14 @@ fn renders_rows_ratios_and_verdicts() {
     ];
     let table = render(&entries);
     let want = "\
-| server | protocol | size | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU | Tiercel/nginx | Tiercel/Varnish |
-|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|
-| Tiercel | h1 | 1KiB | 60000 | 0.100 | 1.50 | 3.00 | 6.00 | 0 | 100% | 80% | req/s 1.20×, p99 1.50× | req/s 1.50×, p99 0.75× |
-| nginx | h1 | 1KiB | 50000 | 0.100 | 1.00 | 2.00 | 4.00 | 0 | 100% | 80% |  |  |
-| Varnish | h1 | 1KiB | 40000 | 0.100 | 2.00 | 4.00 | 8.00 | 0 | 100% | 80% |  |  |
-| Tiercel | h2 | 1KiB | 40000 | 0.100 | 8.00 | 16.0 | 32.0 | 0 | 100% | 80% | req/s 0.50×, p99 2.00× |  |
-| nginx | h2 | 1KiB | 80000 | 0.100 | 4.00 | 8.00 | 16.0 | 0 | 100% | 80% |  |  |
-| Varnish | h2 | 1KiB | n/a: no h2c | | | | | | | |  |  |
+| server | protocol | size | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU | other CPU | Tiercel/nginx | Tiercel/Varnish |
+|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|
+| Tiercel | h1 | 1KiB | 60000 | 0.100 | 1.50 | 3.00 | 6.00 | 0 | 100% | 80% | 5% | req/s 1.20×, p99 1.50× | req/s 1.50×, p99 0.75× |
+| nginx | h1 | 1KiB | 50000 | 0.100 | 1.00 | 2.00 | 4.00 | 0 | 100% | 80% | 5% |  |  |
+| Varnish | h1 | 1KiB | 40000 | 0.100 | 2.00 | 4.00 | 8.00 | 0 | 100% | 80% | 5% |  |  |
+| Tiercel | h2 | 1KiB | 40000 | 0.100 | 8.00 | 16.0 | 32.0 | 0 | 100% | 80% | 5% | req/s 0.50×, p99 2.00× |  |
+| nginx | h2 | 1KiB | 80000 | 0.100 | 4.00 | 8.00 | 16.0 | 0 | 100% | 80% | 5% |  |  |
+| Varnish | h2 | 1KiB | n/a: no h2c | | | | | | | | |  |  |
 
 Target (req/s ≥ peer and p99 ≤ peer):
 
@@ -90,7 +91,7 @@ fn a_missing_subject_leaves_ratio_cells_empty() {
     ];
     let table = render(&entries);
     assert!(
-        table.contains("| Tiercel | h1 | 1MiB | n/a: edge binary not built | | | | | | | |  |\n"),
+        table.contains("| Tiercel | h1 | 1MiB | n/a: edge binary not built | | | | | | | | |  |\n"),
         "{table}"
     );
     assert!(!table.contains("Target"), "{table}");
