@@ -171,6 +171,12 @@ impl NodeConfig {
         if let Err(e) = address(&advertise) {
             return err(format!("--advertise: {e}"));
         }
+        if a.advertise.is_none() && a.listen.ip().is_unspecified() {
+            return err(format!(
+                "--advertise: required when --listen is {} (peers cannot reach it)",
+                a.listen.ip()
+            ));
+        }
         if a.listen.port() == 0 {
             return err("--listen: needs a fixed port (peers must know it)".into());
         }

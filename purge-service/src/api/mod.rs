@@ -210,7 +210,12 @@ async fn run(app: &Arc<App>, route: &Route, req: &ApiRequest) -> Answer {
             auth::cluster(app, &req.parts.headers)?;
             None
         }
-        Access::Token(scope) => Some(auth::authorize(app, &req.parts.headers, scope)?),
+        Access::Token(scope) => Some(auth::authorize(
+            app,
+            &req.parts.headers,
+            scope,
+            route.rate_limited(),
+        )?),
     };
     let token = token.as_ref();
     match route.id {

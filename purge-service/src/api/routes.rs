@@ -71,6 +71,16 @@ pub struct Route {
     pub on_leader: bool,
 }
 
+impl Route {
+    /// Whether the token's rate limit applies. The follower protocol (the log stream and the
+    /// progress reports) is exempt: its volume is fixed by the protocol (one stream and about
+    /// one report a second per node) and grows with the fleet, which usually shares one
+    /// `follow` token, so a per-token limit would throttle large fleets, not abuse.
+    pub fn rate_limited(&self) -> bool {
+        !matches!(self.id, RouteId::Log | RouteId::FollowerReport)
+    }
+}
+
 const fn r(
     method: Method,
     path: &'static str,

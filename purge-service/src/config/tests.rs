@@ -123,3 +123,25 @@ fn token_files_are_loaded_at_start() {
     let e = parse(&["--token-file", path.to_str().unwrap()]).unwrap_err();
     assert!(e.ends_with("line 1: expected `scope name secret`"), "{e}");
 }
+
+#[test]
+fn an_unspecified_listen_address_needs_advertise() {
+    let base = [
+        "tiercel-purge",
+        "--id",
+        "1",
+        "--listen",
+        "0.0.0.0:7070",
+        "--data-dir",
+        "/tmp/x",
+    ];
+    let args = Args::try_parse_from(base).unwrap();
+    assert_eq!(
+        NodeConfig::from_args(args).unwrap_err().0,
+        "--advertise: required when --listen is 0.0.0.0 (peers cannot reach it)"
+    );
+    let mut with = base.to_vec();
+    with.extend(["--advertise", "purge-1.internal:7070"]);
+    let c = NodeConfig::from_args(Args::try_parse_from(with).unwrap()).unwrap();
+    assert_eq!(c.advertise, "purge-1.internal:7070");
+}
