@@ -43,7 +43,8 @@ impl FollowerHandle {
         *self.applied.borrow()
     }
 
-    /// Waits until the applied index is at least `index`; returns it.
+    /// Waits until the applied index is at least `index` and the listener has been told about
+    /// every entry up to it; returns the applied index.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<u64, FollowerError> {
         let mut rx = self.applied.clone();
         match tokio::time::timeout(timeout, rx.wait_for(|&a| a >= index)).await {
@@ -180,12 +181,13 @@ impl Driver {
         }
         let now = Instant::now();
         let (actions, applied) = self.state.update(|m| m.handle(now, input));
+        // Hooks first: whoever waits for `applied` may rely on the engine having been told.
+        self.execute(actions);
         self.applied_tx.send_if_modified(|a| {
             let changed = *a != applied;
             *a = applied;
             changed
         });
-        self.execute(actions);
     }
 
     fn execute(&mut self, actions: Vec<Action>) {
