@@ -1,0 +1,431 @@
+#!/usr/bin/env bash
+# Hot-hit load benchmark: a Tiercel edge against nginx (proxy_cache) and Varnish (malloc
+# storage), all in front of the same demo origin, each pinned to the server core, with
+# tiercel-load pinned to the other core. Prints one markdown table (req/s, latency
+# percentiles, errors, CPU use, Tiercel's ratios to each peer) and writes it, with the raw JSON
+# lines, to benches/results/<date>.md / .jsonl.
+#
+#   benches/run-peers.sh                 # full run: 2 s warm-up + 10 s per case
+#   benches/run-peers.sh --quick         # CI smoke: 2 s cases, any error or skipped case fails
+#   benches/run-peers.sh --servers nginx,varnish --no-build
+#
+# Needs: nginx (Debian nginx-light or nginx), varnishd (Debian varnish), curl, taskset, and
+# two CPUs. nginx and Varnish are started by hand on loopback ports, never as services.
+# See benches/README.md for the methodology.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCHES="$ROOT/benches"
+BIN="$ROOT/target/release"
+
+DURATION=10s
+WARMUP=2s
+H1_CONNS=32
+H2_CONNS=4
+H2_STREAMS=32
+SERVERS="tiercel,nginx,varnish"
+PROTOCOLS="h1,h2"
+SIZES="1KiB,1MiB"
+SERVER_CPU=0
+LOAD_CPU=1
+BASE_PORT="${TIERCEL_BENCH_PORT:-18000}"
+BUILD=1
+QUICK=0
+OUT=""
+QUIET_WAIT=300   # seconds to wait for other work on the machine to stop before each case
+QUIET_MAX=15     # machine-wide busy percent (of one core) that counts as quiet
+MAX_ERRORS=""
+KEEP=0
+ARGS="$*"
+
+usage() {
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    cat <<EOF
+
+Options:
+  --quick               2 s cases after 0.5 s warm-up, no quiet wait, fail on any error
+  --duration D          measurement window per case (default $DURATION)
+  --warmup D            warm-up per case (default $WARMUP)
+  --servers LIST        comma-separated subset of tiercel,nginx,varnish
+  --protocols LIST      comma-separated subset of h1,h2
+  --sizes LIST          comma-separated object sizes, e.g. 1KiB,64KiB,1MiB
+  --h1-connections N    HTTP/1.1 connections (default $H1_CONNS)
+  --h2-connections N    h2 connections (default $H2_CONNS)
+  --h2-streams N        streams per h2 connection (default $H2_STREAMS)
+  --server-cpu N        core for the servers (default $SERVER_CPU)
+  --load-cpu N          core for tiercel-load and the origin (default $LOAD_CPU)
+  --quiet-wait SECS     wait up to SECS for the machine to be idle before each case (default $QUIET_WAIT)
+  --quiet-max PCT       busy percent that counts as idle (default $QUIET_MAX)
+  --no-build            use the binaries already in target/release
+  --out FILE            markdown output (default benches/results/<date>.md; --quick: none)
+  --keep                keep the run directory (logs, rendered configs)
+EOF
+}
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --duration) DURATION="$2"; shift ;;
+        --warmup) WARMUP="$2"; shift ;;
+        --servers) SERVERS="$2"; shift ;;
+        --protocols) PROTOCOLS="$2"; shift ;;
+        --sizes) SIZES="$2"; shift ;;
+        --h1-connections) H1_CONNS="$2"; shift ;;
+        --h2-connections) H2_CONNS="$2"; shift ;;
+        --h2-streams) H2_STREAMS="$2"; shift ;;
+        --server-cpu) SERVER_CPU="$2"; shift ;;
+        --load-cpu) LOAD_CPU="$2"; shift ;;
+        --quiet-wait) QUIET_WAIT="$2"; shift ;;
+        --quiet-max) QUIET_MAX="$2"; shift ;;
+        --no-build) BUILD=0 ;;
+        --out) OUT="$2"; shift ;;
+        --keep) KEEP=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run-peers.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [[ $QUICK == 1 ]]; then
+    DURATION=2s
+    WARMUP=500ms
+    QUIET_WAIT=0
+    MAX_ERRORS=0
+fi
+
+log() { printf '[run-peers %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
+IFS=, read -r -a PROTOCOL_LIST <<<"$PROTOCOLS"
+IFS=, read -r -a SIZE_LIST <<<"$SIZES"
+
+for tool in curl taskset; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+[[ $(nproc --all) -ge 2 ]] || die "two CPUs are needed (server core + load core)"
+
+# Higher priority than builds or anything else on the machine, when allowed.
+NICE=()
+if [[ $EUID -eq 0 ]]; then
+    NICE=(nice -n -20)
+fi
+
+RUN="$(mktemp -d /dev/shm/tiercel-bench.XXXXXX 2>/dev/null || mktemp -d)"
+# Varnish reads its VCL and work directory after dropping privileges.
+chmod 755 "$RUN"
+STARTED=()          # pids of everything this script started, stopped on exit
+declare -A MAIN_PID # server -> pid
+declare -A H1_PORT H2_PORT
+declare -A UNAVAILABLE # server -> reason it cannot run at all
+FAILED=0
+
+cleanup() {
+    local pid
+    for pid in "${STARTED[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [[ $KEEP == 1 ]]; then
+        log "run directory kept: $RUN"
+    else
+        rm -rf "$RUN"
+    fi
+}
+trap cleanup EXIT
+
+# Starts "$@" in the background with its output in $RUN/<name>.log; sets LAST_PID.
+start_bg() {
+    local name="$1"
+    shift
+    "$@" >"$RUN/$name.log" 2>&1 &
+    LAST_PID=$!
+    STARTED+=("$LAST_PID")
+}
+
+# Waits until 127.0.0.1:<port> accepts connections while <pid> lives (10 s at most).
+wait_port() {
+    local port="$1" pid="$2"
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+port_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# "1KiB" -> 1024, "1MiB" -> 1048576, "512" -> 512.
+size_bytes() {
+    local s="$1"
+    case "$s" in
+        *KiB) echo $(( ${s%KiB} * 1024 )) ;;
+        *MiB) echo $(( ${s%MiB} * 1024 * 1024 )) ;;
+        *[!0-9]*|"") die "bad size $s (use N, NKiB or NMiB)" ;;
+        *) echo "$s" ;;
+    esac
+}
+
+# The path of the object of a size: fresh for an hour, so every request after the first is a hit.
+object_path() {
+    echo "/obj-$1?size=$(size_bytes "$1")&cc=max-age%3D3600"
+}
+
+# Machine-wide busy percent (of one core) over one second, from /proc/stat: user + nice +
+# system + steal (interrupt time is mostly our own loopback traffic, as in tiercel-load).
+busy_percent() {
+    local a b
+    a=$(awk '/^cpu /{print $2+$3+$4+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu /{print $2+$3+$4+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    awk -v a="$a" -v b="$b" -v n="$(nproc --all)" 'BEGIN {
+        split(a, x, " "); split(b, y, " ");
+        t = y[2] - x[2]; if (t <= 0) { print 0; exit }
+        printf "%d\n", (y[1] - x[1]) / t * n * 100 }'
+}
+
+# Waits (up to QUIET_WAIT seconds) until nothing else is using the CPUs, so a build started by
+# someone else does not end up in the figures. The "other CPU" column shows what remained.
+wait_quiet() {
+    [[ $QUIET_WAIT -gt 0 ]] || return 0
+    local waited=0 busy
+    while true; do
+        busy=$(busy_percent)
+        if [[ $busy -le $QUIET_MAX ]]; then
+            return 0
+        fi
+        if [[ $waited -ge $QUIET_WAIT ]]; then
+            log "machine still ${busy}% busy after ${waited}s: measuring anyway (see 'other CPU')"
+            return 0
+        fi
+        [[ $waited -eq 0 ]] && log "machine ${busy}% busy: waiting for it to be idle"
+        sleep 4
+        waited=$((waited + 5))
+    done
+}
+
+# --- build ------------------------------------------------------------------------------------
+
+want() { [[ ",$SERVERS," == *",$1,"* ]]; }
+
+if [[ $BUILD == 1 ]]; then
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release -p tiercel-testbed -p tiercel-benches) >&2 \
+        || die "cargo build failed"
+    if want tiercel; then
+        if ! (cd "$ROOT" && cargo build --release -p tiercel-edge) >&2; then
+            UNAVAILABLE[tiercel]="tiercel-edge did not build"
+            log "tiercel-edge did not build: its cases are skipped"
+        fi
+    fi
+fi
+for b in tiercel-testbed tiercel-load tiercel-bench-table; do
+    [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing (run without --no-build)"
+done
+if want tiercel && [[ -z "${UNAVAILABLE[tiercel]:-}" && ! -x "$BIN/tiercel-edge" ]]; then
+    UNAVAILABLE[tiercel]="no target/release/tiercel-edge"
+fi
+if want nginx && ! command -v nginx >/dev/null; then
+    UNAVAILABLE[nginx]="nginx not installed (apt-get install nginx-light)"
+fi
+if want varnish && ! command -v varnishd >/dev/null; then
+    UNAVAILABLE[varnish]="varnishd not installed (apt-get install varnish)"
+fi
+
+# --- start ------------------------------------------------------------------------------------
+
+ORIGIN_PORT=$BASE_PORT
+H1_PORT[tiercel]=$((BASE_PORT + 10)); H2_PORT[tiercel]=$((BASE_PORT + 10))
+H1_PORT[nginx]=$((BASE_PORT + 20));   H2_PORT[nginx]=$((BASE_PORT + 21))
+H1_PORT[varnish]=$((BASE_PORT + 30)); H2_PORT[varnish]=$((BASE_PORT + 31))
+for port in "$ORIGIN_PORT" "${H1_PORT[@]}" "${H2_PORT[@]}"; do
+    port_free "$port" || die "port $port is in use (set TIERCEL_BENCH_PORT to another base)"
+done
+
+log "run directory $RUN"
+start_bg origin taskset -c "$LOAD_CPU" "$BIN/tiercel-testbed" demo-origin \
+    --listen "127.0.0.1:$ORIGIN_PORT"
+wait_port "$ORIGIN_PORT" "$LAST_PID" || die "the demo origin did not start: $(cat "$RUN/origin.log")"
+ORIGIN="127.0.0.1:$ORIGIN_PORT"
+
+start_tiercel() {
+    start_bg tiercel env RUST_LOG=warn taskset -c "$SERVER_CPU" "${NICE[@]}" "$BIN/tiercel-edge" \
+        --listen "127.0.0.1:${H1_PORT[tiercel]}" --origin "http://$ORIGIN" --memory-cache 512MiB
+}
+
+start_nginx() {
+    local user=""
+    [[ $EUID -eq 0 ]] && user="user root;"
+    sed -e "s#@RUN_DIR@#$RUN#g" -e "s#@ORIGIN@#$ORIGIN#g" \
+        -e "s#@H1_PORT@#${H1_PORT[nginx]}#g" -e "s#@H2_PORT@#${H2_PORT[nginx]}#g" \
+        -e "s#@USER_DIRECTIVE@#$user#g" "$BENCHES/peers/nginx.conf.tmpl" >"$RUN/nginx.conf"
+    start_bg nginx taskset -c "$SERVER_CPU" "${NICE[@]}" nginx -p "$RUN" -e stderr \
+        -c "$RUN/nginx.conf"
+}
+
+start_varnish() {
+    sed -e "s#@ORIGIN_HOST@#127.0.0.1#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" \
+        "$BENCHES/peers/varnish.vcl" >"$RUN/varnish.vcl"
+    start_bg varnish taskset -c "$SERVER_CPU" "${NICE[@]}" varnishd -F -n "$RUN/varnish" \
+        -f "$RUN/varnish.vcl" -a "127.0.0.1:${H1_PORT[varnish]}" -a "127.0.0.1:${H2_PORT[varnish]}" \
+        -s malloc,256m -p thread_pools=1 -p feature=+http2
+}
+
+for server in "${SERVER_LIST[@]}"; do
+    [[ -n "${UNAVAILABLE[$server]:-}" ]] && continue
+    case "$server" in
+        tiercel) start_tiercel ;;
+        nginx) start_nginx ;;
+        varnish) start_varnish ;;
+        *) die "unknown server $server" ;;
+    esac
+    MAIN_PID[$server]=$LAST_PID
+    if ! wait_port "${H1_PORT[$server]}" "$LAST_PID"; then
+        UNAVAILABLE[$server]="did not start (see $server.log)"
+        log "$server did not start: $(tail -5 "$RUN/$server.log")"
+    else
+        log "$server listening (pid $LAST_PID)"
+    fi
+done
+
+# The processes whose CPU use counts as the server's: the main one and its children (nginx's
+# worker and cache processes, Varnish's cache child).
+watch_flags() {
+    local pid="${MAIN_PID[$1]}" child
+    printf -- '--watch-pid %s ' "$pid"
+    for child in $(pgrep -P "$pid" || true); do
+        printf -- '--watch-pid %s ' "$child"
+    done
+}
+
+# Whether a response head (from curl -D -) says the cache served it.
+is_hit() {
+    local server="$1" head="$2"
+    case "$server" in
+        tiercel) grep -qiE '^cache-status:.*tiercel-edge; *hit' <<<"$head" ;;
+        nginx) grep -qiE '^x-cache-status: *HIT' <<<"$head" ;;
+        varnish) grep -qiE '^x-cache: *HIT' <<<"$head" ;;
+    esac
+}
+
+# Fetches the object twice over the protocol and checks the second answer is a 200 hit with the
+# right length. Prints the reason on failure.
+warm() {
+    local server="$1" proto="$2" url="$3" bytes="$4" flag head
+    flag=--http1.1
+    [[ $proto == h2 ]] && flag=--http2-prior-knowledge
+    curl -sS "$flag" --max-time 10 -o /dev/null "$url" 2>"$RUN/curl.err" \
+        || { echo "no $proto answer: $(head -c 200 "$RUN/curl.err")"; return 1; }
+    head=$(curl -sS "$flag" --max-time 10 -o /dev/null -D - "$url" 2>"$RUN/curl.err" | tr -d '\r') \
+        || { echo "no $proto answer: $(head -c 200 "$RUN/curl.err")"; return 1; }
+    grep -qE '^HTTP/[0-9.]+ 200' <<<"$head" || { echo "status $(head -1 <<<"$head")"; return 1; }
+    grep -qiE "^content-length: *$bytes\$" <<<"$head" \
+        || { echo "second answer not $bytes bytes long"; return 1; }
+    is_hit "$server" "$head" || { echo "second request was not a cache hit"; return 1; }
+}
+
+skip() {
+    local server="$1" proto="$2" size="$3" why="$4"
+    log "skip $server $proto $size: $why"
+    printf '{"tags":{"server":"%s","size":"%s"},"protocol":"%s","skipped":"%s"}\n' \
+        "$server" "$size" "$proto" "${why//\"/\'}" >>"$RUN/results.jsonl"
+}
+
+# --- measure ----------------------------------------------------------------------------------
+
+: >"$RUN/results.jsonl"
+for proto in "${PROTOCOL_LIST[@]}"; do
+    for size in "${SIZE_LIST[@]}"; do
+        bytes=$(size_bytes "$size")
+        path=$(object_path "$size")
+        for server in "${SERVER_LIST[@]}"; do
+            if [[ -n "${UNAVAILABLE[$server]:-}" ]]; then
+                skip "$server" "$proto" "$size" "${UNAVAILABLE[$server]}"
+                [[ $QUICK == 1 ]] && FAILED=1
+                continue
+            fi
+            if [[ $proto == h1 ]]; then port=${H1_PORT[$server]}; else port=${H2_PORT[$server]}; fi
+            url="http://127.0.0.1:$port$path"
+            if ! why=$(warm "$server" "$proto" "$url" "$bytes"); then
+                skip "$server" "$proto" "$size" "$why"
+                [[ $QUICK == 1 ]] && FAILED=1
+                continue
+            fi
+            load=(--protocol "$proto")
+            if [[ $proto == h1 ]]; then
+                load+=(--connections "$H1_CONNS")
+            else
+                load+=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
+            fi
+            [[ -n "$MAX_ERRORS" ]] && load+=(--max-errors "$MAX_ERRORS")
+            wait_quiet
+            log "measuring $server $proto $size ($WARMUP + $DURATION)"
+            # shellcheck disable=SC2046 # watch_flags is a list of words
+            if json=$(taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" "${load[@]}" \
+                --duration "$DURATION" --warmup "$WARMUP" --expect-length "$bytes" \
+                --tag "server=$server" --tag "size=$size" $(watch_flags "$server") \
+                --json "$url" 2>>"$RUN/load.err"); then
+                :
+            else
+                log "tiercel-load failed for $server $proto $size: $(tail -2 "$RUN/load.err")"
+                FAILED=1
+            fi
+            [[ -n "$json" ]] && echo "$json" >>"$RUN/results.jsonl"
+        done
+    done
+done
+
+# --- report -----------------------------------------------------------------------------------
+
+TABLE=$("$BIN/tiercel-bench-table" "$RUN/results.jsonl")
+echo "$TABLE"
+
+version_of() {
+    case "$1" in
+        tiercel) echo "Tiercel edge $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" ;;
+        nginx) nginx -v 2>&1 | sed 's#nginx version: ##' ;;
+        varnish) varnishd -V 2>&1 | head -1 | sed 's/^varnishd (\(.*\) revision.*/\1/' ;;
+    esac
+}
+
+if [[ -z "$OUT" && $QUICK == 0 ]]; then
+    mkdir -p "$BENCHES/results"
+    OUT="$BENCHES/results/$(date -u +%Y-%m-%d).md"
+fi
+if [[ -n "$OUT" ]]; then
+    {
+        echo "# Hot-hit benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo
+        dirty=""
+        [[ -n "$(git -C "$ROOT" status --porcelain -- edge cluster 2>/dev/null)" ]] && dirty=" (edge/ or cluster/ modified)"
+        echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty"
+        echo "- machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc --all) CPUs, Linux $(uname -r)"
+        for server in "${SERVER_LIST[@]}"; do
+            echo "- $server: $(version_of "$server")"
+        done
+        echo "- servers on core $SERVER_CPU, tiercel-load and the origin on core $LOAD_CPU${NICE[*]:+, both at nice -20}"
+        echo "- each case: $WARMUP warm-up, then $DURATION measured; h1: $H1_CONNS keep-alive connections; h2: $H2_CONNS connections × $H2_STREAMS streams (prior knowledge)"
+        echo "- objects: demo origin \`$(object_path 1KiB)\` etc., warmed and checked to be hits first"
+        echo "- command: \`benches/run-peers.sh${ARGS:+ $ARGS}\`"
+        echo
+        echo "$TABLE"
+    } >"$OUT"
+    cp "$RUN/results.jsonl" "${OUT%.md}.jsonl"
+    log "wrote $OUT and ${OUT%.md}.jsonl"
+fi
+
+if [[ $FAILED == 1 ]]; then
+    log "some cases failed or were skipped"
+    exit 1
+fi
