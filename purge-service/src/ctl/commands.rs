@@ -119,7 +119,8 @@ async fn purge(client: &ApiClient, args: PurgeArgs, json: bool) -> Result<String
             Err(CtlError::Api { status: 404, .. }) => {}
             Err(e) => return Err(e),
         }
-        if Instant::now() + WAIT_POLL > deadline {
+        let now = Instant::now();
+        if now >= deadline {
             let (applied, live) = last
                 .as_ref()
                 .map_or((0, 0), |s| (s.nodes_applied, s.nodes_live));
@@ -130,7 +131,8 @@ async fn purge(client: &ApiClient, args: PurgeArgs, json: bool) -> Result<String
                 live,
             });
         }
-        tokio::time::sleep(WAIT_POLL).await;
+        // The last poll happens at the deadline, not a poll interval before it.
+        tokio::time::sleep(WAIT_POLL.min(deadline - now)).await;
     }
 }
 
