@@ -55,6 +55,10 @@ pub struct Args {
     /// Entries to keep before the snapshot when compacting (0: purge up to the snapshot).
     #[arg(long, env = "TIERCEL_LOG_KEEP", default_value_t = 0)]
     pub log_keep: u64,
+    /// Applied entries kept encoded in memory for `/v1/log` streams (older ones are read from
+    /// the log store).
+    #[arg(long, env = "TIERCEL_LOG_CACHE_ENTRIES", default_value_t = crate::store::state_machine::RECENT_ENTRIES)]
+    pub log_cache_entries: usize,
     /// Default sustained requests per second per token.
     #[arg(long, env = "TIERCEL_RATE_LIMIT", default_value_t = 100.0)]
     pub rate_limit: f64,
@@ -107,6 +111,8 @@ pub struct NodeConfig {
     pub cluster_secret: Option<String>,
     /// Raft timing and compaction.
     pub tuning: RaftTuning,
+    /// Entries kept encoded for streams.
+    pub log_cache_entries: usize,
     /// Default rate and burst.
     pub rate: (f64, f64),
     /// Liveness window of followers.
@@ -245,6 +251,7 @@ impl NodeConfig {
                 snapshot_every: a.snapshot_every,
                 log_keep: a.log_keep,
             },
+            log_cache_entries: a.log_cache_entries.max(1),
             rate: (a.rate_limit, a.rate_burst),
             live_window: a.live_window,
             leader_wait: a.leader_wait,

@@ -69,8 +69,8 @@ impl Node {
                 source,
             })?;
         let db = store::open(&cfg.data_dir)?;
-        let log = LogStore::new(db.clone());
-        let sm = StateMachineStore::open(db).await?;
+        let log = LogStore::new(db.clone())?;
+        let sm = StateMachineStore::open(db, cfg.log_cache_entries).await?;
         let state = sm.reader();
         let client = HttpClient::new();
         let secret: Option<Arc<str>> = cfg.cluster_secret.as_deref().map(Arc::from);

@@ -17,7 +17,12 @@ const CLIENTS: usize = 64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_purges_are_batched() -> anyhow::Result<()> {
-    let c = Cluster::builder().start().await?;
+    // Streams read most of these from the log store (the in-memory window is small).
+    let c = Cluster::builder()
+        .arg("--log-cache-entries")
+        .arg("16")
+        .start()
+        .await?;
     let leader = c.wait_leader(Duration::from_secs(10)).await?;
     let url = format!("{}/v1/purges", c.url(leader));
     let next = Arc::new(AtomicUsize::new(0));

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::response::Failure;
 use super::{Answer, ApiRequest};
 use crate::app::App;
-use crate::state::events::entry_event;
+use crate::state::events::{encode_line, entry_event};
 
 /// Heartbeat period. The contract is "at least every second"; half that leaves margin for
 /// scheduling and network jitter, so a follower never sees a gap over a second (followers
@@ -64,9 +64,7 @@ pub async fn stream(app: Arc<App>, req: &ApiRequest) -> Answer {
 }
 
 fn line(buf: &mut BytesMut, ev: &LogEvent) -> Result<(), String> {
-    let json = serde_json::to_vec(ev).map_err(|e| e.to_string())?;
-    buf.extend_from_slice(&json);
-    buf.extend_from_slice(b"\n");
+    buf.extend_from_slice(&encode_line(ev).map_err(|e| e.to_string())?);
     Ok(())
 }
 
@@ -101,10 +99,18 @@ async fn pump(app: Arc<App>, mut tx: Sender<Bytes, Infallible>, from: u64) -> Re
     loop {
         let applied = *applied_rx.borrow_and_update();
         while cursor <= applied {
-            let purged = app.log.last_purged().await.map_err(|e| e.to_string())?;
-            let purged = purged.map(|l| l.index).unwrap_or(0);
-            if cursor <= purged {
+            if cursor <= app.log.purged_index() {
                 cursor = reset(&app, &mut tx).await?.max(cursor);
+                continue;
+            }
+            // The common case: the entries were applied moments ago and are encoded in memory.
+            if let Some(lines) = app.state.recent_lines(cursor, applied) {
+                let mut buf = BytesMut::new();
+                for l in &lines {
+                    buf.extend_from_slice(l);
+                }
+                send(&mut tx, buf).await?;
+                cursor = applied + 1;
                 continue;
             }
             let end = (applied + 1).min(cursor + CHUNK);

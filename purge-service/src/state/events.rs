@@ -43,6 +43,13 @@ pub fn follower_payload(index: u64, cmd: &Command) -> Option<LogPayload> {
     }
 }
 
+/// One NDJSON line (JSON plus `\n`) of the `/v1/log` stream.
+pub fn encode_line(ev: &LogEvent) -> Result<bytes::Bytes, serde_json::Error> {
+    let mut v = serde_json::to_vec(ev)?;
+    v.push(b'\n');
+    Ok(bytes::Bytes::from(v))
+}
+
 /// The `/v1/log` event of a log entry, if followers care about it.
 pub fn entry_event(entry: &Entry) -> Option<LogEvent> {
     let index = entry.log_id.index;

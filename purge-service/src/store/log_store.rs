@@ -8,6 +8,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError, Vote};
@@ -18,16 +19,31 @@ use super::{
 };
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
+/// Most stored bytes of entries sent in one AppendEntries (one entry is always sent, and a
+/// single entry stays a few MiB: request bodies are at most 1 MiB and batches at most 4 MiB).
+pub const REPLICATION_BUDGET: usize = 8 * 1024 * 1024;
+
 /// The log store. Cheap to clone: the API reads entries through a clone to serve `/v1/log`.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// Index of the last purged entry (0: none), kept in memory for `/v1/log`.
+    purged: Arc<AtomicU64>,
 }
 
 impl LogStore {
     /// A log store over an opened database.
-    pub fn new(db: Arc<Database>) -> Self {
-        Self { db }
+    pub fn new(db: Arc<Database>) -> Result<Self, StoreError> {
+        let purged: Option<LogId> = read_json(&db, KEY_LAST_PURGED)?;
+        Ok(Self {
+            db,
+            purged: Arc::new(AtomicU64::new(purged.map(|l| l.index).unwrap_or(0))),
+        })
+    }
+
+    /// Index of the last purged entry (0 when nothing was purged): entries up to it are gone.
+    pub fn purged_index(&self) -> u64 {
+        self.purged.load(Ordering::Acquire)
     }
 
     /// Entries with index in `[start, end)`, in order; absent ones (purged) are skipped.
@@ -93,6 +109,29 @@ fn read_range(db: &Database, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entr
     Ok(out)
 }
 
+/// Entries from `start` (exclusive of `end`) up to about `budget` stored bytes, at least one.
+fn read_limited(
+    db: &Database,
+    start: u64,
+    end: u64,
+    budget: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let table = txn.open_table(LOG).map_err(db_err)?;
+    let mut out = Vec::new();
+    let mut used = 0;
+    for row in table.range(start..end).map_err(db_err)? {
+        let (_, v) = row.map_err(db_err)?;
+        let bytes = v.value();
+        if !out.is_empty() && used + bytes.len() > budget {
+            break;
+        }
+        used += bytes.len();
+        out.push(serde_json::from_slice(bytes)?);
+    }
+    Ok(out)
+}
+
 fn last_entry(db: &Database) -> Result<Option<Entry>, StoreError> {
     let txn = db.begin_read().map_err(db_err)?;
     let table = txn.open_table(LOG).map_err(db_err)?;
@@ -118,6 +157,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
         let db = self.db.clone();
         blocking(move || read_range(&db, bounds))
+            .await
+            .map_err(read_err)
+    }
+
+    /// Replication reads: at most [`REPLICATION_BUDGET`] bytes of entries per AppendEntries,
+    /// so a run of large purge batches never makes an RPC body bigger than a peer accepts.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let db = self.db.clone();
+        blocking(move || read_limited(&db, start, end, REPLICATION_BUDGET))
             .await
             .map_err(read_err)
     }
@@ -234,7 +286,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(())
         })
         .await
-        .map_err(write_err)
+        .map_err(write_err)?;
+        self.purged.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
     }
 }
 

@@ -17,6 +17,7 @@
 //! redb is blocking; every call runs on tokio's blocking pool.
 
 pub mod log_store;
+pub mod recent;
 pub mod state_machine;
 
 use std::path::Path;

@@ -20,8 +20,10 @@ use serde::{Deserialize, Serialize};
 use tiercel_cluster::purge::wire::ServiceRecord;
 use tokio::sync::watch;
 
+use super::recent::RecentEvents;
 use super::{KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META, META, StoreError, blocking, db_err, read_meta};
 use crate::state::State;
+use crate::state::events::{encode_line, entry_event};
 use crate::types::{CommandResponse, Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// The state plus what openraft needs to know about it.
@@ -44,8 +46,14 @@ pub struct SnapshotView {
     pub services: Vec<ServiceRecord>,
 }
 
+/// Default number of entries kept encoded for streams (seconds of history at full load).
+pub const RECENT_ENTRIES: usize = 4096;
+/// Bytes of encoded lines kept for streams.
+const RECENT_BYTES: usize = 16 * 1024 * 1024;
+
 struct Shared {
     machine: RwLock<Machine>,
+    recent: RwLock<RecentEvents>,
     snapshot: RwLock<SnapshotView>,
     applied: watch::Sender<u64>,
     snapshot_seq: AtomicU64,
@@ -73,6 +81,12 @@ impl StateReader {
     pub fn snapshot(&self) -> SnapshotView {
         self.shared.snapshot.read().clone()
     }
+
+    /// The encoded `/v1/log` lines of the applied entries `from..=upto`, when they are all
+    /// still in memory.
+    pub fn recent_lines(&self, from: u64, upto: u64) -> Option<Vec<bytes::Bytes>> {
+        self.shared.recent.read().lines(from, upto)
+    }
 }
 
 /// The state machine handed to openraft; clones share one state.
@@ -87,8 +101,9 @@ struct StoredMeta {
 }
 
 impl StateMachineStore {
-    /// Loads the last snapshot from `db` (or starts empty).
-    pub async fn open(db: Arc<Database>) -> Result<Self, StoreError> {
+    /// Loads the last snapshot from `db` (or starts empty); keeps the `/v1/log` lines of the
+    /// last `recent_entries` applied entries in memory.
+    pub async fn open(db: Arc<Database>, recent_entries: usize) -> Result<Self, StoreError> {
         let db2 = db.clone();
         let loaded = blocking(move || {
             let meta = read_meta(&db2, KEY_SNAPSHOT_META)?;
@@ -109,6 +124,7 @@ impl StateMachineStore {
         Ok(Self {
             shared: Arc::new(Shared {
                 machine: RwLock::new(machine),
+                recent: RwLock::new(RecentEvents::new(recent_entries, RECENT_BYTES)),
                 snapshot: RwLock::new(view),
                 applied: tx,
                 snapshot_seq: AtomicU64::new(0),
@@ -166,11 +182,15 @@ fn snap_err(e: StoreError) -> StorageError {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (data, last_applied, membership, view) = {
-            let m = self.shared.machine.read();
-            let data = serde_json::to_vec(&*m).map_err(|e| snap_err(e.into()))?;
-            (data, m.last_applied, m.membership.clone(), view_of(&m))
-        };
+        // Clone under the read lock (fast), encode off the async workers without blocking apply.
+        let machine = self.shared.machine.read().clone();
+        let (data, last_applied, membership, view) = blocking(move || {
+            let data = serde_json::to_vec(&machine)?;
+            let view = view_of(&machine);
+            Ok((data, machine.last_applied, machine.membership, view))
+        })
+        .await
+        .map_err(snap_err)?;
         let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
@@ -209,9 +229,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let mut out = Vec::new();
+        let mut lines = Vec::new();
         let last = {
             let mut m = self.shared.machine.write();
             for entry in entries {
+                // Encoded once here, then copied to every open `/v1/log` stream.
+                // `None` when encoding failed: the window is cut there and streams read the
+                // entry from the store instead.
+                let line = match entry_event(&entry).map(|ev| encode_line(&ev)).transpose() {
+                    Ok(line) => Some(line),
+                    Err(e) => {
+                        tracing::warn!(index = entry.log_id.index, error = %e, "encoding a log event");
+                        None
+                    }
+                };
+                lines.push((entry.log_id.index, line));
                 m.last_applied = Some(entry.log_id);
                 let resp = match entry.payload {
                     EntryPayload::Blank => CommandResponse::Done,
@@ -225,6 +257,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             m.last_applied.map(|l| l.index).unwrap_or(0)
         };
+        {
+            let mut recent = self.shared.recent.write();
+            for (index, line) in lines {
+                match line {
+                    Some(line) => recent.push(index, line),
+                    None => recent.clear(),
+                }
+            }
+        }
         self.shared.applied.send_replace(last);
         Ok(out)
     }
@@ -243,12 +284,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let machine = decode_machine(&data)
+        let (machine, data) = blocking(move || Ok((decode_machine(&data)?, data)))
+            .await
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.save_snapshot(meta, data).await.map_err(snap_err)?;
         let view = view_of(&machine);
         let last = machine.last_applied.map(|l| l.index).unwrap_or(0);
         *self.shared.machine.write() = machine;
+        self.shared.recent.write().clear();
         *self.shared.snapshot.write() = view;
         self.shared.applied.send_replace(last);
         tracing::info!(index = last, "snapshot installed");

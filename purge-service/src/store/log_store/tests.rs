@@ -15,10 +15,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder 
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = TempDir::new().map_err(|e| StorageIOError::write(&e))?;
         let db = open(dir.path()).map_err(|e| StorageIOError::write(&e))?;
-        let sm = StateMachineStore::open(db.clone())
+        let sm = StateMachineStore::open(db.clone(), 16)
             .await
             .map_err(|e| StorageIOError::write(&e))?;
-        Ok((dir, LogStore::new(db), sm))
+        let log = LogStore::new(db).map_err(|e| StorageIOError::write(&e))?;
+        Ok((dir, log, sm))
     }
 }
 
@@ -41,7 +42,7 @@ async fn log_vote_and_purge_survive_reopening() {
     let dir = TempDir::new().unwrap();
     {
         let db = open(dir.path()).unwrap();
-        let mut store = LogStore::new(db.clone());
+        let mut store = LogStore::new(db.clone()).unwrap();
         for i in 1..=5 {
             // LogFlushed cannot be built outside openraft; the extension waits for it.
             openraft::storage::RaftLogStorageExt::blocking_append(&mut store, [entry(1, i)])
@@ -54,7 +55,8 @@ async fn log_vote_and_purge_survive_reopening() {
     }
     // Reopen: what was acknowledged is there.
     let db = open(dir.path()).unwrap();
-    let mut store = LogStore::new(db);
+    let mut store = LogStore::new(db).unwrap();
+    assert_eq!(store.purged_index(), 2);
     assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
     let st = store.get_log_state().await.unwrap();
     assert_eq!(st.last_purged_log_id.map(|l| l.index), Some(2));
@@ -91,7 +93,7 @@ async fn the_state_machine_restarts_from_its_snapshot() {
     let dir = TempDir::new().unwrap();
     {
         let db = open(dir.path()).unwrap();
-        let mut sm = StateMachineStore::open(db).await.unwrap();
+        let mut sm = StateMachineStore::open(db, 16).await.unwrap();
         let put = |i: u64| Entry {
             log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), i),
             payload: EntryPayload::Normal(Command::ServicePut {
@@ -108,7 +110,7 @@ async fn the_state_machine_restarts_from_its_snapshot() {
         assert_eq!(*sm.reader().applied().borrow(), 3);
     }
     let db = open(dir.path()).unwrap();
-    let mut sm = StateMachineStore::open(db).await.unwrap();
+    let mut sm = StateMachineStore::open(db, 16).await.unwrap();
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(
         applied.map(|l| l.index),
@@ -129,4 +131,63 @@ async fn the_state_machine_restarts_from_its_snapshot() {
         Some(2)
     );
     assert!(sm.get_current_snapshot().await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn replication_reads_are_bounded_by_bytes_but_never_empty() {
+    let dir = TempDir::new().unwrap();
+    let db = open(dir.path()).unwrap();
+    let mut store = LogStore::new(db.clone()).unwrap();
+    openraft::storage::RaftLogStorageExt::blocking_append(&mut store, (1..=5).map(|i| entry(1, i)))
+        .await
+        .unwrap();
+    let one = serde_json::to_vec(&entry(1, 1)).unwrap().len();
+    let cases: &[(usize, u64, u64, Vec<u64>)] = &[
+        (0, 1, 6, vec![1]),
+        (one, 1, 6, vec![1]),
+        (one * 2 + 1, 2, 6, vec![2, 3]),
+        (usize::MAX, 1, 6, vec![1, 2, 3, 4, 5]),
+        (usize::MAX, 4, 5, vec![4]),
+        (usize::MAX, 6, 9, vec![]),
+    ];
+    for (budget, start, end, want) in cases {
+        let got: Vec<u64> = read_limited(&db, *start, *end, *budget)
+            .unwrap()
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect();
+        assert_eq!(&got, want, "budget {budget} [{start},{end})");
+    }
+    let all = store.limited_get_log_entries(1, 6).await.unwrap();
+    assert_eq!(all.len(), 5);
+}
+
+#[tokio::test]
+async fn applied_entries_are_kept_encoded_exactly_as_the_store_path_encodes_them() {
+    use crate::state::events::{encode_line, entry_event};
+    let dir = TempDir::new().unwrap();
+    let db = open(dir.path()).unwrap();
+    let mut sm = StateMachineStore::open(db, 3).await.unwrap();
+    let entries: Vec<Entry> = (1..=5)
+        .map(|i| {
+            if i == 3 {
+                Entry {
+                    log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), i),
+                    payload: EntryPayload::Blank,
+                }
+            } else {
+                entry(1, i)
+            }
+        })
+        .collect();
+    sm.apply(entries.clone()).await.unwrap();
+    let reader = sm.reader();
+    let want: Vec<bytes::Bytes> = entries[2..]
+        .iter()
+        .filter_map(entry_event)
+        .map(|ev| encode_line(&ev).unwrap())
+        .collect();
+    assert_eq!(reader.recent_lines(3, 5), Some(want));
+    assert_eq!(reader.recent_lines(2, 5), None, "only the last 3 are kept");
+    assert_eq!(*reader.applied().borrow(), 5);
 }
