@@ -21,7 +21,11 @@ pub fn main(role: Role) -> ExitCode {
         Role::Edge => "tiercel-edge",
         Role::Shield => "tiercel-shield",
     };
-    let cli = Cli::parse_from(std::env::args_os().enumerate().map(|(i, a)| if i == 0 { name.into() } else { a }));
+    let cli = Cli::parse_from(
+        std::env::args_os()
+            .enumerate()
+            .map(|(i, a)| if i == 0 { name.into() } else { a }),
+    );
     tiercel_cluster::telemetry::init("info");
     let cfg = match NodeConfig::load(role, &cli.node, std::env::vars()) {
         Ok(c) => c,
@@ -34,7 +38,10 @@ pub fn main(role: Role) -> ExitCode {
         print!("{}", cfg.to_toml());
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{name}: cannot start the runtime: {e}");
@@ -50,7 +57,10 @@ pub fn main(role: Role) -> ExitCode {
             }
         };
         if let Some(a) = node.listen {
-            println!("{name}: serving http://{a} (HTTP/1.1, h2c) in front of {}", cfg.origin.as_deref().unwrap_or("?"));
+            println!(
+                "{name}: serving http://{a} (HTTP/1.1, h2c) in front of {}",
+                cfg.origin.as_deref().unwrap_or("?")
+            );
         }
         if let Some(a) = node.tls_listen {
             println!("{name}: serving https://{a} (HTTP/1.1, h2 over TLS)");

@@ -21,7 +21,9 @@ use crate::upstream::{OriginUpstream, OriginUrlError, UpstreamTimeouts};
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// No upstream configured.
-    #[error("no origin configured: pass --origin http://host:port (or set origin in the config file)")]
+    #[error(
+        "no origin configured: pass --origin http://host:port (or set origin in the config file)"
+    )]
     NoOrigin,
     /// The origin URL is unusable.
     #[error(transparent)]
@@ -115,7 +117,11 @@ pub async fn start(role: Role, cfg: &NodeConfig) -> Result<RunningNode, NodeErro
 }
 
 /// Starts a node that consults `purges` on every hit.
-pub async fn start_with_purges(role: Role, cfg: &NodeConfig, purges: Arc<dyn PurgeOracle>) -> Result<RunningNode, NodeError> {
+pub async fn start_with_purges(
+    role: Role,
+    cfg: &NodeConfig,
+    purges: Arc<dyn PurgeOracle>,
+) -> Result<RunningNode, NodeError> {
     let origin = cfg.origin.as_deref().ok_or(NodeError::NoOrigin)?;
     if cfg.listen.is_none() && cfg.tls_listen.is_none() {
         return Err(NodeError::NoListener);
@@ -129,7 +135,10 @@ pub async fn start_with_purges(role: Role, cfg: &NodeConfig, purges: Arc<dyn Pur
     let engine_cfg = engine_config(role, cfg);
     let storage = Storage::open(StorageOptions {
         memory_bytes: cfg.memory_cache.as_usize(),
-        disk: cfg.disk_cache.clone().map(|d| (d, cfg.disk_cache_size.as_usize())),
+        disk: cfg
+            .disk_cache
+            .clone()
+            .map(|d| (d, cfg.disk_cache_size.as_usize())),
         max_chunk_bytes: engine_cfg.chunk_size,
     })
     .await?;
@@ -146,31 +155,64 @@ pub async fn start_with_purges(role: Role, cfg: &NodeConfig, purges: Arc<dyn Pur
     let mut tasks = JoinSet::new();
     let ready = Arc::new(Readiness::default());
 
-    let bind = |addr: SocketAddr| async move { server::bind(addr).await.map_err(|source| NodeError::Bind { addr, source }) };
+    let bind = |addr: SocketAddr| async move {
+        server::bind(addr)
+            .await
+            .map_err(|source| NodeError::Bind { addr, source })
+    };
     let mut listen = None;
     if let Some(addr) = cfg.listen {
         let l = bind(addr).await?;
         listen = l.local_addr().ok();
-        tasks.spawn(server::serve(l, None, engine.clone(), opts.clone(), shutdown.clone()));
+        tasks.spawn(server::serve(
+            l,
+            None,
+            engine.clone(),
+            opts.clone(),
+            shutdown.clone(),
+        ));
     }
     let mut tls_listen = None;
     let mut certificate = None;
     if let Some(addr) = cfg.tls_listen {
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), cfg.name.clone()];
+        let names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            cfg.name.clone(),
+        ];
         let (certs, key) = server::certified_key(cfg.cert.as_deref(), cfg.key.as_deref(), &names)?;
         certificate = certs.first().map(|c| c.to_vec());
         let tls = server::server_config(certs, key, &server::TCP_ALPN)?;
         let l = bind(addr).await?;
         tls_listen = l.local_addr().ok();
-        tasks.spawn(server::serve(l, Some(TlsAcceptor::from(tls)), engine.clone(), opts.clone(), shutdown.clone()));
+        tasks.spawn(server::serve(
+            l,
+            Some(TlsAcceptor::from(tls)),
+            engine.clone(),
+            opts.clone(),
+            shutdown.clone(),
+        ));
     }
     let mut admin_listen = None;
     if let Some(addr) = cfg.admin_listen {
         let l = bind(addr).await?;
         admin_listen = l.local_addr().ok();
-        tasks.spawn(server::serve_admin(l, engine.clone(), ready.clone(), shutdown.clone()));
+        tasks.spawn(server::serve_admin(
+            l,
+            engine.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        ));
     }
     ready.set(true);
     tracing::info!(?listen, ?tls_listen, ?admin_listen, origin, name = %cfg.name, "node started");
-    Ok(RunningNode { listen, tls_listen, admin_listen, engine, certificate, shutdown, tasks })
+    Ok(RunningNode {
+        listen,
+        tls_listen,
+        admin_listen,
+        engine,
+        certificate,
+        shutdown,
+        tasks,
+    })
 }

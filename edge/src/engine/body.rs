@@ -49,8 +49,12 @@ impl Body {
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        let frames = futures_util::StreamExt::map(stream, |r| r.map(Frame::data).map_err(Into::into));
-        Body::Stream { inner: http_body_util::StreamBody::new(frames).boxed_unsync(), len }
+        let frames =
+            futures_util::StreamExt::map(stream, |r| r.map(Frame::data).map_err(Into::into));
+        Body::Stream {
+            inner: http_body_util::StreamBody::new(frames).boxed_unsync(),
+            len,
+        }
     }
 
     /// Wraps any body.
@@ -59,7 +63,10 @@ impl Body {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        Body::Stream { inner: body.map_err(Into::into).boxed_unsync(), len }
+        Body::Stream {
+            inner: body.map_err(Into::into).boxed_unsync(),
+            len,
+        }
     }
 }
 
@@ -67,7 +74,10 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
@@ -87,7 +97,9 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::Stream { inner, len } => len.map_or_else(|| inner.size_hint(), SizeHint::with_exact),
+            Body::Stream { inner, len } => {
+                len.map_or_else(|| inner.size_hint(), SizeHint::with_exact)
+            }
         }
     }
 }

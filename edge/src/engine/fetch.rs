@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, DATE};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
@@ -16,8 +16,8 @@ use super::fills::FillKey;
 use super::lookup::FillTarget;
 use super::{Engine, RequestCtx};
 use crate::policy::{
-    AgeClock, FreshenOutcome, Storability, StoredPolicy, VarySpec, conditional_request_headers, freshen,
-    has_validator, storability, variant_id,
+    AgeClock, FreshenOutcome, Storability, StorePlan, StoredPolicy, VarySpec,
+    conditional_request_headers, ensure_date, freshen, has_validator, storability, variant_id,
 };
 use crate::protocol::strip_hop_by_hop;
 use crate::storage::{ObjectMeta, VaryHead};
@@ -36,6 +36,8 @@ pub(super) struct FillJob {
     head: Option<Arc<VaryHead>>,
     stale: Option<Arc<ObjectMeta>>,
     purge_index: u64,
+    /// Where the fill is registered for coalescing (`None` for a fetch made alone).
+    table_key: Option<FillKey>,
 }
 
 /// Request fields that belong to one client's conditional or partial request, never to a
@@ -66,7 +68,12 @@ pub(super) fn response_tags(headers: &HeaderMap) -> Vec<String> {
     }
     for v in headers.get_all("cache-tag") {
         if let Ok(s) = v.to_str() {
-            tags.extend(s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string));
+            tags.extend(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string),
+            );
         }
     }
     tags.sort();
@@ -75,7 +82,13 @@ pub(super) fn response_tags(headers: &HeaderMap) -> Vec<String> {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl Engine {
@@ -88,26 +101,53 @@ impl Engine {
             key: ctx.key,
             url: ctx.url.purge_key(),
             host: ctx.url.host.clone(),
-            target: ctx.path_and_query().parse().unwrap_or_else(|_| http::Uri::from_static("/")),
+            target: ctx
+                .path_and_query()
+                .parse()
+                .unwrap_or_else(|_| http::Uri::from_static("/")),
             upstream_headers,
             request_headers: ctx.headers.clone(),
             head: target.head.clone(),
             stale: target.stale.clone(),
             purge_index: self.purges.applied_index(),
+            table_key: None,
         }
     }
 
     /// Runs one fill to completion: whatever its readers do, the upstream exchange finishes and
     /// the object is stored (or not) before the fill leaves the coalescing table.
-    pub(super) async fn run_fill(self: Arc<Self>, fill: Arc<Fill>, job: FillJob, table_key: Option<FillKey>) {
+    pub(super) async fn run_fill(
+        self: Arc<Self>,
+        fill: Arc<Fill>,
+        mut job: FillJob,
+        table_key: Option<FillKey>,
+    ) {
+        job.table_key = table_key;
         self.fetch_into(&fill, &job).await;
-        if let Some(key) = table_key {
-            self.fills.finish(&key, &fill);
+        // Normally done already, just before the outcome was final; this covers early returns.
+        self.unregister(&fill, &job);
+    }
+
+    /// Takes the fill out of the coalescing table: called before its outcome becomes final, so a
+    /// request arriving afterwards looks in storage (or starts its own fetch) instead of
+    /// joining a result that was decided before it arrived.
+    fn unregister(&self, fill: &Arc<Fill>, job: &FillJob) {
+        if let Some(key) = &job.table_key {
+            self.fills.finish(key, fill);
         }
     }
 
+    fn settle(&self, fill: &Arc<Fill>, job: &FillJob, outcome: Outcome) {
+        self.unregister(fill, job);
+        fill.publish(outcome);
+    }
+
     async fn fetch_into(&self, fill: &Arc<Fill>, job: &FillJob) {
-        let mut validate = job.stale.as_ref().filter(|m| has_validator(&m.headers)).cloned();
+        let mut validate = job
+            .stale
+            .as_ref()
+            .filter(|m| has_validator(&m.headers))
+            .cloned();
         // At most two exchanges: a conditional one, and an unconditional one when the 304 did
         // not select the stored response (RFC 9111 §4.3.4).
         for _ in 0..2 {
@@ -121,26 +161,37 @@ impl Engine {
             *req.uri_mut() = job.target.clone();
             *req.headers_mut() = headers;
             let request_time = SystemTime::now();
-            self.stats.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats
+                .upstream_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let resp = match self.upstream.send(req).await {
                 Ok(r) => r,
-                Err(e) => {
-                    fill.publish(Outcome::Failed(e));
-                    return;
-                }
+                Err(e) => return self.settle(fill, job, Outcome::Failed(e)),
             };
             let response_time = SystemTime::now();
-            let status = resp.status();
+            let (mut parts, body) = resp.into_parts();
+            //= https://www.rfc-editor.org/rfc/rfc9110#section-6.6.1
+            //# A recipient with a clock that receives a response message without a Date header
+            //# field MUST record the time it was received and append a corresponding Date
+            //# header field to the message's header section if it is cached or forwarded
+            //# downstream.
+            ensure_date(&mut parts.headers, response_time);
+            let status = parts.status;
             if status == StatusCode::NOT_MODIFIED {
                 let Some(stored) = &validate else {
                     // We never asked for a 304: hand it to the one client that can use it.
-                    return self.publish_private(fill, job, resp);
+                    return self.publish_private(fill, job, Response::from_parts(parts, body));
                 };
-                match freshen(&stored.headers, resp.headers()) {
+                match freshen(&stored.headers, &parts.headers) {
                     FreshenOutcome::Updated(headers) => {
-                        let meta = Arc::new(self.refreshed(stored, headers, job, request_time, response_time));
-                        self.storage.put_object(meta.clone());
-                        fill.publish(Outcome::Stored(meta));
+                        self.publish_revalidated(
+                            fill,
+                            job,
+                            stored,
+                            headers,
+                            request_time,
+                            response_time,
+                        );
                         return;
                     }
                     FreshenOutcome::NotSelected => {
@@ -151,80 +202,129 @@ impl Engine {
             }
             if is_server_error(status) && job.stale.is_some() {
                 // Keep the stored response: stale-if-error may still serve it.
-                return self.publish_private(fill, job, resp);
+                return self.publish_private(fill, job, Response::from_parts(parts, body));
             }
-            match storability(&http::Method::GET, &job.request_headers, status, resp.headers(), &self.cfg.policy) {
+            match storability(
+                &http::Method::GET,
+                &job.request_headers,
+                status,
+                &parts.headers,
+                &self.cfg.policy,
+            ) {
                 Storability::DoNotStore(reason) => {
                     tracing::debug!(%reason, url = %job.url, "response not stored");
                     self.hit_for_miss.mark(job.key, Instant::now());
                     if let Some(stale) = &job.stale {
                         //= https://www.rfc-editor.org/rfc/rfc9111#section-4.3.3
-                        //# A full response ... MAY [be stored], replacing the stored response.
-                        // It is not storable, so the old one must not outlive it either.
+                        //# the cache MUST use the full response to satisfy the request.
+                        // It replaces the stored response, which must not outlive it.
                         self.storage.remove_object(stale);
                     }
-                    return self.publish_private(fill, job, resp);
+                    return self.publish_private(fill, job, Response::from_parts(parts, body));
                 }
                 Storability::Store(plan) => {
-                    self.stream_into(fill, job, resp, plan.policy, plan.vary, &plan.strip_fields, request_time, response_time)
+                    let resp = Response::from_parts(parts, body);
+                    self.stream_into(fill, job, resp, plan, request_time, response_time)
                         .await;
                     return;
                 }
             }
         }
-        fill.publish(Outcome::Failed(crate::upstream::UpstreamError::Protocol(
+        let err = crate::upstream::UpstreamError::Protocol(
             "304 did not select the stored response twice".into(),
-        )));
+        );
+        self.settle(fill, job, Outcome::Failed(err));
     }
 
-    fn publish_private(&self, fill: &Arc<Fill>, _job: &FillJob, resp: Response<Incoming>) {
+    fn publish_private(&self, fill: &Arc<Fill>, job: &FillJob, resp: Response<Incoming>) {
         let server_error = is_server_error(resp.status());
-        fill.publish(Outcome::Private { slot: Arc::new(Mutex::new(Some(resp))), server_error });
+        self.settle(
+            fill,
+            job,
+            Outcome::Private {
+                slot: Arc::new(Mutex::new(Some(resp))),
+                server_error,
+            },
+        );
     }
 
-    /// The stored response updated by a 304 (RFC 9111 §4.3.4): same body, new header section,
-    /// new age inputs, and the purge index of this validation.
-    fn refreshed(
+    /// Publishes the stored response updated by a 304 (RFC 9111 §4.3.4): same body, new header
+    /// section, new age inputs and the purge index of this validation. The updated header
+    /// section is judged again: a 304 may turn a response private or add fields not to store.
+    fn publish_revalidated(
         &self,
-        stored: &ObjectMeta,
-        headers: HeaderMap,
+        fill: &Arc<Fill>,
         job: &FillJob,
+        stored: &Arc<ObjectMeta>,
+        mut headers: HeaderMap,
         request_time: SystemTime,
         response_time: SystemTime,
-    ) -> ObjectMeta {
+    ) {
         let age = AgeClock::new(&headers, request_time, response_time);
-        let policy = StoredPolicy::from_response(stored.status, &headers, &self.cfg.policy);
+        let plan = storability(
+            &http::Method::GET,
+            &job.request_headers,
+            stored.status,
+            &headers,
+            &self.cfg.policy,
+        );
+        let (policy, keep) = match plan {
+            Storability::Store(plan) => {
+                for name in &plan.strip_fields {
+                    headers.remove(name.as_str());
+                }
+                (plan.policy, true)
+            }
+            Storability::DoNotStore(reason) => {
+                tracing::debug!(%reason, url = %job.url, "revalidated response no longer storable");
+                (
+                    StoredPolicy::from_response(stored.status, &headers, &self.cfg.policy),
+                    false,
+                )
+            }
+        };
         let tags = response_tags(&headers);
-        ObjectMeta { headers, age, policy, tags, purge_index: job.purge_index, ..stored.clone() }
+        let meta = Arc::new(ObjectMeta {
+            headers,
+            age,
+            policy,
+            tags,
+            purge_index: job.purge_index,
+            ..ObjectMeta::clone(stored)
+        });
+        if keep {
+            self.storage.put_object(meta.clone());
+        } else {
+            self.storage.remove_object(stored);
+        }
+        self.settle(fill, job, Outcome::Stored(meta));
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn stream_into(
         &self,
         fill: &Arc<Fill>,
         job: &FillJob,
         resp: Response<Incoming>,
-        policy: StoredPolicy,
-        vary: VarySpec,
-        strip_fields: &[String],
+        plan: StorePlan,
         request_time: SystemTime,
         response_time: SystemTime,
     ) {
+        let StorePlan {
+            policy,
+            vary,
+            strip_fields,
+        } = plan;
         let (mut parts, body) = resp.into_parts();
         let age = AgeClock::new(&parts.headers, request_time, response_time);
         strip_hop_by_hop(&mut parts.headers);
-        for name in strip_fields {
-            parts.headers.remove(name.as_str());
-        }
-        if !parts.headers.contains_key(DATE)
-            && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time))
-        {
-            //= https://www.rfc-editor.org/rfc/rfc9110#section-6.6.1
-            //# A recipient with a clock that receives a response message without a Date header
-            //# field MUST record the time it was received and append a corresponding Date
-            //# header field to the message's header section if it is cached or forwarded
-            //# downstream.
-            parts.headers.insert(DATE, v);
+        let mut withheld = HeaderMap::new();
+        for name in &strip_fields {
+            if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+                for value in parts.headers.get_all(&name) {
+                    withheld.append(name.clone(), value.clone());
+                }
+                parts.headers.remove(&name);
+            }
         }
         let length = content_length(&parts.headers);
         let max = self.cfg.max_object_size;
@@ -249,11 +349,12 @@ impl Engine {
             length,
             generation: rand::random(),
             storing: true,
+            withheld,
         });
         fill.publish(Outcome::Stream(head.clone()));
         self.hit_for_miss.clear(&job.key);
 
-        let mut body = IdleTimeout::new(body, self.upstream.idle_timeout());
+        let mut body = std::pin::pin!(IdleTimeout::new(body, self.upstream.idle_timeout()));
         let mut result: Result<(), FillError> = Ok(());
         let mut oversized = false;
         while let Some(frame) = body.frame().await {
@@ -276,12 +377,21 @@ impl Engine {
             && let Some(want) = length
             && fill.received() != want
         {
-            result = Err(FillError::Truncated { got: fill.received(), want });
+            result = Err(FillError::Truncated {
+                got: fill.received(),
+                want,
+            });
         }
-        let finished = fill.finish(result, &head, self.cfg.inline_max);
+        let finished = fill.seal(&result, &head, self.cfg.inline_max);
         let (inline, chunk_hashes) = match finished {
-            FinishedBody::Failed => return,
-            _ if oversized => return,
+            FinishedBody::Failed => {
+                self.unregister(fill, job);
+                return fill.end(result);
+            }
+            _ if oversized => {
+                self.unregister(fill, job);
+                return fill.end(result);
+            }
             FinishedBody::Inline(b) => (Some(b), Vec::new()),
             FinishedBody::Chunked(h) => (None, h),
         };
@@ -306,16 +416,21 @@ impl Engine {
             inline,
         };
         self.storage.put_object(Arc::new(meta));
+        self.unregister(fill, job);
+        fill.end(result);
     }
 }
 
 fn empty_body() -> UpstreamBody {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn tags_from_both_headers() {

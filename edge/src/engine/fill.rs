@@ -51,6 +51,9 @@ pub struct FillHead {
     pub generation: u64,
     /// Whether the body is being written to storage (false: too large, streamed only).
     pub storing: bool,
+    /// Fields withheld from storage (`private="…"`, §5.2.2.7): only the client whose request
+    /// started the fill may see them, never a client that joined it.
+    pub withheld: HeaderMap,
 }
 
 /// What became of the fetch, as seen by a waiting client.
@@ -200,7 +203,13 @@ impl Fill {
         let index = b.completed;
         b.hashes.push(*blake3::hash(&chunk).as_bytes());
         if head.storing {
-            self.storage.put_chunk(&head.key, &head.variant, head.generation, index, chunk.clone());
+            self.storage.put_chunk(
+                &head.key,
+                &head.variant,
+                head.generation,
+                index,
+                chunk.clone(),
+            );
         }
         b.window.push_back((index, chunk));
         while b.window.len() > b.window_chunks {
@@ -209,31 +218,42 @@ impl Fill {
         b.completed += 1;
     }
 
-    /// Ends the body. On success returns the whole body when it fits in `inline_max` bytes
-    /// (small objects are stored inline, without chunks), and the chunk hashes otherwise.
-    pub fn finish(&self, result: Result<(), FillError>, head: &FillHead, inline_max: usize) -> FinishedBody {
-        let finished = {
-            let mut st = self.state.lock();
-            let b = &mut st.body;
-            let finished = match &result {
-                Ok(()) if b.completed == 0 && b.current_len <= inline_max => {
-                    // Keep the pieces for readers; the inline copy is for the metadata entry.
-                    let body = concat(b.current.clone());
-                    FinishedBody::Inline(body)
+    /// Completes the last chunk of a body that ended with `result`, without telling readers
+    /// yet: the caller stores the object first, then calls [`Fill::end`], so a client that has
+    /// read the last byte and asks again finds the object stored. Returns the whole body when
+    /// it fits in `inline_max` bytes (small objects are stored inline, without chunks), and the
+    /// chunk hashes otherwise.
+    pub fn seal(
+        &self,
+        result: &Result<(), FillError>,
+        head: &FillHead,
+        inline_max: usize,
+    ) -> FinishedBody {
+        let mut st = self.state.lock();
+        let b = &mut st.body;
+        match result {
+            Ok(()) if b.completed == 0 && b.current_len <= inline_max => {
+                FinishedBody::Inline(concat(b.current.clone()))
+            }
+            Ok(()) => {
+                if b.current_len > 0 {
+                    self.complete_chunk(b, head);
                 }
-                Ok(()) => {
-                    if b.current_len > 0 {
-                        self.complete_chunk(b, head);
-                    }
-                    FinishedBody::Chunked(b.hashes.clone())
-                }
-                Err(_) => FinishedBody::Failed,
-            };
-            b.end = Some(result);
-            finished
-        };
+                FinishedBody::Chunked(b.hashes.clone())
+            }
+            Err(_) => FinishedBody::Failed,
+        }
+    }
+
+    /// Tells readers the body is over (successfully or not).
+    pub fn end(&self, result: Result<(), FillError>) {
+        self.state.lock().body.end = Some(result);
         self.bump();
-        finished
+    }
+
+    /// Whether the body is over.
+    pub fn ended(&self) -> bool {
+        self.state.lock().body.end.is_some()
     }
 
     /// Bytes received so far.
@@ -289,7 +309,13 @@ impl FillReader {
     /// Reads from byte `start` up to `end` (exclusive; `None`: to the end of the body).
     pub fn new(fill: Arc<Fill>, head: Arc<FillHead>, start: u64, end: Option<u64>) -> Self {
         let rx = fill.version.subscribe();
-        FillReader { fill, head, rx, pos: start, end }
+        FillReader {
+            fill,
+            head,
+            rx,
+            pos: start,
+            end,
+        }
     }
 
     fn step(&self) -> Step {
@@ -327,10 +353,27 @@ impl FillReader {
         }
     }
 
+    /// Whether `piece` would complete a body of known length before the fill has ended. The
+    /// last bytes are held back until then, so a client that has read the whole body and asks
+    /// again finds the object stored (the fill stores it before it ends).
+    fn holds_back(&self, piece: usize) -> bool {
+        self.head
+            .length
+            .is_some_and(|len| self.pos + piece as u64 == len)
+            && !self.fill.ended()
+    }
+
     /// The next piece of body, `None` at the end.
     pub async fn next(&mut self) -> Option<Result<Bytes, FillError>> {
         loop {
             match self.step() {
+                Step::Data(d) if self.holds_back(d.len()) => {
+                    if self.rx.changed().await.is_err() {
+                        return Some(Err(FillError::Upstream(UpstreamError::Protocol(
+                            "fill abandoned".into(),
+                        ))));
+                    }
+                }
                 Step::Data(d) => {
                     self.pos += d.len() as u64;
                     return Some(Ok(d));
@@ -339,13 +382,33 @@ impl FillReader {
                 Step::Fail(e) => return Some(Err(e)),
                 Step::Wait => {
                     if self.rx.changed().await.is_err() {
-                        return Some(Err(FillError::Upstream(UpstreamError::Protocol("fill abandoned".into()))));
+                        return Some(Err(FillError::Upstream(UpstreamError::Protocol(
+                            "fill abandoned".into(),
+                        ))));
                     }
                 }
                 Step::FromStorage(index, offset) => {
-                    let expected = self.fill.state.lock().body.hashes.get(index as usize).copied();
+                    let expected = self
+                        .fill
+                        .state
+                        .lock()
+                        .body
+                        .hashes
+                        .get(index as usize)
+                        .copied();
                     let chunk = match expected {
-                        Some(h) => self.fill.storage.chunk_raw(&self.head.key, &self.head.variant, self.head.generation, index, &h).await,
+                        Some(h) => {
+                            self.fill
+                                .storage
+                                .chunk_raw(
+                                    &self.head.key,
+                                    &self.head.variant,
+                                    self.head.generation,
+                                    index,
+                                    &h,
+                                )
+                                .await
+                        }
                         None => None,
                     };
                     let Some(chunk) = chunk else {

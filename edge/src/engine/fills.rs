@@ -22,14 +22,20 @@ pub struct FillTable {
 
 impl std::fmt::Debug for FillTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FillTable").field("in_flight", &self.fills.lock().len()).finish()
+        f.debug_struct("FillTable")
+            .field("in_flight", &self.fills.lock().len())
+            .finish()
     }
 }
 
 impl FillTable {
     /// Joins the fill in flight for `key`, or registers `make()` as the new one. Returns the
     /// fill and whether the caller is its leader (and must start the fetch).
-    pub fn join_or_start(&self, key: FillKey, make: impl FnOnce() -> Arc<Fill>) -> (Arc<Fill>, bool) {
+    pub fn join_or_start(
+        &self,
+        key: FillKey,
+        make: impl FnOnce() -> Arc<Fill>,
+    ) -> (Arc<Fill>, bool) {
         let mut fills = self.fills.lock();
         if let Some(f) = fills.get(&key) {
             return (f.clone(), false);
@@ -56,11 +62,6 @@ impl FillTable {
     pub fn len(&self) -> usize {
         self.fills.lock().len()
     }
-
-    /// Whether no fill is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Keys whose last response was not shareable, with when that memory expires.
@@ -72,14 +73,20 @@ pub struct HitForMiss {
 
 impl std::fmt::Debug for HitForMiss {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HitForMiss").field("ttl", &self.ttl).finish()
+        f.debug_struct("HitForMiss")
+            .field("ttl", &self.ttl)
+            .finish()
     }
 }
 
 impl HitForMiss {
     /// Remembers keys for `ttl`, at most `max_entries` at once.
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
-        HitForMiss { ttl, max_entries: max_entries.max(1), keys: Mutex::new(HashMap::new()) }
+        HitForMiss {
+            ttl,
+            max_entries: max_entries.max(1),
+            keys: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Marks `key` as not shareable as of `now`.

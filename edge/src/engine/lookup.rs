@@ -10,7 +10,9 @@ use super::fills::FillKey;
 use super::purge::PurgeVerdict;
 use super::serve::CacheInfo;
 use super::{Body, Engine, RequestCtx};
-use crate::policy::{Reuse, RevalidateReason, VariantId, VarySpec, reuse, stale_if_error_allows, variant_id};
+use crate::policy::{
+    Reuse, RevalidateReason, VariantId, VarySpec, reuse, stale_if_error_allows, variant_id,
+};
 use crate::protocol::FwdReason;
 use crate::storage::{Head, ObjectMeta, VaryHead};
 
@@ -19,7 +21,10 @@ pub(super) enum Found {
     /// A stored response matching the request's variant.
     Object(Arc<ObjectMeta>),
     /// The URL is stored, but not this variant.
-    VaryMiss { head: Arc<VaryHead>, variant: VariantId },
+    VaryMiss {
+        head: Arc<VaryHead>,
+        variant: VariantId,
+    },
     /// Nothing stored for the URL.
     UriMiss,
 }
@@ -66,16 +71,21 @@ impl Engine {
 
     /// GET and HEAD.
     pub(super) async fn cached(self: &Arc<Self>, ctx: RequestCtx) -> Response<Body> {
-        let mut alone = ctx.directives.no_store || self.hit_for_miss.is_marked(&ctx.key, Instant::now());
+        let mut alone =
+            ctx.directives.no_store || self.hit_for_miss.is_marked(&ctx.key, Instant::now());
         for _ in 0..MAX_ROUNDS {
             let target = match self.lookup(&ctx).await {
                 Found::Object(meta) => match self.reuse_stored(&ctx, meta).await {
                     Ok(resp) => return resp,
                     Err(target) => target,
                 },
-                Found::VaryMiss { head, variant } => {
-                    FillTarget { variant, head: Some(head), stale: None, soft_purged: false, fwd: FwdReason::VaryMiss }
-                }
+                Found::VaryMiss { head, variant } => FillTarget {
+                    variant,
+                    head: Some(head),
+                    stale: None,
+                    soft_purged: false,
+                    fwd: FwdReason::VaryMiss,
+                },
                 Found::UriMiss => FillTarget {
                     variant: variant_id(&VarySpec::None, &ctx.headers),
                     head: None,
@@ -88,19 +98,33 @@ impl Engine {
                 //= https://www.rfc-editor.org/rfc/rfc9111#section-5.2.1.7
                 //# If a cache receives a request with only-if-cached and has no suitable stored
                 //# response, it SHOULD respond with a 504 (Gateway Timeout) status code.
-                return self.plain_error(StatusCode::GATEWAY_TIMEOUT, "not in cache (only-if-cached)\n", Some(target.fwd));
+                return self.plain_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "not in cache (only-if-cached)\n",
+                    Some(target.fwd),
+                );
             }
             match self.fill_and_serve(&ctx, target, alone).await {
                 Served::Done(resp) => return resp,
                 Served::Alone => alone = true,
             }
         }
-        self.plain_error(StatusCode::BAD_GATEWAY, "could not obtain a usable response\n", Some(FwdReason::Miss))
+        self.plain_error(
+            StatusCode::BAD_GATEWAY,
+            "could not obtain a usable response\n",
+            Some(FwdReason::Miss),
+        )
     }
 
     /// Decides what to do with a stored response: serve it (`Ok`) or fetch (`Err(target)`).
-    async fn reuse_stored(self: &Arc<Self>, ctx: &RequestCtx, meta: Arc<ObjectMeta>) -> Result<Response<Body>, FillTarget> {
-        let verdict = self.purges.verdict(&meta.url, &meta.host, &meta.tags, meta.purge_index);
+    async fn reuse_stored(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        meta: Arc<ObjectMeta>,
+    ) -> Result<Response<Body>, FillTarget> {
+        let verdict = self
+            .purges
+            .verdict(&meta.url, &meta.host, &meta.tags, meta.purge_index);
         if verdict == PurgeVerdict::Hard {
             self.storage.remove_object(&meta);
             return Err(FillTarget {
@@ -114,7 +138,14 @@ impl Engine {
         let soft = verdict == PurgeVerdict::Soft;
         let force_stale = soft || self.purges.lagging();
         let now = SystemTime::now();
-        let decision = reuse(&meta.policy, &meta.age, &ctx.directives, now, force_stale, &self.cfg.policy);
+        let decision = reuse(
+            &meta.policy,
+            &meta.age,
+            &ctx.directives,
+            now,
+            force_stale,
+            &self.cfg.policy,
+        );
         let fill_key: FillKey = (ctx.key, meta.variant);
         match decision {
             Reuse::Fresh { .. } | Reuse::StaleAccepted => {}
@@ -128,12 +159,18 @@ impl Engine {
                     }
                 }
                 let fwd = match reason {
-                    RevalidateReason::RequestNoCache | RevalidateReason::RequestMaxAge | RevalidateReason::RequestMinFresh => {
-                        FwdReason::Request
-                    }
+                    RevalidateReason::RequestNoCache
+                    | RevalidateReason::RequestMaxAge
+                    | RevalidateReason::RequestMinFresh => FwdReason::Request,
                     _ => FwdReason::Stale,
                 };
-                return Err(FillTarget { variant: meta.variant, head: None, stale: Some(meta), soft_purged: soft, fwd });
+                return Err(FillTarget {
+                    variant: meta.variant,
+                    head: None,
+                    stale: Some(meta),
+                    soft_purged: soft,
+                    fwd,
+                });
             }
         }
         let detail = match decision {
@@ -147,7 +184,13 @@ impl Engine {
             Ok(resp) => Ok(resp),
             Err(_evicted) => {
                 self.storage.remove_object(&meta);
-                Err(FillTarget { variant: meta.variant, head: None, stale: None, soft_purged: false, fwd: FwdReason::Miss })
+                Err(FillTarget {
+                    variant: meta.variant,
+                    head: None,
+                    stale: None,
+                    soft_purged: false,
+                    fwd: FwdReason::Miss,
+                })
             }
         }
     }
@@ -170,22 +213,43 @@ impl Engine {
     }
 
     pub(super) fn new_fill(&self) -> Arc<Fill> {
-        Fill::new(self.storage.clone(), self.cfg.chunk_size, self.cfg.window_chunks)
+        Fill::new(
+            self.storage.clone(),
+            self.cfg.chunk_size,
+            self.cfg.window_chunks,
+        )
     }
 
     /// Joins or starts the fill for the request's variant and serves its outcome.
-    async fn fill_and_serve(self: &Arc<Self>, ctx: &RequestCtx, target: FillTarget, alone: bool) -> Served {
+    async fn fill_and_serve(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        target: FillTarget,
+        alone: bool,
+    ) -> Served {
         let key: FillKey = (ctx.key, target.variant);
-        let (fill, leader) = if alone { (self.new_fill(), true) } else { self.fills.join_or_start(key, || self.new_fill()) };
+        let (fill, leader) = if alone {
+            (self.new_fill(), true)
+        } else {
+            self.fills.join_or_start(key, || self.new_fill())
+        };
         if leader {
             let job = self.fill_job(ctx, &target);
-            tokio::spawn(self.clone().run_fill(fill.clone(), job, (!alone).then_some(key)));
+            tokio::spawn(
+                self.clone()
+                    .run_fill(fill.clone(), job, (!alone).then_some(key)),
+            );
         } else {
-            self.stats.collapsed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats
+                .collapsed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        self.stats.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let outcome = fill.outcome().await;
-        self.serve_outcome(ctx, &fill, outcome, &target, !leader).await
+        self.serve_outcome(ctx, &fill, outcome, &target, !leader)
+            .await
     }
 
     async fn serve_outcome(
@@ -200,7 +264,9 @@ impl Engine {
         let info = CacheInfo::forwarded(target.fwd).collapsed(collapsed);
         match outcome {
             Outcome::Stream(head) => {
-                if matches!(head.vary, VarySpec::Star) || head.variant != variant_id(&head.vary, &ctx.headers) {
+                if matches!(head.vary, VarySpec::Star)
+                    || head.variant != variant_id(&head.vary, &ctx.headers)
+                {
                     return Served::Alone;
                 }
                 let info = info.fwd_status(head.status.as_u16()).stored(head.storing);
@@ -210,8 +276,15 @@ impl Engine {
                 if meta.variant != variant_id(&meta.vary, &ctx.headers) {
                     return Served::Alone;
                 }
-                let status = if target.stale.is_some() { 304 } else { meta.status.as_u16() };
-                match self.serve_object(ctx, &meta, info.fwd_status(status).stored(true), now).await {
+                let status = if target.stale.is_some() {
+                    304
+                } else {
+                    meta.status.as_u16()
+                };
+                match self
+                    .serve_object(ctx, &meta, info.fwd_status(status).stored(true), now)
+                    .await
+                {
                     Ok(resp) => Served::Done(resp),
                     Err(_) => Served::Alone,
                 }
@@ -237,9 +310,20 @@ impl Engine {
     }
 
     /// Serves the stale response of `target` if stale-if-error (or a soft purge) allows it.
-    async fn stale_on_error(self: &Arc<Self>, ctx: &RequestCtx, target: &FillTarget, now: SystemTime) -> Option<Response<Body>> {
+    async fn stale_on_error(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        target: &FillTarget,
+        now: SystemTime,
+    ) -> Option<Response<Body>> {
         let stale = target.stale.as_ref()?;
-        if !stale_if_error_allows(&stale.policy, &stale.age, &ctx.directives, now, target.soft_purged) {
+        if !stale_if_error_allows(
+            &stale.policy,
+            &stale.age,
+            &ctx.directives,
+            now,
+            target.soft_purged,
+        ) {
             return None;
         }
         let info = CacheInfo::hit().detail("stale-if-error");

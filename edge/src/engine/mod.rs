@@ -68,15 +68,31 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("name", &self.cfg.name).field("upstream", &self.upstream.describe()).finish()
+        f.debug_struct("Engine")
+            .field("name", &self.cfg.name)
+            .field("upstream", &self.upstream.describe())
+            .finish()
     }
 }
 
 impl Engine {
     /// An engine storing in `storage` and filling from `upstream`.
-    pub fn new(cfg: EngineConfig, storage: Storage, upstream: Arc<dyn Upstream>, purges: Arc<dyn PurgeOracle>) -> Arc<Self> {
+    pub fn new(
+        cfg: EngineConfig,
+        storage: Storage,
+        upstream: Arc<dyn Upstream>,
+        purges: Arc<dyn PurgeOracle>,
+    ) -> Arc<Self> {
         let hit_for_miss = HitForMiss::new(cfg.hit_for_miss_ttl, 100_000);
-        Arc::new(Engine { cfg, storage, upstream, purges, fills: FillTable::default(), hit_for_miss, stats: EngineStats::default() })
+        Arc::new(Engine {
+            cfg,
+            storage,
+            upstream,
+            purges,
+            fills: FillTable::default(),
+            hit_for_miss,
+            stats: EngineStats::default(),
+        })
     }
 
     /// The engine's settings.
@@ -102,7 +118,8 @@ impl Engine {
     /// Removes every stored variant of a URL (both schemes), e.g. for a URL purge.
     pub fn remove_url(&self, url: &urlnorm::NormalizedUrl) {
         for scheme in [urlnorm::Scheme::Http, urlnorm::Scheme::Https] {
-            self.storage.remove_url(&derive_key(&self.cfg.service, scheme, url, &self.cfg.key_rules).0);
+            self.storage
+                .remove_url(&derive_key(&self.cfg.service, scheme, url, &self.cfg.key_rules).0);
         }
     }
 
@@ -118,19 +135,37 @@ impl Engine {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(error = %e, "bad request target");
-                return self.plain_error(StatusCode::BAD_REQUEST, "bad request: invalid or missing Host\n", None);
+                return self.plain_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad request: invalid or missing Host\n",
+                    None,
+                );
             }
         };
         let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let url = match urlnorm::normalize(conn.scheme, &authority, pq) {
             Ok(u) => u,
-            Err(_) => return self.plain_error(StatusCode::BAD_REQUEST, "bad request: invalid target\n", None),
+            Err(_) => {
+                return self.plain_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad request: invalid target\n",
+                    None,
+                );
+            }
         };
         if parts.method == Method::CONNECT {
-            return self.plain_error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n", None);
+            return self.plain_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is not supported\n",
+                None,
+            );
         }
         if cdn_loop_count(&parts.headers, &self.cfg.cdn_loop_token) >= self.cfg.max_loop_hops {
-            return self.plain_error(StatusCode::LOOP_DETECTED, "loop detected (CDN-Loop)\n", None);
+            return self.plain_error(
+                StatusCode::LOOP_DETECTED,
+                "loop detected (CDN-Loop)\n",
+                None,
+            );
         }
         let key = derive_key(&self.cfg.service, conn.scheme, &url, &self.cfg.key_rules).0;
         let directives = RequestDirectives::parse(&parts.headers);
@@ -151,7 +186,11 @@ impl Engine {
             drop(body);
             self.cached(ctx).await
         } else {
-            let fwd = if ctx.method.is_safe() { FwdReason::Bypass } else { FwdReason::Method };
+            let fwd = if ctx.method.is_safe() {
+                FwdReason::Bypass
+            } else {
+                FwdReason::Method
+            };
             self.pass(ctx, body, fwd).await
         }
     }

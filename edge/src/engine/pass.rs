@@ -17,7 +17,12 @@ use crate::upstream::{BoxError, IdleTimeout};
 impl Engine {
     /// Forwards a request with its body, streams the answer back, and invalidates stored
     /// responses the request may have changed.
-    pub(super) async fn pass<B>(self: &Arc<Self>, ctx: RequestCtx, body: B, fwd: FwdReason) -> Response<Body>
+    pub(super) async fn pass<B>(
+        self: &Arc<Self>,
+        ctx: RequestCtx,
+        body: B,
+        fwd: FwdReason,
+    ) -> Response<Body>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -25,10 +30,17 @@ impl Engine {
         let headers = self.upstream_request_headers(&ctx);
         let mut req = Request::new(body.map_err(Into::into).boxed_unsync());
         *req.method_mut() = ctx.method.clone();
-        *req.uri_mut() = ctx.path_and_query().parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.uri_mut() = ctx
+            .path_and_query()
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("/"));
         *req.headers_mut() = headers;
-        self.stats.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.stats.upstream_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .upstream_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.upstream.send(req).await {
             Err(e) => {
                 tracing::warn!(error = %e, method = %ctx.method, "upstream failed on pass-through");
@@ -40,7 +52,9 @@ impl Engine {
                 //# A cache MUST invalidate the target URI when it receives a non-error status
                 //# code in response to an unsafe request method
                 if !ctx.method.is_safe() && (status.is_success() || status.is_redirection()) {
-                    for url in invalidated_uris(&ctx.method, status, ctx.scheme, &ctx.url, resp.headers()) {
+                    for url in
+                        invalidated_uris(&ctx.method, status, ctx.scheme, &ctx.url, resp.headers())
+                    {
                         self.remove_url(&url);
                     }
                 }
@@ -50,13 +64,25 @@ impl Engine {
     }
 
     /// Streams an upstream response to one client without storing it.
-    pub(super) fn relay(&self, ctx: &RequestCtx, resp: Response<Incoming>, info: CacheInfo) -> Response<Body> {
+    pub(super) fn relay(
+        &self,
+        ctx: &RequestCtx,
+        resp: Response<Incoming>,
+        info: CacheInfo,
+    ) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         self.strip_for_client(&mut parts.headers);
         add_via(&mut parts.headers, parts.version, &self.cfg.name);
-        self.set_cache_status(&mut parts.headers, &info.fwd_status(parts.status.as_u16()), None);
-        let len = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        self.set_cache_status(
+            &mut parts.headers,
+            &info.fwd_status(parts.status.as_u16()),
+            None,
+        );
+        let len = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let body = if ctx.is_head() {
             Body::Empty
         } else {

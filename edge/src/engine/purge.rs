@@ -31,7 +31,13 @@ impl PurgeOracle for NoPurges {
         0
     }
 
-    fn verdict(&self, _url: &str, _host: &str, _tags: &[String], _stored_index: u64) -> PurgeVerdict {
+    fn verdict(
+        &self,
+        _url: &str,
+        _host: &str,
+        _tags: &[String],
+        _stored_index: u64,
+    ) -> PurgeVerdict {
         PurgeVerdict::Valid
     }
 

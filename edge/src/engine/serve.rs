@@ -12,9 +12,9 @@ use super::fill::{Fill, FillHead, FillReader};
 use super::{Body, Engine, RequestCtx};
 use crate::policy::ttl_seconds;
 use crate::protocol::{
-    CacheStatus, ClientContext, FwdReason, Precondition, RangeOutcome, add_cdn_loop, add_forwarding_headers, add_via,
-    append_cache_status, content_range, evaluate_preconditions, evaluate_range, next_traceparent, not_modified_headers,
-    strip_hop_by_hop, unsatisfied_range,
+    CacheStatus, ClientContext, FwdReason, Precondition, RangeOutcome, add_cdn_loop,
+    add_forwarding_headers, add_via, append_cache_status, content_range, evaluate_preconditions,
+    evaluate_range, next_traceparent, not_modified_headers, strip_hop_by_hop, unsatisfied_range,
 };
 use crate::storage::ObjectMeta;
 
@@ -35,10 +35,16 @@ pub(super) struct CacheInfo {
 
 impl CacheInfo {
     pub fn hit() -> Self {
-        CacheInfo { hit: true, ..Default::default() }
+        CacheInfo {
+            hit: true,
+            ..Default::default()
+        }
     }
     pub fn forwarded(fwd: FwdReason) -> Self {
-        CacheInfo { fwd: Some(fwd), ..Default::default() }
+        CacheInfo {
+            fwd: Some(fwd),
+            ..Default::default()
+        }
     }
     pub fn fwd_status(mut self, s: u16) -> Self {
         self.fwd_status = Some(s);
@@ -88,12 +94,19 @@ impl Engine {
         h.remove(http::header::EXPECT);
         if !h.contains_key(HOST) {
             // h2/h3 carry the authority in the target; an HTTP/1.1 upstream needs Host.
-            let authority = ctx.uri.authority().map_or(ctx.authority.as_str(), |a| a.as_str());
+            let authority = ctx
+                .uri
+                .authority()
+                .map_or(ctx.authority.as_str(), |a| a.as_str());
             if let Ok(v) = HeaderValue::from_str(authority) {
                 h.insert(HOST, v);
             }
         }
-        let client = ClientContext { peer: ctx.peer.ip(), scheme: ctx.scheme, version: ctx.version };
+        let client = ClientContext {
+            peer: ctx.peer.ip(),
+            scheme: ctx.scheme,
+            version: ctx.version,
+        };
         add_forwarding_headers(&mut h, &client, &ctx.authority, &self.cfg.name);
         add_cdn_loop(&mut h, &self.cfg.cdn_loop_token);
         let tp = next_traceparent(h.get(&TRACEPARENT), rand::random());
@@ -110,7 +123,11 @@ impl Engine {
         now: SystemTime,
     ) -> Result<Response<Body>, Evicted> {
         let age = meta.age.current_age(now).as_secs();
-        let withhold: &[String] = if info.hit { &meta.policy.no_cache_fields } else { &[] };
+        let withhold: &[String] = if info.hit {
+            &meta.policy.no_cache_fields
+        } else {
+            &[]
+        };
         let rep = Representation {
             status: meta.status,
             headers: &meta.headers,
@@ -134,31 +151,70 @@ impl Engine {
         } else {
             None
         };
-        self.stats.hits.fetch_add(u64::from(info.hit), std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .hits
+            .fetch_add(u64::from(info.hit), std::sync::atomic::Ordering::Relaxed);
         Ok(self.respond(ctx, &rep, info, BodySource::Object(meta.clone(), first)))
     }
 
     /// Serves a response still arriving from upstream.
-    pub(super) fn serve_fill(&self, ctx: &RequestCtx, fill: &Arc<Fill>, head: &Arc<FillHead>, info: CacheInfo) -> Response<Body> {
+    pub(super) fn serve_fill(
+        &self,
+        ctx: &RequestCtx,
+        fill: &Arc<Fill>,
+        head: &Arc<FillHead>,
+        info: CacheInfo,
+    ) -> Response<Body> {
         let now = SystemTime::now();
+        // The client that started the fill also gets the fields withheld from storage.
+        let with_private;
+        let headers = if info.collapsed || head.withheld.is_empty() {
+            &head.headers
+        } else {
+            let mut h = head.headers.clone();
+            for (name, value) in &head.withheld {
+                h.append(name.clone(), value.clone());
+            }
+            with_private = h;
+            &with_private
+        };
         let rep = Representation {
             status: head.status,
-            headers: &head.headers,
+            headers,
             age_secs: head.age.current_age(now).as_secs(),
             ttl: Some(ttl_seconds(&head.policy, &head.age, now)),
             size: head.length,
             withhold: &[],
         };
-        self.respond(ctx, &rep, info, BodySource::Fill(fill.clone(), head.clone()))
+        self.respond(
+            ctx,
+            &rep,
+            info,
+            BodySource::Fill(fill.clone(), head.clone()),
+        )
     }
 
     /// A short plain-text error answer from this cache itself.
-    pub(super) fn plain_error(&self, status: StatusCode, text: &'static str, fwd: Option<FwdReason>) -> Response<Body> {
+    pub(super) fn plain_error(
+        &self,
+        status: StatusCode,
+        text: &'static str,
+        fwd: Option<FwdReason>,
+    ) -> Response<Body> {
         let mut h = HeaderMap::new();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         h.insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
-        let mut info = CacheInfo { fwd, ..Default::default() };
+        let mut info = CacheInfo {
+            fwd,
+            ..Default::default()
+        };
         if status == StatusCode::GATEWAY_TIMEOUT || status == StatusCode::BAD_GATEWAY {
             info.detail = Some("upstream-error");
         }
@@ -209,7 +265,13 @@ impl Engine {
         Some(evaluate_range(&ctx.method, &ctx.headers, rep.headers, len))
     }
 
-    fn respond(&self, ctx: &RequestCtx, rep: &Representation<'_>, info: CacheInfo, source: BodySource) -> Response<Body> {
+    fn respond(
+        &self,
+        ctx: &RequestCtx,
+        rep: &Representation<'_>,
+        info: CacheInfo,
+        source: BodySource,
+    ) -> Response<Body> {
         match evaluate_preconditions(&ctx.method, &ctx.headers, rep.status, rep.headers) {
             Precondition::Proceed => {}
             Precondition::NotModified => {
@@ -258,10 +320,14 @@ impl Engine {
             return build(status, h, Body::Empty);
         }
         let body = match source {
-            BodySource::Object(meta, first) => self.object_body(meta, first, start, end.unwrap_or(0)),
+            BodySource::Object(meta, first) => {
+                self.object_body(meta, first, start, end.unwrap_or(0))
+            }
             BodySource::Fill(fill, head) => {
                 let reader = FillReader::new(fill, head, start, end);
-                let stream = futures_util::stream::unfold(reader, |mut r| async move { r.next().await.map(|item| (item, r)) });
+                let stream = futures_util::stream::unfold(reader, |mut r| async move {
+                    r.next().await.map(|item| (item, r))
+                });
                 Body::from_stream(stream, body_len)
             }
         };
@@ -275,7 +341,13 @@ impl Engine {
         self.set_cache_status(h, info, if info.hit { rep.ttl } else { None });
     }
 
-    fn object_body(&self, meta: Arc<ObjectMeta>, first: Option<Bytes>, start: u64, end: u64) -> Body {
+    fn object_body(
+        &self,
+        meta: Arc<ObjectMeta>,
+        first: Option<Bytes>,
+        start: u64,
+        end: u64,
+    ) -> Body {
         let len = end.saturating_sub(start);
         if let Some(inline) = &meta.inline {
             let (s, e) = (start as usize, (end as usize).min(inline.len()));
@@ -284,28 +356,29 @@ impl Engine {
         let storage = self.storage.clone();
         let cs = u64::from(meta.chunk_size.max(1));
         let state = (meta, first, start, storage);
-        let stream = futures_util::stream::unfold(state, move |(meta, first, pos, storage)| async move {
-            if pos >= end {
-                return None;
-            }
-            let index = (pos / cs) as u32;
-            let chunk = match first {
-                Some(c) => Some(c),
-                None => storage.chunk(&meta, index).await,
-            };
-            let Some(chunk) = chunk else {
-                tracing::warn!(index, "stored chunk evicted mid-response; aborting it");
-                storage.remove_object(&meta);
-                let err: crate::upstream::BoxError = "stored chunk evicted".into();
-                return Some((Err(err), (meta, None, end, storage)));
-            };
-            let offset = (pos % cs) as usize;
-            let n = ((end - pos) as usize).min(chunk.len().saturating_sub(offset));
-            let piece = chunk.slice(offset..offset + n);
-            let next = pos + n as u64;
-            let next = if n == 0 { end } else { next };
-            Some((Ok(piece), (meta, None, next, storage)))
-        });
+        let stream =
+            futures_util::stream::unfold(state, move |(meta, first, pos, storage)| async move {
+                if pos >= end {
+                    return None;
+                }
+                let index = (pos / cs) as u32;
+                let chunk = match first {
+                    Some(c) => Some(c),
+                    None => storage.chunk(&meta, index).await,
+                };
+                let Some(chunk) = chunk else {
+                    tracing::warn!(index, "stored chunk evicted mid-response; aborting it");
+                    storage.remove_object(&meta);
+                    let err: crate::upstream::BoxError = "stored chunk evicted".into();
+                    return Some((Err(err), (meta, None, end, storage)));
+                };
+                let offset = (pos % cs) as usize;
+                let n = ((end - pos) as usize).min(chunk.len().saturating_sub(offset));
+                let piece = chunk.slice(offset..offset + n);
+                let next = pos + n as u64;
+                let next = if n == 0 { end } else { next };
+                Some((Ok(piece), (meta, None, next, storage)))
+            });
         Body::from_stream(stream, Some(len))
     }
 }

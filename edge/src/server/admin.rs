@@ -32,7 +32,12 @@ impl Readiness {
 }
 
 /// Serves the admin endpoints until `shutdown`.
-pub async fn serve_admin(listener: TcpListener, engine: Arc<Engine>, ready: Arc<Readiness>, shutdown: CancellationToken) {
+pub async fn serve_admin(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    ready: Arc<Readiness>,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -45,7 +50,9 @@ pub async fn serve_admin(listener: TcpListener, engine: Arc<Engine>, ready: Arc<
                 let resp = answer(req.uri().path(), &engine, &ready);
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -74,12 +81,31 @@ pub fn metrics_text(engine: &Engine) -> String {
     let s = engine.stats();
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
     };
-    counter("tiercel_cache_hits_total", "Requests served from storage.", s.hits.load(Ordering::Relaxed));
-    counter("tiercel_cache_misses_total", "Requests that needed the upstream.", s.misses.load(Ordering::Relaxed));
-    counter("tiercel_collapsed_requests_total", "Requests that joined another request's fill.", s.collapsed.load(Ordering::Relaxed));
-    counter("tiercel_upstream_requests_total", "Requests sent upstream.", s.upstream_requests.load(Ordering::Relaxed));
+    counter(
+        "tiercel_cache_hits_total",
+        "Requests served from storage.",
+        s.hits.load(Ordering::Relaxed),
+    );
+    counter(
+        "tiercel_cache_misses_total",
+        "Requests that needed the upstream.",
+        s.misses.load(Ordering::Relaxed),
+    );
+    counter(
+        "tiercel_collapsed_requests_total",
+        "Requests that joined another request's fill.",
+        s.collapsed.load(Ordering::Relaxed),
+    );
+    counter(
+        "tiercel_upstream_requests_total",
+        "Requests sent upstream.",
+        s.upstream_requests.load(Ordering::Relaxed),
+    );
     let _ = writeln!(
         out,
         "# HELP tiercel_storage_memory_bytes Bytes held by the memory tier.\n# TYPE tiercel_storage_memory_bytes gauge\ntiercel_storage_memory_bytes {}",

@@ -47,19 +47,32 @@ pub fn certified_key(
     match (cert, key) {
         (Some(cert), Some(key)) => {
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| TlsError::Cert { path: cert.display().to_string(), reason: e.to_string() })?
+                .map_err(|e| TlsError::Cert {
+                    path: cert.display().to_string(),
+                    reason: e.to_string(),
+                })?
                 .collect::<Result<_, _>>()
-                .map_err(|e| TlsError::Cert { path: cert.display().to_string(), reason: e.to_string() })?;
+                .map_err(|e| TlsError::Cert {
+                    path: cert.display().to_string(),
+                    reason: e.to_string(),
+                })?;
             if certs.is_empty() {
-                return Err(TlsError::Cert { path: cert.display().to_string(), reason: "no certificate found".into() });
+                return Err(TlsError::Cert {
+                    path: cert.display().to_string(),
+                    reason: "no certificate found".into(),
+                });
             }
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| TlsError::Key { path: key.display().to_string(), reason: e.to_string() })?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+                path: key.display().to_string(),
+                reason: e.to_string(),
+            })?;
             Ok((certs, key))
         }
         _ => {
-            let ck = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
-            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+            let ck = rcgen::generate_simple_self_signed(names.to_vec())
+                .map_err(|e| TlsError::Generate(e.to_string()))?;
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
             Ok((vec![ck.cert.der().clone()], key))
         }
     }

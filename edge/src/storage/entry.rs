@@ -109,7 +109,9 @@ fn invalid(msg: &'static str) -> FoyerError {
 
 fn write_len_prefixed(writer: &mut impl Write, bytes: &[u8]) -> foyer::Result<()> {
     let len = u32::try_from(bytes.len()).map_err(|_| invalid("entry too large"))?;
-    writer.write_all(&len.to_le_bytes()).map_err(FoyerError::io_error)?;
+    writer
+        .write_all(&len.to_le_bytes())
+        .map_err(FoyerError::io_error)?;
     writer.write_all(bytes).map_err(FoyerError::io_error)
 }
 
@@ -130,18 +132,25 @@ impl Code for Entry {
     fn encode(&self, writer: &mut impl Write) -> foyer::Result<()> {
         match self {
             Entry::Object(meta) => {
-                writer.write_all(&[TAG_OBJECT]).map_err(FoyerError::io_error)?;
+                writer
+                    .write_all(&[TAG_OBJECT])
+                    .map_err(FoyerError::io_error)?;
                 let json = serde_json::to_vec(&MetaWire::from(meta.as_ref()))
                     .map_err(|_| invalid("metadata does not serialise"))?;
                 write_len_prefixed(writer, &json)
             }
             Entry::Vary(fields) => {
-                writer.write_all(&[TAG_VARY]).map_err(FoyerError::io_error)?;
-                let json = serde_json::to_vec(fields.as_ref()).map_err(|_| invalid("vary does not serialise"))?;
+                writer
+                    .write_all(&[TAG_VARY])
+                    .map_err(FoyerError::io_error)?;
+                let json = serde_json::to_vec(fields.as_ref())
+                    .map_err(|_| invalid("vary does not serialise"))?;
                 write_len_prefixed(writer, &json)
             }
             Entry::Chunk(bytes) => {
-                writer.write_all(&[TAG_CHUNK]).map_err(FoyerError::io_error)?;
+                writer
+                    .write_all(&[TAG_CHUNK])
+                    .map_err(FoyerError::io_error)?;
                 write_len_prefixed(writer, bytes)
             }
         }
@@ -153,12 +162,14 @@ impl Code for Entry {
         let body = read_len_prefixed(reader)?;
         match tag[0] {
             TAG_OBJECT => {
-                let wire: MetaWire = serde_json::from_slice(&body).map_err(|_| invalid("metadata does not parse"))?;
+                let wire: MetaWire = serde_json::from_slice(&body)
+                    .map_err(|_| invalid("metadata does not parse"))?;
                 let meta = ObjectMeta::try_from(wire).map_err(|e| invalid(e.0))?;
                 Ok(Entry::Object(Arc::new(meta)))
             }
             TAG_VARY => {
-                let head: VaryHead = serde_json::from_slice(&body).map_err(|_| invalid("vary does not parse"))?;
+                let head: VaryHead =
+                    serde_json::from_slice(&body).map_err(|_| invalid("vary does not parse"))?;
                 Ok(Entry::Vary(Arc::new(head)))
             }
             TAG_CHUNK => Ok(Entry::Chunk(Bytes::from(body))),
@@ -200,7 +211,13 @@ mod tests {
 
     #[test]
     fn chunk_and_vary_roundtrip() {
-        for e in [Entry::Chunk(Bytes::from_static(b"hello")), Entry::Vary(Arc::new(VaryHead { vary: VarySpec::Fields(vec!["accept-encoding".into()]), epoch: 7 }))] {
+        for e in [
+            Entry::Chunk(Bytes::from_static(b"hello")),
+            Entry::Vary(Arc::new(VaryHead {
+                vary: VarySpec::Fields(vec!["accept-encoding".into()]),
+                epoch: 7,
+            })),
+        ] {
             let mut buf = Vec::new();
             e.encode(&mut buf).unwrap();
             let back = Entry::decode(&mut buf.as_slice()).unwrap();
@@ -214,7 +231,12 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&b""[..], &[9, 0, 0, 0, 0], &[1, 3, 0, 0, 0, b'{', b'x', b'}'], &[3, 255, 255, 255, 255]] {
+        for bytes in [
+            &b""[..],
+            &[9, 0, 0, 0, 0],
+            &[1, 3, 0, 0, 0, b'{', b'x', b'}'],
+            &[3, 255, 255, 255, 255],
+        ] {
             assert!(Entry::decode(&mut &bytes[..]).is_err());
         }
     }

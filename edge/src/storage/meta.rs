@@ -61,7 +61,11 @@ impl ObjectMeta {
 
     /// Rough memory footprint, for the memory tier's weigher.
     pub fn weight(&self) -> usize {
-        let headers: usize = self.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
         512 + headers + self.inline.as_ref().map_or(0, Bytes::len) + self.chunk_hashes.len() * 32
     }
 }
@@ -131,7 +135,8 @@ impl TryFrom<MetaWire> for ObjectMeta {
         let status = StatusCode::from_u16(w.status).map_err(|_| CorruptMeta("status"))?;
         let mut headers = HeaderMap::with_capacity(w.headers.len());
         for (name, value) in w.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| CorruptMeta("header name"))?;
+            let name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| CorruptMeta("header name"))?;
             let value = HeaderValue::from_bytes(&value).map_err(|_| CorruptMeta("header value"))?;
             headers.append(name, value);
         }

@@ -79,13 +79,17 @@ pub struct Storage {
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Storage").field("hybrid", &self.hybrid).finish()
+        f.debug_struct("Storage")
+            .field("hybrid", &self.hybrid)
+            .finish()
     }
 }
 
 /// Disk block size: foyer's unit of eviction and the largest entry it can hold.
 fn block_size(max_chunk: usize) -> usize {
-    (max_chunk * 2 + 64 * 1024).max(4 * 1024 * 1024).next_power_of_two()
+    (max_chunk * 2 + 64 * 1024)
+        .max(4 * 1024 * 1024)
+        .next_power_of_two()
 }
 
 impl Storage {
@@ -106,8 +110,10 @@ impl Storage {
                 if *size < min {
                     return Err(StorageError::TooSmall { size: *size, min });
                 }
-                std::fs::create_dir_all(dir)
-                    .map_err(|source| StorageError::Dir { path: dir.clone(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| StorageError::Dir {
+                    path: dir.clone(),
+                    source,
+                })?;
                 let device = FsDeviceBuilder::new(dir).with_capacity(*size).build()?;
                 let engine = BlockEngineConfig::new(device)
                     .with_block_size(block)
@@ -149,7 +155,12 @@ impl Storage {
     }
 
     /// The stored response for one variant of a URL with Vary, if it belongs to `head`.
-    pub async fn variant(&self, key: &[u8; 32], head: &VaryHead, variant: &VariantId) -> Option<Arc<ObjectMeta>> {
+    pub async fn variant(
+        &self,
+        key: &[u8; 32],
+        head: &VaryHead,
+        variant: &VariantId,
+    ) -> Option<Arc<ObjectMeta>> {
         match self.get(&EntryKey::variant(key, variant)).await {
             Some((Entry::Object(m), _))
                 if m.key == *key && m.variant == *variant && m.head_epoch == head.epoch =>
@@ -164,7 +175,8 @@ impl Storage {
     /// disk. `None` when evicted or corrupt (a corrupt chunk is removed).
     pub async fn chunk(&self, meta: &ObjectMeta, index: u32) -> Option<Bytes> {
         let expected = meta.chunk_hashes.get(index as usize)?;
-        self.chunk_raw(&meta.key, &meta.variant, meta.generation, index, expected).await
+        self.chunk_raw(&meta.key, &meta.variant, meta.generation, index, expected)
+            .await
     }
 
     /// Like [`Storage::chunk`], for a body still being filled (no metadata stored yet).
@@ -191,8 +203,18 @@ impl Storage {
     }
 
     /// Stores one body chunk of a response being filled.
-    pub fn put_chunk(&self, key: &[u8; 32], variant: &VariantId, generation: u64, index: u32, bytes: Bytes) {
-        self.cache.insert(EntryKey::chunk(key, variant, generation, index), Entry::Chunk(bytes));
+    pub fn put_chunk(
+        &self,
+        key: &[u8; 32],
+        variant: &VariantId,
+        generation: u64,
+        index: u32,
+        bytes: Bytes,
+    ) {
+        self.cache.insert(
+            EntryKey::chunk(key, variant, generation, index),
+            Entry::Chunk(bytes),
+        );
     }
 
     /// Makes a stored response visible to lookups: its chunks must already be stored. For a
@@ -201,9 +223,14 @@ impl Storage {
         let key = meta.key;
         match &meta.vary {
             VarySpec::Fields(_) => {
-                let head = VaryHead { vary: meta.vary.clone(), epoch: meta.head_epoch };
-                self.cache.insert(EntryKey::head(&key), Entry::Vary(Arc::new(head)));
-                self.cache.insert(EntryKey::variant(&key, &meta.variant), Entry::Object(meta));
+                let head = VaryHead {
+                    vary: meta.vary.clone(),
+                    epoch: meta.head_epoch,
+                };
+                self.cache
+                    .insert(EntryKey::head(&key), Entry::Vary(Arc::new(head)));
+                self.cache
+                    .insert(EntryKey::variant(&key, &meta.variant), Entry::Object(meta));
             }
             _ => {
                 self.cache.insert(EntryKey::head(&key), Entry::Object(meta));
@@ -214,7 +241,9 @@ impl Storage {
     /// Removes one stored response (its chunks are left to eviction: nothing references them).
     pub fn remove_object(&self, meta: &ObjectMeta) {
         match &meta.vary {
-            VarySpec::Fields(_) => self.cache.remove(&EntryKey::variant(&meta.key, &meta.variant)),
+            VarySpec::Fields(_) => self
+                .cache
+                .remove(&EntryKey::variant(&meta.key, &meta.variant)),
             _ => self.cache.remove(&EntryKey::head(&meta.key)),
         }
     }

@@ -37,9 +37,9 @@ impl UpstreamError {
     /// The status a client gets when nothing else (stale content) can be served.
     pub fn status(&self) -> StatusCode {
         match self {
-            UpstreamError::ConnectTimeout | UpstreamError::FirstByteTimeout | UpstreamError::IdleTimeout => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            UpstreamError::ConnectTimeout
+            | UpstreamError::FirstByteTimeout
+            | UpstreamError::IdleTimeout => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -47,7 +47,10 @@ impl UpstreamError {
     /// Whether the request certainly never reached the upstream, so another upstream may be
     /// tried even for a non-idempotent method.
     pub fn not_sent(&self) -> bool {
-        matches!(self, UpstreamError::Refused(_) | UpstreamError::ConnectTimeout | UpstreamError::Connect(_))
+        matches!(
+            self,
+            UpstreamError::Refused(_) | UpstreamError::ConnectTimeout | UpstreamError::Connect(_)
+        )
     }
 
     /// A short text for the client's error body and logs.
@@ -65,7 +68,8 @@ impl UpstreamError {
 
     /// Classifies a hyper-util client error by walking its source chain.
     pub fn from_client(err: &hyper_util::client::legacy::Error) -> Self {
-        let io_kind = source_chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind));
+        let io_kind =
+            source_chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind));
         if err.is_connect() {
             return match io_kind {
                 Some(io::ErrorKind::TimedOut) => UpstreamError::ConnectTimeout,
@@ -79,10 +83,20 @@ impl UpstreamError {
     }
 }
 
-fn source_chain<'a>(err: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(err), |e| e.source())
+fn source_chain<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    let mut next = Some(err);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = current.source();
+        Some(current)
+    })
 }
 
 fn chain_text(err: &(dyn StdError + 'static)) -> String {
-    source_chain(err).map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    source_chain(err)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

@@ -25,7 +25,11 @@ pin_project_lite::pin_project! {
 impl<B> IdleTimeout<B> {
     /// Starts the clock now.
     pub fn new(inner: B, idle: Duration) -> Self {
-        IdleTimeout { inner, sleep: tokio::time::sleep(idle), idle }
+        IdleTimeout {
+            inner,
+            sleep: tokio::time::sleep(idle),
+            idle,
+        }
     }
 }
 
@@ -36,7 +40,10 @@ where
     type Data = Bytes;
     type Error = UpstreamError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {

@@ -51,7 +51,10 @@ impl Default for UpstreamTimeouts {
 /// Something that answers the engine's upstream requests.
 pub trait Upstream: Send + Sync + 'static {
     /// Sends `req`; resolves with the response head (the body streams afterwards).
-    fn send(&self, req: Request<UpstreamBody>) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>>;
+    fn send(
+        &self,
+        req: Request<UpstreamBody>,
+    ) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>>;
 
     /// The idle timeout the engine applies to response bodies from this upstream.
     fn idle_timeout(&self) -> Duration;

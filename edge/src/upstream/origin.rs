@@ -36,13 +36,24 @@ pub struct OriginUpstream {
 impl OriginUpstream {
     /// Builds the client for `origin` (e.g. `http://127.0.0.1:9000`).
     pub fn new(origin: &str, timeouts: UpstreamTimeouts) -> Result<Arc<Self>, OriginUrlError> {
-        let uri: Uri = origin.parse().map_err(|_| OriginUrlError::Invalid(origin.to_string()))?;
-        let scheme = uri.scheme().cloned().ok_or_else(|| OriginUrlError::Invalid(origin.to_string()))?;
+        let uri: Uri = origin
+            .parse()
+            .map_err(|_| OriginUrlError::Invalid(origin.to_string()))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| OriginUrlError::Invalid(origin.to_string()))?;
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(OriginUrlError::Invalid(origin.to_string()));
         }
-        let authority = uri.authority().cloned().ok_or_else(|| OriginUrlError::Invalid(origin.to_string()))?;
-        if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty()) {
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| OriginUrlError::Invalid(origin.to_string()))?;
+        if uri
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty())
+        {
             return Err(OriginUrlError::HasPath(origin.to_string()));
         }
         let mut http = HttpConnector::new();
@@ -61,13 +72,25 @@ impl OriginUpstream {
             .pool_idle_timeout(Duration::from_secs(50))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Ok(Arc::new(OriginUpstream { scheme, authority, client, timeouts }))
+        Ok(Arc::new(OriginUpstream {
+            scheme,
+            authority,
+            client,
+            timeouts,
+        }))
     }
 }
 
 impl Upstream for OriginUpstream {
-    fn send(&self, mut req: Request<UpstreamBody>) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>> {
-        let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_string();
+    fn send(
+        &self,
+        mut req: Request<UpstreamBody>,
+    ) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>> {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_string();
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())

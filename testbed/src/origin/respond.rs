@@ -125,6 +125,7 @@ fn answer(
                 // We also keep the other metadata (CDN-Cache-Control, Last-Modified, `h=`
                 // extras...) so tests can check that a 304 freshens a stored response.
                 headers.remove(header::SET_COOKIE);
+                apply_extra_headers(&mut headers, &params.headers);
                 return Answer {
                     status: StatusCode::NOT_MODIFIED,
                     headers,

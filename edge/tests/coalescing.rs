@@ -1,0 +1,177 @@
+//! Coalescing and read-while-write: one upstream request for many clients, bytes streamed to
+//! every waiting client as they arrive, and fills that survive their clients.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use support::*;
+use tiercel_testbed::origin::expected_body;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_misses_make_one_origin_request() {
+    let e = Edge::start(&[]).await;
+    // Slow enough that every client arrives while the fill is running.
+    let pq = "/co/ten?size=10485760&cc=max-age%3D300&chunk=262144&chunk_ms=20";
+    let want = blake3::hash(&expected_body(pq, 10 * 1024 * 1024));
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let client = e.client.clone();
+        let url = e.url(pq);
+        tasks.push(tokio::spawn(async move {
+            let r = send(
+                &client,
+                Request::get(url).body(Full::<Bytes>::default()).unwrap(),
+            )
+            .await;
+            (r.status, blake3::hash(&r.body), r.body.len())
+        }));
+    }
+    for t in tasks {
+        let (status, hash, len) = t.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(len, 10 * 1024 * 1024);
+        assert_eq!(hash, want, "body identical to the origin's");
+    }
+    assert_eq!(e.origin.hits(pq), 1, "exactly one origin request");
+    assert!(
+        e.node
+            .engine
+            .stats()
+            .collapsed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 150
+    );
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_receive_bytes_before_the_origin_finishes() {
+    let e = Edge::start(&[]).await;
+    // 16 frames of 64 KiB, 100 ms apart: the origin needs about 1.5 s for the whole body.
+    let pq = "/co/slow?size=1048576&cc=max-age%3D60&chunk=65536&chunk_ms=100";
+    let start = Instant::now();
+    let resp = tokio::time::timeout(
+        WAIT,
+        e.client
+            .request(Request::get(e.url(pq)).body(Full::default()).unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(WAIT, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let first_at = start.elapsed();
+    assert!(!first.into_data().unwrap().is_empty());
+    // A second client joins mid-fill and also gets early bytes (read-while-write).
+    let resp2 = e
+        .client
+        .request(Request::get(e.url(pq)).body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    let mut body2 = resp2.into_body();
+    let second_first = tokio::time::timeout(Duration::from_secs(1), body2.frame()).await;
+    assert!(second_first.is_ok(), "a joining client gets bytes at once");
+    let rest = tokio::time::timeout(WAIT, body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    let total = start.elapsed();
+    assert!(
+        first_at < Duration::from_millis(800),
+        "first byte after {first_at:?}"
+    );
+    assert!(
+        total >= Duration::from_millis(1400),
+        "whole body after {total:?}"
+    );
+    assert!(!rest.is_empty());
+    assert_eq!(e.origin.hits(pq), 1);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnecting_client_does_not_abort_the_fill() {
+    let e = Edge::start(&[]).await;
+    let pq = "/co/abandon?size=3145728&cc=max-age%3D60&chunk=131072&chunk_ms=20";
+    {
+        let resp = e
+            .client
+            .request(Request::get(e.url(pq)).body(Full::default()).unwrap())
+            .await
+            .unwrap();
+        let mut body = resp.into_body();
+        let _ = tokio::time::timeout(WAIT, body.frame()).await.unwrap();
+        // Dropped here: the client goes away after the first bytes.
+    }
+    // Wait for the fill to finish storing, then read it back without the origin.
+    let deadline = Instant::now() + WAIT;
+    while e.node.engine.fills_in_flight() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = e.get(pq).await;
+    assert_eq!(r.body, expected_body(pq, 3 * 1024 * 1024));
+    assert!(
+        r.is_hit(),
+        "stored by the abandoned fill: {}",
+        r.cache_status()
+    );
+    assert_eq!(e.origin.hits(pq), 1);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_mebibyte_object_streams_to_concurrent_clients() {
+    let e = Edge::start(&["--memory-cache", "256MiB"]).await;
+    let size = 100 * 1024 * 1024;
+    let pq = "/co/big?size=104857600&cc=max-age%3D60&chunk=1048576&chunk_ms=1";
+    let want = blake3::hash(&expected_body(pq, size));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = e.client.clone();
+        let url = e.url(pq);
+        tasks.push(tokio::spawn(async move {
+            let resp = client
+                .request(Request::get(url).body(Full::<Bytes>::default()).unwrap())
+                .await
+                .unwrap();
+            let mut body = resp.into_body();
+            let mut hasher = blake3::Hasher::new();
+            let mut len = 0usize;
+            let started = Instant::now();
+            let mut first_byte = None;
+            while let Some(frame) = tokio::time::timeout(WAIT, body.frame()).await.unwrap() {
+                if let Ok(data) = frame.unwrap().into_data() {
+                    first_byte.get_or_insert(started.elapsed());
+                    len += data.len();
+                    hasher.update(&data);
+                }
+            }
+            (
+                len,
+                hasher.finalize(),
+                first_byte.unwrap(),
+                started.elapsed(),
+            )
+        }));
+    }
+    for t in tasks {
+        let (len, hash, first, total) = t.await.unwrap();
+        assert_eq!(len, size);
+        assert_eq!(hash, want);
+        assert!(
+            first < total / 4,
+            "streamed: first byte {first:?} of {total:?}"
+        );
+    }
+    assert_eq!(e.origin.hits(pq), 1);
+    e.shutdown().await;
+}

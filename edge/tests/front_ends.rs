@@ -1,0 +1,197 @@
+//! The same cached object over HTTP/1.1, h2c and TLS (h2 and http/1.1 by ALPN), and the header
+//! fields a proxy must add, keep and strip in both directions.
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Version};
+use http_body_util::Full;
+use support::*;
+use tiercel_testbed::origin::expected_body;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_object_over_h1_h2c_and_tls() {
+    let e = Edge::start(&[]).await;
+    let pq = "/fe/a?size=5000&cc=max-age%3D60";
+    let want = expected_body(pq, 5000);
+
+    let first = e.get(pq).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.version, Version::HTTP_11);
+    assert_eq!(first.body, want);
+    assert!(
+        first.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        first.cache_status()
+    );
+    assert!(
+        first.cache_status().contains("stored"),
+        "{}",
+        first.cache_status()
+    );
+
+    let h2c = send(
+        &h2c_client(),
+        Request::get(e.url(pq)).body(Full::default()).unwrap(),
+    )
+    .await;
+    assert_eq!(h2c.version, Version::HTTP_2);
+    assert_eq!(h2c.body, want);
+    assert!(h2c.is_hit(), "{}", h2c.cache_status());
+
+    let cert = e.node.certificate.clone().expect("self-signed certificate");
+    let tls_url = format!("https://localhost:{}{pq}", e.tls_addr().port());
+    let tls_h2 = send(
+        &tls_client(&cert, true),
+        Request::get(&tls_url).body(Full::default()).unwrap(),
+    )
+    .await;
+    assert_eq!(tls_h2.version, Version::HTTP_2);
+    assert_eq!(tls_h2.body, want);
+    assert!(
+        !tls_h2.is_hit(),
+        "https is its own cache key: {}",
+        tls_h2.cache_status()
+    );
+
+    let tls_h1 = send(
+        &tls_client(&cert, false),
+        Request::get(&tls_url).body(Full::default()).unwrap(),
+    )
+    .await;
+    assert_eq!(tls_h1.version, Version::HTTP_11);
+    assert_eq!(tls_h1.body, want);
+    assert!(tls_h1.is_hit(), "{}", tls_h1.cache_status());
+
+    // http and https are different cache keys (the scheme is part of the key): one fetch each.
+    assert_eq!(
+        e.origin.hits(pq),
+        2,
+        "one fetch per scheme, every other request a hit"
+    );
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshake_negotiates_alpn() {
+    let e = Edge::start(&[]).await;
+    let cert = e.node.certificate.clone().unwrap();
+    for (offer, want) in [
+        (vec![&b"h2"[..], b"http/1.1"], &b"h2"[..]),
+        (vec![&b"http/1.1"[..]], b"http/1.1"),
+    ] {
+        let cfg = tls_config(&cert, &offer);
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let tcp = tokio::net::TcpStream::connect(e.tls_addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(want));
+    }
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_and_hop_by_hop_fields() {
+    let e = Edge::start(&[]).await;
+    let pq = "/fe/hdr?cc=max-age%3D60&h=Connection:x-hop&h=X-Hop:secret&h=Keep-Alive:timeout%3D5";
+    let r = e
+        .get_with(
+            pq,
+            &[
+                ("connection", "x-client-hop"),
+                ("x-client-hop", "1"),
+                ("x-forwarded-for", "203.0.113.9"),
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // Response: hop-by-hop fields of the origin's connection never reach the client.
+    assert_eq!(r.header("x-hop"), "");
+    assert_eq!(r.header("keep-alive"), "");
+    assert!(
+        r.header("via").contains("tiercel-edge"),
+        "via: {}",
+        r.header("via")
+    );
+    assert!(!r.header("age").is_empty());
+
+    let reqs = e.origin.requests();
+    let seen = reqs
+        .iter()
+        .find(|q| q.target() == pq)
+        .expect("origin saw the request");
+    let h = |n: &str| {
+        seen.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(
+        h("x-client-hop"),
+        "",
+        "field named by Connection is not forwarded"
+    );
+    assert_eq!(h("x-forwarded-for"), "203.0.113.9, 127.0.0.1");
+    assert!(
+        h("forwarded").contains("for=127.0.0.1"),
+        "forwarded: {}",
+        h("forwarded")
+    );
+    assert!(
+        h("forwarded").contains("proto=http"),
+        "forwarded: {}",
+        h("forwarded")
+    );
+    assert!(h("via").contains("tiercel-edge"), "via: {}", h("via"));
+    assert!(
+        h("cdn-loop").contains("tiercel"),
+        "cdn-loop: {}",
+        h("cdn-loop")
+    );
+    assert_eq!(
+        h("host"),
+        e.addr().to_string(),
+        "Host kept as the client sent it"
+    );
+    let tp = h("traceparent");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "trace continues: {tp}"
+    );
+    assert!(
+        !tp.contains("00f067aa0ba902b7"),
+        "with a new parent id: {tp}"
+    );
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_requests_get_a_host_header_upstream() {
+    let e = Edge::start(&[]).await;
+    let pq = "/fe/h2host?cc=max-age%3D60";
+    let r = send(
+        &h2c_client(),
+        Request::get(e.url(pq))
+            .body(Full::<Bytes>::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let reqs = e.origin.requests();
+    let seen = reqs.iter().find(|q| q.target() == pq).unwrap();
+    assert_eq!(
+        seen.headers.get("host").unwrap().to_str().unwrap(),
+        e.addr().to_string()
+    );
+    e.shutdown().await;
+}

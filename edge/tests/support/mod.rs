@@ -1,0 +1,265 @@
+//! Test harness: a real edge node on loopback in front of the real demo origin, and real
+//! clients for HTTP/1.1, h2c (prior knowledge) and TLS (ALPN h2 or http/1.1).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{HeaderMap, Method, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tiercel_cluster::config::{NodeArgs, NodeConfig, Role};
+use tiercel_edge::node::{self, RunningNode};
+use tiercel_testbed::origin::Origin;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Every network wait in these tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Our own member of Cache-Status (the last one).
+    pub fn cache_status(&self) -> String {
+        let v = self.header("cache-status");
+        v.rsplit(", ").next().unwrap_or("").to_string()
+    }
+
+    pub fn is_hit(&self) -> bool {
+        self.cache_status().split(';').any(|p| p.trim() == "hit")
+    }
+}
+
+/// An origin and an edge in front of it.
+pub struct Edge {
+    pub origin: Origin,
+    pub node: RunningNode,
+    pub client: Client<HttpConnector, Full<Bytes>>,
+    pub dir: Option<tempfile::TempDir>,
+}
+
+pub fn init_logs() {
+    tiercel_cluster::telemetry::init("warn");
+}
+
+/// Node configuration from real command-line flags, as the binary would load it.
+pub fn config_from_flags(flags: &[&str]) -> NodeConfig {
+    let mut argv = vec!["tiercel-edge"];
+    argv.extend_from_slice(flags);
+    let args = Args::try_parse_from(argv).expect("flags parse");
+    NodeConfig::load(Role::Edge, &args.node, std::iter::empty()).expect("config loads")
+}
+
+impl Edge {
+    /// Origin + edge with `--listen` and `--tls-listen` on ephemeral ports and extra flags.
+    pub async fn start(extra: &[&str]) -> Edge {
+        Edge::start_cfg(extra, |_| {}).await
+    }
+
+    /// Like [`Edge::start`], with a last word on the loaded configuration.
+    pub async fn start_cfg(extra: &[&str], tweak: impl FnOnce(&mut NodeConfig)) -> Edge {
+        init_logs();
+        let origin = Origin::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("origin starts");
+        let url = origin.url();
+        let mut flags = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--origin",
+            url.as_str(),
+        ];
+        flags.extend_from_slice(extra);
+        let mut cfg = config_from_flags(&flags);
+        tweak(&mut cfg);
+        let node = node::start(Role::Edge, &cfg).await.expect("edge starts");
+        Edge {
+            origin,
+            node,
+            client: h1_client(),
+            dir: None,
+        }
+    }
+
+    /// Like [`Edge::start`], with a disk tier in a fresh temp dir.
+    pub async fn start_with_disk(extra: &[&str]) -> Edge {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_string();
+        let mut flags = vec!["--disk-cache", path.as_str(), "--disk-cache-size", "64MiB"];
+        flags.extend_from_slice(extra);
+        let mut e = Edge::start(&flags).await;
+        e.dir = Some(dir);
+        e
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.node.listen.unwrap()
+    }
+
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.node.tls_listen.unwrap()
+    }
+
+    pub fn url(&self, pq: &str) -> String {
+        format!("http://{}{}", self.addr(), pq)
+    }
+
+    /// GET over HTTP/1.1.
+    pub async fn get(&self, pq: &str) -> Resp {
+        self.send(Request::get(self.url(pq)).body(Full::default()).unwrap())
+            .await
+    }
+
+    /// GET with extra request headers.
+    pub async fn get_with(&self, pq: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut b = Request::get(self.url(pq));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(Full::default()).unwrap()).await
+    }
+
+    /// Any method with headers and a body.
+    pub async fn request(
+        &self,
+        method: Method,
+        pq: &str,
+        headers: &[(&str, &str)],
+        body: &'static [u8],
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(self.url(pq));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(Full::new(Bytes::from_static(body))).unwrap())
+            .await
+    }
+
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Resp {
+        send(&self.client, req).await
+    }
+
+    pub async fn shutdown(self) {
+        self.node.shutdown().await;
+        self.origin.shutdown().await;
+    }
+}
+
+/// Sends a request and reads the whole response, all within [`WAIT`].
+pub async fn send<C>(client: &Client<C, Full<Bytes>>, req: Request<Full<Bytes>>) -> Resp
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    tokio::time::timeout(WAIT, async {
+        let resp = client.request(req).await.expect("request succeeds");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body reads").to_bytes();
+        Resp {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        }
+    })
+    .await
+    .expect("response within the deadline")
+}
+
+pub fn h1_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// A TLS client trusting exactly `cert_der`, offering `alpn`.
+pub fn tls_config(cert_der: &[u8], alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(cert_der.to_vec()))
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    cfg
+}
+
+pub fn tls_client(
+    cert_der: &[u8],
+    h2: bool,
+) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>> {
+    // hyper-rustls sets ALPN itself from the enabled protocols.
+    let b = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(cert_der, &[]))
+        .https_only();
+    let conn = if h2 {
+        b.enable_http2().build()
+    } else {
+        b.enable_http1().build()
+    };
+    let mut cb = Client::builder(TokioExecutor::new());
+    if h2 {
+        cb.http2_only(true);
+    }
+    cb.build(conn)
+}
+
+/// Writes raw bytes on a fresh connection and returns everything read until the server
+/// closes or 2 s of silence (enough for one response).
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of the first response in raw HTTP/1.1 output.
+pub fn raw_status(out: &str) -> u16 {
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
