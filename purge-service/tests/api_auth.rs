@@ -268,8 +268,23 @@ async fn token_files_and_the_cluster_secret() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(r.status, 401);
-    // And the cluster, which sends it, works.
+    // /raft/import takes conditional token imports only, even with the secret.
     let leader = c.wait_leader(T).await?;
+    let unconditional = r#"{"op":"token_create","token":{"id":"tok_x","name":"x","scope":"admin","hash":"00"},"unless":"never"}"#;
+    let r = call(
+        Method::POST,
+        &format!("{}/raft/import", c.url(leader)),
+        None,
+        Some(unconditional),
+        &[("x-tiercel-cluster-secret", "s3cret-cluster")],
+    )
+    .await?;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.json::<ApiError>()?.error,
+        "only conditional token imports are accepted"
+    );
+    // And the cluster, which sends it, works.
     let r = c
         .post((leader + 1) % 3, "/v1/purges", r#"{"all":true}"#)
         .await?;

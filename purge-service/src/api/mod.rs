@@ -160,7 +160,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         body,
         params,
     };
-    match dispatch(&app, route, &req).await {
+    let started = std::time::Instant::now();
+    let resp = match dispatch(&app, route, &req).await {
         Ok(resp) => resp,
         Err(Reject::Fail(f)) => f.into_response(),
         Err(Reject::NotLeader) => Failure::Unavailable {
@@ -168,7 +169,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             retry_after: 1,
         }
         .into_response(),
-    }
+    };
+    tracing::debug!(
+        method = %req.parts.method,
+        path = %req.parts.uri.path(),
+        status = resp.status().as_u16(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "request"
+    );
+    resp
 }
 
 async fn dispatch(app: &Arc<App>, route: &Route, req: &ApiRequest) -> Answer {
