@@ -70,6 +70,9 @@ pub struct ApiSettings {
     pub cluster_secret: Option<blake3::Hash>,
     /// Addresses of the peers given on the command line, for before membership is known.
     pub peers: BTreeMap<NodeId, String>,
+    /// How recently a leader must have heard from a quorum to call itself current (the
+    /// maximum election timeout: after that another leader may exist).
+    pub quorum_fresh: Duration,
 }
 
 /// Shared per-node context.
@@ -118,6 +121,25 @@ impl App {
                 }
             }
             None => LeaderView::Unknown,
+        }
+    }
+
+    /// Whether this node is in touch with a quorum: a leader acknowledged by a quorum within
+    /// [`ApiSettings::quorum_fresh`], or a follower that knows its leader (it stops knowing
+    /// one an election timeout after the leader falls silent).
+    ///
+    /// `/v1/log` heartbeats are sent only then. A node cut off from the majority stops them,
+    /// so its followers notice the silence, move to another server and, failing that, count
+    /// as lagging: a partition cannot make them serve purged content indefinitely (DESIGN §4).
+    pub fn in_quorum(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        match m.state {
+            ServerState::Leader => m
+                .millis_since_quorum_ack
+                .is_some_and(|ms| u128::from(ms) <= self.settings.quorum_fresh.as_millis()),
+            ServerState::Follower | ServerState::Learner => m.current_leader.is_some(),
+            ServerState::Candidate | ServerState::Shutdown => false,
         }
     }
 

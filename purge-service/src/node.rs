@@ -100,6 +100,7 @@ impl Node {
                     .as_deref()
                     .map(|s| blake3::hash(s.as_bytes())),
                 peers: cfg.peers.clone(),
+                quorum_fresh: Duration::from_millis(cfg.tuning.election_timeout_ms * 2),
             },
         });
         let server = tokio::spawn(crate::api::server::serve(listener, app.clone()));

@@ -149,5 +149,49 @@ async fn without_a_leader_writes_get_503_and_retry_after() -> anyhow::Result<()>
     let r = c.post(survivor, "/v1/purges", r#"{"tags":["x"]}"#).await?;
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.header("retry-after"), Some("1"));
+    // Once it knows it has no leader (a candidate), it sends its followers no heartbeat.
+    let deadline = Instant::now() + T;
+    loop {
+        let h: serde_json::Value = c.get(survivor, "/healthz").await?.json()?;
+        if h["leader_id"].is_null() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still follows a dead leader: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let err = c
+        .log_until(survivor, 0, 0, Duration::from_millis(1500))
+        .await
+        .expect_err("no heartbeat without a quorum");
+    assert!(err.to_string().contains("no heartbeat"), "{err}");
+    // Back in a quorum, heartbeats resume.
+    c.restart(leader).await?;
+    c.wait_leader(T).await?;
+    c.log_until(survivor, 0, 0, T).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_a_quorum_stops_heartbeats() -> anyhow::Result<()> {
+    let mut c = Cluster::builder().start().await?;
+    let leader = c.wait_leader(T).await?;
+    let info: ClusterInfo = c.get(leader, "/v1/cluster").await?.json()?;
+    c.log_until(leader, 0, info.last_applied, T).await?;
+    c.kill((leader + 1) % 3);
+    c.kill((leader + 2) % 3);
+    // The quorum acknowledgement ages past the maximum election timeout (2 × 500 ms)…
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // …and the old leader, still believing it leads, no longer vouches for its log.
+    let err = c
+        .log_until(leader, 0, 0, Duration::from_millis(1500))
+        .await
+        .expect_err("no heartbeat without a quorum");
+    assert!(err.to_string().contains("no heartbeat"), "{err}");
+    c.restart((leader + 1) % 3).await?;
+    c.wait_leader(T).await?;
+    c.log_until(leader, 0, 0, T).await?;
     Ok(())
 }

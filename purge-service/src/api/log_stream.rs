@@ -33,6 +33,8 @@ use crate::state::events::{encode_line, entry_event};
 /// scheduling and network jitter, so a follower never sees a gap over a second (followers
 /// reconnect after 3 s of silence, and may treat shorter silences as lag).
 const HEARTBEAT: Duration = Duration::from_millis(500);
+/// A stream on a node cut off from the quorum is closed after this long without heartbeats.
+const CLOSE_WHEN_ALONE: Duration = Duration::from_secs(5);
 /// Entries read from the store per step.
 const CHUNK: u64 = 512;
 /// Retries when the log has a hole not yet explained by a snapshot (a snapshot being
@@ -96,6 +98,7 @@ async fn pump(app: Arc<App>, mut tx: Sender<Bytes, Infallible>, from: u64) -> Re
     let mut applied_rx = app.state.applied();
     let mut last_beat: Option<(u64, Instant)> = None;
     let mut gaps = 0u32;
+    let mut alone_since: Option<Instant> = None;
     loop {
         let applied = *applied_rx.borrow_and_update();
         while cursor <= applied {
@@ -151,7 +154,18 @@ async fn pump(app: Arc<App>, mut tx: Sender<Bytes, Infallible>, from: u64) -> Re
             None => true,
             Some((idx, at)) => idx != caught_up || at.elapsed() >= HEARTBEAT,
         };
-        if due {
+        // No heartbeat from a node cut off from the quorum: its silence is the signal. After a
+        // while the stream is closed (the follower has moved on by then).
+        let in_quorum = app.in_quorum();
+        match (in_quorum, alone_since) {
+            (true, _) => alone_since = None,
+            (false, None) => alone_since = Some(Instant::now()),
+            (false, Some(t)) if t.elapsed() > CLOSE_WHEN_ALONE => {
+                return Err("cut off from the quorum".into());
+            }
+            (false, Some(_)) => {}
+        }
+        if due && in_quorum {
             let mut buf = BytesMut::new();
             line(
                 &mut buf,
@@ -162,9 +176,11 @@ async fn pump(app: Arc<App>, mut tx: Sender<Bytes, Infallible>, from: u64) -> Re
             send(&mut tx, buf).await?;
             last_beat = Some((caught_up, Instant::now()));
         }
-        let next_beat = last_beat
-            .map(|(_, at)| at + HEARTBEAT)
-            .unwrap_or_else(Instant::now);
+        let now = Instant::now();
+        let next_beat = match last_beat {
+            Some((_, at)) if at + HEARTBEAT > now => at + HEARTBEAT,
+            _ => now + HEARTBEAT,
+        };
         tokio::select! {
             changed = applied_rx.changed() => {
                 if changed.is_err() {
