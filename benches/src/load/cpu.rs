@@ -34,11 +34,20 @@ pub fn cpu_time(proc: Proc) -> Option<Duration> {
     Some(Duration::from_nanos(total))
 }
 
-/// Sum of [`cpu_time`] over several processes; `None` if any of them could not be read.
-pub fn cpu_time_all(procs: &[Proc]) -> Option<Duration> {
-    procs
+/// [`cpu_time`] of each process, in order (`None` for those that cannot be read).
+pub fn cpu_times(procs: &[Proc]) -> Vec<Option<Duration>> {
+    procs.iter().map(|p| cpu_time(*p)).collect()
+}
+
+/// CPU time used between two [`cpu_times`] samples by the processes alive at both; `None` when
+/// none was. A helper process that exits during the window (nginx's cache loader does) drops
+/// out instead of voiding the figure.
+pub fn cpu_delta(before: &[Option<Duration>], after: &[Option<Duration>]) -> Option<Duration> {
+    before
         .iter()
-        .try_fold(Duration::ZERO, |acc, p| Some(acc + cpu_time(*p)?))
+        .zip(after)
+        .filter_map(|(b, a)| Some(a.as_ref()?.saturating_sub(*b.as_ref()?)))
+        .reduce(|x, y| x + y)
 }
 
 /// Busy and total time of the whole machine, in `/proc/stat` ticks, and the number of CPUs:
@@ -153,6 +162,16 @@ mod tests {
     }
 
     #[test]
+    fn delta_skips_processes_missing_at_either_end() {
+        let s = |n| Some(Duration::from_secs(n));
+        assert_eq!(cpu_delta(&[s(1), s(10)], &[s(3), s(15)]), s(7));
+        // The second process exited during the window; the third started late.
+        assert_eq!(cpu_delta(&[s(1), s(10), None], &[s(3), None, s(4)]), s(2));
+        assert_eq!(cpu_delta(&[None], &[s(3)]), None);
+        assert_eq!(cpu_delta(&[], &[]), None);
+    }
+
+    #[test]
     fn percent_of_one_core() {
         let s = Duration::from_secs;
         assert_eq!(percent(Some(s(1)), Some(s(6)), s(10)), Some(50.0));
@@ -177,9 +196,9 @@ mod tests {
         let after = cpu_time(Proc::SelfProcess).unwrap();
         assert!(after > before, "{before:?} -> {after:?}");
         assert_eq!(cpu_time(Proc::Pid(u32::MAX)), None);
-        assert_eq!(
-            cpu_time_all(&[Proc::SelfProcess, Proc::Pid(u32::MAX)]),
-            None
-        );
+        let both = cpu_times(&[Proc::SelfProcess, Proc::Pid(u32::MAX)]);
+        assert!(both[0].is_some() && both[1].is_none(), "{both:?}");
+        let m = machine_ticks().unwrap();
+        assert!(m.cpus >= 1 && m.busy <= m.total, "{m:?}");
     }
 }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use cpu::{
-    MachineTicks, Proc, cpu_time, cpu_time_all, machine_percent, machine_ticks, percent,
+    MachineTicks, Proc, cpu_delta, cpu_time, cpu_times, machine_percent, machine_ticks, percent,
 };
 pub use recorder::{ErrorKind, Recorder, RecorderError, Window};
 pub use target::{Target, TargetError};
@@ -246,24 +246,23 @@ pub struct CpuUse {
 /// Samples CPU time at the start and the end of the window.
 async fn sample_cpu(window: Window, pids: Vec<u32>) -> CpuUse {
     let procs: Vec<Proc> = pids.into_iter().map(Proc::Pid).collect();
-    let server = |procs: &[Proc]| {
-        if procs.is_empty() {
-            None
-        } else {
-            cpu_time_all(procs)
-        }
-    };
     tokio::time::sleep_until(window.start.into()).await;
     let t0 = Instant::now();
-    let (client0, server0, machine0) =
-        (cpu_time(Proc::SelfProcess), server(&procs), machine_ticks());
+    let (client0, server0, machine0) = (
+        cpu_time(Proc::SelfProcess),
+        cpu_times(&procs),
+        machine_ticks(),
+    );
     tokio::time::sleep_until(window.end.into()).await;
     let wall = t0.elapsed();
-    let (client1, server1, machine1) =
-        (cpu_time(Proc::SelfProcess), server(&procs), machine_ticks());
+    let (client1, server1, machine1) = (
+        cpu_time(Proc::SelfProcess),
+        cpu_times(&procs),
+        machine_ticks(),
+    );
     CpuUse {
         client: percent(client0, client1, wall),
-        server: percent(server0, server1, wall),
+        server: percent(Some(Duration::ZERO), cpu_delta(&server0, &server1), wall),
         machine: machine_percent(machine0, machine1),
     }
 }
