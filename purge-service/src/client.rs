@@ -73,7 +73,9 @@ impl HttpClient {
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
         connector.set_nodelay(true);
         let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the server's 10 s header-read timeout, so a pooled connection is never
+            // reused just as the peer closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build(connector);
         Self { inner }
     }

@@ -4,9 +4,11 @@
 //! from ─▶ cursor ≤ last purged? ──yes──▶ Reset{snapshot} ; cursor = snapshot + 1
 //!           │no
 //!           ▼
-//!         entries [cursor, applied] from the log store ─▶ Entry lines
+//!         entries [cursor, applied]: encoded lines from memory (recent), else the log store
 //!           ▼
-//!         Heartbeat{commit_index = applied} ─▶ wait for the applied index to move (≤ 1 s)
+//!         Heartbeat{commit_index = applied}, only while in touch with a quorum
+//!           ▼
+//!         wait for the applied index to move, or 500 ms
 //! ```
 //!
 //! Only entries at or below the node's applied index are sent, so what a follower sees has
