@@ -112,8 +112,11 @@ pub fn init(default_filter: &str) {
     let log_format = std::env::var(LOG_FORMAT_ENV).ok();
     let settings = Settings::decide(default_filter, rust_log.as_deref(), log_format.as_deref());
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, never into log files or CI output.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let installed = match settings.format {
         LogFormat::Json => builder.json().try_init().is_ok(),

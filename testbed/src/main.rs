@@ -1,5 +1,5 @@
-//! `tiercel-testbed`: the demo origin today; the multi-region cluster (`up`, `down`, ...) is
-//! tracked as its own issue and only stubbed here.
+//! `tiercel-testbed`: the demo origin, and `up`: a working CDN on this machine (today one edge
+//! in front of the demo origin; the multi-region cluster is tracked as its own issue).
 
 use std::net::SocketAddr;
 
@@ -27,8 +27,24 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
     },
-    /// Start the testbed cluster (not implemented yet).
-    Up,
+    /// Start a working CDN on this machine: the demo origin and an edge in front of it.
+    Up {
+        /// Demo origin address.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        origin: SocketAddr,
+        /// Edge address (HTTP/1.1 and h2c).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        edge: SocketAddr,
+        /// Edge TLS address (h1 and h2 by ALPN).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        edge_tls: SocketAddr,
+        /// Edge admin address.
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        admin: SocketAddr,
+        /// Where the cache lives.
+        #[arg(long, default_value = "testbed-data")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,9 +61,29 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             runtime.block_on(demo_origin(listen))
         }
-        Command::Up => {
-            println!("not yet");
-            Ok(())
+        Command::Up {
+            origin,
+            edge,
+            edge_tls,
+            admin,
+            data_dir,
+        } => {
+            let opts = tiercel_testbed::up::UpOptions {
+                origin,
+                edge,
+                edge_tls,
+                admin,
+                data_dir,
+                bin_dir: tiercel_testbed::up::sibling_bin_dir()?,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(async move {
+                let up = tiercel_testbed::up::up(&opts).await?;
+                println!("{}", tiercel_testbed::up::banner(&opts));
+                wait_for_signal().await?;
+                up.down().await;
+                Ok(())
+            })
         }
     }
 }

@@ -1,0 +1,74 @@
+//! `tiercel-testbed up` brings up a working CDN: the README's first command.
+//!
+//! Runs the real `tiercel-edge` binary from the workspace target directory, so run it with the
+//! workspace (`cargo nextest run --workspace`), which builds every binary first.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tiercel_testbed::up::{UpOptions, up};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// target/<profile>/ from target/<profile>/deps/<this test>.
+fn target_bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf()
+}
+
+async fn get(addr: std::net::SocketAddr, pq: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {pq} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_the_demo_origin_through_an_edge() {
+    let bin_dir = target_bin_dir();
+    assert!(
+        bin_dir.join("tiercel-edge").exists(),
+        "{} has no tiercel-edge: run the workspace tests (cargo nextest run --workspace)",
+        bin_dir.display()
+    );
+    let data = tempfile::tempdir().unwrap();
+    let opts = UpOptions {
+        origin: free_addr(),
+        edge: free_addr(),
+        edge_tls: free_addr(),
+        admin: free_addr(),
+        data_dir: data.path().to_path_buf(),
+        bin_dir,
+    };
+    let running = up(&opts).await.expect("up starts");
+    let first = get(opts.edge, "/hello?size=1024&cc=max-age%3D60").await;
+    let second = get(opts.edge, "/hello?size=1024&cc=max-age%3D60").await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        first.contains("cache-status: tiercel-edge; fwd=uri-miss"),
+        "{first}"
+    );
+    assert!(
+        second.contains("cache-status: tiercel-edge; hit"),
+        "{second}"
+    );
+    assert!(
+        data.path().join("edge-cache").is_dir(),
+        "the disk tier lives in the data dir"
+    );
+    running.down().await;
+}
