@@ -105,10 +105,17 @@ for tool in curl taskset; do
 done
 [[ $(nproc --all) -ge 2 ]] || die "two CPUs are needed (server core + load core)"
 
-# Higher priority than builds or anything else on the machine, when allowed.
+# Higher priority than builds or anything else on the machine, when allowed. With the
+# kernel's autogroup scheduling on, nice only ranks processes within one session, so each
+# server and each load run also gets a session of its own whose autogroup is at nice -20.
 NICE=()
+BOOST=()
 if [[ $EUID -eq 0 ]]; then
     NICE=(nice -n -20)
+    if [[ -w /proc/self/autogroup && $- != *m* ]] && command -v setsid >/dev/null; then
+        # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
+        BOOST=(setsid bash -c 'echo -20 >"/proc/$$/autogroup" 2>/dev/null || true; exec "$@"' boost)
+    fi
 fi
 
 RUN="$(mktemp -d /dev/shm/tiercel-bench.XXXXXX 2>/dev/null || mktemp -d)"
@@ -260,7 +267,7 @@ wait_port "$ORIGIN_PORT" "$LAST_PID" || die "the demo origin did not start: $(ca
 ORIGIN="127.0.0.1:$ORIGIN_PORT"
 
 start_tiercel() {
-    start_bg tiercel env RUST_LOG=warn taskset -c "$SERVER_CPU" "${NICE[@]}" "$BIN/tiercel-edge" \
+    start_bg tiercel "${BOOST[@]}" env RUST_LOG=warn taskset -c "$SERVER_CPU" "${NICE[@]}" "$BIN/tiercel-edge" \
         --listen "127.0.0.1:${H1_PORT[tiercel]}" --origin "http://$ORIGIN" --memory-cache 512MiB
 }
 
@@ -270,14 +277,14 @@ start_nginx() {
     sed -e "s#@RUN_DIR@#$RUN#g" -e "s#@ORIGIN@#$ORIGIN#g" \
         -e "s#@H1_PORT@#${H1_PORT[nginx]}#g" -e "s#@H2_PORT@#${H2_PORT[nginx]}#g" \
         -e "s#@USER_DIRECTIVE@#$user#g" "$BENCHES/peers/nginx.conf.tmpl" >"$RUN/nginx.conf"
-    start_bg nginx taskset -c "$SERVER_CPU" "${NICE[@]}" nginx -p "$RUN" -e stderr \
+    start_bg nginx "${BOOST[@]}" taskset -c "$SERVER_CPU" "${NICE[@]}" nginx -p "$RUN" -e stderr \
         -c "$RUN/nginx.conf"
 }
 
 start_varnish() {
     sed -e "s#@ORIGIN_HOST@#127.0.0.1#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" \
         "$BENCHES/peers/varnish.vcl" >"$RUN/varnish.vcl"
-    start_bg varnish taskset -c "$SERVER_CPU" "${NICE[@]}" varnishd -F -n "$RUN/varnish" \
+    start_bg varnish "${BOOST[@]}" taskset -c "$SERVER_CPU" "${NICE[@]}" varnishd -F -n "$RUN/varnish" \
         -f "$RUN/varnish.vcl" -a "127.0.0.1:${H1_PORT[varnish]}" -a "127.0.0.1:${H2_PORT[varnish]}" \
         -s malloc,256m -p thread_pools=1 -p feature=+http2
 }
@@ -372,7 +379,7 @@ for proto in "${PROTOCOL_LIST[@]}"; do
             wait_quiet
             log "measuring $server $proto $size ($WARMUP + $DURATION)"
             # shellcheck disable=SC2046 # watch_flags is a list of words
-            if json=$(taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" "${load[@]}" \
+            if json=$("${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" "${load[@]}" \
                 --duration "$DURATION" --warmup "$WARMUP" --expect-length "$bytes" \
                 --tag "server=$server" --tag "size=$size" $(watch_flags "$server") \
                 --json "$url" 2>>"$RUN/load.err"); then
