@@ -11,7 +11,11 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, EngineConfig, NoPurges, PurgeOracle};
+use tiercel_cluster::follower::{
+    FollowerConfig, FollowerError, FollowerHandle, PurgeState, start_follower,
+};
+
+use crate::engine::{Engine, EngineConfig, EngineHooks, FollowedPurges, NoPurges, PurgeOracle};
 use crate::policy::PolicyConfig;
 use crate::server::{self, Readiness, ServerOptions};
 use crate::storage::{Storage, StorageError, StorageOptions};
@@ -45,6 +49,9 @@ pub enum NodeError {
     /// Neither --listen nor --tls-listen.
     #[error("nothing to serve: set --listen and/or --tls-listen")]
     NoListener,
+    /// The purge follower could not start (bad state file, bad configuration).
+    #[error("purge follower: {0}")]
+    Follower(#[from] FollowerError),
 }
 
 /// A node that is serving.
@@ -59,6 +66,10 @@ pub struct RunningNode {
     pub engine: Arc<Engine>,
     /// The certificate served on `tls_listen` (DER), so clients of a self-signed node can pin it.
     pub certificate: Option<Vec<u8>>,
+    /// The purge follower, when `--purge-service` is set.
+    pub follower: Option<FollowerHandle>,
+    /// What the follower has applied (for metrics and tests).
+    pub purge_state: Option<Arc<PurgeState>>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -78,6 +89,9 @@ impl RunningNode {
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(f) = self.follower.take() {
+            f.shutdown().await;
+        }
         if let Err(e) = self.engine.storage().close().await {
             tracing::warn!(error = %e, "closing the cache storage failed");
         }
@@ -111,9 +125,39 @@ pub fn engine_config(role: Role, cfg: &NodeConfig) -> EngineConfig {
     }
 }
 
-/// Starts a node with no purge-service.
+/// The follower settings of a node: its name and role identify it to the purge-service; its
+/// state lives in `<state dir>/purge` (beside, not inside, the cache files).
+pub fn follower_config(role: Role, cfg: &NodeConfig) -> FollowerConfig {
+    let role = match role {
+        Role::Edge => "edge",
+        Role::Shield => "shield",
+    };
+    let mut f = FollowerConfig::new(cfg.purge_services.clone(), cfg.name.clone(), role);
+    f.token = cfg.purge_token.clone();
+    f.state_dir = cfg.effective_state_dir().map(|d| d.join("purge"));
+    f.max_purge_lag = cfg.cache.max_purge_lag;
+    f
+}
+
+/// Starts a node; with `purge_services` configured it follows the purge log.
 pub async fn start(role: Role, cfg: &NodeConfig) -> Result<RunningNode, NodeError> {
-    start_with_purges(role, cfg, Arc::new(NoPurges)).await
+    if cfg.purge_services.is_empty() {
+        return start_with_purges(role, cfg, Arc::new(NoPurges)).await;
+    }
+    let hooks = Arc::new(EngineHooks::default());
+    let (state, handle) = start_follower(follower_config(role, cfg), hooks.clone()).await?;
+    let mut node = match start_with_purges(role, cfg, Arc::new(FollowedPurges(state.clone()))).await
+    {
+        Ok(n) => n,
+        Err(e) => {
+            handle.shutdown().await;
+            return Err(e);
+        }
+    };
+    hooks.attach(&node.engine);
+    node.follower = Some(handle);
+    node.purge_state = Some(state);
+    Ok(node)
 }
 
 /// Starts a node that consults `purges` on every hit.
@@ -212,6 +256,8 @@ pub async fn start_with_purges(
         admin_listen,
         engine,
         certificate,
+        follower: None,
+        purge_state: None,
         shutdown,
         tasks,
     })

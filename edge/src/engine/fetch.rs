@@ -100,7 +100,9 @@ impl Engine {
         FillJob {
             key: ctx.key,
             url: ctx.url.purge_key(),
-            host: ctx.url.host.clone(),
+            // Host purges name hosts the way `normalize_host` writes them.
+            host: tiercel_cluster::urlnorm::normalize_host(&ctx.url.host)
+                .unwrap_or_else(|_| ctx.url.host.clone()),
             target: ctx
                 .path_and_query()
                 .parse()

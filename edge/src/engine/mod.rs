@@ -17,6 +17,7 @@ mod config;
 mod fetch;
 mod fill;
 mod fills;
+mod follower;
 mod lookup;
 mod pass;
 mod purge;
@@ -31,6 +32,7 @@ use http::{Method, Request, Response, StatusCode};
 pub use body::Body;
 pub use config::EngineConfig;
 pub use fill::{FillError, Outcome};
+pub use follower::{EngineHooks, FollowedPurges};
 pub use purge::{NoPurges, PurgeOracle, PurgeVerdict};
 pub use request::{ConnInfo, RequestCtx};
 

@@ -1,0 +1,343 @@
+//! Purges reaching real edges: a REAL 3-node `tiercel-purge` cluster, edges that follow its log
+//! (`--purge-service`), a real origin that counts requests. Every purge kind takes effect on the
+//! edge (the next request goes to the origin again); soft purges serve stale only while
+//! revalidating or when the origin fails; `tiercelctl purge --wait` returns once the edge applied.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use bytes::Bytes;
+use clap::Parser;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use support::{ADMIN, Cluster};
+use tiercel_cluster::config::{NodeArgs, NodeConfig, Role};
+use tiercel_cluster::purge::wire::PurgeAccepted;
+use tiercel_edge::node::{self, RunningNode};
+use tiercel_testbed::origin::{Origin, Spec};
+
+const T: Duration = Duration::from_secs(15);
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+struct Edge {
+    node: RunningNode,
+}
+
+struct Got {
+    status: u16,
+    cache_status: String,
+    body: Bytes,
+}
+
+impl Got {
+    fn hit(&self) -> bool {
+        self.cache_status
+            .rsplit(", ")
+            .next()
+            .unwrap_or("")
+            .split(';')
+            .any(|p| p.trim() == "hit")
+    }
+}
+
+impl Edge {
+    async fn start(
+        cluster: &Cluster,
+        origin: &Origin,
+        name: &str,
+        state: Option<&std::path::Path>,
+    ) -> Result<Edge> {
+        let servers: Vec<String> = (0..cluster.nodes.len()).map(|i| cluster.url(i)).collect();
+        let origin_url = origin.url();
+        let mut argv = vec![
+            "tiercel-edge".to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--origin".into(),
+            origin_url,
+            "--name".into(),
+            name.into(),
+            "--purge-token".into(),
+            ADMIN.into(),
+        ];
+        for s in servers {
+            argv.push("--purge-service".into());
+            argv.push(s);
+        }
+        if let Some(dir) = state {
+            argv.push("--state-dir".into());
+            argv.push(dir.display().to_string());
+        }
+        let args = Args::try_parse_from(argv)?;
+        let cfg = NodeConfig::load(Role::Edge, &args.node, std::iter::empty())?;
+        let node = node::start(Role::Edge, &cfg).await?;
+        let e = Edge { node };
+        e.wait_following().await?;
+        Ok(e)
+    }
+
+    /// Until the follower has heard the service (before that, every hit is revalidated).
+    async fn wait_following(&self) -> Result<()> {
+        let state = self.node.purge_state.clone().context("follower running")?;
+        let deadline = tokio::time::Instant::now() + T;
+        while state.lagging() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(anyhow!("edge never heard the purge service"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    async fn get(&self, host: &str, pq: &str) -> Result<Got> {
+        let addr = self.node.listen.context("listening")?;
+        let req = Request::get(format!("http://{addr}{pq}"))
+            .header("host", host)
+            .body(Full::<Bytes>::default())?;
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let resp = tokio::time::timeout(T, client.request(req)).await??;
+        let status = resp.status().as_u16();
+        let cache_status = resp
+            .headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = tokio::time::timeout(T, resp.into_body().collect())
+            .await??
+            .to_bytes();
+        Ok(Got {
+            status,
+            cache_status,
+            body,
+        })
+    }
+
+    /// Waits until the edge applied log index `index`.
+    async fn applied(&self, index: u64) -> Result<()> {
+        let f = self.node.follower.as_ref().context("follower")?;
+        f.wait_applied(index, T)
+            .await
+            .map_err(|e| anyhow!("edge did not apply {index}: {e}"))?;
+        Ok(())
+    }
+}
+
+async fn purge(c: &Cluster, body: &str) -> Result<PurgeAccepted> {
+    let r = c.post(0, "/v1/purges", body).await?;
+    anyhow::ensure!(
+        r.status == 200 || r.status == 201 || r.status == 202,
+        "purge answered {}: {}",
+        r.status,
+        r.text()
+    );
+    r.json()
+}
+
+/// Fetches until cached: a miss then a hit, one origin request.
+async fn warm(e: &Edge, o: &Origin, host: &str, pq: &str) -> Result<()> {
+    let before = o.hits(pq);
+    e.get(host, pq).await?;
+    let hit = e.get(host, pq).await?;
+    anyhow::ensure!(hit.hit(), "{pq} not cached: {}", hit.cache_status);
+    anyhow::ensure!(
+        o.hits(pq) == before + 1,
+        "{pq}: {} origin hits",
+        o.hits(pq) - before
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_purge_kind_takes_effect_on_the_edge() -> Result<()> {
+    tiercel_cluster::telemetry::init("warn");
+    let c = Cluster::builder().start().await?;
+    let o = Origin::start("127.0.0.1:0".parse()?).await?;
+    let e = Edge::start(&c, &o, "edge-kinds", None).await?;
+    let a = "cdn-a.example";
+    let b = "cdn-b.example";
+
+    // url: every variant of one URL, nothing else.
+    let u1 = "/p/url?cc=max-age%3D600";
+    let u2 = "/p/other?cc=max-age%3D600";
+    warm(&e, &o, a, u1).await?;
+    warm(&e, &o, a, u2).await?;
+    let p = purge(&c, &format!(r#"{{"urls":["http://{a}{u1}"]}}"#)).await?;
+    e.applied(p.index).await?;
+    assert!(!e.get(a, u1).await?.hit(), "url purge refetches");
+    assert!(e.get(a, u2).await?.hit(), "other URLs stay");
+    assert_eq!(o.hits(u1), 2);
+
+    // prefix: everything under a path.
+    let s1 = "/static/x.css?cc=max-age%3D600";
+    let s2 = "/static/img/y.png?cc=max-age%3D600";
+    let n1 = "/dynamic/z?cc=max-age%3D600";
+    for pq in [s1, s2, n1] {
+        warm(&e, &o, a, pq).await?;
+    }
+    let p = purge(&c, &format!(r#"{{"prefixes":["https://{a}/static/"]}}"#)).await?;
+    e.applied(p.index).await?;
+    assert!(!e.get(a, s1).await?.hit());
+    assert!(!e.get(a, s2).await?.hit());
+    assert!(e.get(a, n1).await?.hit(), "outside the prefix");
+
+    // tag: from Surrogate-Key and from Cache-Tag.
+    let t1 = "/t/one?cc=max-age%3D600&tags=product-7%20shared";
+    let t2 = "/t/two?cc=max-age%3D600&h=Cache-Tag:product-9,shared";
+    let t3 = "/t/three?cc=max-age%3D600&tags=product-9";
+    for pq in [t1, t2, t3] {
+        warm(&e, &o, a, pq).await?;
+    }
+    let p = purge(&c, r#"{"tags":["shared"]}"#).await?;
+    e.applied(p.index).await?;
+    assert!(!e.get(a, t1).await?.hit(), "Surrogate-Key tag");
+    assert!(!e.get(a, t2).await?.hit(), "Cache-Tag tag");
+    assert!(e.get(a, t3).await?.hit(), "untagged object stays");
+
+    // host: one host's objects, not another's.
+    let h = "/h/page?cc=max-age%3D600";
+    warm(&e, &o, a, h).await?;
+    let hb = "/h/page-b?cc=max-age%3D600";
+    warm(&e, &o, b, hb).await?;
+    let p = purge(&c, &format!(r#"{{"hosts":["{a}"]}}"#)).await?;
+    e.applied(p.index).await?;
+    assert!(!e.get(a, h).await?.hit());
+    assert!(e.get(b, hb).await?.hit(), "other host stays");
+
+    // all.
+    let p = purge(&c, r#"{"all":true}"#).await?;
+    e.applied(p.index).await?;
+    assert!(!e.get(b, hb).await?.hit());
+    assert!(!e.get(a, n1).await?.hit());
+    assert_eq!(o.hits(hb), 2);
+
+    // Purging happened by rules, never by a scan, and objects stored after a purge are valid.
+    assert!(e.get(b, hb).await?.hit(), "stored after the purge: valid");
+    e.node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_purge_revalidates_and_serves_stale_only_on_error() -> Result<()> {
+    tiercel_cluster::telemetry::init("warn");
+    let c = Cluster::builder().start().await?;
+    let o = Origin::start("127.0.0.1:0".parse()?).await?;
+    let e = Edge::start(&c, &o, "edge-soft", None).await?;
+    let host = "soft.example";
+    let pq = "/s/doc?cc=max-age%3D600&etag=v1&size=4000";
+    warm(&e, &o, host, pq).await?;
+
+    let p = purge(
+        &c,
+        &format!(r#"{{"urls":["http://{host}{pq}"],"soft":true}}"#),
+    )
+    .await?;
+    e.applied(p.index).await?;
+    let r = e.get(host, pq).await?;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        o.conditional_hits(pq),
+        1,
+        "a soft purge revalidates instead of refetching"
+    );
+    assert!(r.cache_status.contains("fwd=stale"), "{}", r.cache_status);
+    assert!(e.get(host, pq).await?.hit(), "validated again: fresh");
+
+    // Soft purge while the origin is down: the stale copy is served instead of an error.
+    let p = purge(
+        &c,
+        &format!(r#"{{"urls":["http://{host}{pq}"],"soft":true}}"#),
+    )
+    .await?;
+    e.applied(p.index).await?;
+    o.set("/s/doc", Spec::new().with("fail", "close"));
+    let r = e.get(host, pq).await?;
+    assert_eq!(r.status, 200, "stale on error after a soft purge");
+    assert!(
+        r.cache_status.contains("stale-if-error"),
+        "{}",
+        r.cache_status
+    );
+    assert_eq!(r.body.len(), 4000);
+
+    // A hard purge while the origin is down: nothing stale to serve.
+    let p = purge(&c, &format!(r#"{{"urls":["http://{host}{pq}"]}}"#)).await?;
+    e.applied(p.index).await?;
+    assert_eq!(e.get(host, pq).await?.status, 502);
+    e.node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiercelctl_wait_returns_once_every_edge_applied_and_state_survives_restart() -> Result<()>
+{
+    tiercel_cluster::telemetry::init("warn");
+    let c = Cluster::builder().start().await?;
+    let o = Origin::start("127.0.0.1:0".parse()?).await?;
+    let state = tempfile::tempdir()?;
+    let e1 = Edge::start(&c, &o, "edge-w1", Some(state.path())).await?;
+    let e2 = Edge::start(&c, &o, "edge-w2", None).await?;
+    let host = "wait.example";
+    let pq = "/w/obj?cc=max-age%3D600";
+    warm(&e1, &o, host, pq).await?;
+    warm(&e2, &o, host, pq).await?;
+
+    let url = format!("http://{host}{pq}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tiercelctl"))
+        .args([
+            "--server",
+            &c.url(1),
+            "--token",
+            ADMIN,
+            "purge",
+            "--url",
+            &url,
+            "--wait",
+            "--wait-timeout",
+            "20s",
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "tiercelctl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --wait returned: both edges have applied it, with no extra waiting here.
+    assert!(!e1.get(host, pq).await?.hit());
+    assert!(!e2.get(host, pq).await?.hit());
+    assert_eq!(o.hits(pq), 4);
+
+    // A restarted edge still knows the purge (its state is on disk), so an object stored before
+    // the purge can never come back; and it catches up with purges made while it was down.
+    let before_restart = e1
+        .node
+        .purge_state
+        .as_ref()
+        .map(|s| s.applied_index())
+        .unwrap_or(0);
+    e1.node.shutdown().await;
+    let p = purge(&c, r#"{"tags":["nothing-cached"]}"#).await?;
+    let e1 = Edge::start(&c, &o, "edge-w1", Some(state.path())).await?;
+    assert!(
+        e1.node
+            .purge_state
+            .as_ref()
+            .map(|s| s.applied_index())
+            .unwrap_or(0)
+            >= before_restart
+    );
+    e1.applied(p.index).await?;
+    e1.node.shutdown().await;
+    e2.node.shutdown().await;
+    Ok(())
+}
