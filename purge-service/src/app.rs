@@ -146,15 +146,26 @@ impl App {
     /// Waits up to the configured time for a leader to be known.
     pub async fn wait_leader(&self) -> LeaderView {
         let deadline = tokio::time::Instant::now() + self.settings.leader_wait;
+        self.wait_leader_until(None, deadline).await
+    }
+
+    /// Waits until `deadline` for a leader other than `not` (a member found unreachable) to
+    /// be known; [`LeaderView::Unknown`] if none is.
+    pub async fn wait_leader_until(
+        &self,
+        not: Option<NodeId>,
+        deadline: tokio::time::Instant,
+    ) -> LeaderView {
         let mut metrics = self.raft.metrics();
         loop {
-            let view = self.leader_now();
-            if view != LeaderView::Unknown {
-                return view;
+            match self.leader_now() {
+                LeaderView::Other { id, .. } if Some(id) == not => {}
+                LeaderView::Unknown => {}
+                view => return view,
             }
             match tokio::time::timeout_at(deadline, metrics.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => return self.leader_now(),
+                _ => return LeaderView::Unknown,
             }
         }
     }

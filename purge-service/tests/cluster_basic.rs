@@ -144,3 +144,25 @@ async fn the_log_stream_sends_heartbeats_and_new_entries_live() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_survive_losing_two() -> anyhow::Result<()> {
+    let mut c = Cluster::builder().nodes(5).start().await?;
+    let leader = c.wait_leader(T).await?;
+    let info: ClusterInfo = c.get(leader, "/v1/cluster").await?.json()?;
+    assert_eq!(info.members.len(), 5);
+    assert!(info.members.iter().all(|m| m.voter));
+    c.kill(leader);
+    c.kill((leader + 1) % 5);
+    let survivor = (leader + 2) % 5;
+    let a: PurgeAccepted = c
+        .post(survivor, "/v1/purges", r#"{"tags":["three-of-five"]}"#)
+        .await?
+        .json()?;
+    for node in [(leader + 2) % 5, (leader + 3) % 5, (leader + 4) % 5] {
+        let got = purges(&c.log_until(node, a.index, a.index, T).await?);
+        assert_eq!(got.len(), 1, "node {node}");
+        assert_eq!(got[0].2.tags, ["three-of-five"]);
+    }
+    Ok(())
+}

@@ -12,7 +12,7 @@ use http::{HeaderValue, Response};
 use http_body_util::Full;
 
 use super::ApiRequest;
-use super::response::{Body, Failure, full};
+use super::response::{Body, full};
 use crate::app::App;
 use crate::client::{ClientError, FORWARDED_HEADER, HttpClient};
 
@@ -28,21 +28,12 @@ const RESPONSE_HEADERS: &[HeaderName] = &[
     ALLOW,
 ];
 
-/// Sends `req` to the leader at `addr` and relays its answer.
-pub async fn proxy(app: &App, addr: &str, req: &ApiRequest) -> Response<Body> {
-    match try_proxy(app, addr, req).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            tracing::warn!(%addr, error = %e, "forwarding to the leader failed");
-            // Whatever failed (the leader died mid-request, most likely), the outcome is
-            // unknown and a retry is the answer: with an Idempotency-Key it counts once.
-            Failure::Unavailable {
-                message: format!("forwarding to the leader failed ({e}); retry"),
-                retry_after: 1,
-            }
-            .into_response()
-        }
-    }
+/// Sends `req` to the leader at `addr` and relays its answer. A [`ClientError::Connect`]
+/// means the request never reached the leader; any other error leaves its outcome unknown.
+pub async fn proxy(app: &App, addr: &str, req: &ApiRequest) -> Result<Response<Body>, ClientError> {
+    try_proxy(app, addr, req).await.inspect_err(|e| {
+        tracing::warn!(%addr, error = %e, "forwarding to the leader failed");
+    })
 }
 
 async fn try_proxy(app: &App, addr: &str, req: &ApiRequest) -> Result<Response<Body>, ClientError> {

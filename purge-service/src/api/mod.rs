@@ -31,7 +31,7 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::app::{App, LeaderView, WriteError};
-use crate::client::FORWARDED_HEADER;
+use crate::client::{ClientError, FORWARDED_HEADER};
 use response::{Body, Failure};
 use routes::{Access, NoRoute, Route, RouteId};
 use validate::{Invalid, MAX_BODY_BYTES};
@@ -185,15 +185,33 @@ async fn dispatch(app: &Arc<App>, route: &Route, req: &ApiRequest) -> Answer {
         return run(app, route, req).await;
     }
     let forwarded = req.parts.headers.contains_key(FORWARDED_HEADER);
-    // Two rounds: leadership may move between the check and the write.
-    for _ in 0..2 {
-        match app.wait_leader().await {
+    let deadline = tokio::time::Instant::now() + app.settings.leader_wait;
+    // A leader found unreachable: wait for another one (the request never reached it).
+    let mut dead = None;
+    // A few rounds: leadership may move between the check and the write.
+    for _ in 0..3 {
+        match app.wait_leader_until(dead, deadline).await {
             LeaderView::Me => match run(app, route, req).await {
                 Err(Reject::NotLeader) => continue,
                 other => return other,
             },
-            LeaderView::Other { addr, .. } if !forwarded => {
-                return Ok(forward::proxy(app, &addr, req).await);
+            LeaderView::Other { id, addr } if !forwarded => {
+                match forward::proxy(app, &addr, req).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(e @ ClientError::Connect { .. }) => {
+                        tracing::info!(leader = id, error = %e, "leader unreachable; waiting for another");
+                        dead = Some(id);
+                    }
+                    Err(e) => {
+                        // It may have been applied: the outcome is unknown, the client retries
+                        // (with an Idempotency-Key the retry counts once).
+                        return Err(Failure::Unavailable {
+                            message: format!("forwarding to the leader failed ({e}); retry"),
+                            retry_after: 1,
+                        }
+                        .into());
+                    }
+                }
             }
             LeaderView::Other { .. } => {
                 return Err(Failure::Unavailable {
