@@ -61,6 +61,9 @@ struct Args {
     /// Fail when the p99 at the largest follower count is above this (milliseconds; 0: never).
     #[arg(long, default_value_t = 50.0)]
     target_p99_ms: f64,
+    /// Also print, for slow purges, which node the last follower streamed from.
+    #[arg(long)]
+    verbose: bool,
 }
 
 /// Three `tiercel-purge` processes; killed and their data removed on drop.
@@ -209,19 +212,21 @@ impl Http {
 /// Stamps, per purged URL, how many followers applied it and when the last one did.
 struct Tracker {
     followers: u32,
-    seen: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Per purge key: followers that applied it, when the last did, and which one it was.
+    seen: Mutex<HashMap<String, (u32, Instant, usize)>>,
     done: Notify,
 }
 
-struct Stamp(Arc<Tracker>);
+struct Stamp(Arc<Tracker>, usize);
 
 impl PurgeListener for Stamp {
     fn url_purged(&self, key: &str, _soft: bool) {
         let now = Instant::now();
         let mut seen = self.0.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let e = seen.entry(key.to_string()).or_insert((0, now));
+        let e = seen.entry(key.to_string()).or_insert((0, now, self.1));
         e.0 += 1;
         e.1 = now;
+        e.2 = self.1;
         if e.0 == self.0.followers {
             self.0.done.notify_waiters();
         }
@@ -231,16 +236,16 @@ impl PurgeListener for Stamp {
 
 impl Tracker {
     /// When the last follower applied `key`.
-    async fn all_applied(&self, key: &str, timeout: Duration) -> Result<Instant> {
+    async fn all_applied(&self, key: &str, timeout: Duration) -> Result<(Instant, usize)> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.done.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some((n, at)) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(key)
+            if let Some((n, at, who)) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(key)
                 && *n == self.followers
             {
-                return Ok(*at);
+                return Ok((*at, *who));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 bail!(
@@ -263,6 +268,7 @@ async fn propagation(
     http: &Http,
     n: usize,
     purges: usize,
+    verbose: bool,
 ) -> Result<(Row, Vec<FollowerHandle>)> {
     let tracker = Arc::new(Tracker {
         followers: u32::try_from(n)?,
@@ -276,7 +282,7 @@ async fn propagation(
             token: Some(ADMIN.to_string()),
             ..FollowerConfig::new(servers, format!("bench-{n}-{i}"), "edge")
         };
-        let (_, h) = start_follower(cfg, Arc::new(Stamp(tracker.clone()))).await?;
+        let (_, h) = start_follower(cfg, Arc::new(Stamp(tracker.clone(), i))).await?;
         handles.push(h);
     }
     let leader = c.leader(http).await?;
@@ -292,15 +298,25 @@ async fn propagation(
         tracker
             .all_applied(&url[8..], Duration::from_secs(30))
             .await?;
+        // Let the first connections and reports settle.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for k in 0..purges {
         let url = format!("https://bench.example/p/{n}/{k}");
         let sent = Instant::now();
         http.purge(&leader, &url).await?;
         let acked = Instant::now();
-        let last = tracker
+        let (last, who) = tracker
             .all_applied(&url[8..], Duration::from_secs(10))
             .await?;
+        if verbose && last.saturating_duration_since(acked) > Duration::from_millis(10) {
+            let node = c.urls[who % 3].rsplit(':').next().unwrap_or("?");
+            eprintln!(
+                "{n} followers, purge {k}: {:?} after the answer; last follower {who} streams \
+                 from :{node} (leader {leader})",
+                last.saturating_duration_since(acked)
+            );
+        }
         let us = |from: Instant| {
             u64::try_from(last.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX)
         };
@@ -355,6 +371,12 @@ async fn throughput(
     })
 }
 
+/// The machine's 1/5/15-minute load averages (this machine may be shared).
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split(' ').take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
@@ -379,7 +401,7 @@ async fn main() -> Result<()> {
         for h in last_handles.drain(..) {
             FollowerHandle::shutdown(h).await;
         }
-        let (row, handles) = propagation(&cluster, &http, n, args.purges).await?;
+        let (row, handles) = propagation(&cluster, &http, n, args.purges, args.verbose).await?;
         rows.push(row);
         last_handles = handles;
     }
@@ -403,8 +425,10 @@ async fn main() -> Result<()> {
 
     println!("purge propagation: POST answered (committed) -> applied on every follower");
     println!(
-        "3-node tiercel-purge cluster and in-process followers on loopback, {} purges each\n",
-        args.purges
+        "3-node tiercel-purge cluster and in-process followers on loopback, {} purges each; \
+         load average {}\n",
+        args.purges,
+        load_average()
     );
     println!(
         "| followers | p50 ms | p90 ms | p99 ms | max ms | from send p50 ms | from send p99 ms |"

@@ -37,6 +37,8 @@ pub struct FollowerConfig {
     pub persist_interval: Duration,
     /// A report is sent at least this often.
     pub report_interval: Duration,
+    /// Least time between two reports: a changed index waits this long after the last one.
+    pub report_min_interval: Duration,
     /// First reconnect delay (doubling per consecutive failure).
     pub backoff_min: Duration,
     /// Largest reconnect delay.
@@ -57,6 +59,7 @@ impl Default for FollowerConfig {
             request_timeout: Duration::from_secs(5),
             persist_interval: Duration::from_millis(200),
             report_interval: Duration::from_secs(1),
+            report_min_interval: Duration::from_millis(100),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
         }
@@ -126,6 +129,7 @@ impl FollowerConfig {
         Timing {
             persist_interval: self.persist_interval,
             report_interval: self.report_interval,
+            report_min_gap: self.report_min_interval.min(self.report_interval),
             report_retry: self.report_interval.min(Duration::from_millis(250)),
             backoff: Backoff {
                 min: self.backoff_min,

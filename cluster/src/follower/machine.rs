@@ -39,6 +39,10 @@ pub struct Timing {
     pub persist_interval: Duration,
     /// A report is sent at least this often, changed or not (liveness).
     pub report_interval: Duration,
+    /// After a report, a changed index waits this long before it is sent: a burst of purges
+    /// becomes one report per node instead of one per purge (each one a request the service
+    /// forwards to its leader).
+    pub report_min_gap: Duration,
     /// After a failed report, wait this long before sending a changed index again.
     pub report_retry: Duration,
     /// Reconnect backoff.
@@ -346,8 +350,16 @@ impl FollowerMachine {
             return true;
         };
         let changed = r.last_value != Some(self.reportable());
-        let retry_ok = !r.failed || reached(now, last_at, self.timing.report_retry);
-        (changed && retry_ok) || reached(now, last_at, self.timing.report_interval)
+        (changed && reached(now, last_at, self.report_gap()))
+            || reached(now, last_at, self.timing.report_interval)
+    }
+
+    fn report_gap(&self) -> Duration {
+        if self.report.failed {
+            self.timing.report_retry
+        } else {
+            self.timing.report_min_gap
+        }
     }
 
     /// When to feed [`Input::Tick`] next (None: only inputs can make progress).
@@ -368,9 +380,8 @@ impl FollowerMachine {
             if let Some(t) = last_at.checked_add(self.timing.report_interval) {
                 consider(t);
             }
-            if r.failed
-                && r.last_value != Some(self.reportable())
-                && let Some(t) = last_at.checked_add(self.timing.report_retry)
+            if r.last_value != Some(self.reportable())
+                && let Some(t) = last_at.checked_add(self.report_gap())
             {
                 consider(t);
             }

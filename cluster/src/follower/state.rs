@@ -54,6 +54,7 @@ impl PurgeState {
         let timing = Timing {
             persist_interval: Duration::MAX,
             report_interval: Duration::MAX,
+            report_min_gap: Duration::MAX,
             report_retry: Duration::MAX,
             backoff: super::Backoff {
                 min: Duration::MAX,
@@ -187,6 +188,7 @@ mod tests {
         let timing = Timing {
             persist_interval: Duration::from_millis(200),
             report_interval: Duration::from_secs(1),
+            report_min_gap: Duration::from_millis(100),
             report_retry: Duration::from_millis(250),
             backoff: super::super::Backoff {
                 min: Duration::from_millis(100),

@@ -14,6 +14,7 @@ fn timing() -> Timing {
     Timing {
         persist_interval: 200 * MS,
         report_interval: 1000 * MS,
+        report_min_gap: 50 * MS,
         report_retry: 250 * MS,
         backoff: Backoff {
             min: 100 * MS,
@@ -154,20 +155,25 @@ fn entries_apply_once_in_order_and_reports_coalesce() {
         // Replays after a reconnect are ignored.
         (3, entry(3, url_purge("3", &["http://h/a"], false)), vec![]),
         (4, entry(5, url_purge("5", &["http://h/z"], false)), vec![]),
-        // The report finishes: the changed index goes out at once.
-        (5, reported(0), vec![report(5)]),
+        // The report finishes: the changed index goes out once the minimum gap has passed.
+        (5, reported(0), vec![]),
+        (49, Input::Tick, vec![]),
+        (50, Input::Tick, vec![report(5)]),
         (
-            6,
+            51,
             entry(6, url_purge("6", &["http://h/c"], true)),
             vec![url_purged("h/c", true)],
         ),
-        (7, reported(5), vec![report(6)]),
-        (8, reported(6), vec![]),
+        (52, reported(5), vec![]),
+        (60, entry(7, tag_purge("7", "t")), vec![]),
+        // 6 and 7 go out together.
+        (100, Input::Tick, vec![report(7)]),
+        (101, reported(7), vec![]),
         // Nothing new: the periodic report comes a second after the last one.
         (500, Input::Tick, vec![]),
-        (1007, Input::Tick, vec![report(6)]),
+        (1100, Input::Tick, vec![report(7)]),
     ]);
-    assert_eq!(r.m.state().applied, 6);
+    assert_eq!(r.m.state().applied, 7);
     let obj = |url, stored_index| ObjectRef {
         url,
         host: "h",
@@ -247,10 +253,11 @@ fn heartbeats_only_move_forward() {
     let (mut r, _) = Run::new(FollowerState::default(), 1, false);
     r.steps(vec![
         (1, hb(4), vec![]),
-        (2, reported(0), vec![report(4)]),
-        (3, hb(2), vec![]),
-        (4, entry(3, tag_purge("3", "old")), vec![]),
-        (5, reported(4), vec![]),
+        (2, reported(0), vec![]),
+        (50, Input::Tick, vec![report(4)]),
+        (51, hb(2), vec![]),
+        (52, entry(3, tag_purge("3", "old")), vec![]),
+        (53, reported(4), vec![]),
     ]);
     assert_eq!(r.m.state().applied, 4);
     assert_eq!(r.m.state().index.len(), 0, "entry 3 was already covered");
@@ -335,8 +342,9 @@ fn persistence_is_debounced_and_reports_only_claim_durable_indices() {
         (11, entry(2, tag_purge("2", "a")), vec![]),
         (12, hb(3), vec![]),
         // Done: 1 is durable and reported; the rest waits for the debounce interval.
-        (20, persisted(1, 5), vec![report(1)]),
-        (21, reported(1), vec![]),
+        (20, persisted(1, 5), vec![]),
+        (50, Input::Tick, vec![report(1)]),
+        (51, reported(1), vec![]),
         (219, Input::Tick, vec![]),
         (220, Input::Tick, vec![Action::Persist { applied: 3 }]),
         // A slow write (100 ms) spaces the next one 4 x 100 ms apart.
@@ -393,16 +401,25 @@ fn next_wakeup_follows_the_pending_work() {
     // Persist of 1 in flight: still only the periodic report.
     assert_eq!(r.m.next_wakeup(), Some(r.at(1000)));
     r.m.handle(r.at(20), persisted(1, 1));
+    // 1 is durable: reported once the minimum gap since the last report (at 0) has passed.
+    assert_eq!(r.m.next_wakeup(), Some(r.at(50)));
+    assert_eq!(r.m.handle(r.at(50), Input::Tick), vec![report(1)]);
     // Report of 1 in flight, 2 dirty until 220 ms.
     assert_eq!(r.m.next_wakeup(), Some(r.at(220)));
+    // A failed report retries after 250 ms; the persist still comes first.
     r.m.handle(
-        r.at(30),
+        r.at(60),
         Input::Reported {
             applied: 1,
             ok: false,
         },
     );
     assert_eq!(r.m.next_wakeup(), Some(r.at(220)));
+    assert_eq!(
+        r.m.handle(r.at(220), Input::Tick),
+        vec![Action::Persist { applied: 2 }]
+    );
+    assert_eq!(r.m.next_wakeup(), Some(r.at(300)));
 }
 
 #[test]
