@@ -153,3 +153,23 @@ async fn slow_clients_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(5));
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_header_section_over_h2_is_refused() {
+    let e = Edge::start(&[]).await;
+    let big = "a".repeat(100 * 1024);
+    let req = Request::get(e.url("/f/h2big"))
+        .header("x-big", big.as_str())
+        .body(Full::default())
+        .unwrap();
+    let outcome = tokio::time::timeout(WAIT, h2c_client().request(req))
+        .await
+        .expect("no hang");
+    match outcome {
+        Ok(resp) => assert_eq!(resp.status(), 431),
+        // h2 may also refuse the stream outright; what matters is that it is refused, quickly.
+        Err(err) => assert!(!err.is_connect(), "refused, not unreachable: {err}"),
+    }
+    assert_eq!(e.origin.total_hits(), 0);
+    e.shutdown().await;
+}
