@@ -77,6 +77,12 @@ pub enum Input {
         /// Whether the service accepted it.
         ok: bool,
     },
+    /// The engine holds no object stored before `below`: forget the rules that can only match
+    /// such objects (see [`PurgeIndex::prune_below`]).
+    Prune {
+        /// The oldest stored index still in the cache.
+        below: u64,
+    },
     /// Time passed ([`FollowerMachine::next_wakeup`] was reached).
     Tick,
 }
@@ -223,6 +229,14 @@ impl FollowerMachine {
                     self.report.failed = false;
                 } else {
                     self.report.failed = true;
+                }
+            }
+            Input::Prune { below } => {
+                let before = self.state.index.len();
+                // Rules above the applied index do not exist; clamping keeps that obvious.
+                self.state.index.prune_below(below.min(self.state.applied));
+                if self.state.index.len() != before {
+                    self.mark_dirty();
                 }
             }
             Input::Tick => {}

@@ -33,6 +33,7 @@ use crate::purge::wire::FollowerReport;
 #[derive(Debug)]
 pub struct FollowerHandle {
     applied: watch::Receiver<u64>,
+    inputs: mpsc::UnboundedSender<Input>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -55,6 +56,13 @@ impl FollowerHandle {
                 applied: *self.applied.borrow(),
             }),
         }
+    }
+
+    /// Tells the follower that the cache holds no object stored before `index` (the engine's
+    /// oldest stamp), so rules at or below it can be forgotten: keeps the rule index, and the
+    /// state file written on every change, from growing with every purge ever applied.
+    pub fn prune_below(&self, index: u64) {
+        let _ = self.inputs.send(Input::Prune { below: index });
     }
 
     /// Stops the follower: closes the stream, waits for a write in flight and writes the state
@@ -96,6 +104,7 @@ pub async fn start_follower(
     let (events_tx, events_rx) = mpsc::channel(256);
     let (connect_tx, connect_rx) = mpsc::unbounded_channel();
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+    let handle_jobs = jobs_tx.clone();
     let cfg = Arc::new(cfg);
     let client = Client::new(&cfg);
     let stream = tokio::spawn(stream_task(
@@ -120,6 +129,7 @@ pub async fn start_follower(
         state,
         FollowerHandle {
             applied: applied_rx,
+            inputs: handle_jobs,
             shutdown: shutdown_tx,
             task,
         },

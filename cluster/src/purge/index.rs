@@ -88,6 +88,26 @@ impl PurgeIndex {
         self.all.merge(Marks::new(true, index));
     }
 
+    /// Forgets every rule at or below `index`.
+    ///
+    /// A rule only invalidates objects stored before it, so once the cache holds no object
+    /// stored before `index` (the engine knows: it evicts by age, or tracks the oldest stored
+    /// index), those rules can never match again. Without pruning the index keeps one entry per
+    /// distinct pattern ever purged.
+    pub fn prune_below(&mut self, index: u64) {
+        let prune = |map: &mut HashMap<String, Marks>| {
+            map.retain(|_, m| {
+                *m = m.above(index);
+                *m != Marks::default()
+            });
+        };
+        prune(&mut self.urls);
+        prune(&mut self.tags);
+        prune(&mut self.hosts);
+        self.prefixes.retain_above(index);
+        self.all = self.all.above(index);
+    }
+
     /// Number of distinct patterns recorded (each kind counts separately; `all` counts once
     /// when set).
     pub fn len(&self) -> usize {

@@ -41,6 +41,15 @@ impl Marks {
         self.soft = self.soft.max(other.soft);
     }
 
+    /// Forgets the marks at or below `index` (they can no longer be newer than any object).
+    pub fn above(self, index: u64) -> Marks {
+        let keep = |m: u64| if m > index { m } else { 0 };
+        Marks {
+            hard: keep(self.hard),
+            soft: keep(self.soft),
+        }
+    }
+
     /// The verdict for an object stored at `stored_index`: a rule applies when it is newer.
     pub fn verdict(&self, stored_index: u64) -> PurgeVerdict {
         if self.hard > stored_index {
@@ -162,6 +171,18 @@ impl PrefixTrie {
             rest = &rest[label.len()..];
             node = child;
         }
+    }
+
+    /// Keeps only marks above `index`, dropping prefixes left without any (rebuilds the tree).
+    pub fn retain_above(&mut self, index: u64) {
+        let mut fresh = PrefixTrie::default();
+        for (p, m) in self.entries() {
+            let m = m.above(index);
+            if m != Marks::default() {
+                fresh.insert(&p, m);
+            }
+        }
+        *self = fresh;
     }
 
     /// Every prefix with its marks, in byte order (for persistence).

@@ -437,3 +437,39 @@ fn lagging_until_heard_and_after_max_purge_lag_of_silence() {
     assert!(!r.m.lagging(r.at(10_300)));
     assert_eq!(r.m.last_heard(), Some(r.at(10_300)));
 }
+
+#[test]
+fn pruning_forgets_old_rules_and_persists_the_smaller_index() {
+    let (mut r, _) = Run::new(FollowerState::default(), 1, true);
+    r.steps(vec![
+        (1, reported(0), vec![]),
+        (
+            10,
+            entry(3, tag_purge("3", "a")),
+            vec![Action::Persist { applied: 3 }],
+        ),
+        (11, entry(6, tag_purge("6", "b")), vec![]),
+        (20, persisted(3, 1), vec![]),
+        (
+            220,
+            Input::Tick,
+            vec![Action::Persist { applied: 6 }, report(3)],
+        ),
+        (221, reported(3), vec![]),
+        (230, persisted(6, 1), vec![]),
+        (270, Input::Tick, vec![report(6)]),
+        (271, reported(6), vec![]),
+        // Nothing at or below 2: nothing changes, nothing to write.
+        (500, Input::Prune { below: 2 }, vec![]),
+        (
+            501,
+            Input::Prune { below: 3 },
+            vec![Action::Persist { applied: 6 }],
+        ),
+    ]);
+    assert_eq!(r.m.state().index.len(), 1);
+    // A cut above the applied index prunes no further than it.
+    r.m.handle(r.at(510), persisted(6, 1));
+    r.m.handle(r.at(800), Input::Prune { below: 100 });
+    assert!(r.m.state().index.is_empty());
+}

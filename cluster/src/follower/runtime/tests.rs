@@ -483,3 +483,20 @@ async fn wait_applied_times_out_with_the_current_index() {
     );
     handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn fake_server_prune_below_forgets_rules_older_than_the_cache() {
+    let fake = Fake::start(Script::default()).await;
+    fake.push(2, purge(&["http://h/a"], false));
+    fake.push(5, purge(&["http://h/b"], false));
+    let (state, handle) = start_follower(config(vec![fake.url()]), Arc::new(NoopListener))
+        .await
+        .unwrap();
+    handle.wait_applied(5, WAIT).await.unwrap();
+    assert_eq!(state.rule_count(), 2);
+    handle.prune_below(2);
+    eventually("pruned", || state.rule_count() == 1).await;
+    assert_eq!(state.check(&obj("h/a", 1)), PurgeVerdict::Valid);
+    assert_eq!(state.check(&obj("h/b", 4)), PurgeVerdict::HardPurged);
+    handle.shutdown().await;
+}

@@ -144,6 +144,28 @@ fn reset_soft_all_soft_purges_older_objects_but_keeps_hard_rules() {
 }
 
 #[test]
+fn pruning_keeps_the_newer_kind_of_a_pattern() {
+    let mut idx = PurgeIndex::new();
+    idx.apply(&rule(url("h/a"), false, 3));
+    idx.apply(&rule(url("h/a"), true, 8));
+    idx.apply(&rule(prefix("h/"), false, 5));
+    idx.apply(&rule(tag("t"), true, 2));
+    idx.apply(&rule(PurgeTarget::All, false, 4));
+    assert_eq!(idx.len(), 4);
+    idx.prune_below(5);
+    assert_eq!(idx.len(), 1, "only h/a's soft mark at 8 survives");
+    let obj = ObjectRef {
+        url: "h/a",
+        host: "h",
+        tags: &[],
+        stored_index: 5,
+    };
+    assert_eq!(idx.check(&obj), S);
+    idx.prune_below(8);
+    assert!(idx.is_empty());
+}
+
+#[test]
 fn len_counts_distinct_patterns() {
     let mut idx = PurgeIndex::new();
     assert_eq!(idx.len(), 0);
@@ -264,6 +286,35 @@ proptest! {
             prop_assert_eq!(idx.check(&obj), want, "{:?}", obj);
             prop_assert_eq!(restored.check(&obj), want, "restored {:?}", obj);
         }
+    }
+
+    #[test]
+    fn pruning_never_changes_a_verdict_for_objects_stored_at_or_after_the_cut(
+        rules in proptest::collection::vec(rule_strategy(), 0..40),
+        cut in 0u64..22,
+        objects in proptest::collection::vec(object_strategy(), 1..30),
+    ) {
+        let mut idx = PurgeIndex::new();
+        for r in &rules {
+            idx.apply(r);
+        }
+        let mut pruned = idx.clone();
+        pruned.prune_below(cut);
+        let kept: Vec<_> = rules.iter().filter(|r| r.index > cut).cloned().collect();
+        for (url, tags, stored_index) in &objects {
+            let obj = ObjectRef { url, host: &url[..1], tags, stored_index: *stored_index };
+            // Exactly the rules above the cut remain.
+            prop_assert_eq!(pruned.check(&obj), naive(&kept, &obj));
+            if *stored_index >= cut {
+                prop_assert_eq!(pruned.check(&obj), idx.check(&obj), "{:?}", obj);
+            }
+        }
+        let mut rebuilt = PurgeIndex::new();
+        for r in &kept {
+            rebuilt.apply(r);
+        }
+        prop_assert_eq!(pruned.len(), rebuilt.len());
+        prop_assert_eq!(serde_json::to_string(&pruned).unwrap(), serde_json::to_string(&rebuilt).unwrap());
     }
 
     #[test]
