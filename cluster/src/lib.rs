@@ -11,5 +11,6 @@
 pub mod config;
 pub mod follower;
 pub mod purge;
+pub mod signal;
 pub mod telemetry;
 pub mod urlnorm;

@@ -68,31 +68,9 @@ pub fn main(role: Role) -> ExitCode {
         if let Some(a) = node.admin_listen {
             println!("{name}: admin on http://{a} (/healthz, /readyz, /metrics)");
         }
-        wait_for_signal().await;
+        tiercel_cluster::signal::shutdown_signal().await;
         tracing::info!("shutting down");
         node.shutdown().await;
         ExitCode::SUCCESS
     })
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(async move {
                 let up = tiercel_testbed::up::up(&opts).await?;
                 println!("{}", tiercel_testbed::up::banner(&opts));
-                wait_for_signal().await?;
+                tiercel_cluster::signal::shutdown_signal().await;
                 up.down().await;
                 Ok(())
             })
@@ -94,23 +94,7 @@ async fn demo_origin(listen: SocketAddr) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     println!("demo origin listening on {}", origin.url());
-    wait_for_signal().await?;
+    tiercel_cluster::signal::shutdown_signal().await;
     origin.shutdown().await;
     Ok(())
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
 }

@@ -21,28 +21,6 @@ fn one_line(e: &clap::Error) -> String {
     head.join(" ").trim_start_matches("error: ").to_string()
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
@@ -84,7 +62,8 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match Node::start(cfg).await {
             Ok(node) => {
-                node.run_until(shutdown_signal()).await;
+                node.run_until(tiercel_cluster::signal::shutdown_signal())
+                    .await;
                 ExitCode::SUCCESS
             }
             Err(e) => {
