@@ -18,8 +18,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCHES="$ROOT/benches"
 BIN="$ROOT/target/release"
 
-DURATION=10s
-WARMUP=2s
+DURATION=""
+WARMUP=""
 H1_CONNS=32
 H2_CONNS=4
 H2_STREAMS=32
@@ -32,9 +32,10 @@ BASE_PORT="${TIERCEL_BENCH_PORT:-18000}"
 BUILD=1
 QUICK=0
 OUT=""
-QUIET_WAIT=300   # seconds to wait for other work on the machine to stop before each case
+QUIET_WAIT=""    # seconds to wait for other work on the machine to stop before each case
 QUIET_MAX=15     # machine-wide busy percent (of one core) that counts as quiet
 MAX_ERRORS=""
+ROUNDS=""
 KEEP=0
 ARGS="$*"
 
@@ -43,18 +44,21 @@ usage() {
     cat <<EOF
 
 Options:
-  --quick               2 s cases after 0.5 s warm-up, no quiet wait, fail on any error
-  --duration D          measurement window per case (default $DURATION)
-  --warmup D            warm-up per case (default $WARMUP)
+  --quick               CI smoke: short single runs, fail on any error or skipped case
+  --duration D          measurement window per case (default 10s; --quick: 2s)
+  --warmup D            warm-up per case (default 2s; --quick: 500ms)
   --servers LIST        comma-separated subset of tiercel,nginx,varnish
   --protocols LIST      comma-separated subset of h1,h2
   --sizes LIST          comma-separated object sizes, e.g. 1KiB,64KiB,1MiB
+  --rounds N            runs of every case, interleaved across servers; the table shows the
+                        median req/s run and the spread (default 3; --quick: 1)
   --h1-connections N    HTTP/1.1 connections (default $H1_CONNS)
   --h2-connections N    h2 connections (default $H2_CONNS)
   --h2-streams N        streams per h2 connection (default $H2_STREAMS)
   --server-cpu N        core for the servers (default $SERVER_CPU)
   --load-cpu N          core for tiercel-load and the origin (default $LOAD_CPU)
-  --quiet-wait SECS     wait up to SECS for the machine to be idle before each case (default $QUIET_WAIT)
+  --quiet-wait SECS     wait up to SECS for the machine to be idle before each case (default 60,
+                        or 0 as root, where the runs get priority over everything else)
   --quiet-max PCT       busy percent that counts as idle (default $QUIET_MAX)
   --no-build            use the binaries already in target/release
   --out FILE            markdown output (default benches/results/<date>.md; --quick: none)
@@ -70,6 +74,7 @@ while [[ $# -gt 0 ]]; do
         --servers) SERVERS="$2"; shift ;;
         --protocols) PROTOCOLS="$2"; shift ;;
         --sizes) SIZES="$2"; shift ;;
+        --rounds) ROUNDS="$2"; shift ;;
         --h1-connections) H1_CONNS="$2"; shift ;;
         --h2-connections) H2_CONNS="$2"; shift ;;
         --h2-streams) H2_STREAMS="$2"; shift ;;
@@ -87,11 +92,15 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ $QUICK == 1 ]]; then
-    DURATION=2s
-    WARMUP=500ms
-    QUIET_WAIT=0
+    DURATION="${DURATION:-2s}"
+    WARMUP="${WARMUP:-500ms}"
+    ROUNDS="${ROUNDS:-1}"
+    QUIET_WAIT="${QUIET_WAIT:-0}"
     MAX_ERRORS=0
 fi
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+ROUNDS="${ROUNDS:-3}"
 
 log() { printf '[run-peers %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -116,6 +125,10 @@ if [[ $EUID -eq 0 ]]; then
         # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
         BOOST=(setsid bash -c 'echo -20 >"/proc/$$/autogroup" 2>/dev/null || true; exec "$@"' boost)
     fi
+fi
+if [[ -z "$QUIET_WAIT" ]]; then
+    QUIET_WAIT=60
+    [[ ${#NICE[@]} -gt 0 ]] && QUIET_WAIT=0
 fi
 
 RUN="$(mktemp -d /dev/shm/tiercel-bench.XXXXXX 2>/dev/null || mktemp -d)"
@@ -356,6 +369,8 @@ for proto in "${PROTOCOL_LIST[@]}"; do
     for size in "${SIZE_LIST[@]}"; do
         bytes=$(size_bytes "$size")
         path=$(object_path "$size")
+        # Warm every server's cache for this case first; a server that fails is skipped.
+        ready=()
         for server in "${SERVER_LIST[@]}"; do
             if [[ -n "${UNAVAILABLE[$server]:-}" ]]; then
                 skip "$server" "$proto" "$size" "${UNAVAILABLE[$server]}"
@@ -363,32 +378,39 @@ for proto in "${PROTOCOL_LIST[@]}"; do
                 continue
             fi
             if [[ $proto == h1 ]]; then port=${H1_PORT[$server]}; else port=${H2_PORT[$server]}; fi
-            url="http://127.0.0.1:$port$path"
-            if ! why=$(warm "$server" "$proto" "$url" "$bytes"); then
+            if ! why=$(warm "$server" "$proto" "http://127.0.0.1:$port$path" "$bytes"); then
                 skip "$server" "$proto" "$size" "$why"
                 [[ $QUICK == 1 ]] && FAILED=1
                 continue
             fi
-            load=(--protocol "$proto")
-            if [[ $proto == h1 ]]; then
-                load+=(--connections "$H1_CONNS")
-            else
-                load+=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
-            fi
-            [[ -n "$MAX_ERRORS" ]] && load+=(--max-errors "$MAX_ERRORS")
-            wait_quiet
-            log "measuring $server $proto $size ($WARMUP + $DURATION)"
-            # shellcheck disable=SC2046 # watch_flags is a list of words
-            if json=$("${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" "${load[@]}" \
-                --duration "$DURATION" --warmup "$WARMUP" --expect-length "$bytes" \
-                --tag "server=$server" --tag "size=$size" $(watch_flags "$server") \
-                --json "$url" 2>>"$RUN/load.err"); then
-                :
-            else
-                log "tiercel-load failed for $server $proto $size: $(tail -2 "$RUN/load.err")"
-                FAILED=1
-            fi
-            [[ -n "$json" ]] && echo "$json" >>"$RUN/results.jsonl"
+            ready+=("$server")
+        done
+        load=(--protocol "$proto")
+        if [[ $proto == h1 ]]; then
+            load+=(--connections "$H1_CONNS")
+        else
+            load+=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
+        fi
+        [[ -n "$MAX_ERRORS" ]] && load+=(--max-errors "$MAX_ERRORS")
+        # Rounds interleave the servers, so slow drifts of the machine hit them all alike.
+        for round in $(seq "$ROUNDS"); do
+            for server in "${ready[@]}"; do
+                if [[ $proto == h1 ]]; then port=${H1_PORT[$server]}; else port=${H2_PORT[$server]}; fi
+                url="http://127.0.0.1:$port$path"
+                wait_quiet
+                log "measuring $server $proto $size, round $round/$ROUNDS ($WARMUP + $DURATION)"
+                # shellcheck disable=SC2046 # watch_flags is a list of words
+                if json=$("${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" \
+                    "${load[@]}" --duration "$DURATION" --warmup "$WARMUP" \
+                    --expect-length "$bytes" --tag "server=$server" --tag "size=$size" \
+                    $(watch_flags "$server") --json "$url" 2>>"$RUN/load.err"); then
+                    :
+                else
+                    log "tiercel-load failed for $server $proto $size: $(tail -2 "$RUN/load.err")"
+                    FAILED=1
+                fi
+                [[ -n "$json" ]] && echo "$json" >>"$RUN/results.jsonl"
+            done
         done
     done
 done
@@ -422,7 +444,7 @@ if [[ -n "$OUT" ]]; then
             echo "- $server: $(version_of "$server")"
         done
         echo "- servers on core $SERVER_CPU, tiercel-load and the origin on core $LOAD_CPU${NICE[*]:+, both at nice -20}"
-        echo "- each case: $WARMUP warm-up, then $DURATION measured; h1: $H1_CONNS keep-alive connections; h2: $H2_CONNS connections × $H2_STREAMS streams (prior knowledge)"
+        echo "- each case: $WARMUP warm-up, then $DURATION measured, $ROUNDS round(s) interleaved across servers (the table shows the median req/s run; ± is half the req/s range); h1: $H1_CONNS keep-alive connections; h2: $H2_CONNS connections × $H2_STREAMS streams (prior knowledge)"
         echo "- objects: demo origin \`$(object_path 1KiB)\` etc., warmed and checked to be hits first"
         echo "- command: \`benches/run-peers.sh${ARGS:+ $ARGS}\`"
         echo

@@ -99,8 +99,74 @@ pub fn ratio(subject: &LoadReport, peer: &LoadReport) -> Option<Ratio> {
     })
 }
 
-/// Groups entries by (size, protocol) in first-seen order, servers ranked inside each group.
-fn cases(entries: &[Entry]) -> Vec<Vec<&Entry>> {
+/// One server in one case: the representative run and how its repeats spread.
+#[derive(Debug)]
+struct Row<'a> {
+    /// The run shown: the one with the median req/s (the lower middle for an even count), or
+    /// the first entry when nothing was measured.
+    entry: &'a Entry,
+    /// Runs of this server in this case (measured or not).
+    runs: usize,
+    /// Lowest and highest req/s over the measured runs.
+    rps_range: Option<(f64, f64)>,
+    /// Failed exchanges over all runs.
+    errors: u64,
+}
+
+impl<'a> Row<'a> {
+    fn new(entries: Vec<&'a Entry>) -> Option<Row<'a>> {
+        let first = *entries.first()?;
+        let mut measured: Vec<&LoadReport> = entries.iter().filter_map(|e| e.measured()).collect();
+        measured.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        let median = measured.get(measured.len().saturating_sub(1) / 2).copied();
+        let entry = match median {
+            Some(m) => entries
+                .iter()
+                .copied()
+                .find(|e| e.measured().is_some_and(|r| std::ptr::eq(r, m)))
+                .unwrap_or(first),
+            None => first,
+        };
+        let rps_range = match (measured.first(), measured.last()) {
+            (Some(lo), Some(hi)) => Some((lo.rps, hi.rps)),
+            _ => None,
+        };
+        let errors = entries
+            .iter()
+            .map(|e| match e {
+                Entry::Measured(r) => r.errors,
+                Entry::Skipped(_) => 0,
+            })
+            .sum();
+        Some(Row {
+            entry,
+            runs: entries.len(),
+            rps_range,
+            errors,
+        })
+    }
+
+    /// `3 (±1.2%)`: the number of runs and half the req/s range relative to the shown run.
+    fn runs_cell(&self) -> String {
+        match (self.rps_range, self.entry.measured()) {
+            (Some((lo, hi)), Some(r)) if self.runs > 1 && r.rps > 0.0 => {
+                format!("{} (±{:.1}%)", self.runs, (hi - lo) / 2.0 / r.rps * 100.0)
+            }
+            _ => self.runs.to_string(),
+        }
+    }
+}
+
+/// The load generator used its whole core while the server did not: the figure says more
+/// about the client than about the server (it is a lower bound for the server).
+pub fn client_bound(r: &LoadReport) -> bool {
+    r.client_cpu_percent.is_some_and(|c| c >= 90.0)
+        && r.server_cpu_percent.is_some_and(|s| s < 90.0)
+}
+
+/// Groups entries by (size, protocol) in first-seen order, then by server (ranked), one
+/// [`Row`] per server.
+fn cases(entries: &[Entry]) -> Vec<Vec<Row<'_>>> {
     let mut groups: Vec<((String, Protocol), Vec<&Entry>)> = Vec::new();
     for e in entries {
         let key = (e.size(), e.protocol());
@@ -111,9 +177,20 @@ fn cases(entries: &[Entry]) -> Vec<Vec<&Entry>> {
     }
     groups
         .into_iter()
-        .map(|(_, mut members)| {
-            members.sort_by_key(|e| server_rank(e.server()));
-            members
+        .map(|(_, members)| {
+            let mut servers: Vec<(String, Vec<&Entry>)> = Vec::new();
+            for e in members {
+                let name = e.server().to_ascii_lowercase();
+                match servers.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, runs)) => runs.push(e),
+                    None => servers.push((name, vec![e])),
+                }
+            }
+            servers.sort_by_key(|(name, _)| server_rank(name));
+            servers
+                .into_iter()
+                .filter_map(|(_, runs)| Row::new(runs))
+                .collect()
         })
         .collect()
 }
@@ -135,21 +212,20 @@ pub fn render(entries: &[Entry]) -> String {
     let peers = peers(entries);
     let mut out = String::new();
     out.push_str(
-        "| server | protocol | size | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU | other CPU |",
+        "| server | protocol | size | req/s | runs | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU | other CPU |",
     );
     for p in &peers {
         let _ = write!(out, " Tiercel/{} |", display_name(p));
     }
-    out.push_str("\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    out.push_str("\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     out.push_str(&"---|".repeat(peers.len()));
     out.push('\n');
     let mut verdicts = Vec::new();
+    let mut any_client_bound = false;
     for case in cases(entries) {
-        let subject = case
-            .iter()
-            .find(|e| e.server().eq_ignore_ascii_case(SUBJECT))
-            .and_then(|e| e.measured());
-        for e in &case {
+        let subject = find(&case, SUBJECT);
+        for row in &case {
+            let e = row.entry;
             let _ = write!(
                 out,
                 "| {} | {} | {} |",
@@ -159,19 +235,26 @@ pub fn render(entries: &[Entry]) -> String {
             );
             match e {
                 Entry::Skipped(s) => {
-                    let _ = write!(out, " n/a: {} | | | | | | | | |", s.skipped);
+                    let _ = write!(out, " n/a: {} | {} | | | | | | | | |", s.skipped, row.runs);
                 }
                 Entry::Measured(r) => {
                     let l = &r.latency_us;
+                    let mark = if client_bound(r) {
+                        any_client_bound = true;
+                        " ‡"
+                    } else {
+                        ""
+                    };
                     let _ = write!(
                         out,
-                        " {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        " {:.0}{mark} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         r.rps,
+                        row.runs_cell(),
                         fmt_ms(l.p50),
                         fmt_ms(l.p99),
                         fmt_ms(l.p999),
                         fmt_ms(l.max),
-                        r.errors,
+                        row.errors,
                         fmt_percent(r.server_cpu_percent),
                         fmt_percent(r.client_cpu_percent),
                         fmt_percent(r.other_cpu_percent())
@@ -192,6 +275,12 @@ pub fn render(entries: &[Entry]) -> String {
             out.push('\n');
         }
     }
+    if any_client_bound {
+        out.push_str(
+            "\n‡ the load generator used ≥ 90% of its core while the server used < 90% of its own: \
+             the figure is bounded by the client, a lower bound for the server.\n",
+        );
+    }
     if !verdicts.is_empty() {
         out.push_str("\nTarget (req/s ≥ peer and p99 ≤ peer):\n\n");
         for v in verdicts {
@@ -201,11 +290,11 @@ pub fn render(entries: &[Entry]) -> String {
     out
 }
 
-/// The measured entry of `server` in a case.
-fn find<'a>(case: &[&'a Entry], server: &str) -> Option<&'a LoadReport> {
+/// The representative measured run of `server` in a case.
+fn find<'a>(case: &[Row<'a>], server: &str) -> Option<&'a LoadReport> {
     case.iter()
-        .find(|e| e.server().eq_ignore_ascii_case(server))
-        .and_then(|e| e.measured())
+        .find(|row| row.entry.server().eq_ignore_ascii_case(server))
+        .and_then(|row| row.entry.measured())
 }
 
 /// One line saying whether the subject met the target against one peer in one case.

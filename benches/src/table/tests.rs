@@ -65,14 +65,14 @@ fn renders_rows_ratios_and_verdicts() {
     ];
     let table = render(&entries);
     let want = "\
-| server | protocol | size | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU | other CPU | Tiercel/nginx | Tiercel/Varnish |
-|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|
-| Tiercel | h1 | 1KiB | 60000 | 0.100 | 1.50 | 3.00 | 6.00 | 0 | 100% | 80% | 5% | req/s 1.20×, p99 1.50× | req/s 1.50×, p99 0.75× |
-| nginx | h1 | 1KiB | 50000 | 0.100 | 1.00 | 2.00 | 4.00 | 0 | 100% | 80% | 5% |  |  |
-| Varnish | h1 | 1KiB | 40000 | 0.100 | 2.00 | 4.00 | 8.00 | 0 | 100% | 80% | 5% |  |  |
-| Tiercel | h2 | 1KiB | 40000 | 0.100 | 8.00 | 16.0 | 32.0 | 0 | 100% | 80% | 5% | req/s 0.50×, p99 2.00× |  |
-| nginx | h2 | 1KiB | 80000 | 0.100 | 4.00 | 8.00 | 16.0 | 0 | 100% | 80% | 5% |  |  |
-| Varnish | h2 | 1KiB | n/a: no h2c | | | | | | | | |  |  |
+| server | protocol | size | req/s | runs | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU | other CPU | Tiercel/nginx | Tiercel/Varnish |
+|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|
+| Tiercel | h1 | 1KiB | 60000 | 1 | 0.100 | 1.50 | 3.00 | 6.00 | 0 | 100% | 80% | 5% | req/s 1.20×, p99 1.50× | req/s 1.50×, p99 0.75× |
+| nginx | h1 | 1KiB | 50000 | 1 | 0.100 | 1.00 | 2.00 | 4.00 | 0 | 100% | 80% | 5% |  |  |
+| Varnish | h1 | 1KiB | 40000 | 1 | 0.100 | 2.00 | 4.00 | 8.00 | 0 | 100% | 80% | 5% |  |  |
+| Tiercel | h2 | 1KiB | 40000 | 1 | 0.100 | 8.00 | 16.0 | 32.0 | 0 | 100% | 80% | 5% | req/s 0.50×, p99 2.00× |  |
+| nginx | h2 | 1KiB | 80000 | 1 | 0.100 | 4.00 | 8.00 | 16.0 | 0 | 100% | 80% | 5% |  |  |
+| Varnish | h2 | 1KiB | n/a: no h2c | 1 | | | | | | | | |  |  |
 
 Target (req/s ≥ peer and p99 ≤ peer):
 
@@ -91,7 +91,9 @@ fn a_missing_subject_leaves_ratio_cells_empty() {
     ];
     let table = render(&entries);
     assert!(
-        table.contains("| Tiercel | h1 | 1MiB | n/a: edge binary not built | | | | | | | | |  |\n"),
+        table.contains(
+            "| Tiercel | h1 | 1MiB | n/a: edge binary not built | 1 | | | | | | | | |  |\n"
+        ),
         "{table}"
     );
     assert!(!table.contains("Target"), "{table}");
@@ -134,4 +136,73 @@ fn size_falls_back_to_bytes_per_request() {
     r.requests = 4;
     r.bytes = 4096;
     assert_eq!(Entry::Measured(r).size(), "1024 B");
+}
+
+#[test]
+fn repeated_runs_show_the_median_and_the_spread() {
+    let entries = vec![
+        report("tiercel", Protocol::H1, "1KiB", 100.0, 1000.0),
+        report("nginx", Protocol::H1, "1KiB", 90.0, 1000.0),
+        report("tiercel", Protocol::H1, "1KiB", 120.0, 3000.0),
+        report("nginx", Protocol::H1, "1KiB", 110.0, 1000.0),
+        report("tiercel", Protocol::H1, "1KiB", 110.0, 2000.0),
+        report("nginx", Protocol::H1, "1KiB", 100.0, 1000.0),
+    ];
+    let table = render(&entries);
+    // Tiercel's median run is the 110 req/s one (p99 2 ms); the range 100..120 is ±9.1 %.
+    assert!(
+        table
+            .contains("| Tiercel | h1 | 1KiB | 110 | 3 (±9.1%) | 0.100 | 2.00 | 4.00 | 8.00 | 0 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| nginx | h1 | 1KiB | 100 | 3 (±10.0%) |"),
+        "{table}"
+    );
+    assert!(table.contains("| req/s 1.10×, p99 2.00× |"), "{table}");
+    assert_eq!(table.matches("| Tiercel |").count(), 1, "{table}");
+}
+
+#[test]
+fn an_even_number_of_runs_shows_the_lower_middle_and_errors_add_up() {
+    let mut entries = vec![
+        report("nginx", Protocol::H2, "1MiB", 300.0, 1000.0),
+        report("nginx", Protocol::H2, "1MiB", 100.0, 1000.0),
+    ];
+    if let Entry::Measured(r) = &mut entries[0] {
+        r.errors = 2;
+    }
+    if let Entry::Measured(r) = &mut entries[1] {
+        r.errors = 3;
+    }
+    let table = render(&entries);
+    assert!(
+        table
+            .contains("| nginx | h2 | 1MiB | 100 | 2 (±100.0%) | 0.100 | 1.00 | 2.00 | 4.00 | 5 |"),
+        "{table}"
+    );
+}
+
+#[test]
+fn client_bound_runs_are_marked() {
+    let mut e = report("nginx", Protocol::H2, "1MiB", 460.0, 371_000.0);
+    if let Entry::Measured(r) = &mut e {
+        r.client_cpu_percent = Some(99.0);
+        r.server_cpu_percent = Some(36.0);
+        assert!(client_bound(r));
+        r.server_cpu_percent = Some(95.0);
+        assert!(!client_bound(r));
+        r.server_cpu_percent = Some(36.0);
+    }
+    let table = render(&[e]);
+    assert!(
+        table.contains("| nginx | h2 | 1MiB | 460 ‡ | 1 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("\n‡ the load generator used ≥ 90% of its core"),
+        "{table}"
+    );
+    let plain = render(&[report("nginx", Protocol::H2, "1MiB", 460.0, 1.0)]);
+    assert!(!plain.contains('‡'), "{plain}");
 }
