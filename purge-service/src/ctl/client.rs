@@ -50,6 +50,9 @@ impl ApiResponse {
                 .take(200)
                 .collect(),
         };
+        //= https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3
+        //# Servers send the "Retry-After" header field to indicate how long the user agent
+        //# ought to wait before making a follow-up request.
         let retry_after = self
             .headers
             .get(header::RETRY_AFTER)
@@ -133,6 +136,17 @@ impl ApiClient {
             let req = self.build(&method, base, path, body.clone(), headers)?;
             match tokio::time::timeout(self.timeout, self.exchange(req)).await {
                 Ok(Ok(resp)) => {
+                    //= https://www.rfc-editor.org/rfc/rfc9110#section-15.6.4
+                    //# The 503 (Service Unavailable) status code indicates that the server is
+                    //# currently unable to handle the request due to a temporary overload or
+                    //# scheduled maintenance, which will likely be alleviated after some delay.
+                    //= https://www.rfc-editor.org/rfc/rfc9110#section-15.6.3
+                    //# The 502 (Bad Gateway) status code indicates that the server, while acting
+                    //# as a gateway or proxy, received an invalid response from an inbound server
+                    //= https://www.rfc-editor.org/rfc/rfc9110#section-15.5
+                    //# The 4xx (Client Error) class of status code indicates that the client
+                    //# seems to have erred.
+                    // So 502/503/504 try the next server and a 4xx is final.
                     if matches!(resp.status.as_u16(), 502..=504) {
                         last_problem = format!("{base} answered {}", resp.status);
                         last_unavailable = Some(resp);
@@ -162,6 +176,8 @@ impl ApiClient {
         let mut b = Request::builder()
             .method(method.clone())
             .uri(format!("{base}{path}"));
+        //= https://www.rfc-editor.org/rfc/rfc6750#section-2.1
+        //# credentials = "Bearer" 1*SP b64token
         if let Some(t) = &self.token {
             b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }

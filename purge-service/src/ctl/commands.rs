@@ -85,6 +85,10 @@ pub fn new_idempotency_key() -> String {
 
 async fn purge(client: &ApiClient, args: PurgeArgs, json: bool) -> Result<String, CtlError> {
     let req = purge_request(&args)?;
+    //= https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-idempotency-key-header#section-2
+    //# The Idempotency-Key request header field can be used to carry idempotency key in order
+    //# to make non-idempotent HTTP methods such as POST or PATCH fault-tolerant.
+    // One key per invocation: the retry on the next server counts once.
     let key = args
         .idempotency_key
         .clone()
@@ -234,8 +238,14 @@ async fn services(
     }
 }
 
+/// `If-Match` with the service version as an entity-tag.
 fn if_match_header(v: Option<u64>) -> Vec<(HeaderName, String)> {
-    v.map(|v| (http::header::IF_MATCH, v.to_string()))
+    //= https://www.rfc-editor.org/rfc/rfc9110#section-13.1.1
+    //# If-Match = "*" / #entity-tag
+    //= https://www.rfc-editor.org/rfc/rfc9110#section-8.8.3
+    //# entity-tag = [ weak ] opaque-tag
+    //# opaque-tag = DQUOTE *etagc DQUOTE
+    v.map(|v| (http::header::IF_MATCH, format!("\"{v}\"")))
         .into_iter()
         .collect()
 }
