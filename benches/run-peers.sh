@@ -428,9 +428,11 @@ version_of() {
     esac
 }
 
+DEFAULT_OUT=0
 if [[ -z "$OUT" && $QUICK == 0 ]]; then
     mkdir -p "$BENCHES/results"
     OUT="$BENCHES/results/$(date -u +%Y-%m-%d).md"
+    DEFAULT_OUT=1
 fi
 if [[ -n "$OUT" ]]; then
     {
@@ -452,6 +454,16 @@ if [[ -n "$OUT" ]]; then
     } >"$OUT"
     cp "$RUN/results.jsonl" "${OUT%.md}.jsonl"
     log "wrote $OUT and ${OUT%.md}.jsonl"
+    # A run with the default output also refreshes the README's latest table.
+    if [[ $DEFAULT_OUT == 1 && -f "$BENCHES/README.md" ]]; then
+        awk -v table="$OUT" '
+            /<!-- latest-table -->/ { print; print ""; print "From `results/" substr(table, match(table, /[^\/]*$/)) "`:"; print "";
+                                      while ((getline line < table) > 0) { if (seen || line ~ /^\|/) { seen = 1; print line } }
+                                      print ""; skip = 1; next }
+            /<!-- \/latest-table -->/ { skip = 0 }
+            !skip { print }' "$BENCHES/README.md" >"$RUN/README.md" && cp "$RUN/README.md" "$BENCHES/README.md"
+        log "updated the latest table in benches/README.md"
+    fi
 fi
 
 if [[ $FAILED == 1 ]]; then
