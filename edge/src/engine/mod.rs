@@ -39,7 +39,9 @@ pub use request::{ConnInfo, RequestCtx};
 use self::fills::{FillTable, HitForMiss};
 use crate::key::derive_key;
 use crate::policy::RequestDirectives;
-use crate::protocol::{FwdReason, cdn_loop_count, request_authority};
+use crate::protocol::{
+    FwdReason, cdn_loop_count, check_method, decrement_max_forwards, request_authority,
+};
 use crate::storage::Storage;
 use crate::upstream::{BoxError, Upstream};
 use tiercel_cluster::urlnorm;
@@ -132,7 +134,7 @@ impl Engine {
         B::Error: Into<BoxError>,
     {
         let start = Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let authority = match request_authority(&parts.uri, &parts.headers, parts.version) {
             Ok(a) => a,
             Err(e) => {
@@ -155,12 +157,17 @@ impl Engine {
                 );
             }
         };
-        if parts.method == Method::CONNECT {
-            return self.plain_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "CONNECT is not supported\n",
-                None,
-            );
+        if let Err(e) = check_method(&parts.method) {
+            let text = if e.status() == StatusCode::METHOD_NOT_ALLOWED {
+                "method not allowed\n"
+            } else {
+                "bad request: malformed method\n"
+            };
+            return self.plain_error(e.status(), text, None);
+        }
+        if !decrement_max_forwards(&parts.method, &mut parts.headers) {
+            // Max-Forwards: 0 on OPTIONS: this cache is the final recipient.
+            return self.options_here();
         }
         if cdn_loop_count(&parts.headers, &self.cfg.cdn_loop_token) >= self.cfg.max_loop_hops {
             return self.plain_error(

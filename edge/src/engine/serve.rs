@@ -225,6 +225,18 @@ impl Engine {
         resp
     }
 
+    /// The answer to `OPTIONS` with `Max-Forwards: 0` (RFC 9110 §9.3.7): what this cache does.
+    pub(super) fn options_here(&self) -> Response<Body> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"),
+        );
+        h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+        self.set_cache_status(&mut h, &CacheInfo::default().detail("max-forwards"), None);
+        build(StatusCode::OK, h, Body::Empty)
+    }
+
     /// Appends our `Cache-Status` member to whatever the upstream said.
     pub(super) fn set_cache_status(&self, h: &mut HeaderMap, info: &CacheInfo, ttl: Option<i64>) {
         let ours = CacheStatus {
