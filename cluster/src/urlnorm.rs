@@ -13,7 +13,7 @@ pub enum UrlError {
     /// The string does not start with `http://` or `https://`.
     #[error("URL must start with http:// or https://")]
     Scheme,
-    /// The authority is empty, carries userinfo, or is not a valid host[:port].
+    /// The authority is empty, carries userinfo, or is not a valid `host[:port]`.
     #[error("URL has no valid host")]
     Host,
     /// The port is not a number between 1 and 65535.

@@ -48,7 +48,7 @@ pub struct NodeArgs {
     #[arg(long, value_name = "FILE")]
     pub key: Option<String>,
 
-    /// Origin: http://host[:port] or https://host[:port].
+    /// Origin: `http://host[:port]` or `https://host[:port]`.
     #[arg(long, value_name = "URL")]
     pub origin: Option<String>,
 

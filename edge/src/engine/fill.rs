@@ -59,7 +59,7 @@ pub struct FillHead {
 /// What became of the fetch, as seen by a waiting client.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// A shareable response is streaming: read it with a [`FillReader`].
+    /// A shareable response is streaming: each client reads it at its own pace.
     Stream(Arc<FillHead>),
     /// The stored object was validated (304) or fully stored: serve it from storage.
     Stored(Arc<ObjectMeta>),

@@ -28,7 +28,7 @@ pub struct RequestCtx {
     pub uri: Uri,
     /// Header section as received.
     pub headers: HeaderMap,
-    /// Normalised authority (host[:port]).
+    /// Normalised authority (`host[:port]`).
     pub authority: String,
     /// Normalised URL (what keys and purges use).
     pub url: NormalizedUrl,

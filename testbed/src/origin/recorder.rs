@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Uri, Version, header};
 use parking_lot::Mutex;
 
-/// How many requests [`Recorder`] keeps for [`Origin::requests`](super::Origin::requests): the
+/// How many requests the recorder keeps for [`Origin::requests`](super::Origin::requests): the
 /// most recent ones, so a long benchmark does not grow the origin without bound.
 pub const MAX_RECORDED: usize = 10_000;
 
