@@ -175,3 +175,53 @@ async fn a_hundred_mebibyte_object_streams_to_concurrent_clients() {
     assert_eq!(e.origin.hits(pq), 1);
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_that_is_not_shareable_goes_only_to_its_requester() {
+    let e = Edge::start(&[]).await;
+    // Twenty users ask at once for a private response: each must get the one fetched with
+    // their own credentials, never another user's through coalescing.
+    let pq = "/co/private?cc=private%2C%20max-age%3D60&delay_ms=300&size=64";
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let client = e.client.clone();
+        let url = e.url(pq);
+        tasks.push(tokio::spawn(async move {
+            let who = format!("Bearer user-{i}");
+            let req = Request::get(url)
+                .header("authorization", who.as_str())
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            let r = send(&client, req).await;
+            (r.status, r.cache_status())
+        }));
+    }
+    for t in tasks {
+        let (status, cs) = t.await.unwrap();
+        assert_eq!(status, 200);
+        assert!(
+            !cs.contains("collapsed"),
+            "a private response was shared: {cs}"
+        );
+    }
+    assert_eq!(e.origin.hits(pq), 20, "every client fetched its own");
+    // And the origin saw each user's own credentials exactly once.
+    let mut seen: Vec<String> = e
+        .origin
+        .requests()
+        .iter()
+        .filter(|r| r.target() == pq)
+        .map(|r| {
+            r.headers
+                .get("authorization")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 20);
+    e.shutdown().await;
+}

@@ -16,7 +16,7 @@ use super::fills::FillKey;
 use super::lookup::FillTarget;
 use super::{Engine, RequestCtx};
 use crate::policy::{
-    AgeClock, FreshenOutcome, Storability, StorePlan, StoredPolicy, VarySpec,
+    AgeClock, FreshenOutcome, NotStorable, Storability, StorePlan, StoredPolicy, VarySpec,
     conditional_request_headers, ensure_date, freshen, has_validator, storability, variant_id,
 };
 use crate::protocol::strip_hop_by_hop;
@@ -215,7 +215,14 @@ impl Engine {
             ) {
                 Storability::DoNotStore(reason) => {
                     tracing::debug!(%reason, url = %job.url, "response not stored");
-                    self.hit_for_miss.mark(job.key, Instant::now());
+                    // Only the response's own verdict says something about the next requests;
+                    // a leader's Authorization or no-store says nothing about anyone else's.
+                    if !matches!(
+                        reason,
+                        NotStorable::Authorization | NotStorable::RequestNoStore
+                    ) {
+                        self.hit_for_miss.mark(job.key, Instant::now());
+                    }
                     if let Some(stale) = &job.stale {
                         //= https://www.rfc-editor.org/rfc/rfc9111#section-4.3.3
                         //# the cache MUST use the full response to satisfy the request.

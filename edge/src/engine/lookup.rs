@@ -293,6 +293,12 @@ impl Engine {
                 if server_error && let Some(resp) = self.stale_on_error(ctx, target, now).await {
                     return Served::Done(resp);
                 }
+                // A response that may not be stored may not be shared either: it was fetched with
+                // the leader's request (its Authorization, its cookies) and only the leader gets
+                // it. Everyone who joined asks the upstream on their own.
+                if collapsed {
+                    return Served::Alone;
+                }
                 let taken = slot.lock().take();
                 match taken {
                     Some(resp) => Served::Done(self.relay(ctx, resp, info.detail("not-stored"))),
