@@ -125,9 +125,19 @@ impl Engine {
         table_key: Option<FillKey>,
     ) {
         job.table_key = table_key;
+        // Whatever happens to this task (even a panic), the fill leaves the table and resolves
+        // for its readers: nobody waits forever, and the next request starts afresh.
+        struct Abandon(Arc<Engine>, Arc<Fill>, Option<FillKey>);
+        impl Drop for Abandon {
+            fn drop(&mut self) {
+                if let Some(key) = &self.2 {
+                    self.0.fills.finish(key, &self.1);
+                }
+                self.1.abandon();
+            }
+        }
+        let _guard = Abandon(self.clone(), fill.clone(), table_key);
         self.fetch_into(&fill, &job).await;
-        // Normally done already, just before the outcome was final; this covers early returns.
-        self.unregister(&fill, &job);
     }
 
     /// Takes the fill out of the coalescing table: called before its outcome becomes final, so a

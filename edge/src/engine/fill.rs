@@ -251,6 +251,22 @@ impl Fill {
         self.bump();
     }
 
+    /// Resolves everything still open with an error: called when the fetch task goes away
+    /// without finishing (a panic, a runtime shutting down), so no reader waits forever.
+    pub fn abandon(&self) {
+        {
+            let mut st = self.state.lock();
+            let abandoned = || UpstreamError::Protocol("fill abandoned".into());
+            if st.outcome.is_none() {
+                st.outcome = Some(Outcome::Failed(abandoned()));
+            }
+            if st.body.end.is_none() {
+                st.body.end = Some(Err(FillError::Upstream(abandoned())));
+            }
+        }
+        self.bump();
+    }
+
     /// Whether the body is over.
     pub fn ended(&self) -> bool {
         self.state.lock().body.end.is_some()
