@@ -193,11 +193,12 @@ async fn follow_leader_killed_mid_stream_every_acked_purge_applied_exactly_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_offline_follower_catches_up_from_its_state_dir() -> anyhow::Result<()> {
-    // How long the follower stays down; 30 s in a soak run, short in CI.
+    // How long the follower stays down: the 30 s (longer than every reconnect backoff
+    // and lag window); TIERCEL_TEST_OFFLINE_SECS shortens it for quick local runs.
     let offline = std::env::var("TIERCEL_TEST_OFFLINE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .map_or(Duration::from_millis(1500), Duration::from_secs_f64);
+        .map_or(Duration::from_secs(30), Duration::from_secs_f64);
     let c = Cluster::builder().start().await?;
     let leader = c.wait_leader(T).await?;
     let state_dir = tempfile::tempdir()?;
