@@ -100,8 +100,7 @@ fn serves_and_stops_on_sigterm() {
     }
     let out = answered.expect("the edge listens");
     assert!(out.starts_with("HTTP/1.1 502"), "origin down → 502: {out}");
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    tiercel_cluster::signal::terminate(child.id()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -157,12 +157,7 @@ fn a_busy_port_exits_1_and_sigterm_exits_0() {
         Duration::from_secs(10),
     ))
     .expect("healthy");
-    let pid = child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    tiercel_cluster::signal::terminate(child.id()).expect("SIGTERM sent");
     let t0 = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {

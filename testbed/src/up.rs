@@ -104,10 +104,7 @@ impl Up {
     /// Stops the edge (SIGTERM, then kill after 15 s) and the origin.
     pub async fn down(mut self) {
         if let Some(pid) = self.edge.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
+            let _ = tiercel_cluster::signal::terminate(pid);
             if tokio::time::timeout(Duration::from_secs(15), self.edge.wait())
                 .await
                 .is_err()
