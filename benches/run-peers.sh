@@ -51,7 +51,7 @@ Options:
   --protocols LIST      comma-separated subset of h1,h2
   --sizes LIST          comma-separated object sizes, e.g. 1KiB,64KiB,1MiB
   --rounds N            runs of every case, interleaved across servers; the table shows the
-                        median req/s run and the spread (default 3; --quick: 1)
+                        median of each figure and the req/s spread (default 3; --quick: 1)
   --h1-connections N    HTTP/1.1 connections (default $H1_CONNS)
   --h2-connections N    h2 connections (default $H2_CONNS)
   --h2-streams N        streams per h2 connection (default $H2_STREAMS)
@@ -446,7 +446,7 @@ if [[ -n "$OUT" ]]; then
             echo "- $server: $(version_of "$server")"
         done
         echo "- servers on core $SERVER_CPU, tiercel-load and the origin on core $LOAD_CPU${NICE[*]:+, both at nice -20}"
-        echo "- each case: $WARMUP warm-up, then $DURATION measured, $ROUNDS round(s) interleaved across servers (the table shows the median req/s run; ± is half the req/s range); h1: $H1_CONNS keep-alive connections; h2: $H2_CONNS connections × $H2_STREAMS streams (prior knowledge)"
+        echo "- each case: $WARMUP warm-up, then $DURATION measured, $ROUNDS round(s) interleaved across servers (the table shows per-figure medians; ± is half the req/s range); h1: $H1_CONNS keep-alive connections; h2: $H2_CONNS connections × $H2_STREAMS streams (prior knowledge)"
         echo "- objects: demo origin \`$(object_path 1KiB)\` etc., warmed and checked to be hits first"
         echo "- command: \`benches/run-peers.sh${ARGS:+ $ARGS}\`"
         echo

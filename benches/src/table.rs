@@ -99,54 +99,84 @@ pub fn ratio(subject: &LoadReport, peer: &LoadReport) -> Option<Ratio> {
     })
 }
 
-/// One server in one case: the representative run and how its repeats spread.
+/// One server in one case: its runs summarised, and how their req/s spread.
 #[derive(Debug)]
-struct Row<'a> {
-    /// The run shown: the one with the median req/s (the lower middle for an even count), or
-    /// the first entry when nothing was measured.
-    entry: &'a Entry,
+struct Row {
+    /// What the row shows: for measured runs, a report whose every figure is the median of
+    /// that figure over the runs (`max` is the maximum); otherwise the first entry (a skip).
+    entry: Entry,
     /// Runs of this server in this case (measured or not).
     runs: usize,
     /// Lowest and highest req/s over the measured runs.
     rps_range: Option<(f64, f64)>,
-    /// Failed exchanges over all runs.
-    errors: u64,
 }
 
-impl<'a> Row<'a> {
-    fn new(entries: Vec<&'a Entry>) -> Option<Row<'a>> {
+/// The median of `values` (the mean of the two middle ones for an even count).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// Per-figure medians of several runs of one case; each figure independently, since the run
+/// with the median req/s need not have the median tail.
+fn summarise(runs: &[&LoadReport]) -> Option<LoadReport> {
+    let first = *runs.first()?;
+    let med = |f: &dyn Fn(&LoadReport) -> f64| median(runs.iter().map(|r| f(r)).collect());
+    let med_opt = |f: &dyn Fn(&LoadReport) -> Option<f64>| {
+        let values: Option<Vec<f64>> = runs.iter().map(|r| f(r)).collect();
+        median(values?)
+    };
+    let mut out = first.clone();
+    out.rps = med(&|r| r.rps)?;
+    out.mib_per_s = med(&|r| r.mib_per_s)?;
+    out.duration_s = med(&|r| r.duration_s)?;
+    let l = &mut out.latency_us;
+    l.min = med(&|r| r.latency_us.min)?;
+    l.mean = med(&|r| r.latency_us.mean)?;
+    l.p50 = med(&|r| r.latency_us.p50)?;
+    l.p90 = med(&|r| r.latency_us.p90)?;
+    l.p99 = med(&|r| r.latency_us.p99)?;
+    l.p999 = med(&|r| r.latency_us.p999)?;
+    l.max = runs.iter().map(|r| r.latency_us.max).fold(0.0, f64::max);
+    out.requests = runs.iter().map(|r| r.requests).sum();
+    out.bytes = runs.iter().map(|r| r.bytes).sum();
+    out.errors = runs.iter().map(|r| r.errors).sum();
+    out.warmup_errors = runs.iter().map(|r| r.warmup_errors).sum();
+    out.connects = runs.iter().map(|r| r.connects).sum();
+    out.client_cpu_percent = med_opt(&|r| r.client_cpu_percent);
+    out.server_cpu_percent = med_opt(&|r| r.server_cpu_percent);
+    out.machine_cpu_percent = med_opt(&|r| r.machine_cpu_percent);
+    Some(out)
+}
+
+impl Row {
+    fn new(entries: &[&Entry]) -> Option<Row> {
         let first = *entries.first()?;
-        let mut measured: Vec<&LoadReport> = entries.iter().filter_map(|e| e.measured()).collect();
-        measured.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-        let median = measured.get(measured.len().saturating_sub(1) / 2).copied();
-        let entry = match median {
-            Some(m) => entries
-                .iter()
-                .copied()
-                .find(|e| e.measured().is_some_and(|r| std::ptr::eq(r, m)))
-                .unwrap_or(first),
-            None => first,
-        };
-        let rps_range = match (measured.first(), measured.last()) {
-            (Some(lo), Some(hi)) => Some((lo.rps, hi.rps)),
-            _ => None,
-        };
-        let errors = entries
+        let measured: Vec<&LoadReport> = entries.iter().filter_map(|e| e.measured()).collect();
+        let rps_range = measured
             .iter()
-            .map(|e| match e {
-                Entry::Measured(r) => r.errors,
-                Entry::Skipped(_) => 0,
-            })
-            .sum();
+            .map(|r| r.rps)
+            .fold(None, |acc, x| match acc {
+                None => Some((x, x)),
+                Some((lo, hi)) => Some((f64::min(lo, x), f64::max(hi, x))),
+            });
+        let entry = match summarise(&measured) {
+            Some(summary) => Entry::Measured(Box::new(summary)),
+            None => first.clone(),
+        };
         Some(Row {
             entry,
             runs: entries.len(),
             rps_range,
-            errors,
         })
     }
 
-    /// `3 (±1.2%)`: the number of runs and half the req/s range relative to the shown run.
+    /// `3 (±1.2%)`: the number of runs and half the req/s range relative to the median.
     fn runs_cell(&self) -> String {
         match (self.rps_range, self.entry.measured()) {
             (Some((lo, hi)), Some(r)) if self.runs > 1 && r.rps > 0.0 => {
@@ -166,7 +196,7 @@ pub fn client_bound(r: &LoadReport) -> bool {
 
 /// Groups entries by (size, protocol) in first-seen order, then by server (ranked), one
 /// [`Row`] per server.
-fn cases(entries: &[Entry]) -> Vec<Vec<Row<'_>>> {
+fn cases(entries: &[Entry]) -> Vec<Vec<Row>> {
     let mut groups: Vec<((String, Protocol), Vec<&Entry>)> = Vec::new();
     for e in entries {
         let key = (e.size(), e.protocol());
@@ -189,7 +219,7 @@ fn cases(entries: &[Entry]) -> Vec<Vec<Row<'_>>> {
             servers.sort_by_key(|(name, _)| server_rank(name));
             servers
                 .into_iter()
-                .filter_map(|(_, runs)| Row::new(runs))
+                .filter_map(|(_, runs)| Row::new(&runs))
                 .collect()
         })
         .collect()
@@ -225,7 +255,7 @@ pub fn render(entries: &[Entry]) -> String {
     for case in cases(entries) {
         let subject = find(&case, SUBJECT);
         for row in &case {
-            let e = row.entry;
+            let e = &row.entry;
             let _ = write!(
                 out,
                 "| {} | {} | {} |",
@@ -254,7 +284,7 @@ pub fn render(entries: &[Entry]) -> String {
                         fmt_ms(l.p99),
                         fmt_ms(l.p999),
                         fmt_ms(l.max),
-                        row.errors,
+                        r.errors,
                         fmt_percent(r.server_cpu_percent),
                         fmt_percent(r.client_cpu_percent),
                         fmt_percent(r.other_cpu_percent())
@@ -290,8 +320,8 @@ pub fn render(entries: &[Entry]) -> String {
     out
 }
 
-/// The representative measured run of `server` in a case.
-fn find<'a>(case: &[Row<'a>], server: &str) -> Option<&'a LoadReport> {
+/// The summary of `server`'s measured runs in a case.
+fn find<'a>(case: &'a [Row], server: &str) -> Option<&'a LoadReport> {
     case.iter()
         .find(|row| row.entry.server().eq_ignore_ascii_case(server))
         .and_then(|row| row.entry.measured())
