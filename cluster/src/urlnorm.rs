@@ -100,6 +100,27 @@ pub fn normalize(
         return Err(UrlError::Characters);
     }
     let host = normalize_authority(scheme, authority)?;
+    // Fast path for the common, already-canonical target: no escapes, no dot segments, no
+    // fragment, no empty query. The general rules would return it unchanged (a property test
+    // checks that).
+    if path_and_query.starts_with('/')
+        && !path_and_query.ends_with('?')
+        && !path_and_query.bytes().any(|b| b == b'%' || b == b'#')
+        && !path_and_query.contains("/.")
+    {
+        return Ok(NormalizedUrl {
+            host,
+            path_and_query: path_and_query.to_string(),
+        });
+    }
+    Ok(NormalizedUrl {
+        host,
+        path_and_query: normalize_target_general(path_and_query),
+    })
+}
+
+/// RFC 3986 §6.2.2 on a request target: escapes, dot segments, fragment, empty query.
+fn normalize_target_general(path_and_query: &str) -> String {
     let (path, query) = match path_and_query.find('?') {
         Some(i) => (&path_and_query[..i], &path_and_query[i + 1..]),
         None => (path_and_query, ""),
@@ -115,10 +136,7 @@ pub fn normalize(
         out.push('?');
         out.push_str(&normalize_escapes(query));
     }
-    Ok(NormalizedUrl {
-        host,
-        path_and_query: out,
-    })
+    out
 }
 
 /// Parses and normalises an absolute `http(s)://host[:port]/path?query` URL given by a user.
@@ -160,6 +178,19 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn normalize_authority(scheme: Scheme, authority: &str) -> Result<String, UrlError> {
+    // Fast path: a lower-case name without port or trailing dot is already canonical.
+    if !authority.is_empty()
+        && !authority.ends_with('.')
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return Ok(authority.to_string());
+    }
+    normalize_authority_general(scheme, authority)
+}
+
+fn normalize_authority_general(scheme: Scheme, authority: &str) -> Result<String, UrlError> {
     if authority.is_empty() || authority.contains('@') {
         return Err(UrlError::Host);
     }
@@ -375,6 +406,20 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The fast paths return exactly what the general rules return.
+        #[test]
+        fn fast_paths_agree_with_the_general_rules(
+            path in "/[a-zA-Z0-9./_~%-]{0,30}",
+            q in "[a-z0-9=&.%/]{0,10}",
+            host in "[a-zA-Z0-9.-]{1,20}",
+        ) {
+            let pq = if q.is_empty() { path.clone() } else { format!("{path}?{q}") };
+            let fast = normalize(Scheme::Http, &host, &pq);
+            let general = normalize_authority_general(Scheme::Http, &host)
+                .map(|host| NormalizedUrl { host, path_and_query: normalize_target_general(&pq) });
+            proptest::prop_assert_eq!(fast, general);
+        }
+
         #[test]
         fn normalisation_is_idempotent(path in "/[a-zA-Z0-9%./~_-]{0,40}", q in "[a-z0-9=&%]{0,10}") {
             let pq = if q.is_empty() { path.clone() } else { format!("{path}?{q}") };

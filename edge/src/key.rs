@@ -116,7 +116,10 @@ pub fn derive_key(
     } else {
         ""
     };
-    let mut hasher = blake3::Hasher::new_derive_key(KEY_CONTEXT);
+    // Deriving the context key is a hash of its own: do it once and clone the hasher.
+    static BASE: std::sync::LazyLock<blake3::Hasher> =
+        std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(KEY_CONTEXT));
+    let mut hasher = BASE.clone();
     for field in [service, scheme, url.host.as_str(), path, query.as_str()] {
         hasher.update(&(field.len() as u64).to_le_bytes());
         hasher.update(field.as_bytes());

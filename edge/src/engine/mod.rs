@@ -68,6 +68,8 @@ pub struct Engine {
     fills: FillTable,
     hit_for_miss: HitForMiss,
     stats: EngineStats,
+    /// Our `Via` entry for responses received over HTTP/1.1, built once.
+    via: Option<http::HeaderValue>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -88,6 +90,9 @@ impl Engine {
         purges: Arc<dyn PurgeOracle>,
     ) -> Arc<Self> {
         let hit_for_miss = HitForMiss::new(cfg.hit_for_miss_ttl, 100_000);
+        let mut h = http::HeaderMap::new();
+        crate::protocol::add_via(&mut h, http::Version::HTTP_11, &cfg.name);
+        let via = h.get(http::header::VIA).cloned();
         Arc::new(Engine {
             cfg,
             storage,
@@ -96,6 +101,7 @@ impl Engine {
             fills: FillTable::default(),
             hit_for_miss,
             stats: EngineStats::default(),
+            via,
         })
     }
 

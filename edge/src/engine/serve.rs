@@ -349,7 +349,13 @@ impl Engine {
     /// Age, Via and Cache-Status.
     fn decorate(&self, h: &mut HeaderMap, rep: &Representation<'_>, info: &CacheInfo) {
         h.insert(AGE, HeaderValue::from(rep.age_secs));
-        add_via(h, Version::HTTP_11, &self.cfg.name);
+        match (&self.via, h.contains_key(http::header::VIA)) {
+            // The usual case: nothing to append to, so the entry built at start-up will do.
+            (Some(via), false) => {
+                h.insert(http::header::VIA, via.clone());
+            }
+            _ => add_via(h, Version::HTTP_11, &self.cfg.name),
+        }
         self.set_cache_status(h, info, if info.hit { rep.ttl } else { None });
     }
 

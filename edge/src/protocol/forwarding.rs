@@ -213,6 +213,9 @@ fn sanitize_pseudonym(name: &str, allow_colon: bool) -> String {
 //# cdn-id    = ( uri-host [ ":" port ] ) / pseudonym
 //# pseudonym = token
 pub fn cdn_loop_count(headers: &HeaderMap, token: &str) -> usize {
+    if !headers.contains_key(&CDN_LOOP) {
+        return 0;
+    }
     let token = sanitize_pseudonym(token, true);
     members(headers, &CDN_LOOP)
         .filter(|member| {

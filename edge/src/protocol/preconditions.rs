@@ -51,6 +51,16 @@ pub fn evaluate_preconditions(
     if !status.is_success() && status != StatusCode::PRECONDITION_FAILED {
         return Precondition::Proceed;
     }
+    // Most requests carry no precondition: answer before parsing the response's validators.
+    let conditional = [
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+    ];
+    if !conditional.iter().any(|name| req.contains_key(name)) {
+        return Precondition::Proceed;
+    }
     let get_or_head = method == Method::GET || method == Method::HEAD;
     let current = response_etag(resp);
 
