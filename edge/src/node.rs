@@ -136,6 +136,7 @@ pub fn follower_config(role: Role, cfg: &NodeConfig) -> FollowerConfig {
     f.token = cfg.purge_token.clone();
     f.state_dir = cfg.effective_state_dir().map(|d| d.join("purge"));
     f.max_purge_lag = cfg.cache.max_purge_lag;
+    f.max_purge_rules = cfg.cache.max_purge_rules;
     f
 }
 

@@ -358,6 +358,7 @@ mod tests {
                 ("cache.honor_request_no_cache", Boolean),
                 ("cache.max_object_size", Text),
                 ("cache.max_purge_lag", Text),
+                ("cache.max_purge_rules", Integer),
                 ("cache.store_set_cookie", Boolean),
                 ("cert", Text),
                 ("disk_cache", Text),

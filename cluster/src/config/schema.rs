@@ -101,6 +101,8 @@ pub mod defaults {
     pub const HONOR_REQUEST_NO_CACHE: bool = true;
     /// Silence from the purge-service after which hits are revalidated.
     pub const MAX_PURGE_LAG: Duration = Duration::from_secs(10);
+    /// Distinct purge patterns held before the oldest are folded together.
+    pub const MAX_PURGE_RULES: usize = crate::follower::DEFAULT_MAX_PURGE_RULES;
     /// How long an uncacheable answer makes a key skip coalescing.
     pub const HIT_FOR_MISS_TTL: Duration = Duration::from_secs(30);
     /// Largest object stored; 0 means unlimited.
@@ -249,6 +251,9 @@ pub struct CacheSettings {
     /// With no word from the purge-service for this long, hits are revalidated first.
     #[serde(with = "duration")]
     pub max_purge_lag: Duration,
+    /// Distinct purge patterns (URLs, prefixes, tags, hosts) held; beyond it the oldest quarter
+    /// is folded into one rule that purges everything stored before them.
+    pub max_purge_rules: usize,
     /// An uncacheable answer lets requests for its key bypass coalescing this long.
     #[serde(with = "duration")]
     pub hit_for_miss_ttl: Duration,
@@ -265,6 +270,7 @@ impl Default for CacheSettings {
             store_set_cookie: defaults::STORE_SET_COOKIE,
             honor_request_no_cache: defaults::HONOR_REQUEST_NO_CACHE,
             max_purge_lag: defaults::MAX_PURGE_LAG,
+            max_purge_rules: defaults::MAX_PURGE_RULES,
             hit_for_miss_ttl: defaults::HIT_FOR_MISS_TTL,
             max_object_size: defaults::MAX_OBJECT_SIZE,
         }

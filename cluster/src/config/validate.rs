@@ -138,6 +138,10 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
         }
     }
 
+    if cfg.cache.max_purge_rules == 0 {
+        return Err(fail("cache.max_purge_rules", "must be at least 1".into()));
+    }
+
     let l = &cfg.limits;
     if l.max_request_head < MIN_REQUEST_HEAD {
         return Err(fail(

@@ -6,6 +6,10 @@ use std::time::Duration;
 use super::backoff::Backoff;
 use super::machine::Timing;
 
+/// The default for [`FollowerConfig::max_purge_rules`]: each pattern costs its own length plus
+/// about 60 bytes, so some 40 MB of 100-byte URLs, and a state file of about 30 MB.
+pub const DEFAULT_MAX_PURGE_RULES: usize = 250_000;
+
 /// How a node follows the purge log.
 ///
 /// Built from the node configuration (`--purge-service`, `purge_token`, `--name`, `state_dir`,
@@ -26,6 +30,9 @@ pub struct FollowerConfig {
     pub state_dir: Option<PathBuf>,
     /// Hearing nothing for longer than this makes the node lagging (revalidate before serving).
     pub max_purge_lag: Duration,
+    /// Most distinct purge patterns (URLs, prefixes, tags, hosts) held in memory and in the
+    /// state file; beyond it the oldest quarter is folded into one "everything older" rule.
+    pub max_purge_rules: usize,
     /// TCP connect timeout per server.
     pub connect_timeout: Duration,
     /// No bytes on the log stream for this long means the server is gone: reconnect. The
@@ -54,6 +61,7 @@ impl Default for FollowerConfig {
             role: "edge".into(),
             state_dir: None,
             max_purge_lag: Duration::from_secs(10),
+            max_purge_rules: DEFAULT_MAX_PURGE_RULES,
             connect_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(5),
@@ -119,6 +127,9 @@ impl FollowerConfig {
                 return bad(key, "must be greater than zero".into());
             }
         }
+        if self.max_purge_rules == 0 {
+            return bad("max_purge_rules", "must be at least 1".into());
+        }
         if self.backoff_max < self.backoff_min {
             return bad("backoff_max", "must not be below backoff_min".into());
         }
@@ -136,6 +147,7 @@ impl FollowerConfig {
                 max: self.backoff_max,
             },
             max_purge_lag: self.max_purge_lag,
+            max_rules: self.max_purge_rules,
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct Timing {
     pub backoff: Backoff,
     /// Hearing nothing for longer than this makes the node lagging.
     pub max_purge_lag: Duration,
+    /// Most distinct purge patterns held; beyond it the oldest quarter is folded into an
+    /// "everything older" rule (see [`PurgeIndex::fold_oldest`](crate::purge::PurgeIndex::fold_oldest)).
+    pub max_rules: usize,
 }
 
 /// Something that happened, fed to [`FollowerMachine::handle`].
@@ -113,6 +116,14 @@ pub enum Action {
     SoftPurgedAll {
         /// The snapshot's last index.
         snapshot_index: u64,
+    },
+    /// The index outgrew `max_rules`: every rule at or below `at_or_below` was folded into an
+    /// "everything stored before it" rule (already done in the index; for logs and metrics).
+    RulesFolded {
+        /// The newest folded rule's index.
+        at_or_below: u64,
+        /// Patterns left in the index.
+        kept: usize,
     },
     /// Write the state as it is right now (applied index `applied`) to disk.
     Persist {
@@ -200,6 +211,7 @@ impl FollowerMachine {
                 self.last_heard = Some(now);
                 self.failures = 0;
                 self.on_event(event, &mut out);
+                self.enforce_rule_cap(&mut out);
             }
             Input::StreamFailed { jitter } => {
                 self.failures = self.failures.saturating_add(1);
@@ -243,6 +255,22 @@ impl FollowerMachine {
         }
         self.poll(now, &mut out);
         out
+    }
+
+    /// Folds the oldest quarter of the patterns when there are more than `max_rules`, so a node
+    /// that applies purges for months holds a bounded index (and state file).
+    fn enforce_rule_cap(&mut self, out: &mut Vec<Action>) {
+        let cap = self.timing.max_rules.max(1);
+        if self.state.index.len() <= cap {
+            return;
+        }
+        if let Some(at_or_below) = self.state.index.fold_oldest(cap - cap / 4) {
+            out.push(Action::RulesFolded {
+                at_or_below,
+                kept: self.state.index.len(),
+            });
+            self.mark_dirty();
+        }
     }
 
     fn on_event(&mut self, event: LogEvent, out: &mut Vec<Action>) {

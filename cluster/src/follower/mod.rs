@@ -28,7 +28,7 @@ mod state;
 
 pub use backoff::Backoff;
 pub use client::StreamError;
-pub use config::{FollowerConfig, FollowerError};
+pub use config::{DEFAULT_MAX_PURGE_RULES, FollowerConfig, FollowerError};
 pub use machine::{Action, FollowerMachine, FollowerState, Input, Timing};
 pub use persist::STATE_FILE;
 pub use runtime::{FollowerHandle, start_follower};

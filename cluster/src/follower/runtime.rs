@@ -218,6 +218,14 @@ impl Driver {
                     "purge log compacted past this node's index: everything stored before it \
                      is soft-purged"
                 ),
+                Action::RulesFolded { at_or_below, kept } => tracing::warn!(
+                    at_or_below,
+                    kept,
+                    max = self.cfg.max_purge_rules,
+                    "purge rule index full: rules at or below this index were folded into one; \
+                     everything stored before it is purged (raise cache.max_purge_rules to \
+                     avoid the extra origin fetches)"
+                ),
                 Action::Persist { applied } => self.persist(applied),
                 Action::Report { applied_index } => self.report(applied_index),
             }

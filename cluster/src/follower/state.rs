@@ -61,6 +61,7 @@ impl PurgeState {
                 max: Duration::MAX,
             },
             max_purge_lag: Duration::MAX,
+            max_rules: usize::MAX,
         };
         let machine = FollowerMachine::new(FollowerState::default(), 1, false, timing);
         Arc::new(Self::new(machine, false, Duration::MAX))
@@ -195,6 +196,7 @@ mod tests {
                 max: Duration::from_secs(5),
             },
             max_purge_lag: Duration::from_secs(10),
+            max_rules: 1_000,
         };
         let m = FollowerMachine::new(FollowerState::default(), 1, false, timing);
         let s = PurgeState::new(m, true, Duration::from_secs(10));

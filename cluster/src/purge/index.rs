@@ -95,17 +95,54 @@ impl PurgeIndex {
     /// index), those rules can never match again. Without pruning the index keeps one entry per
     /// distinct pattern ever purged.
     pub fn prune_below(&mut self, index: u64) {
-        let prune = |map: &mut HashMap<String, Marks>| {
+        self.split_off_below(index);
+        self.all = self.all.above(index);
+    }
+
+    /// Keeps the index to at most `keep` patterns (plus `all`) by folding the oldest ones into
+    /// the `all` marks; returns the index at or below which rules were folded, or `None` when
+    /// nothing had to go.
+    ///
+    /// Folding over-invalidates, never under-invalidates: every object stored before a folded
+    /// hard rule becomes hard-purged (soft likewise), whether or not it matched. That costs
+    /// origin fetches for old objects, and only when a node has accumulated more distinct
+    /// patterns than it was told to hold; the alternative, an index that grows with every URL
+    /// ever purged, costs memory and state-file size forever. (Varnish bans have the same
+    /// shape: a ban is dropped once nothing older than it can be in the cache.)
+    pub fn fold_oldest(&mut self, keep: usize) -> Option<u64> {
+        let mut newest: Vec<u64> = [&self.urls, &self.tags, &self.hosts]
+            .into_iter()
+            .flat_map(|m| m.values().map(|x| x.newest()))
+            .chain(self.prefixes.newest_marks())
+            .collect();
+        if newest.len() <= keep {
+            return None;
+        }
+        // Fold every pattern whose newest mark is at or below the (n - keep)-th oldest; ties
+        // go too, so the index may end up a little below `keep`.
+        let cut = newest.len() - keep - 1;
+        let (_, &mut below, _) = newest.select_nth_unstable(cut);
+        let dropped = self.split_off_below(below);
+        self.all.merge(dropped);
+        Some(below)
+    }
+
+    /// Removes every mark at or below `index` from the patterns (not from `all`) and returns
+    /// the newest removed mark of each kind.
+    fn split_off_below(&mut self, index: u64) -> Marks {
+        let mut dropped = Marks::default();
+        let mut split = |map: &mut HashMap<String, Marks>| {
             map.retain(|_, m| {
+                dropped.merge(m.at_or_below(index));
                 *m = m.above(index);
                 *m != Marks::default()
             });
         };
-        prune(&mut self.urls);
-        prune(&mut self.tags);
-        prune(&mut self.hosts);
-        self.prefixes.retain_above(index);
-        self.all = self.all.above(index);
+        split(&mut self.urls);
+        split(&mut self.tags);
+        split(&mut self.hosts);
+        dropped.merge(self.prefixes.retain_above(index));
+        dropped
     }
 
     /// Number of distinct patterns recorded (each kind counts separately; `all` counts once

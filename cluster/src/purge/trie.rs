@@ -50,6 +50,20 @@ impl Marks {
         }
     }
 
+    /// The marks at or below `index`: what [`Marks::above`] forgets.
+    pub fn at_or_below(self, index: u64) -> Marks {
+        let keep = |m: u64| if m <= index { m } else { 0 };
+        Marks {
+            hard: keep(self.hard),
+            soft: keep(self.soft),
+        }
+    }
+
+    /// The newest index of either kind.
+    pub fn newest(self) -> u64 {
+        self.hard.max(self.soft)
+    }
+
     /// The verdict for an object stored at `stored_index`: a rule applies when it is newer.
     pub fn verdict(&self, stored_index: u64) -> PurgeVerdict {
         if self.hard > stored_index {
@@ -174,15 +188,24 @@ impl PrefixTrie {
     }
 
     /// Keeps only marks above `index`, dropping prefixes left without any (rebuilds the tree).
-    pub fn retain_above(&mut self, index: u64) {
+    /// Returns the newest of the forgotten marks of each kind.
+    pub fn retain_above(&mut self, index: u64) -> Marks {
         let mut fresh = PrefixTrie::default();
+        let mut dropped = Marks::default();
         for (p, m) in self.entries() {
+            dropped.merge(m.at_or_below(index));
             let m = m.above(index);
             if m != Marks::default() {
                 fresh.insert(&p, m);
             }
         }
         *self = fresh;
+        dropped
+    }
+
+    /// The newest index of every prefix (for choosing what to fold).
+    pub fn newest_marks(&self) -> impl Iterator<Item = u64> + '_ {
+        self.nodes.iter().filter_map(|n| n.marks.map(Marks::newest))
     }
 
     /// Every prefix with its marks, in byte order (for persistence).

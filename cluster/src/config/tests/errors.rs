@@ -238,6 +238,10 @@ fn validation_rules() {
             "config error: cache.max_purge_lag: must be more than 0s",
         ),
         (
+            |c| c.cache.max_purge_rules = 0,
+            "config error: cache.max_purge_rules: must be at least 1",
+        ),
+        (
             |c| c.limits.max_request_head = ByteSize(100),
             "config error: limits.max_request_head: must be at least 1KiB, got 100B",
         ),

@@ -367,6 +367,7 @@ fn everything_set() -> NodeConfig {
             store_set_cookie: true,
             honor_request_no_cache: false,
             max_purge_lag: Duration::from_secs(3),
+            max_purge_rules: 5_000,
             hit_for_miss_ttl: Duration::from_millis(500),
             max_object_size: ByteSize::gib(8),
         },

@@ -21,6 +21,7 @@ fn timing() -> Timing {
             max: 5000 * MS,
         },
         max_purge_lag: 10_000 * MS,
+        max_rules: 1_000,
     }
 }
 
@@ -472,4 +473,45 @@ fn pruning_forgets_old_rules_and_persists_the_smaller_index() {
     r.m.handle(r.at(510), persisted(6, 1));
     r.m.handle(r.at(800), Input::Prune { below: 100 });
     assert!(r.m.state().index.is_empty());
+}
+
+#[test]
+fn a_full_rule_index_folds_its_oldest_quarter_into_one_rule() {
+    let mut t = timing();
+    t.max_rules = 8;
+    let mut m = FollowerMachine::new(FollowerState::default(), 1, false, t);
+    let t0 = Instant::now();
+    m.start(t0);
+    let mut folded = Vec::new();
+    for i in 1..=9u64 {
+        let url = format!("https://h/{i}");
+        for a in m.handle(t0, entry(i, url_purge(&i.to_string(), &[&url], false))) {
+            if let Action::RulesFolded { at_or_below, kept } = a {
+                folded.push((at_or_below, kept));
+            }
+        }
+    }
+    // The ninth pattern overflows 8: down to 6 patterns, rules 1..=3 folded into `all`.
+    assert_eq!(folded, vec![(3, 7)]);
+    let obj = |url: &'static str, stored_index| ObjectRef {
+        url,
+        host: "h",
+        tags: &[],
+        stored_index,
+    };
+    // Objects older than the fold are purged whatever their URL (over-invalidation, safe) ...
+    assert_eq!(
+        m.state().index.check(&obj("h/other", 2)),
+        PurgeVerdict::HardPurged
+    );
+    // ... newer ones keep their exact verdicts.
+    assert_eq!(
+        m.state().index.check(&obj("h/other", 3)),
+        PurgeVerdict::Valid
+    );
+    assert_eq!(
+        m.state().index.check(&obj("h/7", 5)),
+        PurgeVerdict::HardPurged
+    );
+    assert_eq!(m.state().index.check(&obj("h/7", 7)), PurgeVerdict::Valid);
 }

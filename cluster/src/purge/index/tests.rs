@@ -318,6 +318,39 @@ proptest! {
     }
 
     #[test]
+    fn folding_only_ever_purges_more_and_keeps_newer_objects_exact(
+        rules in proptest::collection::vec(rule_strategy(), 0..40),
+        keep in 0usize..12,
+        objects in proptest::collection::vec(object_strategy(), 1..30),
+    ) {
+        let strictness = |v: PurgeVerdict| match v {
+            PurgeVerdict::Valid => 0,
+            PurgeVerdict::SoftPurged => 1,
+            PurgeVerdict::HardPurged => 2,
+        };
+        let mut idx = PurgeIndex::new();
+        for r in &rules {
+            idx.apply(r);
+        }
+        let before = idx.len() - usize::from(idx.all != Marks::default());
+        let mut folded = idx.clone();
+        let cut = folded.fold_oldest(keep);
+        let patterns = folded.len() - usize::from(folded.all != Marks::default());
+        prop_assert!(patterns <= keep, "{} patterns left, keep {}", patterns, keep);
+        prop_assert_eq!(cut.is_none(), before <= keep);
+        for (url, tags, stored_index) in &objects {
+            let obj = ObjectRef { url, host: &url[..1], tags, stored_index: *stored_index };
+            let (was, now) = (idx.check(&obj), folded.check(&obj));
+            // Never less purged than before: folding must not resurrect anything.
+            prop_assert!(strictness(now) >= strictness(was), "{:?}: {:?} -> {:?}", obj, was, now);
+            // Objects stored after every folded rule see exactly the old verdict.
+            if cut.is_none_or(|c| *stored_index >= c) {
+                prop_assert_eq!(now, was, "{:?}", obj);
+            }
+        }
+    }
+
+    #[test]
     fn rule_order_does_not_matter(rules in proptest::collection::vec(rule_strategy(), 0..30)) {
         let mut fwd = PurgeIndex::new();
         let mut rev = PurgeIndex::new();
