@@ -66,6 +66,8 @@ pub struct ApiSettings {
     pub leader_wait: Duration,
     /// Deadline of a write (commit) and of a proxied request.
     pub write_timeout: Duration,
+    /// Deadline for receiving a request body.
+    pub body_timeout: Duration,
     /// blake3 of `TIERCEL_CLUSTER_SECRET`, required on `/raft/*` when set.
     pub cluster_secret: Option<blake3::Hash>,
     /// Addresses of the peers given on the command line, for before membership is known.

@@ -74,6 +74,9 @@ pub struct Args {
     /// Deadline for a write to commit.
     #[arg(long, env = "TIERCEL_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub write_timeout: Duration,
+    /// Deadline for receiving a request body (slower senders get 408).
+    #[arg(long, env = "TIERCEL_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
     /// Raft heartbeat interval.
     #[arg(long, env = "TIERCEL_HEARTBEAT", default_value = "100ms", value_parser = parse_duration)]
     pub heartbeat: Duration,
@@ -121,6 +124,8 @@ pub struct NodeConfig {
     pub leader_wait: Duration,
     /// Write deadline.
     pub write_timeout: Duration,
+    /// Request body deadline.
+    pub body_timeout: Duration,
 }
 
 /// A flag with an invalid value; the message names it.
@@ -220,6 +225,9 @@ impl NodeConfig {
         if a.live_window.is_zero() {
             return err("--live-window: must be above 0".into());
         }
+        if a.body_timeout.is_zero() {
+            return err("--body-timeout: must be above 0".into());
+        }
         if a.admin_token.as_deref().is_some_and(str::is_empty) {
             return err("TIERCEL_ADMIN_TOKEN: is empty".into());
         }
@@ -256,6 +264,7 @@ impl NodeConfig {
             live_window: a.live_window,
             leader_wait: a.leader_wait,
             write_timeout: a.write_timeout,
+            body_timeout: a.body_timeout,
         })
     }
 }

@@ -95,6 +95,7 @@ impl Node {
             settings: ApiSettings {
                 leader_wait: cfg.leader_wait,
                 write_timeout: cfg.write_timeout,
+                body_timeout: cfg.body_timeout,
                 cluster_secret: cfg
                     .cluster_secret
                     .as_deref()

@@ -219,3 +219,91 @@ async fn an_idempotent_retry_commits_once() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Sends `head` (and `body`) on `s`, returns the status line, the lower-cased head and the body
+/// of the answer (by Content-Length).
+async fn exchange(
+    s: &mut tokio::net::TcpStream,
+    head: &str,
+    body: &[u8],
+) -> anyhow::Result<(String, String, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body).await?;
+    let mut buf = Vec::new();
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(T, s.read(&mut chunk)).await??;
+        anyhow::ensure!(n > 0, "connection closed before a response head");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[end..].to_vec();
+    while body.len() < len {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(T, s.read(&mut chunk)).await??;
+        anyhow::ensure!(n > 0, "connection closed inside the body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    Ok((status, head, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_bounded_in_size_and_time_and_refusals_reach_the_client() -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let c = Cluster::builder()
+        .nodes(1)
+        .arg("--body-timeout")
+        .arg("300ms")
+        .start()
+        .await?;
+    let addr = c.url(0).trim_start_matches("http://").to_owned();
+    let post = |len: usize| {
+        format!(
+            "POST /v1/purges HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN}\r\n\
+             content-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+        )
+    };
+    // A 2 MB body (limit 1 MiB) is read to its end and refused with 413, every time, and the
+    // connection stays usable.
+    let mut s = tokio::net::TcpStream::connect(&addr).await?;
+    let big = vec![b' '; 2_000_000];
+    for _ in 0..3 {
+        let (status, _, body) = exchange(&mut s, &post(big.len()), &big).await?;
+        assert!(status.starts_with("http/1.1 413"), "{status}");
+        let e: ApiError = serde_json::from_slice(&body)?;
+        assert_eq!(e.error, "request body larger than 1048576 bytes");
+    }
+    let ok = br#"{"tags":["after-413"]}"#;
+    let (status, _, _) = exchange(&mut s, &post(ok.len()), ok).await?;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+
+    // A body that stops coming: 408 after --body-timeout, with `connection: close`, then EOF.
+    let mut s = tokio::net::TcpStream::connect(&addr).await?;
+    let started = std::time::Instant::now();
+    let (status, head, body) = exchange(&mut s, &post(100), br#"{"tags":"#).await?;
+    let waited = started.elapsed();
+    assert!(status.starts_with("http/1.1 408"), "{status}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(
+        serde_json::from_slice::<ApiError>(&body)?.error,
+        "request body not received within 300 ms"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(T, s.read_to_end(&mut rest)).await??;
+    assert_eq!(n, 0, "the connection closes after a 408");
+    Ok(())
+}

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod auth;
+mod body;
 pub mod cluster;
 pub mod forward;
 pub mod log_stream;
@@ -26,7 +27,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
@@ -142,18 +142,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Failure::TooLarge(format!("request body larger than {limit} bytes"))
-            .into_response();
-    }
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Failure::TooLarge(format!("request body larger than {limit} bytes"))
-                .into_response();
-        }
-        Err(e) => return Failure::BadRequest(format!("reading the body: {e}")).into_response(),
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = match body::read(body, declared, limit, app.settings.body_timeout).await {
+        Ok(b) => b,
+        Err(f) => return f.into_response(),
     };
     let req = ApiRequest {
         parts,

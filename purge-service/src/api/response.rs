@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -60,6 +60,9 @@ pub enum Failure {
     /// 405: the path exists with other methods.
     #[error("method not allowed; allowed: {0}")]
     MethodNotAllowed(String),
+    /// 408: the request body did not arrive in time.
+    #[error("{0}")]
+    Timeout(String),
     /// 412: `If-Match` does not match the current version.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -104,6 +107,7 @@ impl Failure {
             Failure::Forbidden(_) => StatusCode::FORBIDDEN,
             Failure::NotFound(_) => StatusCode::NOT_FOUND,
             Failure::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Failure::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Failure::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Failure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -148,6 +152,13 @@ impl Failure {
             Failure::RateLimited { retry_after } | Failure::Unavailable { retry_after, .. } => {
                 h.insert(RETRY_AFTER, HeaderValue::from((*retry_after).max(1)));
             }
+            //= https://www.rfc-editor.org/rfc/rfc7231#section-6.5.7
+            //= "A server SHOULD send the "close" connection option in the response, since 408
+            //= implies that the server has decided to close the connection rather than
+            //= continue waiting."
+            Failure::Timeout(_) => {
+                h.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
         }
         resp
@@ -178,6 +189,11 @@ mod tests {
                 Failure::MethodNotAllowed("GET, PUT".into()),
                 405,
                 Some(("allow", "GET, PUT")),
+            ),
+            (
+                Failure::Timeout("x".into()),
+                408,
+                Some(("connection", "close")),
             ),
             (Failure::PreconditionFailed("x".into()), 412, None),
             (Failure::TooLarge("x".into()), 413, None),

@@ -79,6 +79,7 @@ fn invalid_values_name_the_flag() {
             "--election-timeout: must be longer than --heartbeat (and --heartbeat above 0)",
         ),
         (&["--live-window", "0s"], "--live-window: must be above 0"),
+        (&["--body-timeout", "0s"], "--body-timeout: must be above 0"),
         (&["--live-window", "5 parsecs"], "invalid value"),
         (&["--nope"], "unexpected argument"),
         (
