@@ -195,3 +195,62 @@ async fn h2_requests_get_a_host_header_upstream() {
     );
     e.shutdown().await;
 }
+
+/// The value of a metric line `name value` in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listener_serves_health_readiness_and_counting_metrics() {
+    let e = Edge::start(&["--admin-listen", "127.0.0.1:0"]).await;
+    let admin = e.node.admin_listen.expect("admin listener bound");
+    let get = |path: &'static str| {
+        let req = Request::get(format!("http://{admin}{path}"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        send(&e.client, req)
+    };
+    let h = get("/healthz").await;
+    assert_eq!((h.status.as_u16(), &h.body[..]), (200, &b"ok\n"[..]));
+    let r = get("/readyz").await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"ready\n"[..]));
+    assert_eq!(get("/nope").await.status.as_u16(), 404);
+
+    let pq = "/admin/m?size=300&cc=max-age%3D60";
+    assert!(!e.get(pq).await.is_hit());
+    assert!(e.get(pq).await.is_hit());
+    assert!(e.get(pq).await.is_hit());
+    let m = get("/metrics").await;
+    assert_eq!(m.status.as_u16(), 200);
+    assert_eq!(
+        m.header("content-type"),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(m.body.to_vec()).unwrap();
+    assert_eq!(
+        metric(&text, "tiercel_cache_hits_total").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        metric(&text, "tiercel_cache_misses_total").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        metric(&text, "tiercel_upstream_requests_total").as_deref(),
+        Some("1")
+    );
+    assert_eq!(e.origin.hits(pq), 1);
+    assert_eq!(
+        metric(&text, "tiercel_fills_in_flight").as_deref(),
+        Some("0")
+    );
+    let memory: u64 = metric(&text, "tiercel_storage_memory_bytes")
+        .and_then(|v| v.parse().ok())
+        .expect("memory gauge");
+    assert!(memory >= 300, "{memory}");
+    // No purge-service: no purge gauges pretending to follow one.
+    assert!(!text.contains("tiercel_purge_"), "{text}");
+    e.shutdown().await;
+}

@@ -223,6 +223,24 @@ async fn every_purge_kind_takes_effect_on_the_edge() -> Result<()> {
 
     // Purging happened by rules, never by a scan, and objects stored after a purge are valid.
     assert!(e.get(b, hb).await?.hit(), "stored after the purge: valid");
+
+    // What an operator sees in /metrics: the applied index, the patterns held, not lagging.
+    let text = tiercel_edge::server::metrics_text(&e.node.engine);
+    let gauge = |name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert!(
+        gauge("tiercel_purge_applied_index") >= Some(p.index as f64),
+        "{text}"
+    );
+    // url, prefix, tag, host, and the `all` mark.
+    assert_eq!(gauge("tiercel_purge_rules"), Some(5.0), "{text}");
+    assert_eq!(gauge("tiercel_purge_lagging"), Some(0.0), "{text}");
+    assert!(
+        gauge("tiercel_purge_log_silence_seconds").is_some_and(|s| s < 5.0),
+        "{text}"
+    );
     e.node.shutdown().await;
     Ok(())
 }

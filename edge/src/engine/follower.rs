@@ -9,7 +9,7 @@ use tiercel_cluster::purge::{ObjectRef, PurgeVerdict as RuleVerdict};
 use tiercel_cluster::urlnorm::NormalizedUrl;
 
 use super::Engine;
-use super::purge::{PurgeOracle, PurgeVerdict};
+use super::purge::{PurgeOracle, PurgeProgress, PurgeVerdict};
 
 /// [`PurgeState`] as the engine's [`PurgeOracle`].
 #[derive(Debug, Clone)]
@@ -35,6 +35,16 @@ impl PurgeOracle for FollowedPurges {
 
     fn lagging(&self) -> bool {
         self.0.lagging()
+    }
+
+    fn progress(&self) -> Option<PurgeProgress> {
+        Some(PurgeProgress {
+            applied_index: self.0.applied_index(),
+            durable_index: self.0.durable_index(),
+            rules: self.0.rule_count(),
+            since_heard: self.0.since_heard(),
+            lagging: self.0.lagging(),
+        })
     }
 }
 

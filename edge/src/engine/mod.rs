@@ -33,7 +33,7 @@ pub use body::Body;
 pub use config::EngineConfig;
 pub use fill::{FillError, Outcome};
 pub use follower::{EngineHooks, FollowedPurges};
-pub use purge::{NoPurges, PurgeOracle, PurgeVerdict};
+pub use purge::{NoPurges, PurgeOracle, PurgeProgress, PurgeVerdict};
 pub use request::{ConnInfo, RequestCtx};
 
 use self::fills::{FillTable, HitForMiss};
@@ -118,6 +118,11 @@ impl Engine {
     /// Counters.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// How far the node follows the purge log (`None` without a purge-service).
+    pub fn purge_progress(&self) -> Option<PurgeProgress> {
+        self.purges.progress()
     }
 
     /// Fills in flight.

@@ -1,5 +1,7 @@
 //! The seam between the engine and purges: what the request path asks about a stored object.
 
+use std::time::Duration;
+
 /// What purges say about a stored object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PurgeVerdict {
@@ -20,6 +22,25 @@ pub trait PurgeOracle: Send + Sync + 'static {
     /// Whether the node has lost touch with the purge log for longer than `max_purge_lag`:
     /// then everything is revalidated before it is served.
     fn lagging(&self) -> bool;
+    /// How far the node follows the purge log, for `/metrics`; `None` without a purge-service.
+    fn progress(&self) -> Option<PurgeProgress> {
+        None
+    }
+}
+
+/// How far a node follows the purge log: what an operator alerts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeProgress {
+    /// Highest log index applied (every purge up to it is in force).
+    pub applied_index: u64,
+    /// Highest applied index known to be on disk (what a restart resumes from).
+    pub durable_index: u64,
+    /// Distinct purge patterns held.
+    pub rules: usize,
+    /// Time since anything was heard from the purge-service (`None`: never since start).
+    pub since_heard: Option<Duration>,
+    /// Whether hits are being revalidated because the log went quiet for too long.
+    pub lagging: bool,
 }
 
 /// No purge-service configured: nothing is ever purged and the node never lags.

@@ -116,5 +116,37 @@ pub fn metrics_text(engine: &Engine) -> String {
         "# HELP tiercel_fills_in_flight Upstream fills in progress.\n# TYPE tiercel_fills_in_flight gauge\ntiercel_fills_in_flight {}",
         engine.fills_in_flight()
     );
+    if let Some(p) = engine.purge_progress() {
+        let mut gauge = |name: &str, help: &str, v: String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "tiercel_purge_applied_index",
+            "Purge-log index applied: every purge up to it is in force.",
+            p.applied_index.to_string(),
+        );
+        gauge(
+            "tiercel_purge_durable_index",
+            "Applied purge-log index known to be on disk.",
+            p.durable_index.to_string(),
+        );
+        gauge(
+            "tiercel_purge_rules",
+            "Distinct purge patterns held (bounded by cache.max_purge_rules).",
+            p.rules.to_string(),
+        );
+        if let Some(d) = p.since_heard {
+            gauge(
+                "tiercel_purge_log_silence_seconds",
+                "Seconds since the purge-service was last heard.",
+                format!("{:.3}", d.as_secs_f64()),
+            );
+        }
+        gauge(
+            "tiercel_purge_lagging",
+            "1 while hits are revalidated because the purge log went quiet (max_purge_lag).",
+            u8::from(p.lagging).to_string(),
+        );
+    }
     out
 }
