@@ -76,76 +76,85 @@ fn answer(path: &str, engine: &Engine, ready: &Readiness) -> Response<Full<Bytes
     resp
 }
 
+/// Appends one metric with its HELP and TYPE lines.
+fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
 /// The engine's counters in the Prometheus text exposition format.
 pub fn metrics_text(engine: &Engine) -> String {
     let s = engine.stats();
     let mut out = String::new();
-    let mut counter = |name: &str, help: &str, v: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-        );
+    let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+        metric(out, "counter", name, help, v);
     };
     counter(
+        &mut out,
         "tiercel_cache_hits_total",
         "Requests served from storage.",
         s.hits.load(Ordering::Relaxed),
     );
     counter(
+        &mut out,
         "tiercel_cache_misses_total",
         "Requests that needed the upstream.",
         s.misses.load(Ordering::Relaxed),
     );
     counter(
+        &mut out,
         "tiercel_collapsed_requests_total",
         "Requests that joined another request's fill.",
         s.collapsed.load(Ordering::Relaxed),
     );
     counter(
+        &mut out,
         "tiercel_upstream_requests_total",
         "Requests sent upstream.",
         s.upstream_requests.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "# HELP tiercel_storage_memory_bytes Bytes held by the memory tier.\n# TYPE tiercel_storage_memory_bytes gauge\ntiercel_storage_memory_bytes {}",
-        engine.storage().memory_usage()
+    let mut gauge = |name: &str, help: &str, v: &dyn std::fmt::Display| {
+        metric(&mut out, "gauge", name, help, v);
+    };
+    gauge(
+        "tiercel_storage_memory_bytes",
+        "Bytes held by the memory tier.",
+        &engine.storage().memory_usage(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP tiercel_fills_in_flight Upstream fills in progress.\n# TYPE tiercel_fills_in_flight gauge\ntiercel_fills_in_flight {}",
-        engine.fills_in_flight()
+    gauge(
+        "tiercel_fills_in_flight",
+        "Upstream fills in progress.",
+        &engine.fills_in_flight(),
     );
     if let Some(p) = engine.purge_progress() {
-        let mut gauge = |name: &str, help: &str, v: String| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
         gauge(
             "tiercel_purge_applied_index",
             "Purge-log index applied: every purge up to it is in force.",
-            p.applied_index.to_string(),
+            &p.applied_index,
         );
         gauge(
             "tiercel_purge_durable_index",
             "Applied purge-log index known to be on disk.",
-            p.durable_index.to_string(),
+            &p.durable_index,
         );
         gauge(
             "tiercel_purge_rules",
             "Distinct purge patterns held (bounded by cache.max_purge_rules).",
-            p.rules.to_string(),
+            &p.rules,
         );
         if let Some(d) = p.since_heard {
             gauge(
                 "tiercel_purge_log_silence_seconds",
                 "Seconds since the purge-service was last heard.",
-                format!("{:.3}", d.as_secs_f64()),
+                &format_args!("{:.3}", d.as_secs_f64()),
             );
         }
         gauge(
             "tiercel_purge_lagging",
             "1 while hits are revalidated because the purge log went quiet (max_purge_lag).",
-            u8::from(p.lagging).to_string(),
+            &u8::from(p.lagging),
         );
     }
     out
