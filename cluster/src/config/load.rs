@@ -384,6 +384,7 @@ mod tests {
                 ("timeouts.idle", Text),
                 ("timeouts.shutdown_grace", Text),
                 ("tls_listen", Text),
+                ("worker_threads", Integer),
             ]
         );
     }

@@ -109,6 +109,10 @@ pub mod defaults {
     pub const MAX_OBJECT_SIZE: ByteSize = ByteSize::b(0);
     /// Whether an edge goes to the origin when no shield is healthy.
     pub const ORIGIN_FALLBACK: bool = true;
+    /// Request-serving threads; 0 means one per core the process may use.
+    pub const WORKER_THREADS: usize = 0;
+    /// Most request-serving threads accepted.
+    pub const MAX_WORKER_THREADS: usize = 1024;
 }
 
 /// The configuration of one edge or shield process.
@@ -163,6 +167,10 @@ pub struct NodeConfig {
     /// (see [`NodeConfig::effective_state_dir`]); in memory only when neither is set.
     #[serde(with = "opt_path")]
     pub state_dir: Option<PathBuf>,
+    /// Threads that serve requests; `0` = one per core the process may use (its CPU
+    /// affinity and cgroup quota count). With one thread the node runs a single-threaded
+    /// scheduler: there is nothing to steal work from, and cross-thread wake-ups cost.
+    pub worker_threads: usize,
     /// Timeouts, upstream and downstream.
     pub timeouts: Timeouts,
     /// Limits on what clients may send.
@@ -303,10 +311,20 @@ impl NodeConfig {
             disk_cache_size: defaults::DISK_CACHE_SIZE,
             admin_listen: None,
             state_dir: None,
+            worker_threads: defaults::WORKER_THREADS,
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             cache: CacheSettings::default(),
             services: Vec::new(),
+        }
+    }
+
+    /// The number of request-serving threads: `worker_threads`, or when it is 0, the cores
+    /// this process may run on (1 if the system cannot tell).
+    pub fn effective_worker_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
     }
 

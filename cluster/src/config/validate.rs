@@ -142,6 +142,17 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
         return Err(fail("cache.max_purge_rules", "must be at least 1".into()));
     }
 
+    if cfg.worker_threads > defaults::MAX_WORKER_THREADS {
+        return Err(fail(
+            "worker_threads",
+            format!(
+                "must be at most {} (0 = one per core), got {}",
+                defaults::MAX_WORKER_THREADS,
+                cfg.worker_threads
+            ),
+        ));
+    }
+
     let l = &cfg.limits;
     if l.max_request_head < MIN_REQUEST_HEAD {
         return Err(fail(

@@ -242,6 +242,10 @@ fn validation_rules() {
             "config error: cache.max_purge_rules: must be at least 1",
         ),
         (
+            |c| c.worker_threads = 1025,
+            "config error: worker_threads: must be at most 1024 (0 = one per core), got 1025",
+        ),
+        (
             |c| c.limits.max_request_head = ByteSize(100),
             "config error: limits.max_request_head: must be at least 1KiB, got 100B",
         ),
@@ -268,6 +272,8 @@ fn validation_rules() {
             c.disk_cache_size = ByteSize::mib(16);
         },
         |c| c.disk_cache_size = ByteSize(0),
+        |c| c.worker_threads = 1024,
+        |c| c.worker_threads = 1,
         |c| {
             c.cert = Some("/c".into());
             c.key = Some("/k".into());

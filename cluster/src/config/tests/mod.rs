@@ -347,6 +347,7 @@ fn everything_set() -> NodeConfig {
         disk_cache_size: ByteSize(20_000_000_000),
         admin_listen: Some("127.0.0.1:19090".parse().unwrap()),
         state_dir: Some("/var/lib/tiercel".into()),
+        worker_threads: 3,
         timeouts: Timeouts {
             connect: Duration::from_millis(1500),
             first_byte: Duration::from_secs(20),
