@@ -192,6 +192,7 @@ pub async fn start_with_purges(
         max_request_head: cfg.limits.max_request_head.as_usize(),
         max_headers: cfg.limits.max_headers,
         header_timeout: cfg.timeouts.client_header,
+        idle_timeout: cfg.timeouts.client_idle,
         handshake_timeout: cfg.timeouts.client_header,
         max_connections: cfg.limits.max_connections,
         shutdown_grace: cfg.timeouts.shutdown_grace,

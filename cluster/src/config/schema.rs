@@ -195,10 +195,11 @@ pub struct Timeouts {
     /// Upstream body: longest pause between two reads.
     #[serde(with = "duration")]
     pub idle: Duration,
-    /// Client: connection accepted (or previous response sent) → request head received.
+    /// Client: an HTTP/1.1 request head must be complete this long after its first byte (a
+    /// fresh connection: after it is accepted, or its TLS handshake done).
     #[serde(with = "duration")]
     pub client_header: Duration,
-    /// Client: idle keep-alive connections are closed after this.
+    /// Client: a connection (h1 or h2) with no request in flight is closed after this.
     #[serde(with = "duration")]
     pub client_idle: Duration,
     /// On shutdown, how long in-flight requests may finish.

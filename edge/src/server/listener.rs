@@ -13,7 +13,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use super::quiet::{Activity, QuietLimits, Verdict, verdict};
+use super::watch::{TrackedBody, WatchedIo};
 use crate::engine::{ConnInfo, Engine};
 
 /// Limits and timeouts of client connections.
@@ -23,8 +26,11 @@ pub struct ServerOptions {
     pub max_request_head: usize,
     /// Most header fields per request; more → 431.
     pub max_headers: usize,
-    /// Time a client has to send a request head, and longest idle keep-alive (HTTP/1.1).
+    /// Time a client has to send an HTTP/1.1 request head once it starts (and a fresh
+    /// connection its first bytes).
     pub header_timeout: Duration,
+    /// A connection with no request in flight is closed after this.
+    pub idle_timeout: Duration,
     /// Time a client has to finish the TLS handshake.
     pub handshake_timeout: Duration,
     /// Connections served at once; further ones wait in the kernel's backlog.
@@ -39,6 +45,7 @@ impl Default for ServerOptions {
             max_request_head: 64 * 1024,
             max_headers: 100,
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(10),
@@ -46,11 +53,16 @@ impl Default for ServerOptions {
     }
 }
 
+/// How long a connection told to close while idle may take before it is dropped.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 fn builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_timeout)
+        // Request heads and idle keep-alive are timed by the connection's watchdog (quiet.rs):
+        // hyper's header timer would also cut idle keep-alive connections at the header timeout.
+        .header_read_timeout(None)
         .max_buf_size(opts.max_request_head.max(8192))
         .max_headers(opts.max_headers)
         .keep_alive(true);
@@ -74,15 +86,23 @@ pub async fn serve(
 ) {
     let builder = Arc::new(builder(&opts));
     let permits = Arc::new(Semaphore::new(opts.max_connections.max(1)));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let scheme = if tls.is_some() {
         Scheme::Https
     } else {
         Scheme::Http
     };
+    let limits = QuietLimits {
+        header: opts.header_timeout,
+        idle: opts.idle_timeout,
+    };
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
         };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -98,22 +118,28 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = ConnInfo { peer, scheme };
-        let engine = engine.clone();
-        let builder = builder.clone();
+        let conn = Connection {
+            info: ConnInfo { peer, scheme },
+            engine: engine.clone(),
+            builder: builder.clone(),
+            limits,
+            shutdown: shutdown.clone(),
+        };
         let tls = tls.clone();
-        let watcher = graceful.watcher();
         let handshake_timeout = opts.handshake_timeout;
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_conn(TokioIo::new(stream), conn, engine, &builder, watcher).await,
+                None => conn.serve(stream).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            serve_conn(TokioIo::new(tls_stream), conn, engine, &builder, watcher)
-                                .await
-                        }
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    let handshake = tokio::select! {
+                        () = conn.shutdown.cancelled() => return,
+                        h = handshake => h,
+                    };
+                    match handshake {
+                        Ok(Ok(tls_stream)) => conn.serve(tls_stream).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -122,7 +148,8 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown())
+    connections.close();
+    if tokio::time::timeout(opts.shutdown_grace, connections.wait())
         .await
         .is_err()
     {
@@ -130,22 +157,77 @@ pub async fn serve(
     }
 }
 
-async fn serve_conn<I>(
-    io: TokioIo<I>,
-    conn: ConnInfo,
+/// One accepted client connection and what serving it needs.
+struct Connection {
+    info: ConnInfo,
     engine: Arc<Engine>,
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req| {
-        let engine = engine.clone();
-        async move { Ok::<_, std::convert::Infallible>(engine.handle(req, conn).await) }
-    });
-    let fut = watcher.watch(builder.serve_connection(io, service).into_owned());
-    if let Err(e) = fut.await {
-        tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: QuietLimits,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    /// Serves requests until the client closes, the connection goes quiet for too long
+    /// (see [`super::quiet`]), or the node shuts down (in-flight requests finish first).
+    async fn serve<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            info,
+            engine,
+            builder,
+            limits,
+            shutdown,
+        } = self;
+        let activity = Activity::new();
+        let io = TokioIo::new(WatchedIo::new(io, activity.clone()));
+        let requests = activity.clone();
+        let service = service_fn(move |req| {
+            let engine = engine.clone();
+            let in_flight = requests.request_started();
+            async move {
+                let resp = engine.handle(req, info).await;
+                Ok::<_, std::convert::Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
+            }
+        });
+        let conn = builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        let look = tokio::time::sleep(limits.header.min(limits.idle));
+        tokio::pin!(look);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                biased;
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = shutdown.cancelled(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = &mut look => {
+                    let now = activity.now();
+                    let next = match verdict(&activity.snapshot(), now, &limits) {
+                        Verdict::LookAgainAt(at) => Duration::from_millis(at - now),
+                        Verdict::HeadTimeout => {
+                            tracing::debug!(peer = %info.peer, "request head timed out");
+                            return;
+                        }
+                        Verdict::Idle if closing => return,
+                        Verdict::Idle => {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                            CLOSE_LINGER
+                        }
+                    };
+                    look.as_mut().reset(tokio::time::Instant::now() + next);
+                }
+            }
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 
 mod admin;
 mod listener;
+mod quiet;
 mod tls;
+mod watch;
 
 pub use admin::{Readiness, metrics_text, serve_admin};
 pub use listener::{ServerOptions, bind, serve};

@@ -1,0 +1,296 @@
+//! When a client connection has gone quiet for too long, and what to do about it.
+//!
+//! Two client timeouts, as nginx and Varnish have them: `timeouts.client_idle` bounds a
+//! keep-alive connection with no request in flight (nginx `keepalive_timeout`, Varnish
+//! `timeout_idle`), and `timeouts.client_header` bounds an HTTP/1.1 request head once it has
+//! started to arrive, or a fresh connection that has sent nothing (nginx
+//! `client_header_timeout`). hyper has one timer for both (its header timeout starts as soon as
+//! the previous response is written), so the front end keeps its own: [`Activity`] is updated
+//! by the connection's reads and its requests, and [`verdict`] — pure, so it is tested
+//! exhaustively — says when to look again and when to close.
+//!
+//! A request in flight is never cut off here: a slow origin is bounded by the upstream
+//! timeouts, a slow download by the client's own reading.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// The two client timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuietLimits {
+    /// An HTTP/1.1 request head (or a fresh connection's first one) must arrive within this.
+    pub header: Duration,
+    /// A connection with nothing in flight is closed after this.
+    pub idle: Duration,
+}
+
+/// What a connection is doing, as of one instant (milliseconds since it was accepted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Requests whose responses are not yet fully handed to the connection.
+    pub in_flight: usize,
+    /// When the last request finished (or the connection was accepted).
+    pub quiet_since: u64,
+    /// When bytes of a next request head began to arrive while nothing was in flight.
+    pub head_started: Option<u64>,
+    /// HTTP/2: no request heads to time, only streams.
+    pub h2: bool,
+}
+
+/// What to do with a connection now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing yet; look again at this time (ms since accept).
+    LookAgainAt(u64),
+    /// Nothing in flight for `idle`: close it politely (h2 GOAWAY, h1 close between requests).
+    Idle,
+    /// An HTTP/1.1 request head did not arrive in time: drop the connection.
+    HeadTimeout,
+}
+
+/// The rules. A wake-up is never later than the shortest timeout from now, so a deadline that
+/// starts between two looks (a head beginning to arrive) is still enforced on time.
+pub fn verdict(s: &Snapshot, now: u64, limits: &QuietLimits) -> Verdict {
+    let header = millis(limits.header);
+    let idle = millis(limits.idle);
+    let next_look = now.saturating_add(header.min(idle).max(1));
+    if s.in_flight > 0 {
+        return Verdict::LookAgainAt(next_look);
+    }
+    let (deadline, on_expiry) = match s.head_started {
+        Some(start) if !s.h2 => (start.saturating_add(header), Verdict::HeadTimeout),
+        _ => (s.quiet_since.saturating_add(idle), Verdict::Idle),
+    };
+    if now >= deadline {
+        on_expiry
+    } else {
+        Verdict::LookAgainAt(deadline.min(next_look))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The live counterpart of [`Snapshot`], shared by a connection's IO wrapper, its request
+/// tasks (h2 streams run on their own tasks) and its watchdog. Relaxed atomics: the watchdog
+/// only needs a recent picture, and each field is written by one kind of event.
+#[derive(Debug)]
+pub struct Activity {
+    accepted: Instant,
+    in_flight: AtomicUsize,
+    quiet_since: AtomicU64,
+    /// 0 = none, else ms since accept + 1.
+    head_started: AtomicU64,
+    h2: AtomicBool,
+    seen_bytes: AtomicBool,
+}
+
+/// The HTTP/2 connection preface starts with these bytes; no HTTP/1.1 method does.
+const H2_PREFACE_START: &[u8] = b"PRI ";
+
+impl Activity {
+    /// A connection accepted now; until its first bytes it counts as a head in progress.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            accepted: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            quiet_since: AtomicU64::new(0),
+            head_started: AtomicU64::new(1),
+            h2: AtomicBool::new(false),
+            seen_bytes: AtomicBool::new(false),
+        })
+    }
+
+    /// Milliseconds since the connection was accepted.
+    pub fn now(&self) -> u64 {
+        millis(self.accepted.elapsed())
+    }
+
+    /// Bytes arrived from the client (`read` is what this read returned).
+    pub fn bytes_read(&self, read: &[u8]) {
+        if read.is_empty() {
+            return;
+        }
+        if !self.seen_bytes.swap(true, Relaxed) {
+            let n = read.len().min(H2_PREFACE_START.len());
+            if read[..n] == H2_PREFACE_START[..n] {
+                self.h2.store(true, Relaxed);
+            }
+            // The fresh-connection clock keeps running until the first head is complete.
+            return;
+        }
+        if self.in_flight.load(Relaxed) == 0 && self.head_started.load(Relaxed) == 0 {
+            self.head_started.store(self.now() + 1, Relaxed);
+        }
+    }
+
+    /// A request head is complete; the returned guard ends the request when dropped (with the
+    /// response body, or with the request if it is abandoned).
+    pub fn request_started(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.head_started.store(0, Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// The current picture.
+    pub fn snapshot(&self) -> Snapshot {
+        let head = self.head_started.load(Relaxed);
+        Snapshot {
+            in_flight: self.in_flight.load(Relaxed),
+            quiet_since: self.quiet_since.load(Relaxed),
+            head_started: head.checked_sub(1),
+            h2: self.h2.load(Relaxed),
+        }
+    }
+}
+
+/// One request in flight on a connection.
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        if a.in_flight.fetch_sub(1, Relaxed) == 1 {
+            a.quiet_since.store(a.now(), Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: QuietLimits = QuietLimits {
+        header: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+    };
+
+    fn snap(in_flight: usize, quiet_since: u64, head_started: Option<u64>, h2: bool) -> Snapshot {
+        Snapshot {
+            in_flight,
+            quiet_since,
+            head_started,
+            h2,
+        }
+    }
+
+    #[test]
+    fn busy_connections_are_never_closed_and_looked_at_every_shortest_timeout() {
+        for h2 in [false, true] {
+            for head in [None, Some(0)] {
+                let s = snap(3, 0, head, h2);
+                assert_eq!(
+                    verdict(&s, 1_000_000, &LIMITS),
+                    Verdict::LookAgainAt(1_010_000)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_fresh_h1_connection_gets_the_header_timeout() {
+        let s = snap(0, 0, Some(0), false);
+        assert_eq!(verdict(&s, 0, &LIMITS), Verdict::LookAgainAt(10_000));
+        assert_eq!(verdict(&s, 9_999, &LIMITS), Verdict::LookAgainAt(10_000));
+        assert_eq!(verdict(&s, 10_000, &LIMITS), Verdict::HeadTimeout);
+    }
+
+    #[test]
+    fn an_idle_h1_keep_alive_connection_gets_the_idle_timeout() {
+        let s = snap(0, 5_000, None, false);
+        assert_eq!(verdict(&s, 5_000, &LIMITS), Verdict::LookAgainAt(15_000));
+        assert_eq!(verdict(&s, 60_000, &LIMITS), Verdict::LookAgainAt(65_000));
+        assert_eq!(verdict(&s, 64_999, &LIMITS), Verdict::LookAgainAt(65_000));
+        assert_eq!(verdict(&s, 65_000, &LIMITS), Verdict::Idle);
+    }
+
+    #[test]
+    fn a_head_that_starts_arriving_gets_the_header_timeout_from_its_first_byte() {
+        // Idle since 5 s, head bytes from 50 s: the head must be complete by 60 s, even
+        // though the idle deadline (65 s) is later.
+        let s = snap(0, 5_000, Some(50_000), false);
+        assert_eq!(verdict(&s, 55_000, &LIMITS), Verdict::LookAgainAt(60_000));
+        assert_eq!(verdict(&s, 60_000, &LIMITS), Verdict::HeadTimeout);
+        // A head that starts just before the idle deadline still gets its full time.
+        let s = snap(0, 5_000, Some(64_000), false);
+        assert_eq!(verdict(&s, 65_000, &LIMITS), Verdict::LookAgainAt(74_000));
+    }
+
+    #[test]
+    fn h2_ignores_head_timing_and_closes_only_when_idle() {
+        let s = snap(0, 0, Some(0), true);
+        assert_eq!(verdict(&s, 10_000, &LIMITS), Verdict::LookAgainAt(20_000));
+        assert_eq!(verdict(&s, 60_000, &LIMITS), Verdict::Idle);
+        let s = snap(0, 30_000, Some(31_000), true);
+        assert_eq!(verdict(&s, 89_999, &LIMITS), Verdict::LookAgainAt(90_000));
+        assert_eq!(verdict(&s, 90_000, &LIMITS), Verdict::Idle);
+    }
+
+    #[test]
+    fn the_look_again_time_never_passes_a_deadline_that_could_start_now() {
+        // Property over a grid: a head starting at `now` is looked at no later than
+        // `now + header`, so it is enforced on time.
+        let limits = QuietLimits {
+            header: Duration::from_millis(700),
+            idle: Duration::from_millis(300),
+        };
+        for quiet in (0..5_000).step_by(250) {
+            for now in (quiet..quiet + 5_000).step_by(97) {
+                if let Verdict::LookAgainAt(t) = verdict(&snap(0, quiet, None, false), now, &limits)
+                {
+                    assert!(t > now && t <= now + 300, "quiet {quiet} now {now} → {t}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_and_huge_limits_do_not_overflow_or_spin() {
+        let zero = QuietLimits {
+            header: Duration::ZERO,
+            idle: Duration::ZERO,
+        };
+        assert_eq!(
+            verdict(&snap(1, 0, None, false), 7, &zero),
+            Verdict::LookAgainAt(8)
+        );
+        assert_eq!(verdict(&snap(0, 0, None, false), 0, &zero), Verdict::Idle);
+        let huge = QuietLimits {
+            header: Duration::MAX,
+            idle: Duration::MAX,
+        };
+        assert_eq!(
+            verdict(&snap(0, u64::MAX - 1, Some(u64::MAX - 1), false), 5, &huge),
+            Verdict::LookAgainAt(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn activity_tracks_requests_heads_and_the_h2_preface() {
+        let a = Activity::new();
+        let s = a.snapshot();
+        assert_eq!((s.in_flight, s.head_started, s.h2), (0, Some(0), false));
+        a.bytes_read(b"GET / HTTP/1.1\r\n");
+        let r1 = a.request_started();
+        let r2 = a.request_started();
+        assert_eq!(a.snapshot().in_flight, 2);
+        assert_eq!(a.snapshot().head_started, None);
+        a.bytes_read(b"more request body"); // in flight: not a new head
+        assert_eq!(a.snapshot().head_started, None);
+        drop(r1);
+        drop(r2);
+        assert_eq!(a.snapshot().in_flight, 0);
+        a.bytes_read(b"GET /next");
+        assert!(a.snapshot().head_started.is_some());
+
+        let b = Activity::new();
+        b.bytes_read(b"PR");
+        assert!(b.snapshot().h2, "a partial preface is still the preface");
+        let c = Activity::new();
+        c.bytes_read(b"PUT / HTTP/1.1\r\n");
+        assert!(!c.snapshot().h2);
+    }
+}

@@ -1,0 +1,184 @@
+//! Client-side timeouts on real sockets: an idle keep-alive connection lives for
+//! `timeouts.client_idle` (not the shorter header timeout), a request head that starts and
+//! stalls is cut at `timeouts.client_header`, an idle h2 connection is closed with GOAWAY, and a
+//! request in flight is never cut by either.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HEADER: Duration = Duration::from_millis(400);
+const IDLE: Duration = Duration::from_millis(1500);
+
+async fn edge() -> Edge {
+    Edge::start_cfg(&[], |c| {
+        c.timeouts.client_header = HEADER;
+        c.timeouts.client_idle = IDLE;
+    })
+    .await
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body; returns its status and body.
+async fn read_response(s: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let (head_len, body_len) = loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read works");
+        assert!(n > 0, "connection closed before a response: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .expect("a content-length");
+            break (end + 4, len);
+        }
+    };
+    while buf.len() < head_len + body_len {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("body in time")
+            .expect("read works");
+        assert!(n > 0, "connection closed mid-body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let status = raw_status(&String::from_utf8_lossy(&buf[..head_len]));
+    (status, buf[head_len..head_len + body_len].to_vec())
+}
+
+/// How long until the server closes `s` (reading and discarding anything it sends).
+async fn time_to_close(s: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(WAIT, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("the server did not close the connection within {WAIT:?}"),
+        }
+    }
+}
+
+async fn get(s: &mut TcpStream, path: &str) -> (u16, Vec<u8>) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: cdn.example\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("request written");
+    read_response(s).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_keep_alive_lives_for_the_idle_timeout_not_the_header_timeout() {
+    let e = edge().await;
+    let mut s = TcpStream::connect(e.addr()).await.unwrap();
+    assert_eq!(get(&mut s, "/t/a?size=100").await.0, 200);
+    // Quiet for twice the header timeout: still open, and serves the next request.
+    tokio::time::sleep(HEADER * 2).await;
+    assert_eq!(get(&mut s, "/t/a?size=100").await.0, 200);
+    // Then quiet for good: closed after the idle timeout, not before.
+    let closed_after = time_to_close(&mut s).await;
+    assert!(
+        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 3,
+        "closed after {closed_after:?}, idle timeout {IDLE:?}"
+    );
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_head_is_cut_at_the_header_timeout_fresh_or_after_keep_alive() {
+    let e = edge().await;
+    // A fresh connection that sends nothing.
+    let mut s = TcpStream::connect(e.addr()).await.unwrap();
+    let closed_after = time_to_close(&mut s).await;
+    assert!(
+        closed_after < IDLE,
+        "fresh silent connection: {closed_after:?}"
+    );
+
+    // After a served request, half a head, then nothing.
+    let mut s = TcpStream::connect(e.addr()).await.unwrap();
+    assert_eq!(get(&mut s, "/t/b?size=10").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"GET /t/b HTTP/1.1\r\nHost: cdn")
+        .await
+        .unwrap();
+    let closed_after = time_to_close(&mut s).await;
+    assert!(
+        closed_after >= HEADER - Duration::from_millis(100) && closed_after < IDLE,
+        "stalled head closed after {closed_after:?} (header {HEADER:?}, idle {IDLE:?})"
+    );
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_outlasts_both_timeouts() {
+    let e = edge().await;
+    let mut s = TcpStream::connect(e.addr()).await.unwrap();
+    // The origin answers after twice the idle timeout.
+    let slow = "/t/slow?size=5000&delay_ms=3000";
+    let (status, body) = get(&mut s, slow).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        Bytes::from(body),
+        tiercel_testbed::origin::expected_body(slow, 5000)
+    );
+    assert_eq!(e.origin.hits(slow), 1);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_h2_connections_get_goaway_at_the_idle_timeout_busy_ones_do_not() {
+    let e = edge().await;
+    let tcp = TcpStream::connect(e.addr()).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2c handshake");
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("h2 ready");
+
+    // One stream in flight for twice the idle timeout: not cut.
+    let slow = "/t/h2slow?size=3000&delay_ms=3000";
+    let req = http::Request::get(format!("http://{}{slow}", e.addr()))
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).expect("stream opens");
+    let resp = tokio::time::timeout(WAIT, resp)
+        .await
+        .expect("answer in time")
+        .expect("a response");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(WAIT, body.data())
+        .await
+        .expect("body in time")
+    {
+        let chunk = chunk.expect("data frame");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(
+        Bytes::from(got),
+        tiercel_testbed::origin::expected_body(slow, 3000)
+    );
+
+    // Now idle: the server ends the connection (GOAWAY, then close) after the idle timeout.
+    let idle_from = Instant::now();
+    let ended = tokio::time::timeout(WAIT, driver)
+        .await
+        .expect("the idle h2 connection is closed in time")
+        .expect("driver task");
+    let closed_after = idle_from.elapsed();
+    assert!(ended.is_ok(), "a graceful close, not an error: {ended:?}");
+    assert!(
+        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 3,
+        "h2 idle close after {closed_after:?}, idle timeout {IDLE:?}"
+    );
+    e.shutdown().await;
+}
