@@ -182,3 +182,38 @@ async fn idle_h2_connections_get_goaway_at_the_idle_timeout_busy_ones_do_not() {
     );
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() {
+    let e = edge().await;
+    // Far more than loopback socket buffers hold, so the edge's writes block.
+    let big = "/t/big?cc=max-age%3D600&size=48000000";
+    let mut s = TcpStream::connect(e.addr()).await.unwrap();
+    // The Host `e.get` sends too, so both requests name the same object.
+    let host = e.addr();
+    s.write_all(format!("GET {big} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Not reading for well over the idle timeout.
+    tokio::time::sleep(IDLE * 3).await;
+    // Then everything the kernel buffered arrives, and the connection ends early.
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        match tokio::time::timeout(WAIT, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("the stalled connection was not closed ({got} bytes read)"),
+        }
+    }
+    assert!(
+        got < 48_000_000,
+        "the response was cut short ({got} bytes), not delivered in full"
+    );
+    // The fill itself went on for others: the object is cached whole.
+    let r = e.get(big).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 48_000_000);
+    assert_eq!(e.origin.hits(big), 1, "{}", r.header("cache-status"));
+    e.shutdown().await;
+}

@@ -199,7 +199,8 @@ pub struct Timeouts {
     /// fresh connection: after it is accepted, or its TLS handshake done).
     #[serde(with = "duration")]
     pub client_header: Duration,
-    /// Client: a connection (h1 or h2) with no request in flight is closed after this.
+    /// Client: a connection (h1 or h2) with no request in flight is closed after this, and so
+    /// is one whose client has taken none of our bytes for this long.
     #[serde(with = "duration")]
     pub client_idle: Duration,
     /// On shutdown, how long in-flight requests may finish.

@@ -217,6 +217,10 @@ impl Connection {
                             tracing::debug!(peer = %info.peer, "request head timed out");
                             return;
                         }
+                        Verdict::SendTimeout => {
+                            tracing::debug!(peer = %info.peer, "client stopped reading");
+                            return;
+                        }
                         Verdict::Idle if closing => return,
                         Verdict::Idle => {
                             conn.as_mut().graceful_shutdown();

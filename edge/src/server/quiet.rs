@@ -9,8 +9,10 @@
 //! by the connection's reads and its requests, and [`verdict`] — pure, so it is tested
 //! exhaustively — says when to look again and when to close.
 //!
-//! A request in flight is never cut off here: a slow origin is bounded by the upstream
-//! timeouts, a slow download by the client's own reading.
+//! A request in flight is not cut off for being slow: a slow origin is bounded by the upstream
+//! timeouts. What is cut is a client that stops reading: when the socket has refused our bytes
+//! for `client_idle` (nginx `send_timeout`, Varnish `send_timeout`), the connection is dropped,
+//! so clients that never read cannot hold connections and their buffers forever.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -36,6 +38,8 @@ pub struct Snapshot {
     pub head_started: Option<u64>,
     /// HTTP/2: no request heads to time, only streams.
     pub h2: bool,
+    /// Since when the socket has refused every write (the client is not reading).
+    pub write_blocked_since: Option<u64>,
 }
 
 /// What to do with a connection now.
@@ -47,6 +51,8 @@ pub enum Verdict {
     Idle,
     /// An HTTP/1.1 request head did not arrive in time: drop the connection.
     HeadTimeout,
+    /// The client has not taken any of our bytes for `idle`: drop the connection.
+    SendTimeout,
 }
 
 /// The rules. A wake-up is never later than the shortest timeout from now, so a deadline that
@@ -55,6 +61,15 @@ pub fn verdict(s: &Snapshot, now: u64, limits: &QuietLimits) -> Verdict {
     let header = millis(limits.header);
     let idle = millis(limits.idle);
     let next_look = now.saturating_add(header.min(idle).max(1));
+    if let Some(blocked) = s.write_blocked_since {
+        let deadline = blocked.saturating_add(idle);
+        if now >= deadline {
+            return Verdict::SendTimeout;
+        }
+        if s.in_flight > 0 {
+            return Verdict::LookAgainAt(deadline.min(next_look));
+        }
+    }
     if s.in_flight > 0 {
         return Verdict::LookAgainAt(next_look);
     }
@@ -85,6 +100,8 @@ pub struct Activity {
     head_started: AtomicU64,
     h2: AtomicBool,
     seen_bytes: AtomicBool,
+    /// 0 = writes are going through, else ms since accept + 1 of the first refused write.
+    write_blocked: AtomicU64,
 }
 
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1.1 method does.
@@ -100,6 +117,7 @@ impl Activity {
             head_started: AtomicU64::new(1),
             h2: AtomicBool::new(false),
             seen_bytes: AtomicBool::new(false),
+            write_blocked: AtomicU64::new(0),
         })
     }
 
@@ -126,6 +144,20 @@ impl Activity {
         }
     }
 
+    /// The socket refused a write (its send buffer is full); the clock starts at the first.
+    pub fn write_blocked(&self) {
+        if self.write_blocked.load(Relaxed) == 0 {
+            self.write_blocked.store(self.now() + 1, Relaxed);
+        }
+    }
+
+    /// The socket took a write (or a flush went through).
+    pub fn write_went_through(&self) {
+        if self.write_blocked.load(Relaxed) != 0 {
+            self.write_blocked.store(0, Relaxed);
+        }
+    }
+
     /// A request head is complete; the returned guard ends the request when dropped (with the
     /// response body, or with the request if it is abandoned).
     pub fn request_started(self: &Arc<Self>) -> InFlight {
@@ -142,6 +174,7 @@ impl Activity {
             quiet_since: self.quiet_since.load(Relaxed),
             head_started: head.checked_sub(1),
             h2: self.h2.load(Relaxed),
+            write_blocked_since: self.write_blocked.load(Relaxed).checked_sub(1),
         }
     }
 }
@@ -174,7 +207,13 @@ mod tests {
             quiet_since,
             head_started,
             h2,
+            write_blocked_since: None,
         }
+    }
+
+    fn blocked(mut s: Snapshot, since: u64) -> Snapshot {
+        s.write_blocked_since = Some(since);
+        s
     }
 
     #[test]
@@ -269,6 +308,31 @@ mod tests {
     }
 
     #[test]
+    fn a_client_that_stops_reading_is_cut_after_the_idle_timeout_busy_or_not() {
+        for h2 in [false, true] {
+            for in_flight in [0, 1, 5] {
+                let s = blocked(snap(in_flight, 100_000, None, h2), 100_000);
+                assert_eq!(
+                    verdict(&s, 160_000, &LIMITS),
+                    Verdict::SendTimeout,
+                    "h2 {h2} in flight {in_flight}"
+                );
+                let early = verdict(&s, 159_999, &LIMITS);
+                assert!(
+                    matches!(early, Verdict::LookAgainAt(t) if t <= 160_000),
+                    "{early:?}"
+                );
+            }
+        }
+        // Busy and blocked: looked at again no later than the send deadline.
+        let s = blocked(snap(2, 0, None, false), 100_000);
+        assert_eq!(verdict(&s, 155_000, &LIMITS), Verdict::LookAgainAt(160_000));
+        // A blocked write on an otherwise idle connection: whichever deadline comes first.
+        let s = blocked(snap(0, 0, None, false), 30_000);
+        assert_eq!(verdict(&s, 60_000, &LIMITS), Verdict::Idle);
+    }
+
+    #[test]
     fn activity_tracks_requests_heads_and_the_h2_preface() {
         let a = Activity::new();
         let s = a.snapshot();
@@ -292,5 +356,17 @@ mod tests {
         let c = Activity::new();
         c.bytes_read(b"PUT / HTTP/1.1\r\n");
         assert!(!c.snapshot().h2);
+        c.write_blocked();
+        let first = c.snapshot().write_blocked_since;
+        assert!(first.is_some());
+        std::thread::sleep(Duration::from_millis(5));
+        c.write_blocked();
+        assert_eq!(
+            c.snapshot().write_blocked_since,
+            first,
+            "the clock starts once"
+        );
+        c.write_went_through();
+        assert_eq!(c.snapshot().write_blocked_since, None);
     }
 }

@@ -1,5 +1,5 @@
-//! The wrappers that feed a connection's [`Activity`]: one around its socket (bytes read), one
-//! around each response body (the request ends when its body is dropped).
+//! The wrappers that feed a connection's [`Activity`]: one around its socket (bytes read,
+//! writes refused), one around each response body (the request ends when its body is dropped).
 
 use std::io;
 use std::pin::Pin;
@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::quiet::{Activity, InFlight};
 
 pin_project_lite::pin_project! {
-    /// A client socket (plain or TLS) whose reads are reported to its [`Activity`]. Writes pass
-    /// straight through, vectored writes included.
+    /// A client socket (plain or TLS) whose reads, and writes that find its buffer full, are
+    /// reported to its [`Activity`]. Vectored writes stay vectored.
     pub struct WatchedIo<I> {
         #[pin]
         inner: I,
@@ -50,7 +50,8 @@ impl<I: AsyncWrite> AsyncWrite for WatchedIo<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        let this = self.project();
+        report(this.activity, this.inner.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -58,7 +59,8 @@ impl<I: AsyncWrite> AsyncWrite for WatchedIo<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        report(this.activity, this.inner.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -66,12 +68,22 @@ impl<I: AsyncWrite> AsyncWrite for WatchedIo<I> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        report(this.activity, this.inner.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
     }
+}
+
+/// Tells `activity` whether the socket took the write.
+fn report<T>(activity: &Activity, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    match polled {
+        Poll::Pending => activity.write_blocked(),
+        Poll::Ready(_) => activity.write_went_through(),
+    }
+    polled
 }
 
 pin_project_lite::pin_project! {
