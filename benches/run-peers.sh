@@ -36,6 +36,8 @@ QUIET_WAIT=""    # seconds to wait for other work on the machine to stop before 
 QUIET_MAX=15     # machine-wide busy percent (of one core) that counts as quiet
 MAX_ERRORS=""
 ROUNDS=""
+RETRIES=""       # runs disturbed by other processes are measured again this many times at most
+DISCARDED=0
 KEEP=0
 ARGS="$*"
 
@@ -59,7 +61,9 @@ Options:
   --load-cpu N          core for tiercel-load and the origin (default $LOAD_CPU)
   --quiet-wait SECS     wait up to SECS for the machine to be idle before each case (default 60,
                         or 0 as root, where the runs get priority over everything else)
-  --quiet-max PCT       busy percent that counts as idle (default $QUIET_MAX)
+  --quiet-max PCT       busy percent that counts as idle (default $QUIET_MAX); a run during
+                        which other processes used more is measured again
+  --retries N           how many times such a run is measured again (default 2; --quick: 0)
   --no-build            use the binaries already in target/release
   --out FILE            markdown output (default benches/results/<date>.md; --quick: none)
   --keep                keep the run directory (logs, rendered configs)
@@ -82,6 +86,7 @@ while [[ $# -gt 0 ]]; do
         --load-cpu) LOAD_CPU="$2"; shift ;;
         --quiet-wait) QUIET_WAIT="$2"; shift ;;
         --quiet-max) QUIET_MAX="$2"; shift ;;
+        --retries) RETRIES="$2"; shift ;;
         --no-build) BUILD=0 ;;
         --out) OUT="$2"; shift ;;
         --keep) KEEP=1 ;;
@@ -96,11 +101,13 @@ if [[ $QUICK == 1 ]]; then
     WARMUP="${WARMUP:-500ms}"
     ROUNDS="${ROUNDS:-1}"
     QUIET_WAIT="${QUIET_WAIT:-0}"
+    RETRIES="${RETRIES:-0}"
     MAX_ERRORS=0
 fi
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 ROUNDS="${ROUNDS:-3}"
+RETRIES="${RETRIES:-2}"
 
 log() { printf '[run-peers %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -213,6 +220,17 @@ busy_percent() {
         split(a, x, " "); split(b, y, " ");
         t = y[2] - x[2]; if (t <= 0) { print 0; exit }
         printf "%d\n", (y[1] - x[1]) / t * n * 100 }'
+}
+
+# The percent of a core that processes other than the server and tiercel-load used during a
+# run, from its JSON line (machine − server − load, rounded; 0 when a figure is missing).
+other_cpu() {
+    local m s c
+    m=$(grep -o '"machine_cpu_percent":[0-9.]*' <<<"$1" | cut -d: -f2)
+    s=$(grep -o '"server_cpu_percent":[0-9.]*' <<<"$1" | cut -d: -f2)
+    c=$(grep -o '"client_cpu_percent":[0-9.]*' <<<"$1" | cut -d: -f2)
+    awk -v m="${m:-0}" -v s="${s:-0}" -v c="${c:-0}" 'BEGIN {
+        o = m - s - c; if (m == 0 || o < 0) o = 0; printf "%d\n", o }'
 }
 
 # Waits (up to QUIET_WAIT seconds) until nothing else is using the CPUs, so a build started by
@@ -397,18 +415,32 @@ for proto in "${PROTOCOL_LIST[@]}"; do
             for server in "${ready[@]}"; do
                 if [[ $proto == h1 ]]; then port=${H1_PORT[$server]}; else port=${H2_PORT[$server]}; fi
                 url="http://127.0.0.1:$port$path"
-                wait_quiet
-                log "measuring $server $proto $size, round $round/$ROUNDS ($WARMUP + $DURATION)"
-                # shellcheck disable=SC2046 # watch_flags is a list of words
-                if json=$("${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" \
-                    "${load[@]}" --duration "$DURATION" --warmup "$WARMUP" \
-                    --expect-length "$bytes" --tag "server=$server" --tag "size=$size" \
-                    $(watch_flags "$server") --json "$url" 2>>"$RUN/load.err"); then
-                    :
-                else
-                    log "tiercel-load failed for $server $proto $size: $(tail -2 "$RUN/load.err")"
-                    FAILED=1
-                fi
+                # A run during which something else took more than QUIET_MAX% of a core says
+                # more about the machine than about the server: it is run again (at most
+                # RETRIES times) and only the last attempt is kept.
+                for attempt in $(seq 0 "$RETRIES"); do
+                    wait_quiet
+                    log "measuring $server $proto $size, round $round/$ROUNDS ($WARMUP + $DURATION)"
+                    # shellcheck disable=SC2046 # watch_flags is a list of words
+                    if json=$("${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" \
+                        "${load[@]}" --duration "$DURATION" --warmup "$WARMUP" \
+                        --expect-length "$bytes" --tag "server=$server" --tag "size=$size" \
+                        $(watch_flags "$server") --json "$url" 2>>"$RUN/load.err"); then
+                        :
+                    else
+                        log "tiercel-load failed for $server $proto $size: $(tail -2 "$RUN/load.err")"
+                        FAILED=1
+                        break
+                    fi
+                    other=$(other_cpu "$json")
+                    [[ $other -le $QUIET_MAX ]] && break
+                    if [[ $attempt -lt $RETRIES ]]; then
+                        log "other processes used ${other}% of a core during that run: measuring it again"
+                        DISCARDED=$((DISCARDED + 1))
+                    else
+                        log "other processes used ${other}% of a core during that run: kept (see 'other CPU')"
+                    fi
+                done
                 [[ -n "$json" ]] && echo "$json" >>"$RUN/results.jsonl"
             done
         done
@@ -446,6 +478,7 @@ if [[ -n "$OUT" ]]; then
             echo "- $server: $(version_of "$server")"
         done
         echo "- servers on core $SERVER_CPU, tiercel-load and the origin on core $LOAD_CPU${NICE[*]:+, both at nice -20}"
+        echo "- runs measured again because other processes used more than ${QUIET_MAX}% of a core meanwhile: $DISCARDED (at most $RETRIES per run)"
         echo "- each case: $WARMUP warm-up, then $DURATION measured, $ROUNDS round(s) interleaved across servers (the table shows per-figure medians; ± is half the req/s range); h1: $H1_CONNS keep-alive connections; h2: $H2_CONNS connections × $H2_STREAMS streams (prior knowledge)"
         echo "- objects: demo origin \`$(object_path 1KiB)\` etc., warmed and checked to be hits first"
         echo "- command: \`benches/run-peers.sh${ARGS:+ $ARGS}\`"
