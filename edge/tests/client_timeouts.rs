@@ -217,3 +217,45 @@ async fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() {
     assert_eq!(e.origin.hits(big), 1, "{}", r.header("cache-status"));
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_that_withholds_window_updates_is_dropped_after_the_idle_timeout() {
+    let e = edge().await;
+    let big = "/t/h2stall?cc=max-age%3D600&size=2000000";
+    let tcp = TcpStream::connect(e.addr()).await.unwrap();
+    // A 16 KiB stream window that is never given back: the response stalls in flow control,
+    // while the socket itself stays writable and the connection answers pings.
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(16 * 1024)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .expect("h2c handshake");
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("h2 ready");
+    let req = http::Request::get(format!("http://{}{big}", e.addr()))
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).expect("stream opens");
+    let resp = tokio::time::timeout(WAIT, resp)
+        .await
+        .expect("head in time")
+        .expect("a response");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = 0;
+    let stalled_from = Instant::now();
+    // Read what the window allows, never releasing capacity, until the server gives up.
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(WAIT, body.data()).await {
+        got += chunk.len();
+    }
+    let ended = tokio::time::timeout(WAIT, driver)
+        .await
+        .expect("the stalled h2 connection is closed in time");
+    let closed_after = stalled_from.elapsed();
+    assert!(got <= 16 * 1024, "no more than the window: {got}");
+    assert!(
+        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 4,
+        "stalled h2 connection closed after {closed_after:?} (idle {IDLE:?}): {ended:?}"
+    );
+    e.shutdown().await;
+}

@@ -12,7 +12,10 @@
 //! A request in flight is not cut off for being slow: a slow origin is bounded by the upstream
 //! timeouts. What is cut is a client that stops reading: when the socket has refused our bytes
 //! for `client_idle` (nginx `send_timeout`, Varnish `send_timeout`), the connection is dropped,
-//! so clients that never read cannot hold connections and their buffers forever.
+//! so clients that never read cannot hold connections and their buffers forever. HTTP/2 can
+//! stall without a full socket (a client that withholds WINDOW_UPDATE): there, a response body
+//! that has handed over a frame and is not asked for the next one counts as waiting on the
+//! client, and when no body on the connection has moved for `client_idle`, it is dropped too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -40,6 +43,11 @@ pub struct Snapshot {
     pub h2: bool,
     /// Since when the socket has refused every write (the client is not reading).
     pub write_blocked_since: Option<u64>,
+    /// Response bodies that produced a frame and have not been asked for the next one.
+    pub bodies_waiting_on_client: usize,
+    /// When a response body on this connection last produced a frame (or the connection was
+    /// accepted).
+    pub body_progress: u64,
 }
 
 /// What to do with a connection now.
@@ -71,6 +79,13 @@ pub fn verdict(s: &Snapshot, now: u64, limits: &QuietLimits) -> Verdict {
         }
     }
     if s.in_flight > 0 {
+        if s.bodies_waiting_on_client > 0 {
+            let deadline = s.body_progress.saturating_add(idle);
+            if now >= deadline {
+                return Verdict::SendTimeout;
+            }
+            return Verdict::LookAgainAt(deadline.min(next_look));
+        }
         return Verdict::LookAgainAt(next_look);
     }
     let (deadline, on_expiry) = match s.head_started {
@@ -102,6 +117,8 @@ pub struct Activity {
     seen_bytes: AtomicBool,
     /// 0 = writes are going through, else ms since accept + 1 of the first refused write.
     write_blocked: AtomicU64,
+    bodies_waiting: AtomicUsize,
+    body_progress: AtomicU64,
 }
 
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1.1 method does.
@@ -118,6 +135,8 @@ impl Activity {
             h2: AtomicBool::new(false),
             seen_bytes: AtomicBool::new(false),
             write_blocked: AtomicU64::new(0),
+            bodies_waiting: AtomicUsize::new(0),
+            body_progress: AtomicU64::new(0),
         })
     }
 
@@ -158,6 +177,17 @@ impl Activity {
         }
     }
 
+    /// A response body handed over a frame: it now waits for the client to want more.
+    pub fn body_frame_produced(&self) {
+        self.body_progress.store(self.now(), Relaxed);
+        self.bodies_waiting.fetch_add(1, Relaxed);
+    }
+
+    /// A response body that had handed over a frame is asked for more (or is dropped).
+    pub fn body_asked_again(&self) {
+        self.bodies_waiting.fetch_sub(1, Relaxed);
+    }
+
     /// A request head is complete; the returned guard ends the request when dropped (with the
     /// response body, or with the request if it is abandoned).
     pub fn request_started(self: &Arc<Self>) -> InFlight {
@@ -175,6 +205,8 @@ impl Activity {
             head_started: head.checked_sub(1),
             h2: self.h2.load(Relaxed),
             write_blocked_since: self.write_blocked.load(Relaxed).checked_sub(1),
+            bodies_waiting_on_client: self.bodies_waiting.load(Relaxed),
+            body_progress: self.body_progress.load(Relaxed),
         }
     }
 }
@@ -182,6 +214,13 @@ impl Activity {
 /// One request in flight on a connection.
 #[derive(Debug)]
 pub struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    /// The connection this request belongs to.
+    pub fn activity(&self) -> &Activity {
+        &self.0
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -208,6 +247,8 @@ mod tests {
             head_started,
             h2,
             write_blocked_since: None,
+            bodies_waiting_on_client: 0,
+            body_progress: 0,
         }
     }
 
@@ -333,6 +374,18 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_control_stall_is_cut_when_no_body_has_moved_for_the_idle_timeout() {
+        let mut s = snap(2, 0, None, true);
+        s.bodies_waiting_on_client = 1;
+        s.body_progress = 100_000;
+        assert_eq!(verdict(&s, 150_000, &LIMITS), Verdict::LookAgainAt(160_000));
+        assert_eq!(verdict(&s, 160_000, &LIMITS), Verdict::SendTimeout);
+        // Bodies waiting on the origin instead (none waiting on the client): never cut here.
+        s.bodies_waiting_on_client = 0;
+        assert_eq!(verdict(&s, 500_000, &LIMITS), Verdict::LookAgainAt(510_000));
+    }
+
+    #[test]
     fn activity_tracks_requests_heads_and_the_h2_preface() {
         let a = Activity::new();
         let s = a.snapshot();
@@ -368,5 +421,10 @@ mod tests {
         );
         c.write_went_through();
         assert_eq!(c.snapshot().write_blocked_since, None);
+        c.body_frame_produced();
+        c.body_frame_produced();
+        assert_eq!(c.snapshot().bodies_waiting_on_client, 2);
+        c.body_asked_again();
+        assert_eq!(c.snapshot().bodies_waiting_on_client, 1);
     }
 }

@@ -87,11 +87,23 @@ fn report<T>(activity: &Activity, polled: Poll<io::Result<T>>) -> Poll<io::Resul
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that keeps its request counted as in flight until it is dropped.
+    /// A response body that keeps its request counted as in flight until it is dropped, and
+    /// tells the connection whether it waits on the client (a frame handed over, the next not
+    /// asked for yet) or on its source.
     pub struct TrackedBody<B> {
         #[pin]
         inner: B,
-        _in_flight: InFlight,
+        in_flight: InFlight,
+        waiting_on_client: bool,
+    }
+
+    impl<B> PinnedDrop for TrackedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.waiting_on_client {
+                this.in_flight.activity().body_asked_again();
+            }
+        }
     }
 }
 
@@ -99,7 +111,8 @@ impl<B> TrackedBody<B> {
     pub fn new(inner: B, in_flight: InFlight) -> Self {
         TrackedBody {
             inner,
-            _in_flight: in_flight,
+            in_flight,
+            waiting_on_client: false,
         }
     }
 }
@@ -112,7 +125,17 @@ impl<B: Body<Data = Bytes>> Body for TrackedBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        let activity = this.in_flight.activity();
+        if std::mem::take(this.waiting_on_client) {
+            activity.body_asked_again();
+        }
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            activity.body_frame_produced();
+            *this.waiting_on_client = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
