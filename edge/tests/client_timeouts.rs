@@ -69,6 +69,15 @@ async fn time_to_close(s: &mut TcpStream) -> Duration {
     }
 }
 
+/// Asserts that a close came no earlier than `timeout` (less a little clock slack) and before
+/// `latest`.
+fn assert_closed_within(what: &str, closed_after: Duration, timeout: Duration, latest: Duration) {
+    assert!(
+        closed_after >= timeout - Duration::from_millis(100) && closed_after < latest,
+        "{what}: closed after {closed_after:?}, timeout {timeout:?}, latest {latest:?}"
+    );
+}
+
 async fn get(s: &mut TcpStream, path: &str) -> (u16, Vec<u8>) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: cdn.example\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("request written");
@@ -85,10 +94,7 @@ async fn h1_keep_alive_lives_for_the_idle_timeout_not_the_header_timeout() {
     assert_eq!(get(&mut s, "/t/a?size=100").await.0, 200);
     // Then quiet for good: closed after the idle timeout, not before.
     let closed_after = time_to_close(&mut s).await;
-    assert!(
-        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 3,
-        "closed after {closed_after:?}, idle timeout {IDLE:?}"
-    );
+    assert_closed_within("idle h1 keep-alive", closed_after, IDLE, IDLE * 3);
     e.shutdown().await;
 }
 
@@ -111,10 +117,7 @@ async fn a_stalled_head_is_cut_at_the_header_timeout_fresh_or_after_keep_alive()
         .await
         .unwrap();
     let closed_after = time_to_close(&mut s).await;
-    assert!(
-        closed_after >= HEADER - Duration::from_millis(100) && closed_after < IDLE,
-        "stalled head closed after {closed_after:?} (header {HEADER:?}, idle {IDLE:?})"
-    );
+    assert_closed_within("stalled head", closed_after, HEADER, IDLE);
     e.shutdown().await;
 }
 
@@ -176,10 +179,7 @@ async fn idle_h2_connections_get_goaway_at_the_idle_timeout_busy_ones_do_not() {
         .expect("driver task");
     let closed_after = idle_from.elapsed();
     assert!(ended.is_ok(), "a graceful close, not an error: {ended:?}");
-    assert!(
-        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 3,
-        "h2 idle close after {closed_after:?}, idle timeout {IDLE:?}"
-    );
+    assert_closed_within("idle h2", closed_after, IDLE, IDLE * 3);
     e.shutdown().await;
 }
 
@@ -253,9 +253,11 @@ async fn an_h2_client_that_withholds_window_updates_is_dropped_after_the_idle_ti
         .expect("the stalled h2 connection is closed in time");
     let closed_after = stalled_from.elapsed();
     assert!(got <= 16 * 1024, "no more than the window: {got}");
-    assert!(
-        closed_after >= IDLE - Duration::from_millis(100) && closed_after < IDLE * 4,
-        "stalled h2 connection closed after {closed_after:?} (idle {IDLE:?}): {ended:?}"
+    assert_closed_within(
+        &format!("h2 flow-control stall ({ended:?})"),
+        closed_after,
+        IDLE,
+        IDLE * 4,
     );
     e.shutdown().await;
 }
