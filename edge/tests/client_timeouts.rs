@@ -23,39 +23,6 @@ async fn edge() -> Edge {
     .await
 }
 
-/// Reads one HTTP/1.1 response with a Content-Length body; returns its status and body.
-async fn read_response(s: &mut TcpStream) -> (u16, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let (head_len, body_len) = loop {
-        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
-            .await
-            .expect("response in time")
-            .expect("read works");
-        assert!(n > 0, "connection closed before a response: {buf:?}");
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .expect("a content-length");
-            break (end + 4, len);
-        }
-    };
-    while buf.len() < head_len + body_len {
-        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
-            .await
-            .expect("body in time")
-            .expect("read works");
-        assert!(n > 0, "connection closed mid-body");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let status = raw_status(&String::from_utf8_lossy(&buf[..head_len]));
-    (status, buf[head_len..head_len + body_len].to_vec())
-}
-
 /// How long until the server closes `s` (reading and discarding anything it sends).
 async fn time_to_close(s: &mut TcpStream) -> Duration {
     let started = Instant::now();
@@ -81,7 +48,8 @@ fn assert_closed_within(what: &str, closed_after: Duration, timeout: Duration, l
 async fn get(s: &mut TcpStream, path: &str) -> (u16, Vec<u8>) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: cdn.example\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("request written");
-    read_response(s).await
+    let (status, _, body) = read_h1_response(s, false).await;
+    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -254,3 +254,41 @@ async fn admin_listener_serves_health_readiness_and_counting_metrics() {
     assert!(!text.contains("tiercel_purge_"), "{text}");
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_h1_requests_are_answered_in_order() {
+    // RFC 9112 §9.3.2: requests sent back to back on one connection, in one write, get their
+    // responses in the order asked — a miss, a HEAD of it, and another object.
+    let e = Edge::start(&[]).await;
+    let a = "/p/a?cc=max-age%3D60&size=3000";
+    let b = "/p/b?cc=max-age%3D60&size=17";
+    let wire = format!(
+        "GET {a} HTTP/1.1\r\nHost: cdn.example\r\n\r\n\
+         HEAD {a} HTTP/1.1\r\nHost: cdn.example\r\n\r\n\
+         GET {b} HTTP/1.1\r\nHost: cdn.example\r\nConnection: close\r\n\r\n"
+    );
+    let mut s = tokio::net::TcpStream::connect(e.addr()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, wire.as_bytes())
+        .await
+        .unwrap();
+    let (status, _, body) = read_h1_response(&mut s, false).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &expected_body(a, 3000)[..])
+    );
+    let (status, head, body) = read_h1_response(&mut s, true).await;
+    assert_eq!(status, 200);
+    assert!(body.is_empty());
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 3000"),
+        "{head}"
+    );
+    assert!(
+        head.contains("; hit"),
+        "the HEAD is answered from what the GET stored: {head}"
+    );
+    let (status, _, body) = read_h1_response(&mut s, false).await;
+    assert_eq!((status, body.as_slice()), (200, &expected_body(b, 17)[..]));
+    assert_eq!(e.origin.hits(a), 1);
+    e.shutdown().await;
+}

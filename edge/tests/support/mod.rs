@@ -256,6 +256,41 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads one HTTP/1.1 response with a Content-Length (no body when it answers a HEAD) from a
+/// raw connection, bytes beyond it left unread; returns its status, head and body.
+pub async fn read_h1_response(
+    s: &mut tokio::net::TcpStream,
+    head_request: bool,
+) -> (u16, String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte up to the blank line, so nothing of the next response is consumed.
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut byte))
+            .await
+            .expect("response head in time")
+            .expect("read works");
+        assert!(n > 0, "connection closed before a response: {buf:?}");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len = if head_request {
+        0
+    } else {
+        head.to_ascii_lowercase()
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .expect("a content-length")
+    };
+    let mut body = vec![0u8; len];
+    tokio::time::timeout(WAIT, s.read_exact(&mut body))
+        .await
+        .expect("body in time")
+        .expect("the whole body");
+    (raw_status(&head), head, body)
+}
+
 /// The status code of the first response in raw HTTP/1.1 output.
 pub fn raw_status(out: &str) -> u16 {
     out.split_whitespace()
