@@ -56,6 +56,9 @@ impl Default for ServerOptions {
 /// How long a connection told to close while idle may take before it is dropped.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// The longest the watchdog sleeps between two looks at a connection.
+const LONGEST_LOOK: Duration = Duration::from_secs(24 * 3600);
+
 fn builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
@@ -212,7 +215,10 @@ impl Connection {
                 () = &mut look => {
                     let now = activity.now();
                     let next = match verdict(&activity.snapshot(), now, &limits) {
-                        Verdict::LookAgainAt(at) => Duration::from_millis(at - now),
+                        // Capped: a timeout configured as years must not overflow an Instant.
+                        Verdict::LookAgainAt(at) => {
+                            Duration::from_millis(at.saturating_sub(now)).min(LONGEST_LOOK)
+                        }
                         Verdict::HeadTimeout => {
                             tracing::debug!(peer = %info.peer, "request head timed out");
                             return;
