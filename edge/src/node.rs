@@ -70,6 +70,8 @@ pub struct RunningNode {
     pub follower: Option<FollowerHandle>,
     /// What the follower has applied (for metrics and tests).
     pub purge_state: Option<Arc<PurgeState>>,
+    /// Client-connection counters of every listener.
+    pub connections: Arc<server::ConnectionStats>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -85,6 +87,11 @@ impl std::fmt::Debug for RunningNode {
 }
 
 impl RunningNode {
+    /// What `/metrics` on the admin listener shows now.
+    pub fn metrics_text(&self) -> String {
+        server::metrics_text(&self.engine, &self.connections)
+    }
+
     /// Stops accepting, lets requests finish for the grace period, and closes storage.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
@@ -200,6 +207,7 @@ pub async fn start_with_purges(
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let ready = Arc::new(Readiness::default());
+    let conns = Arc::new(server::ConnectionStats::default());
 
     let bind = |addr: SocketAddr| async move {
         server::bind(addr)
@@ -215,6 +223,7 @@ pub async fn start_with_purges(
             None,
             engine.clone(),
             opts.clone(),
+            conns.clone(),
             shutdown.clone(),
         ));
     }
@@ -236,6 +245,7 @@ pub async fn start_with_purges(
             Some(TlsAcceptor::from(tls)),
             engine.clone(),
             opts.clone(),
+            conns.clone(),
             shutdown.clone(),
         ));
     }
@@ -246,6 +256,7 @@ pub async fn start_with_purges(
         tasks.spawn(server::serve_admin(
             l,
             engine.clone(),
+            conns.clone(),
             ready.clone(),
             shutdown.clone(),
         ));
@@ -260,6 +271,7 @@ pub async fn start_with_purges(
         certificate,
         follower: None,
         purge_state: None,
+        connections: conns,
         shutdown,
         tasks,
     })

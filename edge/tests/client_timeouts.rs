@@ -16,7 +16,7 @@ const HEADER: Duration = Duration::from_millis(400);
 const IDLE: Duration = Duration::from_millis(1500);
 
 async fn edge() -> Edge {
-    Edge::start_cfg(&[], |c| {
+    Edge::start_cfg(&["--admin-listen", "127.0.0.1:0"], |c| {
         c.timeouts.client_header = HEADER;
         c.timeouts.client_idle = IDLE;
     })
@@ -63,6 +63,8 @@ async fn h1_keep_alive_lives_for_the_idle_timeout_not_the_header_timeout() {
     // Then quiet for good: closed after the idle timeout, not before.
     let closed_after = time_to_close(&mut s).await;
     assert_closed_within("idle h1 keep-alive", closed_after, IDLE, IDLE * 3);
+    e.wait_for_metric("tiercel_client_idle_closes_total", "1")
+        .await;
     e.shutdown().await;
 }
 
@@ -86,6 +88,8 @@ async fn a_stalled_head_is_cut_at_the_header_timeout_fresh_or_after_keep_alive()
         .unwrap();
     let closed_after = time_to_close(&mut s).await;
     assert_closed_within("stalled head", closed_after, HEADER, IDLE);
+    e.wait_for_metric("tiercel_client_header_timeouts_total", "2")
+        .await;
     e.shutdown().await;
 }
 
@@ -148,6 +152,10 @@ async fn idle_h2_connections_get_goaway_at_the_idle_timeout_busy_ones_do_not() {
     let closed_after = idle_from.elapsed();
     assert!(ended.is_ok(), "a graceful close, not an error: {ended:?}");
     assert_closed_within("idle h2", closed_after, IDLE, IDLE * 3);
+    e.wait_for_metric("tiercel_client_idle_closes_total", "1")
+        .await;
+    e.wait_for_metric("tiercel_client_connections_open", "0")
+        .await;
     e.shutdown().await;
 }
 
@@ -183,6 +191,8 @@ async fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 48_000_000);
     assert_eq!(e.origin.hits(big), 1, "{}", r.header("cache-status"));
+    e.wait_for_metric("tiercel_client_send_timeouts_total", "1")
+        .await;
     e.shutdown().await;
 }
 
@@ -227,5 +237,7 @@ async fn an_h2_client_that_withholds_window_updates_is_dropped_after_the_idle_ti
         IDLE,
         IDLE * 4,
     );
+    e.wait_for_metric("tiercel_client_send_timeouts_total", "1")
+        .await;
     e.shutdown().await;
 }

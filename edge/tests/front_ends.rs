@@ -196,12 +196,6 @@ async fn h2_requests_get_a_host_header_upstream() {
     e.shutdown().await;
 }
 
-/// The value of a metric line `name value` in Prometheus text.
-fn metric(text: &str, name: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_listener_serves_health_readiness_and_counting_metrics() {
     let e = Edge::start(&["--admin-listen", "127.0.0.1:0"]).await;

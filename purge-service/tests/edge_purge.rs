@@ -225,7 +225,7 @@ async fn every_purge_kind_takes_effect_on_the_edge() -> Result<()> {
     assert!(e.get(b, hb).await?.hit(), "stored after the purge: valid");
 
     // What an operator sees in /metrics: the applied index, the patterns held, not lagging.
-    let text = tiercel_edge::server::metrics_text(&e.node.engine);
+    let text = e.node.metrics_text();
     let gauge = |name: &str| -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())

@@ -13,6 +13,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::stats::ConnectionStats;
 use crate::engine::Engine;
 
 /// Whether the node is ready for traffic (set once every listener is bound).
@@ -35,6 +36,7 @@ impl Readiness {
 pub async fn serve_admin(
     listener: TcpListener,
     engine: Arc<Engine>,
+    conns: Arc<ConnectionStats>,
     ready: Arc<Readiness>,
     shutdown: CancellationToken,
 ) {
@@ -44,10 +46,11 @@ pub async fn serve_admin(
             a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
         };
         let engine = engine.clone();
+        let conns = conns.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let resp = answer(req.uri().path(), &engine, &ready);
+                let resp = answer(req.uri().path(), &engine, &conns, &ready);
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
@@ -57,12 +60,17 @@ pub async fn serve_admin(
     }
 }
 
-fn answer(path: &str, engine: &Engine, ready: &Readiness) -> Response<Full<Bytes>> {
+fn answer(
+    path: &str,
+    engine: &Engine,
+    conns: &ConnectionStats,
+    ready: &Readiness,
+) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/healthz" => (StatusCode::OK, "ok\n".to_string()),
         "/readyz" if ready.get() => (StatusCode::OK, "ready\n".to_string()),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string()),
-        "/metrics" => (StatusCode::OK, metrics_text(engine)),
+        "/metrics" => (StatusCode::OK, metrics_text(engine, conns)),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -84,8 +92,8 @@ fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: impl std:
     );
 }
 
-/// The engine's counters in the Prometheus text exposition format.
-pub fn metrics_text(engine: &Engine) -> String {
+/// The node's counters in the Prometheus text exposition format.
+pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
     let s = engine.stats();
     let mut out = String::new();
     let counter = |out: &mut String, name: &str, help: &str, v: u64| {
@@ -115,9 +123,38 @@ pub fn metrics_text(engine: &Engine) -> String {
         "Requests sent upstream.",
         s.upstream_requests.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "tiercel_client_connections_total",
+        "Client connections accepted.",
+        conns.accepted.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "tiercel_client_idle_closes_total",
+        "Client connections closed after timeouts.client_idle with nothing in flight.",
+        conns.closed_idle.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "tiercel_client_header_timeouts_total",
+        "Client connections dropped: no request head (or TLS handshake) within timeouts.client_header.",
+        conns.closed_header_timeout.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "tiercel_client_send_timeouts_total",
+        "Client connections dropped: the client took none of our bytes for timeouts.client_idle.",
+        conns.closed_send_timeout.load(Ordering::Relaxed),
+    );
     let mut gauge = |name: &str, help: &str, v: &dyn std::fmt::Display| {
         metric(&mut out, "gauge", name, help, v);
     };
+    gauge(
+        "tiercel_client_connections_open",
+        "Client connections open now.",
+        &conns.open.load(Ordering::Relaxed),
+    );
     gauge(
         "tiercel_storage_memory_bytes",
         "Bytes held by the memory tier.",

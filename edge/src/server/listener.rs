@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::quiet::{Activity, QuietLimits, Verdict, verdict};
+use super::stats::ConnectionStats;
 use super::watch::{TrackedBody, WatchedIo};
 use crate::engine::{ConnInfo, Engine};
 
@@ -85,6 +86,7 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     engine: Arc<Engine>,
     opts: ServerOptions,
+    stats: Arc<ConnectionStats>,
     shutdown: CancellationToken,
 ) {
     let builder = Arc::new(builder(&opts));
@@ -121,6 +123,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        let stats = stats.clone();
         let conn = Connection {
             info: ConnInfo { peer, scheme },
             engine: engine.clone(),
@@ -132,7 +135,8 @@ pub async fn serve(
         let handshake_timeout = opts.handshake_timeout;
         connections.spawn(async move {
             let _permit = permit;
-            match tls {
+            let _open = stats.opened();
+            let closed = match tls {
                 None => conn.serve(stream).await,
                 Some(acceptor) => {
                     let handshake =
@@ -143,11 +147,24 @@ pub async fn serve(
                     };
                     match handshake {
                         Ok(Ok(tls_stream)) => conn.serve(tls_stream).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            None
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Some(Verdict::HeadTimeout)
+                        }
                     }
                 }
-            }
+            };
+            let counter = match closed {
+                Some(Verdict::Idle) => &stats.closed_idle,
+                Some(Verdict::HeadTimeout) => &stats.closed_header_timeout,
+                Some(Verdict::SendTimeout) => &stats.closed_send_timeout,
+                Some(Verdict::LookAgainAt(_)) | None => return,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
     drop(listener);
@@ -172,7 +189,8 @@ struct Connection {
 impl Connection {
     /// Serves requests until the client closes, the connection goes quiet for too long
     /// (see [`super::quiet`]), or the node shuts down (in-flight requests finish first).
-    async fn serve<I>(self, io: I)
+    /// Returns the verdict that closed it, if the watchdog did.
+    async fn serve<I>(self, io: I) -> Option<Verdict>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -199,6 +217,7 @@ impl Connection {
         let look = tokio::time::sleep(limits.header.min(limits.idle));
         tokio::pin!(look);
         let mut closing = false;
+        let mut idle_close = None;
         loop {
             tokio::select! {
                 biased;
@@ -206,7 +225,7 @@ impl Connection {
                     if let Err(e) = ended {
                         tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
                     }
-                    return;
+                    return idle_close;
                 }
                 () = shutdown.cancelled(), if !closing => {
                     conn.as_mut().graceful_shutdown();
@@ -221,16 +240,17 @@ impl Connection {
                         }
                         Verdict::HeadTimeout => {
                             tracing::debug!(peer = %info.peer, "request head timed out");
-                            return;
+                            return Some(Verdict::HeadTimeout);
                         }
                         Verdict::SendTimeout => {
                             tracing::debug!(peer = %info.peer, "client stopped reading");
-                            return;
+                            return Some(Verdict::SendTimeout);
                         }
-                        Verdict::Idle if closing => return,
+                        Verdict::Idle if closing => return Some(Verdict::Idle),
                         Verdict::Idle => {
                             conn.as_mut().graceful_shutdown();
                             closing = true;
+                            idle_close = Some(Verdict::Idle);
                             CLOSE_LINGER
                         }
                     };

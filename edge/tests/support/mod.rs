@@ -165,6 +165,28 @@ impl Edge {
         send(&self.client, req).await
     }
 
+    /// Waits (up to [`WAIT`]) until the admin listener's `/metrics` shows `name` at `want`;
+    /// the node needs `--admin-listen`.
+    pub async fn wait_for_metric(&self, name: &str, want: &str) {
+        let admin = self.node.admin_listen.expect("started with --admin-listen");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let req = Request::get(format!("http://{admin}/metrics"))
+                .body(Full::default())
+                .unwrap();
+            let text = String::from_utf8_lossy(&send(&self.client, req).await.body).into_owned();
+            let got = metric(&text, name);
+            if got.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} is {got:?}, expected {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn shutdown(self) {
         self.node.shutdown().await;
         self.origin.shutdown().await;
@@ -289,6 +311,12 @@ pub async fn read_h1_response(
         .expect("body in time")
         .expect("the whole body");
     (raw_status(&head), head, body)
+}
+
+/// The value of a metric line `name value` in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
 }
 
 /// The status code of the first response in raw HTTP/1.1 output.

@@ -1,0 +1,38 @@
+//! What the front ends count about client connections, for `/metrics`: how many are open and
+//! why the node closed the ones it closed (the client closing is the normal case, not counted).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Client-connection counters shared by every listener of a node.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Connections accepted (TCP; TLS ones before their handshake).
+    pub accepted: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Closed after `timeouts.client_idle` with nothing in flight.
+    pub closed_idle: AtomicU64,
+    /// Dropped because a request head did not arrive within `timeouts.client_header`.
+    pub closed_header_timeout: AtomicU64,
+    /// Dropped because the client took none of our bytes for `timeouts.client_idle`.
+    pub closed_send_timeout: AtomicU64,
+}
+
+impl ConnectionStats {
+    /// Counts an accepted connection as open until the guard is dropped.
+    pub fn opened(&self) -> OpenConnection<'_> {
+        self.accepted.fetch_add(1, Relaxed);
+        self.open.fetch_add(1, Relaxed);
+        OpenConnection(self)
+    }
+}
+
+/// One open connection, as counted in [`ConnectionStats::open`].
+#[derive(Debug)]
+pub struct OpenConnection<'a>(&'a ConnectionStats);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Relaxed);
+    }
+}
