@@ -258,6 +258,7 @@ pub async fn start_with_purges(
             engine.clone(),
             conns.clone(),
             ready.clone(),
+            cfg.timeouts.client_header,
             shutdown.clone(),
         ));
     }

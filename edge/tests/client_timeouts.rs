@@ -241,3 +241,23 @@ async fn an_h2_client_that_withholds_window_updates_is_dropped_after_the_idle_ti
         .await;
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_connections_are_bounded_by_the_header_timeout_too() {
+    let e = edge().await;
+    let admin = e.node.admin_listen.expect("admin listener");
+    // Silent from the start.
+    let mut s = TcpStream::connect(admin).await.unwrap();
+    let closed_after = time_to_close(&mut s).await;
+    assert_closed_within("silent admin connection", closed_after, HEADER, IDLE);
+    // Idle after a scrape.
+    let mut s = TcpStream::connect(admin).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _, body) = read_h1_response(&mut s, false).await;
+    assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+    let closed_after = time_to_close(&mut s).await;
+    assert_closed_within("idle admin connection", closed_after, HEADER, IDLE);
+    e.shutdown().await;
+}

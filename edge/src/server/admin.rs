@@ -3,13 +3,14 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -32,12 +33,14 @@ impl Readiness {
     }
 }
 
-/// Serves the admin endpoints until `shutdown`.
+/// Serves the admin endpoints until `shutdown`. `header_timeout` (the clients'
+/// `timeouts.client_header`) bounds both a request head and the idle time before it.
 pub async fn serve_admin(
     listener: TcpListener,
     engine: Arc<Engine>,
     conns: Arc<ConnectionStats>,
     ready: Arc<Readiness>,
+    header_timeout: Duration,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -53,7 +56,12 @@ pub async fn serve_admin(
                 let resp = answer(req.uri().path(), &engine, &conns, &ready);
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
+            // HTTP/1.1 only (health checkers and scrapers speak it), with hyper's header timer:
+            // it runs from the moment a connection is accepted or a response is sent, so a
+            // silent or idle admin connection is closed after `header_timeout`.
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
