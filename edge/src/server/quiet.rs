@@ -18,7 +18,7 @@
 //! client, and when no body on the connection has moved for `client_idle`, it is dropped too.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// The two client timeouts.
@@ -114,7 +114,8 @@ pub struct Activity {
     /// 0 = none, else ms since accept + 1.
     head_started: AtomicU64,
     h2: AtomicBool,
-    seen_bytes: AtomicBool,
+    /// Bytes of [`H2_PREFACE_START`] seen so far, or [`PREFACE_DECIDED`].
+    preface_matched: AtomicU8,
     /// 0 = writes are going through, else ms since accept + 1 of the first refused write.
     write_blocked: AtomicU64,
     bodies_waiting: AtomicUsize,
@@ -123,6 +124,8 @@ pub struct Activity {
 
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1.1 method does.
 const H2_PREFACE_START: &[u8] = b"PRI ";
+/// The protocol is known (h2 or not); reads no longer look at the preface.
+const PREFACE_DECIDED: u8 = u8::MAX;
 
 impl Activity {
     /// A connection accepted now; until its first bytes it counts as a head in progress.
@@ -133,7 +136,7 @@ impl Activity {
             quiet_since: AtomicU64::new(0),
             head_started: AtomicU64::new(1),
             h2: AtomicBool::new(false),
-            seen_bytes: AtomicBool::new(false),
+            preface_matched: AtomicU8::new(0),
             write_blocked: AtomicU64::new(0),
             bodies_waiting: AtomicUsize::new(0),
             body_progress: AtomicU64::new(0),
@@ -150,17 +153,31 @@ impl Activity {
         if read.is_empty() {
             return;
         }
-        if !self.seen_bytes.swap(true, Relaxed) {
-            let n = read.len().min(H2_PREFACE_START.len());
-            if read[..n] == H2_PREFACE_START[..n] {
-                self.h2.store(true, Relaxed);
-            }
-            // The fresh-connection clock keeps running until the first head is complete.
-            return;
+        let matched = self.preface_matched.load(Relaxed);
+        if matched != PREFACE_DECIDED {
+            self.sniff_preface(matched, read);
         }
+        // A fresh connection's clock (head_started = accept) keeps running until the first
+        // head is complete; after that, the first byte of each quiet spell starts it.
         if self.in_flight.load(Relaxed) == 0 && self.head_started.load(Relaxed) == 0 {
             self.head_started.store(self.now() + 1, Relaxed);
         }
+    }
+
+    /// Matches the connection's first bytes against the h2 preface, across reads: a first
+    /// read may hold a single byte, and `P` alone is also how POST, PUT and PATCH begin.
+    fn sniff_preface(&self, matched: u8, read: &[u8]) {
+        let want = &H2_PREFACE_START[usize::from(matched)..];
+        let n = read.len().min(want.len());
+        let next = if read[..n] != want[..n] {
+            PREFACE_DECIDED
+        } else if n == want.len() {
+            self.h2.store(true, Relaxed);
+            PREFACE_DECIDED
+        } else {
+            matched + n as u8
+        };
+        self.preface_matched.store(next, Relaxed);
     }
 
     /// The socket refused a write (its send buffer is full); the clock starts at the first.
@@ -405,7 +422,16 @@ mod tests {
 
         let b = Activity::new();
         b.bytes_read(b"PR");
-        assert!(b.snapshot().h2, "a partial preface is still the preface");
+        assert!(!b.snapshot().h2, "undecided after two bytes");
+        b.bytes_read(b"I * HTTP/2.0\r\n");
+        assert!(b.snapshot().h2, "the preface, split across reads");
+        let p = Activity::new();
+        p.bytes_read(b"P");
+        p.bytes_read(b"OST / HTTP/1.1\r\n");
+        assert!(!p.snapshot().h2, "a POST whose first read was one byte");
+        let whole = Activity::new();
+        whole.bytes_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert!(whole.snapshot().h2);
         let c = Activity::new();
         c.bytes_read(b"PUT / HTTP/1.1\r\n");
         assert!(!c.snapshot().h2);
