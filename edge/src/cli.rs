@@ -47,6 +47,7 @@ pub fn main(role: Role) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        let stop = tiercel_cluster::signal::ShutdownSignal::install();
         let node = match crate::node::start(role, &cfg).await {
             Ok(n) => n,
             Err(e) => {
@@ -67,7 +68,7 @@ pub fn main(role: Role) -> ExitCode {
         if let Some(a) = node.admin_listen {
             println!("{name}: admin on http://{a} (/healthz, /readyz, /metrics)");
         }
-        tiercel_cluster::signal::shutdown_signal().await;
+        stop.recv().await;
         tracing::info!("shutting down");
         node.shutdown().await;
         ExitCode::SUCCESS

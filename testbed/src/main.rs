@@ -78,9 +78,10 @@ fn main() -> anyhow::Result<()> {
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             runtime.block_on(async move {
+                let stop = tiercel_cluster::signal::ShutdownSignal::install();
                 let up = tiercel_testbed::up::up(&opts).await?;
                 println!("{}", tiercel_testbed::up::banner(&opts));
-                tiercel_cluster::signal::shutdown_signal().await;
+                stop.recv().await;
                 up.down().await;
                 Ok(())
             })
@@ -90,11 +91,12 @@ fn main() -> anyhow::Result<()> {
 
 /// Serves until Ctrl-C (or SIGTERM), then shuts the origin down.
 async fn demo_origin(listen: SocketAddr) -> anyhow::Result<()> {
+    let stop = tiercel_cluster::signal::ShutdownSignal::install();
     let origin = Origin::start(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     println!("demo origin listening on {}", origin.url());
-    tiercel_cluster::signal::shutdown_signal().await;
+    stop.recv().await;
     origin.shutdown().await;
     Ok(())
 }

@@ -60,10 +60,10 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let stop = tiercel_cluster::signal::ShutdownSignal::install();
         match Node::start(cfg).await {
             Ok(node) => {
-                node.run_until(tiercel_cluster::signal::shutdown_signal())
-                    .await;
+                node.run_until(stop.recv()).await;
                 ExitCode::SUCCESS
             }
             Err(e) => {
