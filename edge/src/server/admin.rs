@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -104,57 +104,57 @@ fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: impl std:
 pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
     let s = engine.stats();
     let mut out = String::new();
-    let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-        metric(out, "counter", name, help, v);
-    };
-    counter(
-        &mut out,
-        "tiercel_cache_hits_total",
-        "Requests served from storage.",
-        s.hits.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "tiercel_cache_misses_total",
-        "Requests that needed the upstream.",
-        s.misses.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "tiercel_collapsed_requests_total",
-        "Requests that joined another request's fill.",
-        s.collapsed.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "tiercel_upstream_requests_total",
-        "Requests sent upstream.",
-        s.upstream_requests.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "tiercel_client_connections_total",
-        "Client connections accepted.",
-        conns.accepted.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "tiercel_client_idle_closes_total",
-        "Client connections closed after timeouts.client_idle with nothing in flight.",
-        conns.closed_idle.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "tiercel_client_header_timeouts_total",
-        "Client connections dropped: no request head (or TLS handshake) within timeouts.client_header.",
-        conns.closed_header_timeout.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "tiercel_client_send_timeouts_total",
-        "Client connections dropped: the client took none of our bytes for timeouts.client_idle.",
-        conns.closed_send_timeout.load(Ordering::Relaxed),
-    );
+    let counters: [(&str, &str, &AtomicU64); 8] = [
+        (
+            "tiercel_cache_hits_total",
+            "Requests served from storage.",
+            &s.hits,
+        ),
+        (
+            "tiercel_cache_misses_total",
+            "Requests that needed the upstream.",
+            &s.misses,
+        ),
+        (
+            "tiercel_collapsed_requests_total",
+            "Requests that joined another request's fill.",
+            &s.collapsed,
+        ),
+        (
+            "tiercel_upstream_requests_total",
+            "Requests sent upstream.",
+            &s.upstream_requests,
+        ),
+        (
+            "tiercel_client_connections_total",
+            "Client connections accepted.",
+            &conns.accepted,
+        ),
+        (
+            "tiercel_client_idle_closes_total",
+            "Client connections closed after timeouts.client_idle with nothing in flight.",
+            &conns.closed_idle,
+        ),
+        (
+            "tiercel_client_header_timeouts_total",
+            "Client connections dropped: no request head (or TLS handshake) within timeouts.client_header.",
+            &conns.closed_header_timeout,
+        ),
+        (
+            "tiercel_client_send_timeouts_total",
+            "Client connections dropped: the client took none of our bytes for timeouts.client_idle.",
+            &conns.closed_send_timeout,
+        ),
+    ];
+    for (name, help, value) in counters {
+        metric(
+            &mut out,
+            "counter",
+            name,
+            help,
+            value.load(Ordering::Relaxed),
+        );
+    }
     let mut gauge = |name: &str, help: &str, v: &dyn std::fmt::Display| {
         metric(&mut out, "gauge", name, help, v);
     };

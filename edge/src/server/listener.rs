@@ -15,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::quiet::{Activity, QuietLimits, Verdict, verdict};
+use super::quiet::{Activity, Closing, QuietLimits, Verdict, verdict};
 use super::stats::ConnectionStats;
 use super::watch::{TrackedBody, WatchedIo};
 use crate::engine::{ConnInfo, Engine};
@@ -153,18 +153,14 @@ pub async fn serve(
                         }
                         Err(_) => {
                             tracing::debug!(%peer, "TLS handshake timed out");
-                            Some(Verdict::HeadTimeout)
+                            Some(Closing::HeadTimeout)
                         }
                     }
                 }
             };
-            let counter = match closed {
-                Some(Verdict::Idle) => &stats.closed_idle,
-                Some(Verdict::HeadTimeout) => &stats.closed_header_timeout,
-                Some(Verdict::SendTimeout) => &stats.closed_send_timeout,
-                Some(Verdict::LookAgainAt(_)) | None => return,
-            };
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(why) = closed {
+                stats.closed(why);
+            }
         });
     }
     drop(listener);
@@ -189,8 +185,8 @@ struct Connection {
 impl Connection {
     /// Serves requests until the client closes, the connection goes quiet for too long
     /// (see [`super::quiet`]), or the node shuts down (in-flight requests finish first).
-    /// Returns the verdict that closed it, if the watchdog did.
-    async fn serve<I>(self, io: I) -> Option<Verdict>
+    /// Returns why the node closed it, if the node did.
+    async fn serve<I>(self, io: I) -> Option<Closing>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -238,20 +234,16 @@ impl Connection {
                         Verdict::LookAgainAt(at) => {
                             Duration::from_millis(at.saturating_sub(now)).min(LONGEST_LOOK)
                         }
-                        Verdict::HeadTimeout => {
-                            tracing::debug!(peer = %info.peer, "request head timed out");
-                            return Some(Verdict::HeadTimeout);
-                        }
-                        Verdict::SendTimeout => {
-                            tracing::debug!(peer = %info.peer, "client stopped reading");
-                            return Some(Verdict::SendTimeout);
-                        }
-                        Verdict::Idle if closing => return Some(Verdict::Idle),
-                        Verdict::Idle => {
+                        // Idle: close politely first, and drop it if it lingers.
+                        Verdict::Close(Closing::Idle) if !closing => {
                             conn.as_mut().graceful_shutdown();
                             closing = true;
-                            idle_close = Some(Verdict::Idle);
+                            idle_close = Some(Closing::Idle);
                             CLOSE_LINGER
+                        }
+                        Verdict::Close(why) => {
+                            tracing::debug!(peer = %info.peer, ?why, "closing the connection");
+                            return Some(why);
                         }
                     };
                     look.as_mut().reset(tokio::time::Instant::now() + next);

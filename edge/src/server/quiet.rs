@@ -55,11 +55,18 @@ pub struct Snapshot {
 pub enum Verdict {
     /// Nothing yet; look again at this time (ms since accept).
     LookAgainAt(u64),
+    /// Close it, for this reason.
+    Close(Closing),
+}
+
+/// Why the node closes a client connection (also what `/metrics` counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
     /// Nothing in flight for `idle`: close it politely (h2 GOAWAY, h1 close between requests).
     Idle,
-    /// An HTTP/1.1 request head did not arrive in time: drop the connection.
+    /// An HTTP/1.1 request head (or a TLS handshake) did not arrive in time: drop it.
     HeadTimeout,
-    /// The client has not taken any of our bytes for `idle`: drop the connection.
+    /// The client has not taken any of our bytes for `idle`: drop it.
     SendTimeout,
 }
 
@@ -72,7 +79,7 @@ pub fn verdict(s: &Snapshot, now: u64, limits: &QuietLimits) -> Verdict {
     if let Some(blocked) = s.write_blocked_since {
         let deadline = blocked.saturating_add(idle);
         if now >= deadline {
-            return Verdict::SendTimeout;
+            return Verdict::Close(Closing::SendTimeout);
         }
         if s.in_flight > 0 {
             return Verdict::LookAgainAt(deadline.min(next_look));
@@ -82,15 +89,21 @@ pub fn verdict(s: &Snapshot, now: u64, limits: &QuietLimits) -> Verdict {
         if s.bodies_waiting_on_client > 0 {
             let deadline = s.body_progress.saturating_add(idle);
             if now >= deadline {
-                return Verdict::SendTimeout;
+                return Verdict::Close(Closing::SendTimeout);
             }
             return Verdict::LookAgainAt(deadline.min(next_look));
         }
         return Verdict::LookAgainAt(next_look);
     }
     let (deadline, on_expiry) = match s.head_started {
-        Some(start) if !s.h2 => (start.saturating_add(header), Verdict::HeadTimeout),
-        _ => (s.quiet_since.saturating_add(idle), Verdict::Idle),
+        Some(start) if !s.h2 => (
+            start.saturating_add(header),
+            Verdict::Close(Closing::HeadTimeout),
+        ),
+        _ => (
+            s.quiet_since.saturating_add(idle),
+            Verdict::Close(Closing::Idle),
+        ),
     };
     if now >= deadline {
         on_expiry
@@ -292,7 +305,10 @@ mod tests {
         let s = snap(0, 0, Some(0), false);
         assert_eq!(verdict(&s, 0, &LIMITS), Verdict::LookAgainAt(10_000));
         assert_eq!(verdict(&s, 9_999, &LIMITS), Verdict::LookAgainAt(10_000));
-        assert_eq!(verdict(&s, 10_000, &LIMITS), Verdict::HeadTimeout);
+        assert_eq!(
+            verdict(&s, 10_000, &LIMITS),
+            Verdict::Close(Closing::HeadTimeout)
+        );
     }
 
     #[test]
@@ -301,7 +317,7 @@ mod tests {
         assert_eq!(verdict(&s, 5_000, &LIMITS), Verdict::LookAgainAt(15_000));
         assert_eq!(verdict(&s, 60_000, &LIMITS), Verdict::LookAgainAt(65_000));
         assert_eq!(verdict(&s, 64_999, &LIMITS), Verdict::LookAgainAt(65_000));
-        assert_eq!(verdict(&s, 65_000, &LIMITS), Verdict::Idle);
+        assert_eq!(verdict(&s, 65_000, &LIMITS), Verdict::Close(Closing::Idle));
     }
 
     #[test]
@@ -310,7 +326,10 @@ mod tests {
         // though the idle deadline (65 s) is later.
         let s = snap(0, 5_000, Some(50_000), false);
         assert_eq!(verdict(&s, 55_000, &LIMITS), Verdict::LookAgainAt(60_000));
-        assert_eq!(verdict(&s, 60_000, &LIMITS), Verdict::HeadTimeout);
+        assert_eq!(
+            verdict(&s, 60_000, &LIMITS),
+            Verdict::Close(Closing::HeadTimeout)
+        );
         // A head that starts just before the idle deadline still gets its full time.
         let s = snap(0, 5_000, Some(64_000), false);
         assert_eq!(verdict(&s, 65_000, &LIMITS), Verdict::LookAgainAt(74_000));
@@ -320,10 +339,10 @@ mod tests {
     fn h2_ignores_head_timing_and_closes_only_when_idle() {
         let s = snap(0, 0, Some(0), true);
         assert_eq!(verdict(&s, 10_000, &LIMITS), Verdict::LookAgainAt(20_000));
-        assert_eq!(verdict(&s, 60_000, &LIMITS), Verdict::Idle);
+        assert_eq!(verdict(&s, 60_000, &LIMITS), Verdict::Close(Closing::Idle));
         let s = snap(0, 30_000, Some(31_000), true);
         assert_eq!(verdict(&s, 89_999, &LIMITS), Verdict::LookAgainAt(90_000));
-        assert_eq!(verdict(&s, 90_000, &LIMITS), Verdict::Idle);
+        assert_eq!(verdict(&s, 90_000, &LIMITS), Verdict::Close(Closing::Idle));
     }
 
     #[test]
@@ -354,7 +373,10 @@ mod tests {
             verdict(&snap(1, 0, None, false), 7, &zero),
             Verdict::LookAgainAt(8)
         );
-        assert_eq!(verdict(&snap(0, 0, None, false), 0, &zero), Verdict::Idle);
+        assert_eq!(
+            verdict(&snap(0, 0, None, false), 0, &zero),
+            Verdict::Close(Closing::Idle)
+        );
         let huge = QuietLimits {
             header: Duration::MAX,
             idle: Duration::MAX,
@@ -372,7 +394,7 @@ mod tests {
                 let s = blocked(snap(in_flight, 100_000, None, h2), 100_000);
                 assert_eq!(
                     verdict(&s, 160_000, &LIMITS),
-                    Verdict::SendTimeout,
+                    Verdict::Close(Closing::SendTimeout),
                     "h2 {h2} in flight {in_flight}"
                 );
                 let early = verdict(&s, 159_999, &LIMITS);
@@ -387,7 +409,7 @@ mod tests {
         assert_eq!(verdict(&s, 155_000, &LIMITS), Verdict::LookAgainAt(160_000));
         // A blocked write on an otherwise idle connection: whichever deadline comes first.
         let s = blocked(snap(0, 0, None, false), 30_000);
-        assert_eq!(verdict(&s, 60_000, &LIMITS), Verdict::Idle);
+        assert_eq!(verdict(&s, 60_000, &LIMITS), Verdict::Close(Closing::Idle));
     }
 
     #[test]
@@ -396,7 +418,10 @@ mod tests {
         s.bodies_waiting_on_client = 1;
         s.body_progress = 100_000;
         assert_eq!(verdict(&s, 150_000, &LIMITS), Verdict::LookAgainAt(160_000));
-        assert_eq!(verdict(&s, 160_000, &LIMITS), Verdict::SendTimeout);
+        assert_eq!(
+            verdict(&s, 160_000, &LIMITS),
+            Verdict::Close(Closing::SendTimeout)
+        );
         // Bodies waiting on the origin instead (none waiting on the client): never cut here.
         s.bodies_waiting_on_client = 0;
         assert_eq!(verdict(&s, 500_000, &LIMITS), Verdict::LookAgainAt(510_000));

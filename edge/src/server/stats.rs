@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::quiet::Closing;
+
 /// Client-connection counters shared by every listener of a node.
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
@@ -12,7 +14,8 @@ pub struct ConnectionStats {
     pub open: AtomicU64,
     /// Closed after `timeouts.client_idle` with nothing in flight.
     pub closed_idle: AtomicU64,
-    /// Dropped because a request head did not arrive within `timeouts.client_header`.
+    /// Dropped because a request head (or TLS handshake) did not arrive within
+    /// `timeouts.client_header`.
     pub closed_header_timeout: AtomicU64,
     /// Dropped because the client took none of our bytes for `timeouts.client_idle`.
     pub closed_send_timeout: AtomicU64,
@@ -24,6 +27,16 @@ impl ConnectionStats {
         self.accepted.fetch_add(1, Relaxed);
         self.open.fetch_add(1, Relaxed);
         OpenConnection(self)
+    }
+
+    /// Counts a connection the node closed.
+    pub fn closed(&self, why: Closing) {
+        let counter = match why {
+            Closing::Idle => &self.closed_idle,
+            Closing::HeadTimeout => &self.closed_header_timeout,
+            Closing::SendTimeout => &self.closed_send_timeout,
+        };
+        counter.fetch_add(1, Relaxed);
     }
 }
 
