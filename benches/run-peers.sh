@@ -223,14 +223,9 @@ busy_percent() {
 }
 
 # The percent of a core that processes other than the server and tiercel-load used during a
-# run, from its JSON line (machine − server − load, rounded; 0 when a figure is missing).
+# run, from its JSON line (the table's "other CPU" figure, rounded; 0 when unknown).
 other_cpu() {
-    local m s c
-    m=$(grep -o '"machine_cpu_percent":[0-9.]*' <<<"$1" | cut -d: -f2)
-    s=$(grep -o '"server_cpu_percent":[0-9.]*' <<<"$1" | cut -d: -f2)
-    c=$(grep -o '"client_cpu_percent":[0-9.]*' <<<"$1" | cut -d: -f2)
-    awk -v m="${m:-0}" -v s="${s:-0}" -v c="${c:-0}" 'BEGIN {
-        o = m - s - c; if (m == 0 || o < 0) o = 0; printf "%d\n", o }'
+    "$BIN/tiercel-bench-table" --other-cpu <<<"$1" 2>/dev/null || echo 0
 }
 
 # Waits (up to QUIET_WAIT seconds) until nothing else is using the CPUs, so a build started by

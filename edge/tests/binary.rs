@@ -4,15 +4,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 fn edge() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tiercel-edge"));
-    c.env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TIERCEL_") {
-            c.env_remove(k);
-        }
-    }
-    c
+    support::edge_binary()
 }
 
 fn run(c: &mut Command) -> (i32, String, String) {

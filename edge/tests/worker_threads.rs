@@ -6,7 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use http::Request;
@@ -17,14 +17,7 @@ use tokio::io::AsyncBufReadExt;
 
 /// The edge binary with `flags`, its banner line, once it accepts connections.
 async fn spawn_edge(flags: &[&str]) -> (Child, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tiercel-edge"));
-    cmd.env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TIERCEL_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
+    let mut child = edge_binary()
         .args(flags)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -142,9 +135,8 @@ async fn one_worker_thread_coalesces_streams_and_recovers_the_disk_tier() {
 
 #[test]
 fn worker_threads_out_of_range_is_a_config_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tiercel-edge"))
+    let out = edge_binary()
         .args(["--worker-threads", "5000", "--origin", "http://127.0.0.1:9"])
-        .env_remove("TIERCEL_WORKER_THREADS")
         .output()
         .expect("the edge binary runs");
     assert_eq!(out.status.code(), Some(2));

@@ -313,6 +313,19 @@ pub async fn read_h1_response(
     (raw_status(&head), head, body)
 }
 
+/// The real `tiercel-edge` binary, with no `TIERCEL_*` or `RUST_LOG` from the test's
+/// environment leaking into its configuration.
+pub fn edge_binary() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tiercel-edge"));
+    c.env_remove("RUST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TIERCEL_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 /// The value of a metric line `name value` in Prometheus text.
 pub fn metric(text: &str, name: &str) -> Option<String> {
     text.lines()
