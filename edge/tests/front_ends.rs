@@ -244,6 +244,15 @@ async fn admin_listener_serves_health_readiness_and_counting_metrics() {
         .and_then(|v| v.parse().ok())
         .expect("memory gauge");
     assert!(memory >= 300, "{memory}");
+    // The client's keep-alive connection to the edge is counted and still open.
+    let count = |name| -> u64 {
+        metric(&text, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    assert!(count("tiercel_client_connections_total") >= 1);
+    assert!(count("tiercel_client_connections_open") >= 1);
+    assert_eq!(count("tiercel_client_idle_closes_total"), 0);
     // No purge-service: no purge gauges pretending to follow one.
     assert!(!text.contains("tiercel_purge_"), "{text}");
     e.shutdown().await;
