@@ -5,12 +5,16 @@
 //! wire format, the purge-rule index consulted on every request, the follower that keeps that
 //! index in step with the purge-service, and the configuration schema every node loads.
 //!
-//! Nothing here serves traffic; the caching engine lives in `tiercel-edge`.
+//! The caching engine lives in `tiercel-edge`; what is here of serving traffic is connection
+//! hygiene every listener shares ([`conn`]: timeouts, caps, the watchdog) and TLS material
+//! ([`tls`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod config;
+pub mod conn;
 pub mod follower;
 pub mod purge;
 pub mod signal;
 pub mod telemetry;
+pub mod tls;
 pub mod urlnorm;

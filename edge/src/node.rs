@@ -200,7 +200,6 @@ pub async fn start_with_purges(
         max_headers: cfg.limits.max_headers,
         header_timeout: cfg.timeouts.client_header,
         idle_timeout: cfg.timeouts.client_idle,
-        handshake_timeout: cfg.timeouts.client_header,
         max_connections: cfg.limits.max_connections,
         shutdown_grace: cfg.timeouts.shutdown_grace,
     };
@@ -208,6 +207,8 @@ pub async fn start_with_purges(
     let mut tasks = JoinSet::new();
     let ready = Arc::new(Readiness::default());
     let conns = Arc::new(server::ConnectionStats::default());
+    // One limit across every client listener: the node's, not each port's.
+    let permits = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
 
     let bind = |addr: SocketAddr| async move {
         server::bind(addr)
@@ -223,6 +224,7 @@ pub async fn start_with_purges(
             None,
             engine.clone(),
             opts.clone(),
+            permits.clone(),
             conns.clone(),
             shutdown.clone(),
         ));
@@ -245,6 +247,7 @@ pub async fn start_with_purges(
             Some(TlsAcceptor::from(tls)),
             engine.clone(),
             opts.clone(),
+            permits.clone(),
             conns.clone(),
             shutdown.clone(),
         ));

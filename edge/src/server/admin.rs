@@ -14,8 +14,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::stats::ConnectionStats;
 use crate::engine::Engine;
+use tiercel_cluster::conn::ConnectionStats;
 
 /// Whether the node is ready for traffic (set once every listener is bound).
 #[derive(Debug, Default)]

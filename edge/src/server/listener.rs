@@ -1,23 +1,18 @@
 //! Accept loops: HTTP/1.1 and HTTP/2 (cleartext prior knowledge, or TLS with ALPN) on one
 //! port each, all handing requests to the same engine.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
+use tiercel_cluster::conn::{self, ConnOptions, ConnectionStats, QuietLimits};
 use tiercel_cluster::urlnorm::Scheme;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use super::quiet::{Activity, Closing, QuietLimits, Verdict, verdict};
-use super::stats::ConnectionStats;
-use super::watch::{TrackedBody, WatchedIo};
 use crate::engine::{ConnInfo, Engine};
 
 /// Limits and timeouts of client connections.
@@ -28,13 +23,12 @@ pub struct ServerOptions {
     /// Most header fields per request; more → 431.
     pub max_headers: usize,
     /// Time a client has to send an HTTP/1.1 request head once it starts (and a fresh
-    /// connection its first bytes).
+    /// connection its TLS handshake and first head, together).
     pub header_timeout: Duration,
     /// A connection with no request in flight is closed after this.
     pub idle_timeout: Duration,
-    /// Time a client has to finish the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Connections served at once; further ones wait in the kernel's backlog.
+    /// Connections served at once, across every client listener; further ones wait in the
+    /// kernel's backlog.
     pub max_connections: usize,
     /// How long in-flight requests may finish after shutdown starts.
     pub shutdown_grace: Duration,
@@ -47,18 +41,11 @@ impl Default for ServerOptions {
             max_headers: 100,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(10),
         }
     }
 }
-
-/// How long a connection told to close while idle may take before it is dropped.
-const CLOSE_LINGER: Duration = Duration::from_secs(1);
-
-/// The longest the watchdog sleeps between two looks at a connection.
-const LONGEST_LOOK: Duration = Duration::from_secs(24 * 3600);
 
 fn builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -80,187 +67,42 @@ fn builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then lets connections finish for the
-/// grace period. With `tls`, connections are TLS (ALPN picks h2 or http/1.1).
+/// grace period. With `tls`, connections are TLS (ALPN picks h2 or http/1.1). Listeners given
+/// the same `permits` share one connection limit.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     engine: Arc<Engine>,
     opts: ServerOptions,
+    permits: Arc<Semaphore>,
     stats: Arc<ConnectionStats>,
     shutdown: CancellationToken,
 ) {
-    let builder = Arc::new(builder(&opts));
-    let permits = Arc::new(Semaphore::new(opts.max_connections.max(1)));
-    let connections = TaskTracker::new();
     let scheme = if tls.is_some() {
         Scheme::Https
     } else {
         Scheme::Http
     };
-    let limits = QuietLimits {
-        header: opts.header_timeout,
-        idle: opts.idle_timeout,
+    let conn = ConnOptions {
+        limits: QuietLimits {
+            header: opts.header_timeout,
+            idle: opts.idle_timeout,
+        },
+        permits,
+        shutdown_grace: opts.shutdown_grace,
     };
-    loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let stats = stats.clone();
-        let conn = Connection {
-            info: ConnInfo { peer, scheme },
-            engine: engine.clone(),
-            builder: builder.clone(),
-            limits,
-            shutdown: shutdown.clone(),
-        };
-        let tls = tls.clone();
-        let handshake_timeout = opts.handshake_timeout;
-        connections.spawn(async move {
-            let _permit = permit;
-            let _open = stats.opened();
-            let closed = match tls {
-                None => conn.serve(stream).await,
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
-                    let handshake = tokio::select! {
-                        () = conn.shutdown.cancelled() => return,
-                        h = handshake => h,
-                    };
-                    match handshake {
-                        Ok(Ok(tls_stream)) => conn.serve(tls_stream).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            None
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            Some(Closing::HeadTimeout)
-                        }
-                    }
-                }
-            };
-            if let Some(why) = closed {
-                stats.closed(why);
-            }
-        });
-    }
-    drop(listener);
-    connections.close();
-    if tokio::time::timeout(opts.shutdown_grace, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the shutdown grace period; closing them");
-    }
-}
-
-/// One accepted client connection and what serving it needs.
-struct Connection {
-    info: ConnInfo,
-    engine: Arc<Engine>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    limits: QuietLimits,
-    shutdown: CancellationToken,
-}
-
-impl Connection {
-    /// Serves requests until the client closes, the connection goes quiet for too long
-    /// (see [`super::quiet`]), or the node shuts down (in-flight requests finish first).
-    /// Returns why the node closed it, if the node did.
-    async fn serve<I>(self, io: I) -> Option<Closing>
-    where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let Connection {
-            info,
-            engine,
-            builder,
-            limits,
-            shutdown,
-        } = self;
-        let activity = Activity::new();
-        let io = TokioIo::new(WatchedIo::new(io, activity.clone()));
-        let requests = activity.clone();
-        let service = service_fn(move |req| {
-            let engine = engine.clone();
-            let in_flight = requests.request_started();
-            async move {
-                let resp = engine.handle(req, info).await;
-                Ok::<_, std::convert::Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
-            }
-        });
-        let conn = builder.serve_connection(io, service);
-        tokio::pin!(conn);
-        let look = tokio::time::sleep(limits.header.min(limits.idle));
-        tokio::pin!(look);
-        let mut closing = false;
-        let mut idle_close = None;
-        loop {
-            tokio::select! {
-                biased;
-                ended = conn.as_mut() => {
-                    if let Err(e) = ended {
-                        tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
-                    }
-                    return idle_close;
-                }
-                () = shutdown.cancelled(), if !closing => {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-                () = &mut look => {
-                    let now = activity.now();
-                    let next = match verdict(&activity.snapshot(), now, &limits) {
-                        // Capped: a timeout configured as years must not overflow an Instant.
-                        Verdict::LookAgainAt(at) => {
-                            Duration::from_millis(at.saturating_sub(now)).min(LONGEST_LOOK)
-                        }
-                        // Idle: close politely first, and drop it if it lingers.
-                        Verdict::Close(Closing::Idle) if !closing => {
-                            conn.as_mut().graceful_shutdown();
-                            closing = true;
-                            idle_close = Some(Closing::Idle);
-                            CLOSE_LINGER
-                        }
-                        Verdict::Close(why) => {
-                            tracing::debug!(peer = %info.peer, ?why, "closing the connection");
-                            return Some(why);
-                        }
-                    };
-                    look.as_mut().reset(tokio::time::Instant::now() + next);
-                }
-            }
-        }
-    }
-}
-
-/// Binds a TCP listener with a large backlog.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
+    let handler = move |req, peer| {
+        let engine = engine.clone();
+        async move { engine.handle(req, ConnInfo { peer, scheme }).await }
     };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
+    conn::serve(
+        listener,
+        tls,
+        Arc::new(builder(&opts)),
+        conn,
+        stats,
+        shutdown,
+        handler,
+    )
+    .await;
 }

@@ -3,12 +3,9 @@
 
 mod admin;
 mod listener;
-mod quiet;
-mod stats;
 mod tls;
-mod watch;
 
 pub use admin::{Readiness, metrics_text, serve_admin};
-pub use listener::{ServerOptions, bind, serve};
-pub use stats::ConnectionStats;
+pub use listener::{ServerOptions, serve};
+pub use tiercel_cluster::conn::{ConnectionStats, bind};
 pub use tls::{TCP_ALPN, TlsError, certified_key, server_config};

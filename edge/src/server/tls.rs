@@ -4,28 +4,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// The certificate file could not be read or holds no certificate.
-    #[error("certificate {path}: {reason}")]
-    Cert {
-        /// The file.
-        path: String,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The key file could not be read or holds no private key.
-    #[error("private key {path}: {reason}")]
-    Key {
-        /// The file.
-        path: String,
-        /// What was wrong.
-        reason: String,
-    },
+    /// A certificate or key file could not be read or used.
+    #[error(transparent)]
+    Files(#[from] tiercel_cluster::tls::TlsError),
     /// Generating the self-signed certificate failed.
     #[error("self-signed certificate: {0}")]
     Generate(String),
@@ -45,29 +31,10 @@ pub fn certified_key(
     names: &[String],
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     match (cert, key) {
-        (Some(cert), Some(key)) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| TlsError::Cert {
-                    path: cert.display().to_string(),
-                    reason: e.to_string(),
-                })?
-                .collect::<Result<_, _>>()
-                .map_err(|e| TlsError::Cert {
-                    path: cert.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(TlsError::Cert {
-                    path: cert.display().to_string(),
-                    reason: "no certificate found".into(),
-                });
-            }
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-                path: key.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            Ok((certs, key))
-        }
+        (Some(cert), Some(key)) => Ok((
+            tiercel_cluster::tls::load_certs(cert)?,
+            tiercel_cluster::tls::load_key(key)?,
+        )),
         _ => {
             let ck = rcgen::generate_simple_self_signed(names.to_vec())
                 .map_err(|e| TlsError::Generate(e.to_string()))?;

@@ -23,6 +23,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<I> WatchedIo<I> {
+    /// Wraps `inner`, reporting to `activity`.
     pub fn new(inner: I, activity: Arc<Activity>) -> Self {
         WatchedIo { inner, activity }
     }
@@ -108,6 +109,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> TrackedBody<B> {
+    /// Wraps `inner`, keeping `in_flight` alive until the body is dropped.
     pub fn new(inner: B, in_flight: InFlight) -> Self {
         TrackedBody {
             inner,

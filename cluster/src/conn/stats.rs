@@ -19,6 +19,8 @@ pub struct ConnectionStats {
     pub closed_header_timeout: AtomicU64,
     /// Dropped because the client took none of our bytes for `timeouts.client_idle`.
     pub closed_send_timeout: AtomicU64,
+    /// Accepts that failed (out of file descriptors, mostly); each costs a short back-off.
+    pub accept_errors: AtomicU64,
 }
 
 impl ConnectionStats {
@@ -27,6 +29,11 @@ impl ConnectionStats {
         self.accepted.fetch_add(1, Relaxed);
         self.open.fetch_add(1, Relaxed);
         OpenConnection(self)
+    }
+
+    /// Counts a failed accept.
+    pub fn accept_failed(&self) {
+        self.accept_errors.fetch_add(1, Relaxed);
     }
 
     /// Counts a connection the node closed.

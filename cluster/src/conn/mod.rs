@@ -1,0 +1,21 @@
+//! Connection hygiene shared by every listener of every role: the edge's client listeners and
+//! the purge-service's API and Raft listeners accept, time and cap connections the same way.
+//!
+//! ```text
+//! accept ─▶ permit (node-wide cap) ─▶ [TLS handshake] ─▶ hyper (h1/h2) ─▶ handler
+//!   │                                   └──── one deadline from accept to the first head ────┘
+//!   └─ EMFILE: back off, count            watchdog: quiet::verdict on the connection's Activity
+//! ```
+//!
+//! The rules of when a connection is closed live in [`quiet`] (pure, tested exhaustively); the
+//! wrappers in [`watch`] feed it; [`serve`] runs the accept loop and each connection's
+//! watchdog. What a request means is the caller's business: it passes a handler.
+
+pub mod quiet;
+mod serve;
+pub mod stats;
+pub mod watch;
+
+pub use quiet::{Closing, QuietLimits};
+pub use serve::{ConnOptions, bind, serve, serve_connection};
+pub use stats::ConnectionStats;

@@ -1,0 +1,233 @@
+//! The accept loop and one connection's life: TLS, hyper, and the watchdog that closes it when
+//! [`super::quiet::verdict`] says so.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::quiet::{Activity, Closing, QuietLimits, Verdict, verdict};
+use super::stats::ConnectionStats;
+use super::watch::{TrackedBody, WatchedIo};
+
+/// Timeouts and limits of the connections of one listener.
+#[derive(Debug, Clone)]
+pub struct ConnOptions {
+    /// The client timeouts. `header` also bounds the TLS handshake: one deadline runs from
+    /// accept to the first complete request head.
+    pub limits: QuietLimits,
+    /// Connections served at once, shared by every listener given the same semaphore; further
+    /// ones wait in the kernel's backlog.
+    pub permits: Arc<Semaphore>,
+    /// How long in-flight requests may finish after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+/// How long a connection told to close while idle may take before it is dropped.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// The longest the watchdog sleeps between two looks at a connection.
+const LONGEST_LOOK: Duration = Duration::from_secs(24 * 3600);
+
+/// Pause after a failed accept (out of file descriptors and the like), so the loop does not
+/// spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves `listener` until `shutdown` is cancelled, then lets connections finish for the
+/// grace period. With `tls`, connections are TLS. `handler` answers every request, given the
+/// client's address.
+pub async fn serve<H, Fut, B>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    opts: ConnOptions,
+    stats: Arc<ConnectionStats>,
+    shutdown: CancellationToken,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connections = TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = opts.permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                stats.accept_failed();
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
+        let stats = stats.clone();
+        let tls = tls.clone();
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        let limits = opts.limits;
+        let handler = handler.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let _open = stats.opened();
+            let handler = move |req| handler(req, peer);
+            let closed = match tls {
+                None => {
+                    serve_connection(stream, &builder, activity, limits, shutdown, handler).await
+                }
+                Some(acceptor) => {
+                    // The handshake spends the first head's time: a silent client is held for
+                    // `header` in all, not twice that.
+                    let handshake = tokio::time::timeout(limits.header, acceptor.accept(stream));
+                    let handshake = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        h = handshake => h,
+                    };
+                    match handshake {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(
+                                tls_stream, &builder, activity, limits, shutdown, handler,
+                            )
+                            .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            None
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Some(Closing::HeadTimeout)
+                        }
+                    }
+                }
+            };
+            if let Some(why) = closed {
+                stats.closed(why);
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(opts.shutdown_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+/// Serves requests on `io` until the client closes, the connection goes quiet for too long
+/// (see [`super::quiet`]), or `shutdown` is cancelled (in-flight requests finish first).
+/// `activity` was created when the connection was accepted. Returns why the node closed it,
+/// if the node did.
+pub async fn serve_connection<I, H, Fut, B>(
+    io: I,
+    builder: &auto::Builder<TokioExecutor>,
+    activity: Arc<Activity>,
+    limits: QuietLimits,
+    shutdown: CancellationToken,
+    handler: H,
+) -> Option<Closing>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = TokioIo::new(WatchedIo::new(io, activity.clone()));
+    let requests = activity.clone();
+    let handler = Arc::new(handler);
+    let service = service_fn(move |req| {
+        let in_flight = requests.request_started();
+        let answer = handler(req);
+        async move {
+            let resp = answer.await;
+            Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
+        }
+    });
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let first_look = limits
+        .header
+        .min(limits.idle)
+        .saturating_sub(Duration::from_millis(activity.now()));
+    let look = tokio::time::sleep(first_look);
+    tokio::pin!(look);
+    let mut closing = false;
+    let mut idle_close = None;
+    loop {
+        tokio::select! {
+            biased;
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return idle_close;
+            }
+            () = shutdown.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = &mut look => {
+                let now = activity.now();
+                let next = match verdict(&activity.snapshot(), now, &limits) {
+                    // Capped: a timeout configured as years must not overflow an Instant.
+                    Verdict::LookAgainAt(at) => {
+                        Duration::from_millis(at.saturating_sub(now)).min(LONGEST_LOOK)
+                    }
+                    // Idle: close politely first, and drop it if it lingers.
+                    Verdict::Close(Closing::Idle) if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                        idle_close = Some(Closing::Idle);
+                        CLOSE_LINGER
+                    }
+                    Verdict::Close(why) => {
+                        tracing::debug!(?why, "closing the connection");
+                        return Some(why);
+                    }
+                };
+                look.as_mut().reset(tokio::time::Instant::now() + next);
+            }
+        }
+    }
+}
+
+/// Binds a TCP listener with a large backlog.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
