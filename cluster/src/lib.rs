@@ -14,6 +14,7 @@ pub mod config;
 pub mod conn;
 pub mod follower;
 pub mod purge;
+pub mod secret;
 pub mod signal;
 pub mod telemetry;
 pub mod tls;

@@ -215,6 +215,15 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, TlsError> {
     Ok(cfg)
 }
 
+/// A client configuration that trusts no server: for connectors that only ever dial plain
+/// HTTP but share a type with ones that dial TLS.
+pub fn trust_nothing() -> Result<ClientConfig, TlsError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
+}
+
 /// A connector for `http://` and `https://` URLs (HTTP/1.1), verifying servers with `tls`.
 pub fn connector(
     http: HttpConnector,

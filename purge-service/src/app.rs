@@ -14,7 +14,9 @@ use crate::client::HttpClient;
 use crate::ratelimit::RateLimiter;
 use crate::reports::Reports;
 use crate::store::{LogStore, StateReader};
+use crate::streams::StreamSlots;
 use crate::types::{Command, CommandResponse, IdempotencyKey, NodeId, Raft};
+use crate::usage::Usage;
 
 /// Why a write through Raft did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,13 +70,18 @@ pub struct ApiSettings {
     pub write_timeout: Duration,
     /// Deadline for receiving a request body.
     pub body_timeout: Duration,
-    /// blake3 of `TIERCEL_CLUSTER_SECRET`, required on `/raft/*` when set.
+    /// blake3 of the cluster secret: a request carrying the secret is a member's. Without
+    /// one, no request is.
     pub cluster_secret: Option<blake3::Hash>,
     /// Addresses of the peers given on the command line, for before membership is known.
     pub peers: BTreeMap<NodeId, String>,
     /// How recently a leader must have heard from a quorum to call itself current (the
     /// maximum election timeout: after that another leader may exist).
     pub quorum_fresh: Duration,
+    /// A `/v1/log` reader that takes no bytes for this long is dropped.
+    pub log_write_timeout: Duration,
+    /// Follower names one token may report for.
+    pub max_followers_per_token: usize,
 }
 
 /// Shared per-node context.
@@ -93,8 +100,14 @@ pub struct App {
     pub batcher: Batcher,
     /// Follower reports (meaningful on the leader).
     pub reports: Mutex<Reports>,
-    /// Per-token rate limits.
+    /// Per-token rate limits of the API.
     pub limiter: Mutex<RateLimiter>,
+    /// Per-token rate limits of the follower protocol.
+    pub follow_limiter: Mutex<RateLimiter>,
+    /// When each token was last used here.
+    pub usage: Usage,
+    /// Open `/v1/log` streams.
+    pub streams: StreamSlots,
     /// Serialises read-check-write sequences (service If-Match, membership).
     pub write_lock: tokio::sync::Mutex<()>,
     /// One lock per idempotency key in flight, so concurrent retries commit once.

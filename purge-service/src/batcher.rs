@@ -12,13 +12,13 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tiercel_cluster::purge::wire::PurgeAccepted;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::app::WriteError;
-use crate::types::{Command, CommandResponse, PurgeItem, Raft};
+use crate::types::{Command, CommandResponse, PurgeItem, Raft, unix_ms};
 
 /// Most purges in one entry.
 pub const MAX_BATCH_ITEMS: usize = 256;
@@ -70,13 +70,6 @@ fn item_bytes(item: &PurgeItem) -> usize {
         + 64
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, timeout: Duration) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut carry: Option<Pending> = None;
@@ -120,7 +113,7 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
         batch.into_iter().map(|p| (p.item, p.reply)).unzip();
     let n = items.len();
     let cmd = Command::Purges {
-        ts_ms: now_ms(),
+        ts_ms: unix_ms(),
         items,
     };
     let result = match tokio::time::timeout(timeout, raft.client_write(cmd)).await {

@@ -1,16 +1,22 @@
-//! The HTTP client nodes use to talk to each other: Raft RPCs and proxied API requests.
+//! The HTTP client members use to talk to each other: Raft RPCs, writes forwarded to the
+//! leader, token imports and usage queries.
 //!
-//! One pooled hyper client per node; every call has a deadline, and errors say whether the
+//! One pooled hyper client per node, plain HTTP or TLS like the node's own listeners, and every
+//! request carries the cluster secret. Every call has a deadline, and errors say whether the
 //! peer could not be reached at all (Raft backs off) or failed mid-way.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::ClientConfig;
+use tiercel_cluster::secret::Secret;
+use tiercel_cluster::tls::TlsError;
 
 /// Header carrying `TIERCEL_CLUSTER_SECRET` on `/raft/*` calls.
 pub const CLUSTER_SECRET_HEADER: &str = "x-tiercel-cluster-secret";
@@ -54,45 +60,62 @@ pub enum ClientError {
     },
 }
 
-/// A pooled HTTP/1.1 client with deadlines.
+/// A pooled HTTP/1.1 client with deadlines, speaking to other members as a member.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl Default for HttpClient {
-    fn default() -> Self {
-        Self::new()
-    }
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    scheme: &'static str,
+    secret: Option<HeaderValue>,
 }
 
 impl HttpClient {
-    /// A client with a short connect timeout (peers are on the same network).
-    pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        connector.set_nodelay(true);
+    /// A client with a short connect timeout (peers are on the same network), dialing over TLS
+    /// verified by `tls` when given, and sending `secret` with every request.
+    pub fn new(tls: Option<ClientConfig>, secret: Option<&Secret>) -> Result<Self, TlsError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(1)));
+        http.set_nodelay(true);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        // Without TLS the config is never used: `https_or_http` passes http:// URLs through.
+        let tls = match tls {
+            Some(t) => t,
+            None => tiercel_cluster::tls::trust_nothing()?,
+        };
         let inner = Client::builder(TokioExecutor::new())
-            // Below the server's 10 s header-read timeout, so a pooled connection is never
-            // reused just as the peer closes it.
+            // Below the server's idle timeout, so a pooled connection is never reused just as
+            // the peer closes it.
             .pool_idle_timeout(Duration::from_secs(5))
-            .build(connector);
-        Self { inner }
+            .build(tiercel_cluster::tls::connector(http, tls));
+        let secret = secret.and_then(|s| {
+            let mut v = HeaderValue::from_str(s.expose()).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        Ok(Self {
+            inner,
+            scheme,
+            secret,
+        })
     }
 
-    /// Builds a request to `http://{addr}{path}`.
+    /// Builds a request to `{scheme}://{addr}{path}` carrying the cluster secret.
     pub fn builder(
+        &self,
         addr: &str,
         method: http::Method,
         path_and_query: &str,
     ) -> Result<http::request::Builder, ClientError> {
-        let uri: http::Uri = format!("http://{addr}{path_and_query}").parse().map_err(
-            |e: http::uri::InvalidUri| ClientError::Build {
+        let uri: http::Uri = format!("{}://{addr}{path_and_query}", self.scheme)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ClientError::Build {
                 addr: addr.to_string(),
                 reason: e.to_string(),
-            },
-        )?;
-        Ok(Request::builder().method(method).uri(uri))
+            })?;
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(s) = &self.secret {
+            b = b.header(CLUSTER_SECRET_HEADER, s.clone());
+        }
+        Ok(b)
     }
 
     /// Sends `req` to `addr` and reads the whole answer within `timeout`.

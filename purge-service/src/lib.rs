@@ -29,4 +29,6 @@ pub mod ratelimit;
 pub mod reports;
 pub mod state;
 pub mod store;
+pub mod streams;
 pub mod types;
+pub mod usage;

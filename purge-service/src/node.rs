@@ -1,7 +1,8 @@
 //! Start-up and shutdown of one purge-service member.
 //!
 //! ```text
-//! bind --listen ─▶ open redb ─▶ load snapshot ─▶ openraft (re-applies committed log)
+//! bind --listen [, --raft-listen] ─▶ TLS (--cert/--key, reloaded on SIGHUP)
+//!      ─▶ open redb ─▶ load snapshot ─▶ openraft (re-applies committed log)
 //!      ─▶ serve HTTP ─▶ --bootstrap: initialise membership (first start only)
 //!      ─▶ background: import TIERCEL_ADMIN_TOKEN / --token-file through the leader
 //! ```
@@ -17,20 +18,28 @@ use http_body_util::Full;
 use openraft::BasicNode;
 use openraft::error::{InitializeError, RaftError};
 use parking_lot::Mutex;
+use tiercel_cluster::conn::ConnectionStats;
 use tiercel_cluster::purge::wire::TokenScope;
+use tiercel_cluster::tls::{ReloadingCert, TlsError};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
+use crate::api::Listener;
 use crate::api::raft_rpc::ImportResult;
+use crate::api::server::serve;
 use crate::api::tokens::import_record;
 use crate::app::{ApiSettings, App, LeaderView};
 use crate::batcher::Batcher;
-use crate::client::{CLUSTER_SECRET_HEADER, HttpClient};
+use crate::client::HttpClient;
 use crate::config::NodeConfig;
 use crate::raft::network::Network;
 use crate::ratelimit::RateLimiter;
 use crate::reports::Reports;
 use crate::store::{self, LogStore, StateMachineStore, StoreError};
+use crate::streams::StreamSlots;
 use crate::types::{Command, CommandResponse, NodeId, Raft, TokenCondition};
+use crate::usage::Usage;
 
 /// Why a node could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -49,32 +58,70 @@ pub enum NodeError {
     /// openraft refused the configuration or failed to start.
     #[error("raft: {0}")]
     Raft(String),
+    /// The certificate, key or CA file is unusable.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A running member.
 pub struct Node {
     /// Shared context (for embedding and tests).
     pub app: Arc<App>,
-    server: tokio::task::JoinHandle<()>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
     importer: Option<tokio::task::JoinHandle<()>>,
+    shutdown: CancellationToken,
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, NodeError> {
+    tiercel_cluster::conn::bind(addr)
+        .await
+        .map_err(|source| NodeError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// ALPN protocols of both listeners.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The server side of TLS (reloaded on SIGHUP) and the client side towards other members.
+fn tls(cfg: &NodeConfig) -> Result<(Option<TlsAcceptor>, Option<rustls::ClientConfig>), TlsError> {
+    let Some(files) = &cfg.tls else {
+        for (flag, addr) in [
+            ("--listen", Some(cfg.listen)),
+            ("--raft-listen", cfg.raft_listen),
+        ] {
+            if let Some(addr) = addr.filter(tiercel_cluster::tls::exposed) {
+                tracing::warn!(
+                    "{flag} {addr} serves plain HTTP beyond this machine: tokens and the \
+                     cluster secret cross the network in clear text; give --cert and --key"
+                );
+            }
+        }
+        return Ok((None, None));
+    };
+    let cert = ReloadingCert::load(&files.cert, &files.key)?;
+    cert.reload_on_sighup();
+    let server = tiercel_cluster::tls::server_config(cert, &ALPN)?;
+    let client = tiercel_cluster::tls::client_config(cfg.ca_file.as_deref())?;
+    Ok((Some(TlsAcceptor::from(server)), Some(client)))
 }
 
 impl Node {
     /// Starts a member: binds, opens storage, starts Raft and the API, bootstraps if asked.
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| NodeError::Listen {
-                addr: cfg.listen.to_string(),
-                source,
-            })?;
+        let (acceptor, client_tls) = tls(&cfg)?;
+        let listener = bind(cfg.listen).await?;
+        let member_listener = match cfg.raft_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let db = store::open(&cfg.data_dir)?;
         let log = LogStore::new(db.clone())?;
         let sm = StateMachineStore::open(db, cfg.log_cache_entries).await?;
         let state = sm.reader();
-        let client = HttpClient::new();
-        let secret: Option<Arc<str>> = cfg.cluster_secret.as_deref().map(Arc::from);
-        let network = Network::new(client.clone(), secret);
+        let client = HttpClient::new(client_tls, cfg.cluster_secret.as_ref())?;
+        let network = Network::new(client.clone());
         let raft_cfg =
             crate::raft::config(cfg.tuning).map_err(|e| NodeError::Raft(e.to_string()))?;
         let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, log.clone(), sm)
@@ -88,8 +135,20 @@ impl Node {
             log,
             client,
             batcher,
-            reports: Mutex::new(Reports::new(cfg.live_window)),
+            reports: Mutex::new(Reports::new(
+                cfg.live_window,
+                cfg.limits.max_followers_per_token,
+            )),
             limiter: Mutex::new(RateLimiter::new(cfg.rate.0, cfg.rate.1)),
+            follow_limiter: Mutex::new(RateLimiter::new(
+                cfg.limits.follow_rate,
+                cfg.limits.follow_rate * 2.0,
+            )),
+            usage: Usage::default(),
+            streams: StreamSlots::new(
+                cfg.limits.max_log_streams,
+                cfg.limits.max_log_streams_per_token,
+            ),
             write_lock: tokio::sync::Mutex::new(()),
             idempotency_locks: Mutex::new(HashMap::new()),
             settings: ApiSettings {
@@ -98,27 +157,65 @@ impl Node {
                 body_timeout: cfg.body_timeout,
                 cluster_secret: cfg
                     .cluster_secret
-                    .as_deref()
-                    .map(|s| blake3::hash(s.as_bytes())),
+                    .as_ref()
+                    .map(|s| blake3::hash(s.expose().as_bytes())),
                 peers: cfg.peers.clone(),
                 quorum_fresh: Duration::from_millis(cfg.tuning.election_timeout_ms * 2),
+                log_write_timeout: cfg.limits.log_write_timeout,
+                max_followers_per_token: cfg.limits.max_followers_per_token,
             },
         });
-        let server = tokio::spawn(crate::api::server::serve(listener, app.clone()));
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(ConnectionStats::default());
+        let api_kind = if member_listener.is_some() {
+            Listener::Api
+        } else {
+            Listener::Shared
+        };
+        let mut servers = vec![tokio::spawn(serve(
+            listener,
+            acceptor.clone(),
+            app.clone(),
+            api_kind,
+            cfg.limits.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        ))];
+        if let Some(l) = member_listener {
+            servers.push(tokio::spawn(serve(
+                l,
+                acceptor,
+                app.clone(),
+                Listener::Member,
+                cfg.limits.clone(),
+                stats,
+                shutdown.clone(),
+            )));
+        }
+        servers.push(tokio::spawn(crate::reports::sweep(
+            app.clone(),
+            shutdown.clone(),
+        )));
         if cfg.bootstrap {
             bootstrap(&raft, &cfg).await?;
         }
         let imports = imports(&cfg);
         let importer = (!imports.is_empty()).then(|| {
             let app = app.clone();
-            let secret = cfg.cluster_secret.clone();
-            tokio::spawn(async move { run_imports(app, imports, secret).await })
+            tokio::spawn(async move { run_imports(app, imports).await })
         });
-        tracing::info!(id = cfg.id, listen = %cfg.listen, "purge-service member started");
+        tracing::info!(
+            id = cfg.id,
+            listen = %cfg.listen,
+            raft_listen = ?cfg.raft_listen,
+            tls = cfg.tls.is_some(),
+            "purge-service member started"
+        );
         Ok(Node {
             app,
-            server,
+            servers,
             importer,
+            shutdown,
         })
     }
 
@@ -132,7 +229,10 @@ impl Node {
         if let Err(e) = self.app.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
-        self.server.abort();
+        self.shutdown.cancel();
+        for s in &self.servers {
+            s.abort();
+        }
     }
 }
 
@@ -165,7 +265,7 @@ fn imports(cfg: &NodeConfig) -> Vec<Command> {
     let mut out = Vec::new();
     if let Some(secret) = &cfg.admin_token {
         out.push(Command::TokenCreate {
-            token: import_record("bootstrap-admin", TokenScope::Admin, secret),
+            token: import_record("bootstrap-admin", TokenScope::Admin, secret.expose()),
             unless: TokenCondition::AdminExists,
         });
     }
@@ -179,11 +279,11 @@ fn imports(cfg: &NodeConfig) -> Vec<Command> {
 }
 
 /// Proposes each import through whoever leads, retrying until it is decided.
-async fn run_imports(app: Arc<App>, imports: Vec<Command>, secret: Option<String>) {
+async fn run_imports(app: Arc<App>, imports: Vec<Command>) {
     for cmd in imports {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match import_once(&app, &cmd, secret.as_deref()).await {
+            match import_once(&app, &cmd).await {
                 Ok(added) => {
                     if let Command::TokenCreate { token, .. } = &cmd {
                         tracing::info!(name = %token.name, added, "token import decided");
@@ -200,7 +300,7 @@ async fn run_imports(app: Arc<App>, imports: Vec<Command>, secret: Option<String
     }
 }
 
-async fn import_once(app: &App, cmd: &Command, secret: Option<&str>) -> Result<bool, String> {
+async fn import_once(app: &App, cmd: &Command) -> Result<bool, String> {
     match app.wait_leader().await {
         LeaderView::Me => match app.write(cmd.clone()).await {
             Ok((_, CommandResponse::Token { added })) => Ok(added),
@@ -209,13 +309,11 @@ async fn import_once(app: &App, cmd: &Command, secret: Option<&str>) -> Result<b
         },
         LeaderView::Other { addr, .. } => {
             let body = serde_json::to_vec(cmd).map_err(|e| e.to_string())?;
-            let mut req = HttpClient::builder(&addr, Method::POST, "/raft/import")
+            let req = app
+                .client
+                .builder(&addr, Method::POST, "/raft/import")
                 .map_err(|e| e.to_string())?
-                .header(http::header::CONTENT_TYPE, "application/json");
-            if let Some(s) = secret {
-                req = req.header(CLUSTER_SECRET_HEADER, s);
-            }
-            let req = req
+                .header(http::header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|e| e.to_string())?;
             let resp = app

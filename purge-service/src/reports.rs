@@ -2,59 +2,143 @@
 //!
 //! Soft state kept by the leader only: followers report about once a second, so a new leader
 //! knows every live node again within the liveness window. Pure: `now` is an argument.
+//!
+//! A `follow` token is held by every edge, so one that leaks must not be able to make
+//! `tiercelctl purge --wait` lie or the leader run out of memory:
+//! - an applied index is clamped to what the leader has committed (a report of `u64::MAX`
+//!   cannot complete a purge nobody applied);
+//! - a node name belongs to the token that first reported it while it stays known, and one
+//!   token may report for at most `max_per_token` names;
+//! - one node's reports closer together than [`MIN_INTERVAL`] are refused;
+//! - recording is O(1); silent nodes are swept by a timer ([`sweep`]), not on every report;
+//! - a status lists at most [`MAX_LISTED`] nodes, those that have not applied first.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tiercel_cluster::purge::wire::{FollowerReport, NodeProgress, PurgeStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
 
 /// Nodes silent this many liveness windows are dropped from the table.
 const FORGET_AFTER_WINDOWS: u32 = 60;
+/// Least time between two accepted reports of one node (followers send at most one per
+/// 100 ms).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// Most nodes listed in one status answer.
+pub const MAX_LISTED: usize = 1000;
 
 #[derive(Debug, Clone)]
 struct Seen {
     role: String,
+    token: String,
     applied_index: u64,
     at: Instant,
+}
+
+/// Why a report was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportRefused {
+    /// The token already reports for as many nodes as it may.
+    #[error("this token already reports for {0} nodes, its maximum")]
+    TooManyNodes(usize),
+    /// Another token reports for this node name.
+    #[error("node {0:?} is reported by another token")]
+    NameTaken(String),
+    /// The node reported moments ago.
+    #[error("node {0:?} reports too often")]
+    TooOften(String),
 }
 
 /// Last report per follower node.
 #[derive(Debug)]
 pub struct Reports {
     nodes: HashMap<String, Seen>,
+    per_token: HashMap<String, usize>,
     window: Duration,
+    max_per_token: usize,
 }
 
 impl Reports {
-    /// A node counts as live when it reported within `window`.
-    pub fn new(window: Duration) -> Self {
+    /// A node counts as live when it reported within `window`; one token reports for at most
+    /// `max_per_token` nodes.
+    pub fn new(window: Duration, max_per_token: usize) -> Self {
         Self {
             nodes: HashMap::new(),
+            per_token: HashMap::new(),
             window,
+            max_per_token,
         }
     }
 
-    /// Records a report received at `now`. An applied index never goes back for a node that
-    /// stays live (reports may arrive out of order through different purge-service nodes);
-    /// a node back after a silence is taken at its word (it may have been reset).
-    pub fn record(&mut self, report: FollowerReport, now: Instant) {
-        let forget = self.window * FORGET_AFTER_WINDOWS;
-        self.nodes
-            .retain(|_, s| now.saturating_duration_since(s.at) < forget);
+    /// Records a report sent with `token` and received at `now`, when the leader has committed
+    /// up to `committed`. An applied index never goes back for a node that stays live (reports
+    /// may arrive out of order through different members); a node back after a silence is
+    /// taken at its word (it may have been reset).
+    pub fn record(
+        &mut self,
+        token: &str,
+        report: FollowerReport,
+        committed: u64,
+        now: Instant,
+    ) -> Result<(), ReportRefused> {
+        let reported = report.applied_index.min(committed);
         let applied_index = match self.nodes.get(&report.node) {
-            Some(prev) if now.saturating_duration_since(prev.at) <= self.window => {
-                prev.applied_index.max(report.applied_index)
+            Some(prev) if prev.token != token => {
+                return Err(ReportRefused::NameTaken(report.node));
             }
-            _ => report.applied_index,
+            Some(prev) if now.saturating_duration_since(prev.at) < MIN_INTERVAL => {
+                return Err(ReportRefused::TooOften(report.node));
+            }
+            Some(prev) if now.saturating_duration_since(prev.at) <= self.window => {
+                prev.applied_index.max(reported)
+            }
+            Some(_) => reported,
+            None => {
+                let count = self.per_token.entry(token.to_string()).or_insert(0);
+                if *count >= self.max_per_token {
+                    return Err(ReportRefused::TooManyNodes(self.max_per_token));
+                }
+                *count += 1;
+                reported
+            }
         };
         self.nodes.insert(
             report.node,
             Seen {
                 role: report.role,
+                token: token.to_string(),
                 applied_index,
                 at: now,
             },
         );
+        Ok(())
+    }
+
+    /// Forgets nodes silent for [`FORGET_AFTER_WINDOWS`] liveness windows.
+    pub fn sweep(&mut self, now: Instant) {
+        let forget = self.window * FORGET_AFTER_WINDOWS;
+        let per_token = &mut self.per_token;
+        self.nodes.retain(|_, s| {
+            let keep = now.saturating_duration_since(s.at) < forget;
+            if !keep && let Some(n) = per_token.get_mut(&s.token) {
+                *n = n.saturating_sub(1);
+            }
+            keep
+        });
+        self.per_token.retain(|_, n| *n > 0);
+    }
+
+    /// Nodes known.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node is known.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     /// How far the purge `id` at `index` has spread, as of `now`.
@@ -73,12 +157,18 @@ impl Reports {
                 }
             })
             .collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let live = nodes.iter().filter(|n| n.live).count();
         let applied = nodes
             .iter()
             .filter(|n| n.live && n.applied_index >= index)
             .count();
+        // Live nodes that have not applied it first: they are what an operator looks for.
+        nodes.sort_by(|a, b| {
+            let rank = |n: &NodeProgress| !(n.live && n.applied_index < index);
+            rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name))
+        });
+        let omitted = nodes.len().saturating_sub(MAX_LISTED);
+        nodes.truncate(MAX_LISTED);
         PurgeStatus {
             id: id.to_string(),
             index,
@@ -86,7 +176,24 @@ impl Reports {
             nodes_live: u32::try_from(live).unwrap_or(u32::MAX),
             complete: live > 0 && applied == live,
             nodes,
+            nodes_omitted: u32::try_from(omitted).unwrap_or(u32::MAX),
         }
+    }
+}
+
+/// Sweeps the leader's report table once per liveness window, and forgets the last use of
+/// tokens that no longer exist, until `stop`.
+pub async fn sweep(app: Arc<App>, stop: CancellationToken) {
+    let period = app.reports.lock().window.max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        app.reports.lock().sweep(Instant::now());
+        let state = &app.state;
+        app.usage
+            .retain(|id| state.with(|m| m.state.token(id).is_some()));
     }
 }
 
@@ -102,13 +209,19 @@ mod tests {
         }
     }
 
+    fn table() -> Reports {
+        Reports::new(Duration::from_secs(5), 100)
+    }
+
     #[test]
     fn status_counts_live_nodes_that_applied() {
         let t0 = Instant::now();
-        let mut r = Reports::new(Duration::from_secs(5));
-        r.record(report("a", 10), t0);
-        r.record(report("b", 7), t0 + Duration::from_secs(1));
-        r.record(report("c", 50), t0 - Duration::from_secs(1));
+        let mut r = table();
+        r.record("t", report("a", 10), 100, t0).unwrap();
+        r.record("t", report("b", 7), 100, t0 + Duration::from_secs(1))
+            .unwrap();
+        r.record("t", report("c", 50), 100, t0 - Duration::from_secs(1))
+            .unwrap();
         let now = t0 + Duration::from_millis(4_500);
         // c reported 5.5 s ago: not live.
         let table: &[(u64, u32, u32, bool)] =
@@ -121,7 +234,8 @@ mod tests {
                 "index {index}"
             );
         }
-        let s = r.status("x", 5, now);
+        // Laggards first (b has not applied 8), then by name.
+        let s = r.status("x", 8, now);
         let names: Vec<_> = s
             .nodes
             .iter()
@@ -129,29 +243,71 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [("a", true, 4_500), ("b", true, 3_500), ("c", false, 5_500)]
+            [("b", true, 3_500), ("a", true, 4_500), ("c", false, 5_500)]
         );
+        assert_eq!(s.nodes_omitted, 0);
     }
 
     #[test]
     fn nobody_live_is_never_complete() {
-        let r = Reports::new(Duration::from_secs(5));
+        let r = table();
         let s = r.status("1", 1, Instant::now());
         assert_eq!((s.nodes_applied, s.nodes_live, s.complete), (0, 0, false));
         assert!(s.nodes.is_empty());
     }
 
     #[test]
+    fn an_index_beyond_the_commit_is_clamped() {
+        let t0 = Instant::now();
+        let mut r = table();
+        r.record("t", report("liar", u64::MAX), 40, t0).unwrap();
+        let s = r.status("x", 41, t0);
+        assert!(!s.complete);
+        assert_eq!(s.nodes[0].applied_index, 40);
+    }
+
+    #[test]
+    fn names_belong_to_their_token_and_each_token_is_capped() {
+        let t0 = Instant::now();
+        let mut r = Reports::new(Duration::from_secs(5), 2);
+        r.record("t", report("a", 1), 9, t0).unwrap();
+        assert_eq!(
+            r.record("u", report("a", 9), 9, t0 + Duration::from_secs(1)),
+            Err(ReportRefused::NameTaken("a".into()))
+        );
+        r.record("t", report("b", 1), 9, t0).unwrap();
+        assert_eq!(
+            r.record("t", report("c", 1), 9, t0),
+            Err(ReportRefused::TooManyNodes(2))
+        );
+        r.record("u", report("c", 1), 9, t0).unwrap();
+        // Too often: the same node within MIN_INTERVAL.
+        assert_eq!(
+            r.record("t", report("a", 2), 9, t0 + Duration::from_millis(10)),
+            Err(ReportRefused::TooOften("a".into()))
+        );
+        // Once forgotten, a name is free again and the token's count drops.
+        let later = t0 + Duration::from_secs(5 * 60 + 1);
+        r.sweep(later);
+        assert!(r.is_empty());
+        r.record("u", report("a", 1), 9, later).unwrap();
+        r.record("t", report("x", 1), 9, later).unwrap();
+        r.record("t", report("y", 1), 9, later).unwrap();
+    }
+
+    #[test]
     fn applied_index_does_not_go_back_while_live_but_does_after_silence() {
         let t0 = Instant::now();
-        let mut r = Reports::new(Duration::from_secs(5));
-        r.record(report("a", 10), t0);
-        r.record(report("a", 8), t0 + Duration::from_secs(1));
+        let mut r = table();
+        r.record("t", report("a", 10), 99, t0).unwrap();
+        r.record("t", report("a", 8), 99, t0 + Duration::from_secs(1))
+            .unwrap();
         assert_eq!(
             r.status("x", 10, t0 + Duration::from_secs(1)).nodes_applied,
             1
         );
-        r.record(report("a", 3), t0 + Duration::from_secs(20));
+        r.record("t", report("a", 3), 99, t0 + Duration::from_secs(20))
+            .unwrap();
         assert_eq!(
             r.status("x", 3, t0 + Duration::from_secs(20)).nodes[0].applied_index,
             3
@@ -159,14 +315,18 @@ mod tests {
     }
 
     #[test]
-    fn long_silent_nodes_are_forgotten() {
+    fn long_status_answers_are_cut_laggards_kept() {
         let t0 = Instant::now();
-        let mut r = Reports::new(Duration::from_secs(1));
-        r.record(report("old", 1), t0);
-        r.record(report("new", 1), t0 + Duration::from_secs(61));
-        assert_eq!(
-            r.status("x", 1, t0 + Duration::from_secs(61)).nodes.len(),
-            1
-        );
+        let mut r = Reports::new(Duration::from_secs(5), 10_000);
+        for i in 0..(MAX_LISTED + 50) {
+            r.record("t", report(&format!("n{i:05}"), 10), 99, t0)
+                .unwrap();
+        }
+        r.record("t", report("zz-lagging", 1), 99, t0).unwrap();
+        let s = r.status("x", 5, t0);
+        assert_eq!(s.nodes.len(), MAX_LISTED);
+        assert_eq!(s.nodes_omitted, 51);
+        assert_eq!(s.nodes[0].name, "zz-lagging");
+        assert_eq!(s.nodes_live, MAX_LISTED as u32 + 51);
     }
 }

@@ -58,11 +58,23 @@ pub enum Command {
         name: String,
         /// The document (already validated by the leader).
         doc: serde_json::Value,
+        /// Leader wall clock (ms since the epoch) when proposed: the audit time.
+        #[serde(default)]
+        ts_ms: u64,
+        /// Who made the change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Actor>,
     },
     /// Delete a service. The deletion's version is the entry's log index.
     ServiceDelete {
         /// Service name.
         name: String,
+        /// Leader wall clock (ms) when proposed.
+        #[serde(default)]
+        ts_ms: u64,
+        /// Who made the change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Actor>,
     },
     /// Add a bearer token (only its hash travels).
     TokenCreate {
@@ -72,11 +84,39 @@ pub enum Command {
         #[serde(default)]
         unless: TokenCondition,
     },
-    /// Revoke a token.
+    /// Revoke a token. Its id and hash stay behind as a tombstone, so an import of the same
+    /// secret (from `--token-file` or `TIERCEL_ADMIN_TOKEN`, at any member's restart) cannot
+    /// bring it back.
     TokenDelete {
         /// Token id.
         id: String,
+        /// Leader wall clock (ms) when proposed.
+        #[serde(default)]
+        ts_ms: u64,
+        /// Who revoked it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Actor>,
     },
+}
+
+/// Who made a change: the token that authorised it, by id and by name (the name as it was
+/// then, so the audit trail survives the token's revocation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Token id.
+    pub token_id: String,
+    /// Token name.
+    pub token_name: String,
+}
+
+impl Actor {
+    /// The actor of a request authorised by `token`.
+    pub fn of(token: &TokenRecord) -> Actor {
+        Actor {
+            token_id: token.id.clone(),
+            token_name: token.name.clone(),
+        }
+    }
 }
 
 /// A purge inside a [`Command::Purges`] entry.
@@ -87,6 +127,35 @@ pub struct PurgeItem {
     /// `(token id, Idempotency-Key)` when the client sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<IdempotencyKey>,
+    /// blake3 of the normalised purge, so a key reused for a different purge is recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Who asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Actor>,
+}
+
+impl PurgeItem {
+    /// A purge asked for by `by`, with its fingerprint.
+    pub fn new(
+        purge: PurgeRequest,
+        idempotency: Option<IdempotencyKey>,
+        by: Option<Actor>,
+    ) -> Self {
+        let fingerprint = Some(purge_fingerprint(&purge));
+        PurgeItem {
+            purge,
+            idempotency,
+            fingerprint,
+            by,
+        }
+    }
+}
+
+/// Hex blake3 of a purge's canonical JSON: equal for equal purges.
+pub fn purge_fingerprint(purge: &PurgeRequest) -> String {
+    let json = serde_json::to_vec(purge).unwrap_or_default();
+    blake3::hash(&json).to_hex().to_string()
 }
 
 /// An `Idempotency-Key` scoped to the token that sent it.
@@ -112,6 +181,23 @@ pub struct TokenRecord {
     /// Sustained requests per second; the node default when absent.
     #[serde(default)]
     pub rate_per_sec: Option<f64>,
+    /// When it stops working (ms since the epoch); never when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+    /// When it was created (leader clock, ms since the epoch; 0 for tokens from before this
+    /// was recorded).
+    #[serde(default)]
+    pub created_ms: u64,
+    /// Name of the token that created it (`None` for imports from the command line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+}
+
+impl TokenRecord {
+    /// Whether the token has expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|e| now_ms >= e)
+    }
 }
 
 /// When a [`Command::TokenCreate`] is skipped, so imports replayed at every start add nothing
@@ -145,6 +231,14 @@ pub enum CommandResponse {
         /// True when added.
         added: bool,
     },
+}
+
+/// This machine's wall clock in milliseconds since the epoch (0 if it is before 1970).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Hex blake3 of a bearer secret: what the replicated state keys tokens by.
@@ -221,9 +315,23 @@ mod tests {
 
     #[test]
     fn commands_serialise_with_an_op_tag() {
-        let c = Command::TokenDelete { id: "t1".into() };
+        let c = Command::TokenDelete {
+            id: "t1".into(),
+            ts_ms: 5,
+            by: None,
+        };
         let s = serde_json::to_string(&c).unwrap();
-        assert_eq!(s, r#"{"op":"token_delete","id":"t1"}"#);
+        assert_eq!(s, r#"{"op":"token_delete","id":"t1","ts_ms":5}"#);
+        // Entries written before the audit fields existed still decode.
+        let old: Command = serde_json::from_str(r#"{"op":"token_delete","id":"t1"}"#).unwrap();
+        assert!(matches!(
+            old,
+            Command::TokenDelete {
+                ts_ms: 0,
+                by: None,
+                ..
+            }
+        ));
         assert_eq!(serde_json::from_str::<Command>(&s).unwrap(), c);
     }
 }

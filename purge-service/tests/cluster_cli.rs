@@ -89,6 +89,7 @@ fn every_flag_reads_its_env_variable_and_check_config_exits_0() {
         ("TIERCEL_DATA_DIR", d),
         ("TIERCEL_PEER", "1=127.0.0.1:7070,2=127.0.0.1:7071"),
         ("TIERCEL_BOOTSTRAP", "true"),
+        ("TIERCEL_CLUSTER_SECRET", "cluster-secret-0123456789"),
         ("TIERCEL_SNAPSHOT_EVERY", "50"),
         ("TIERCEL_CHECK_CONFIG", "1"),
     ];

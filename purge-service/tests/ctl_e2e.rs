@@ -44,8 +44,27 @@ impl Out {
     }
 }
 
-/// Runs the real `tiercelctl` with no `TIERCEL_*` from the environment but `env`.
+/// Runs the real `tiercelctl` with no `TIERCEL_*` from the environment but `env`. A
+/// `--token T` in `args` is passed as `TIERCEL_TOKEN` instead, as the README tells users to
+/// (command lines are visible to other users); [`ctl_raw`] keeps the flag.
 async fn ctl(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Out> {
+    let mut kept = Vec::new();
+    let mut env = env.to_vec();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (*a, it.clone().next()) {
+            ("--token", Some(t)) => {
+                env.push(("TIERCEL_TOKEN", t));
+                it.next();
+            }
+            _ => kept.push(*a),
+        }
+    }
+    ctl_raw(&kept, &env).await
+}
+
+/// Runs the real `tiercelctl` with exactly `args`, and no `TIERCEL_*` but `env`.
+async fn ctl_raw(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Out> {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tiercelctl"));
     for (k, _) in std::env::vars() {
         if k.starts_with("TIERCEL_") {
@@ -286,12 +305,16 @@ async fn ctl_usage_errors_exit_2() -> anyhow::Result<()> {
         ),
         (vec!["purge", "--all"], "no server"),
         (
-            vec!["--server", "https://example.com", "purge", "--all"],
-            "not an http://host:port URL",
+            vec!["--server", "ftp://example.com", "purge", "--all"],
+            "is not an https://host:port or http://host:port URL",
         ),
         (
             vec!["--server", &dead, "--token", "a b\n", "purge", "--all"],
-            "--token",
+            "TIERCEL_TOKEN",
+        ),
+        (
+            vec!["--server", &dead, "--token", "short", "purge", "--all"],
+            "shorter than 16 characters",
         ),
         (
             vec![
@@ -352,7 +375,14 @@ async fn ctl_api_errors_exit_1_and_4xx_never_fails_over() -> anyhow::Result<()> 
     let (spare, hits) = unavailable_server().await?;
     let out = ctl(
         &[
-            "--server", &node0, "--server", &spare, "--token", "wrong", "purge", "--all",
+            "--server",
+            &node0,
+            "--server",
+            &spare,
+            "--token",
+            "wrong-token-0123456789",
+            "purge",
+            "--all",
         ],
         &[],
     )

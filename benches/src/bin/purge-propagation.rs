@@ -125,6 +125,7 @@ impl Cluster {
                     "--log",
                     "warn",
                 ])
+                .env("TIERCEL_CLUSTER_SECRET", "bench-cluster-secret-0123456789")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log);

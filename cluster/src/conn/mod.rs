@@ -19,3 +19,21 @@ pub mod watch;
 pub use quiet::{Closing, QuietLimits};
 pub use serve::{ConnOptions, bind, serve, serve_connection};
 pub use stats::ConnectionStats;
+
+/// Raises the soft limit of open files to the hard limit, so the connection caps, not the
+/// default 1024 descriptors, bound what a node serves. Failure is logged and harmless.
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, hard)) if soft < hard => {
+                if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                    tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+        }
+    }
+}

@@ -128,6 +128,7 @@ mod tests {
         let svc = ServiceRecord {
             name: "s".into(),
             version: 3,
+            changed: None,
             doc: serde_json::json!({"hosts": ["s.example"]}),
         };
         st.services.insert("s".into(), svc.clone());

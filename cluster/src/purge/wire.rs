@@ -10,7 +10,9 @@
 //! POST /v1/followers/report  FollowerReport      -> 204
 //! GET  /v1/services                              -> [ServiceRecord]
 //! GET|PUT|DELETE /v1/services/{name}  doc JSON   -> ServiceRecord   (If-Match: version)
+//! GET  /v1/purges?since=MS&after=INDEX&limit=N  -> PurgeList (who purged what)
 //! POST /v1/tokens            TokenCreate         -> TokenCreated
+//! GET  /v1/tokens                                -> [TokenInfo]
 //! DELETE /v1/tokens/{id}                         -> 204
 //! GET  /v1/cluster                               -> ClusterInfo
 //! POST /v1/cluster/members   MemberAdd           -> ClusterInfo
@@ -64,8 +66,11 @@ pub struct PurgeStatus {
     pub nodes_live: u32,
     /// True when every live node has applied it (and at least one node is live).
     pub complete: bool,
-    /// Per-node detail.
+    /// Per-node detail: the nodes that have not applied it first, at most a thousand.
     pub nodes: Vec<NodeProgress>,
+    /// Nodes left out of `nodes` to keep the answer small.
+    #[serde(default)]
+    pub nodes_omitted: u32,
 }
 
 /// One follower's progress as last reported.
@@ -81,6 +86,35 @@ pub struct NodeProgress {
     pub last_seen_ms: u64,
     /// Whether the node counts as live.
     pub live: bool,
+}
+
+/// `GET /v1/purges`: the audit trail of purges, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeList {
+    /// The purges.
+    pub purges: Vec<PurgeRecord>,
+    /// Pass as `after` to get the next page; absent when this is the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+}
+
+/// One purge as the audit trail remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeRecord {
+    /// Purge id.
+    pub id: String,
+    /// Log index.
+    pub index: u64,
+    /// When the leader accepted it (ms since the epoch).
+    pub at_ms: u64,
+    /// Name of the token that asked for it (absent for purges from before audit records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Id of that token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// What was purged.
+    pub purge: PurgeRequest,
 }
 
 /// `POST /v1/followers/report` body, sent by followers about once a second and after applying.
@@ -166,6 +200,18 @@ pub struct ServiceRecord {
     pub version: u64,
     /// The service document (DESIGN.md §8 schema), as JSON.
     pub doc: serde_json::Value,
+    /// Who made this version and when (absent for versions from before audit records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Change>,
+}
+
+/// Who made a change, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Name of the token that made it.
+    pub by: String,
+    /// When the leader accepted it (ms since the epoch).
+    pub at_ms: u64,
 }
 
 /// What a bearer token may do. Each scope includes the ones before it.
@@ -191,6 +237,37 @@ pub struct TokenCreate {
     /// Sustained requests per second allowed for this token; the service default when absent.
     #[serde(default)]
     pub rate_per_sec: Option<f64>,
+    /// Seconds until it expires; never when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+}
+
+/// One token in `GET /v1/tokens`: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Id for `DELETE /v1/tokens/{id}`.
+    pub id: String,
+    /// The label.
+    pub name: String,
+    /// The scope.
+    pub scope: TokenScope,
+    /// When it was created (ms since the epoch; 0 when unknown).
+    pub created_ms: u64,
+    /// Name of the token that created it (absent for imports from the command line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// When it expires (ms since the epoch), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+    /// Whether it has expired.
+    pub expired: bool,
+    /// When any member that answered last saw it used (ms since the epoch), since that
+    /// member started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_ms: Option<u64>,
+    /// Its own rate limit, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_sec: Option<f64>,
 }
 
 /// Answer to `POST /v1/tokens`: the only time the secret is shown.
@@ -204,6 +281,9 @@ pub struct TokenCreated {
     pub scope: TokenScope,
     /// The bearer secret. The service keeps only its blake3 hash.
     pub token: String,
+    /// When it expires (ms since the epoch), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// `GET /v1/cluster`.
@@ -230,7 +310,7 @@ pub struct ClusterInfo {
 pub struct Member {
     /// Raft node id.
     pub id: u64,
-    /// Address its API and Raft RPCs listen on (`host:port`).
+    /// Address its member listener (Raft RPCs, forwarded writes) listens on (`host:port`).
     pub addr: String,
     /// Voter (true) or learner.
     pub voter: bool,

@@ -7,9 +7,10 @@ use http::header::AUTHORIZATION;
 use tiercel_cluster::purge::wire::TokenScope;
 
 use super::response::Failure;
+use super::routes::RateClass;
 use crate::app::App;
 use crate::client::CLUSTER_SECRET_HEADER;
-use crate::types::{TokenRecord, token_hash};
+use crate::types::{TokenRecord, token_hash, unix_ms};
 
 /// The bearer token of a request, if it carries one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -32,22 +33,31 @@ fn scope_name(s: TokenScope) -> &'static str {
     }
 }
 
-/// Finds the request's token, checks its scope against `need`, and (when `limit`) takes one
-/// request from its rate limit.
+/// Finds the request's token, checks that it is live (not revoked, not expired) and that its
+/// scope covers `need`, takes one request from the rate limit of `class`, and records its use.
 pub fn authorize(
     app: &App,
     headers: &HeaderMap,
     need: TokenScope,
-    limit: bool,
+    class: RateClass,
 ) -> Result<TokenRecord, Failure> {
     let secret = bearer(headers).ok_or_else(|| {
         Failure::Unauthorized("missing bearer token (Authorization: Bearer <token>)".into())
     })?;
+    // Looked up by blake3 of the secret: timing can reveal at most something about the hash
+    // of a guess, which says nothing about any real secret (blake3 is preimage resistant).
     let hash = token_hash(secret);
+    let now = unix_ms();
     let token = app
         .state
         .with(|m| m.state.token_by_hash(&hash).cloned())
         .ok_or_else(|| Failure::Unauthorized("unknown or revoked token".into()))?;
+    if token.expired(now) {
+        return Err(Failure::Unauthorized(format!(
+            "token {} expired",
+            token.name
+        )));
+    }
     if token.scope < need {
         return Err(Failure::Forbidden(format!(
             "token scope {} does not allow this; it needs {}",
@@ -55,31 +65,32 @@ pub fn authorize(
             scope_name(need)
         )));
     }
-    if limit {
-        app.limiter
+    let limited = match class {
+        RateClass::None => Ok(()),
+        RateClass::Api => app
+            .limiter
             .lock()
-            .check(&token.id, token.rate_per_sec, Instant::now())
-            .map_err(|retry_after| Failure::RateLimited { retry_after })?;
-    }
+            .check(&token.id, token.rate_per_sec, Instant::now()),
+        RateClass::Follow => app
+            .follow_limiter
+            .lock()
+            .check(&token.id, None, Instant::now()),
+    };
+    limited.map_err(|retry_after| Failure::RateLimited { retry_after })?;
+    app.usage.record(&token.id, now);
     Ok(token)
 }
 
-/// Checks the cluster secret on `/raft/*` when one is configured.
-pub fn cluster(app: &App, headers: &HeaderMap) -> Result<(), Failure> {
+/// Whether the request carries the cluster secret, proving it comes from another member.
+/// Without a configured secret nobody is a member: member endpoints are closed, not open.
+pub fn is_member(app: &App, headers: &HeaderMap) -> bool {
     let Some(want) = app.settings.cluster_secret else {
-        return Ok(());
+        return false;
     };
-    let given = headers
-        .get(CLUSTER_SECRET_HEADER)
-        .map(|v| blake3::hash(v.as_bytes()));
     // blake3::Hash compares in constant time.
-    if given == Some(want) {
-        Ok(())
-    } else {
-        Err(Failure::Unauthorized(
-            "cluster secret missing or wrong".into(),
-        ))
-    }
+    headers
+        .get(CLUSTER_SECRET_HEADER)
+        .is_some_and(|v| blake3::hash(v.as_bytes()) == want)
 }
 
 #[cfg(test)]

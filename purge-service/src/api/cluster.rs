@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use http::StatusCode;
-use openraft::{BasicNode, ChangeMembers};
+use openraft::{BasicNode, ChangeMembers, ServerState};
 use tiercel_cluster::purge::wire::{ClusterInfo, Member, MemberAdd};
 
 use super::response::{Failure, json};
@@ -20,16 +20,49 @@ use crate::types::NodeId;
 /// How long adding a member may wait for it to catch up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Liveness: the process serves HTTP.
+/// Liveness: the process serves HTTP and its Raft core runs. A core that stopped (a storage
+/// failure, an entry it could not apply) answers 503 with the reason, so a supervisor
+/// restarts or replaces the member instead of trusting it.
 pub fn healthz(app: &App) -> Answer {
     let m = app.raft.metrics().borrow().clone();
+    let failure = match (&m.running_state, m.state) {
+        (Err(fatal), _) => Some(fatal.to_string()),
+        (Ok(()), ServerState::Shutdown) => Some("raft core stopped".to_string()),
+        (Ok(()), _) => None,
+    };
     let body = serde_json::json!({
-        "status": "ok",
+        "status": if failure.is_some() { "failed" } else { "ok" },
         "node_id": app.id,
         "state": format!("{:?}", m.state),
         "leader_id": m.current_leader,
+        "error": failure,
     });
-    Ok(json(StatusCode::OK, &body))
+    let status = if failure.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok(json(status, &body))
+}
+
+/// Readiness: healthy, and in touch with a quorum (a leader is known), so writes and log
+/// streams served here are current.
+pub fn readyz(app: &App) -> Answer {
+    let health = healthz(app)?;
+    if !health.status().is_success() {
+        return Ok(health);
+    }
+    let ready = app.in_quorum();
+    let body = serde_json::json!({
+        "ready": ready,
+        "node_id": app.id,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(json(status, &body))
 }
 
 /// This node's view of the cluster.
@@ -85,6 +118,14 @@ async fn change(app: &App, changes: ChangeMembers<NodeId, BasicNode>) -> Result<
 pub async fn add_member(app: &App, req: &ApiRequest) -> Answer {
     let body: MemberAdd = req.json()?;
     validate::member_add(&body)?;
+    if app.settings.cluster_secret.is_none() {
+        return Err(Failure::BadRequest(
+            "this cluster has no cluster secret, so members cannot authenticate each other; \
+             restart every member with TIERCEL_CLUSTER_SECRET first"
+                .into(),
+        )
+        .into());
+    }
     let _serial = app.write_lock.lock().await;
     let m = app.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();

@@ -1,8 +1,10 @@
 //! Proxying a request that only the leader can answer.
 //!
-//! The follower replays the request (method, path and query, the headers that matter, body) to
-//! the leader's address from the membership, marked with [`FORWARDED_HEADER`] so the leader
-//! never forwards it again, and relays the answer as it came.
+//! The follower has already authenticated the client and charged its rate limit. It replays
+//! the request (method, path and query, the headers that matter, body) to the leader's member
+//! address from the membership, as a member (the cluster secret) and marked with
+//! [`FORWARDED_HEADER`], so the leader checks the token again but neither charges it twice
+//! nor forwards it again, and relays the answer as it came.
 
 use http::header::{
     ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderName, IF_MATCH, RETRY_AFTER,
@@ -14,7 +16,7 @@ use http_body_util::Full;
 use super::ApiRequest;
 use super::response::{Body, full};
 use crate::app::App;
-use crate::client::{ClientError, FORWARDED_HEADER, HttpClient};
+use crate::client::{ClientError, FORWARDED_HEADER};
 
 /// Request headers relayed to the leader.
 const REQUEST_HEADERS: &[HeaderName] = &[AUTHORIZATION, CONTENT_TYPE, IF_MATCH];
@@ -43,7 +45,7 @@ async fn try_proxy(app: &App, addr: &str, req: &ApiRequest) -> Result<Response<B
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let mut builder = HttpClient::builder(addr, req.parts.method.clone(), path)?;
+    let mut builder = app.client.builder(addr, req.parts.method.clone(), path)?;
     for name in REQUEST_HEADERS {
         if let Some(v) = req.parts.headers.get(name) {
             builder = builder.header(name, v);

@@ -13,6 +13,14 @@
 //!
 //! Only entries at or below the node's applied index are sent, so what a follower sees has
 //! been committed; the heartbeat's `commit_index` is that applied index.
+//!
+//! What one stream may cost is bounded: a member serves a limited number of streams (per
+//! member and per token, [`crate::streams`]); lines are handed to the connection in frames of
+//! at most [`FRAME_BUDGET`] bytes (a longer line alone, shared with every other stream rather
+//! than copied), through a one-frame channel, and entries read from the store at most
+//! [`READ_BUDGET`] bytes at a time; a reader that takes nothing for `--log-write-timeout` is
+//! dropped. The stream's token is checked again whenever the log moves, so a revoked or
+//! expired token stops receiving within moments.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,6 +38,7 @@ use super::response::Failure;
 use super::{Answer, ApiRequest};
 use crate::app::App;
 use crate::state::events::{encode_line, entry_event};
+use crate::types::{TokenRecord, unix_ms};
 
 /// Heartbeat period. The contract is "at least every second"; half that leaves margin for
 /// scheduling and network jitter, so a follower never sees a gap over a second (followers
@@ -37,23 +46,43 @@ use crate::state::events::{encode_line, entry_event};
 const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A stream on a node cut off from the quorum is closed after this long without heartbeats.
 const CLOSE_WHEN_ALONE: Duration = Duration::from_secs(5);
-/// Entries read from the store per step.
+/// Entries read from the store per step, at most.
 const CHUNK: u64 = 512;
+/// Stored bytes read from the store per step (at least one entry).
+const READ_BUDGET: usize = 1024 * 1024;
+/// Bytes of small lines gathered into one frame.
+const FRAME_BUDGET: usize = 64 * 1024;
 /// Retries when the log has a hole not yet explained by a snapshot (a snapshot being
 /// installed), before the stream is ended and the follower reconnects.
 const GAP_RETRIES: u32 = 40;
 
-/// Starts the stream.
-pub async fn stream(app: Arc<App>, req: &ApiRequest) -> Answer {
+/// Starts the stream for the follower holding `token`.
+pub async fn stream(app: Arc<App>, req: &ApiRequest, token: Option<&TokenRecord>) -> Answer {
     let from = match req.query("from") {
         None | Some("") => 0,
         Some(v) => v.parse::<u64>().map_err(|_| {
             Failure::BadRequest(format!("from: {v:?} is not a non-negative integer"))
         })?,
     };
-    let (tx, body) = Channel::<Bytes, Infallible>::new(8);
+    let token = token
+        .map(|t| t.id.clone())
+        .ok_or_else(|| Failure::Unauthorized("a log stream needs a token".into()))?;
+    let slot = app
+        .streams
+        .admit(&token)
+        .map_err(|e| Failure::Unavailable {
+            message: e.to_string(),
+            retry_after: 1,
+        })?;
+    let (tx, body) = Channel::<Bytes, Infallible>::new(1);
     tokio::spawn(async move {
-        if let Err(reason) = pump(app, tx, from).await {
+        let _slot = slot;
+        let mut out = Out {
+            tx,
+            timeout: app.settings.log_write_timeout,
+            pending: BytesMut::new(),
+        };
+        if let Err(reason) = pump(&app, &mut out, from, &token).await {
             tracing::debug!(%reason, "log stream ended");
         }
     });
@@ -67,67 +96,110 @@ pub async fn stream(app: Arc<App>, req: &ApiRequest) -> Answer {
     Ok(resp)
 }
 
-fn line(buf: &mut BytesMut, ev: &LogEvent) -> Result<(), String> {
-    buf.extend_from_slice(&encode_line(ev).map_err(|e| e.to_string())?);
-    Ok(())
+/// The sending side of one stream: lines gathered into bounded frames, each handed over within
+/// the write timeout.
+struct Out {
+    tx: Sender<Bytes, Infallible>,
+    timeout: Duration,
+    pending: BytesMut,
 }
 
-async fn send(tx: &mut Sender<Bytes, Infallible>, buf: BytesMut) -> Result<(), String> {
-    if buf.is_empty() {
-        return Ok(());
+impl Out {
+    /// Queues an encoded line: small ones are gathered, a long one goes alone, uncopied.
+    async fn line(&mut self, line: Bytes) -> Result<(), String> {
+        if line.len() >= FRAME_BUDGET {
+            self.flush().await?;
+            return self.send(line).await;
+        }
+        if self.pending.len() + line.len() > FRAME_BUDGET {
+            self.flush().await?;
+        }
+        self.pending.extend_from_slice(&line);
+        Ok(())
     }
-    tx.send_data(buf.freeze())
-        .await
-        .map_err(|_| "client went away".to_string())
+
+    /// Encodes and queues an event.
+    async fn event(&mut self, ev: &LogEvent) -> Result<(), String> {
+        let line = encode_line(ev).map_err(|e| e.to_string())?;
+        self.line(line).await
+    }
+
+    /// Hands over what is gathered.
+    async fn flush(&mut self) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let frame = self.pending.split().freeze();
+        self.send(frame).await
+    }
+
+    async fn send(&mut self, frame: Bytes) -> Result<(), String> {
+        match tokio::time::timeout(self.timeout, self.tx.send_data(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err("client went away".into()),
+            Err(_) => Err(format!(
+                "reader took nothing for {} ms; dropped",
+                self.timeout.as_millis()
+            )),
+        }
+    }
 }
 
-async fn reset(app: &App, tx: &mut Sender<Bytes, Infallible>) -> Result<u64, String> {
+async fn reset(app: &App, out: &mut Out) -> Result<u64, String> {
     let snap = app.state.snapshot();
-    let mut buf = BytesMut::new();
-    line(
-        &mut buf,
-        &LogEvent::Reset {
-            snapshot_index: snap.index,
-            services: snap.services,
-        },
-    )?;
-    send(tx, buf).await?;
-    Ok(snap.index + 1)
+    out.event(&LogEvent::Reset {
+        snapshot_index: snap.index,
+        services: snap.services,
+    })
+    .await?;
+    out.flush().await?;
+    snap.index
+        .checked_add(1)
+        .ok_or_else(|| "snapshot index out of range".to_string())
 }
 
-async fn pump(app: Arc<App>, mut tx: Sender<Bytes, Infallible>, from: u64) -> Result<(), String> {
+/// Whether the stream's token still works: not revoked, not expired.
+fn token_live(app: &App, token: &str) -> bool {
+    let now = unix_ms();
+    app.state
+        .with(|m| m.state.token(token).is_some_and(|t| !t.expired(now)))
+}
+
+async fn pump(app: &App, out: &mut Out, from: u64, token: &str) -> Result<(), String> {
     let mut cursor = from.max(1);
     let mut applied_rx = app.state.applied();
     let mut last_beat: Option<(u64, Instant)> = None;
     let mut gaps = 0u32;
     let mut alone_since: Option<Instant> = None;
     loop {
+        if !token_live(app, token) {
+            return Err("token revoked or expired".into());
+        }
         let applied = *applied_rx.borrow_and_update();
         while cursor <= applied {
             if cursor <= app.log.purged_index() {
-                cursor = reset(&app, &mut tx).await?.max(cursor);
+                cursor = reset(app, out).await?.max(cursor);
                 continue;
             }
             // The common case: the entries were applied moments ago and are encoded in memory.
             if let Some(lines) = app.state.recent_lines(cursor, applied) {
-                let mut buf = BytesMut::new();
-                for l in &lines {
-                    buf.extend_from_slice(l);
+                for l in lines {
+                    out.line(l).await?;
                 }
-                send(&mut tx, buf).await?;
+                out.flush().await?;
                 cursor = applied + 1;
                 continue;
             }
-            let end = (applied + 1).min(cursor + CHUNK);
+            let end = (applied + 1).min(cursor.saturating_add(CHUNK));
             let entries = app
                 .log
-                .entries(cursor, end)
+                .entries_limited(cursor, end, READ_BUDGET)
                 .await
                 .map_err(|e| e.to_string())?;
             if entries.first().map(|e| e.log_id.index) != Some(cursor) {
                 // A hole: a snapshot is being installed and the log not purged yet.
                 if app.state.snapshot().index >= cursor {
-                    cursor = reset(&app, &mut tx).await?;
+                    cursor = reset(app, out).await?;
                     continue;
                 }
                 gaps += 1;
@@ -138,17 +210,16 @@ async fn pump(app: Arc<App>, mut tx: Sender<Bytes, Infallible>, from: u64) -> Re
                 continue;
             }
             gaps = 0;
-            let mut buf = BytesMut::new();
             for entry in &entries {
                 if entry.log_id.index != cursor {
                     break;
                 }
                 if let Some(ev) = entry_event(entry) {
-                    line(&mut buf, &ev)?;
+                    out.event(&ev).await?;
                 }
                 cursor += 1;
             }
-            send(&mut tx, buf).await?;
+            out.flush().await?;
         }
         // Every follower entry up to `applied` has been sent (or `from` lies beyond it).
         let caught_up = applied;
@@ -168,14 +239,11 @@ async fn pump(app: Arc<App>, mut tx: Sender<Bytes, Infallible>, from: u64) -> Re
             (false, Some(_)) => {}
         }
         if due && in_quorum {
-            let mut buf = BytesMut::new();
-            line(
-                &mut buf,
-                &LogEvent::Heartbeat {
-                    commit_index: caught_up,
-                },
-            )?;
-            send(&mut tx, buf).await?;
+            out.event(&LogEvent::Heartbeat {
+                commit_index: caught_up,
+            })
+            .await?;
+            out.flush().await?;
             last_beat = Some((caught_up, Instant::now()));
         }
         let now = Instant::now();

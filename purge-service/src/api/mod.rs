@@ -1,7 +1,9 @@
-//! The HTTP API of `tiercel_cluster::purge::wire` and the Raft RPC endpoints, on one listener.
+//! The HTTP API of `tiercel_cluster::purge::wire` and the member endpoints (Raft RPCs, writes
+//! forwarded to the leader), on one listener or two (`--raft-listen`).
 //!
 //! ```text
-//! request ─▶ routes::find ─▶ read body (bounded) ─▶ on_leader? ──no──▶ handler (local)
+//! request ─▶ routes::find ─▶ identify (head only: cluster secret, token, scope, rate)
+//!         ─▶ read body (bounded) ─▶ on_leader? ──no──▶ handler (local)
 //!                                                     │yes
 //!                                      leader = me ───┼──▶ handler ──NotLeader──┐
 //!                                      leader = other ┴──▶ forward::proxy ◀──────┘
@@ -32,8 +34,9 @@ use serde::de::DeserializeOwned;
 
 use crate::app::{App, LeaderView, WriteError};
 use crate::client::{ClientError, FORWARDED_HEADER};
+use crate::types::TokenRecord;
 use response::{Body, Failure};
-use routes::{Access, NoRoute, Route, RouteId};
+use routes::{Access, NoRoute, RateClass, Route, RouteId};
 use validate::{Invalid, MAX_BODY_BYTES};
 
 /// Largest Raft RPC body (a snapshot chunk plus its header, or a batch of entries).
@@ -120,8 +123,91 @@ impl ApiRequest {
     }
 }
 
-/// Answers one HTTP request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+/// Which listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The API, also serving member traffic (no `--raft-listen`).
+    Shared,
+    /// The API only: Raft RPCs are not served here.
+    Api,
+    /// Member traffic only (`--raft-listen`): everything but health needs the cluster secret.
+    Member,
+}
+
+/// Who is calling, decided from the request head alone, before any byte of its body is read.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Anyone (health checks).
+    Anyone,
+    /// Another member, proven by the cluster secret.
+    Member,
+    /// A client with a valid token; `forwarded` when a member relays it to this leader.
+    Token {
+        /// The token.
+        token: TokenRecord,
+        /// Relayed by a member (authenticated and rate-limited where it arrived).
+        forwarded: bool,
+    },
+}
+
+impl Caller {
+    fn token(&self) -> Option<&TokenRecord> {
+        match self {
+            Caller::Token { token, .. } => Some(token),
+            _ => None,
+        }
+    }
+
+    fn forwarded(&self) -> bool {
+        matches!(
+            self,
+            Caller::Token {
+                forwarded: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Decides who is calling from the head of the request: the credentials are checked before the
+/// body is read, so an unauthenticated client cannot make a member buffer anything.
+fn identify(
+    app: &App,
+    listener: Listener,
+    route: &Route,
+    headers: &http::HeaderMap,
+) -> Result<Caller, Failure> {
+    let member = auth::is_member(app, headers);
+    let health = matches!(route.access, Access::Public);
+    if listener == Listener::Member && !member && !health {
+        return Err(Failure::Unauthorized(
+            "this listener serves cluster members only (cluster secret missing or wrong)".into(),
+        ));
+    }
+    match route.access {
+        Access::Public => Ok(Caller::Anyone),
+        Access::Cluster if listener == Listener::Api => Err(Failure::NotFound(
+            "member RPCs are served on the member listener (--raft-listen)".into(),
+        )),
+        Access::Cluster if member => Ok(Caller::Member),
+        Access::Cluster => Err(Failure::Unauthorized(
+            "cluster secret missing or wrong".into(),
+        )),
+        Access::Token(scope) => {
+            let forwarded = member && headers.contains_key(FORWARDED_HEADER);
+            let limit = if forwarded {
+                RateClass::None
+            } else {
+                route.rate_class()
+            };
+            let token = auth::authorize(app, headers, scope, limit)?;
+            Ok(Caller::Token { token, forwarded })
+        }
+    }
+}
+
+/// Answers one HTTP request that arrived on `listener`.
+pub async fn handle(app: Arc<App>, listener: Listener, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let (route, params) = match routes::find(&parts.method, parts.uri.path()) {
         Ok(found) => found,
@@ -132,6 +218,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             let list: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
             return Failure::MethodNotAllowed(list.join(", ")).into_response();
         }
+    };
+    let caller = match identify(&app, listener, route, &parts.headers) {
+        Ok(c) => c,
+        Err(f) => return f.into_response(),
     };
     let limit = if route.access == Access::Cluster {
         MAX_RAFT_BODY
@@ -153,7 +243,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         params,
     };
     let started = std::time::Instant::now();
-    let resp = match dispatch(&app, route, &req).await {
+    let resp = match dispatch(&app, route, &caller, &req).await {
         Ok(resp) => resp,
         Err(Reject::Fail(f)) => f.into_response(),
         Err(Reject::NotLeader) => Failure::Unavailable {
@@ -172,18 +262,18 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     resp
 }
 
-async fn dispatch(app: &Arc<App>, route: &Route, req: &ApiRequest) -> Answer {
+async fn dispatch(app: &Arc<App>, route: &Route, caller: &Caller, req: &ApiRequest) -> Answer {
     if !route.on_leader {
-        return run(app, route, req).await;
+        return run(app, route, caller, req).await;
     }
-    let forwarded = req.parts.headers.contains_key(FORWARDED_HEADER);
+    let forwarded = caller.forwarded();
     let deadline = tokio::time::Instant::now() + app.settings.leader_wait;
     // A leader found unreachable: wait for another one (the request never reached it).
     let mut dead = None;
     // A few rounds: leadership may move between the check and the write.
     for _ in 0..3 {
         match app.wait_leader_until(dead, deadline).await {
-            LeaderView::Me => match run(app, route, req).await {
+            LeaderView::Me => match run(app, route, caller, req).await {
                 Err(Reject::NotLeader) => continue,
                 other => return other,
             },
@@ -222,33 +312,23 @@ async fn dispatch(app: &Arc<App>, route: &Route, req: &ApiRequest) -> Answer {
     .into())
 }
 
-async fn run(app: &Arc<App>, route: &Route, req: &ApiRequest) -> Answer {
-    let token = match route.access {
-        Access::Public => None,
-        Access::Cluster => {
-            auth::cluster(app, &req.parts.headers)?;
-            None
-        }
-        Access::Token(scope) => Some(auth::authorize(
-            app,
-            &req.parts.headers,
-            scope,
-            route.rate_limited(),
-        )?),
-    };
-    let token = token.as_ref();
+async fn run(app: &Arc<App>, route: &Route, caller: &Caller, req: &ApiRequest) -> Answer {
+    let token = caller.token();
     match route.id {
         RouteId::Healthz => cluster::healthz(app),
+        RouteId::Readyz => cluster::readyz(app),
         RouteId::PurgeCreate => purges::create(app, req, token).await,
+        RouteId::PurgeList => purges::list(app, req),
         RouteId::PurgeStatus => purges::status(app, req).await,
-        RouteId::FollowerReport => purges::report(app, req),
-        RouteId::Log => log_stream::stream(app.clone(), req).await,
+        RouteId::FollowerReport => purges::report(app, req, token),
+        RouteId::Log => log_stream::stream(app.clone(), req, token).await,
         RouteId::ServiceList => services::list(app),
         RouteId::ServiceGet => services::get(app, req),
-        RouteId::ServicePut => services::put(app, req).await,
-        RouteId::ServiceDelete => services::delete(app, req).await,
-        RouteId::TokenCreate => tokens::create(app, req).await,
-        RouteId::TokenDelete => tokens::delete(app, req).await,
+        RouteId::ServicePut => services::put(app, req, token).await,
+        RouteId::ServiceDelete => services::delete(app, req, token).await,
+        RouteId::TokenCreate => tokens::create(app, req, token).await,
+        RouteId::TokenList => tokens::list(app).await,
+        RouteId::TokenDelete => tokens::delete(app, req, token).await,
         RouteId::ClusterGet => cluster::info(app).await,
         RouteId::MemberAdd => cluster::add_member(app, req).await,
         RouteId::MemberRemove => cluster::remove_member(app, req).await,
@@ -256,5 +336,6 @@ async fn run(app: &Arc<App>, route: &Route, req: &ApiRequest) -> Answer {
         RouteId::RaftVote => raft_rpc::vote(app, req).await,
         RouteId::RaftSnapshot => raft_rpc::snapshot(app, req).await,
         RouteId::RaftImport => raft_rpc::import(app, req).await,
+        RouteId::RaftUsage => raft_rpc::usage(app),
     }
 }

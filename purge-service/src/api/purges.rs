@@ -1,14 +1,16 @@
-//! `POST /v1/purges`, `GET /v1/purges/{id}` and `POST /v1/followers/report`.
+//! `POST /v1/purges`, `GET /v1/purges` (the audit trail), `GET /v1/purges/{id}` and
+//! `POST /v1/followers/report`.
 
 use std::time::Instant;
 
 use http::StatusCode;
-use tiercel_cluster::purge::wire::{FollowerReport, PurgeRequest};
+use tiercel_cluster::purge::wire::{FollowerReport, PurgeList, PurgeRequest};
 
 use super::response::{Failure, empty, json};
 use super::{Answer, ApiRequest, validate};
 use crate::app::App;
-use crate::types::{IdempotencyKey, PurgeItem, TokenRecord};
+use crate::reports::ReportRefused;
+use crate::types::{Actor, IdempotencyKey, PurgeItem, TokenRecord};
 
 /// Header making a retried purge count once.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -17,10 +19,12 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 ///
 /// With an `Idempotency-Key`, a retry by the same token returns the first `{id, index}` and
 /// commits nothing: concurrent retries queue on a per-key lock, and the key is looked up after a
-/// read barrier, so a retry sent to a new leader sees a purge the old one committed.
+/// read barrier, so a retry sent to a new leader sees a purge the old one committed. The same
+/// key sent with a different purge is refused (422) rather than silently dropped.
 pub async fn create(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> Answer {
     let purge: PurgeRequest = req.json()?;
     let purge = validate::purge(purge)?;
+    let by = token.map(Actor::of);
     let key = match req.header(IDEMPOTENCY_HEADER) {
         Some(k) => {
             validate::idempotency_key(k)?;
@@ -38,32 +42,71 @@ pub async fn create(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) ->
         None => None,
     };
     let Some(key) = key else {
-        let accepted = app
-            .batcher
-            .submit(PurgeItem {
-                purge,
-                idempotency: None,
-            })
-            .await?;
+        let accepted = app.batcher.submit(PurgeItem::new(purge, None, by)).await?;
         return Ok(json(StatusCode::OK, &accepted));
     };
+    let item = PurgeItem::new(purge, Some(key.clone()), by);
+    let fingerprint = item.fingerprint.clone().unwrap_or_default();
     let lock = app.idempotency_lock(&key);
     let _held = lock.lock().await;
-    if let Some(first) = app.state.with(|m| m.state.idempotent_answer(&key).cloned()) {
-        return Ok(json(StatusCode::OK, &first));
+    if let Some(first) = earlier(app, &key, &fingerprint)? {
+        return Ok(first);
     }
     app.linearize().await?;
-    if let Some(first) = app.state.with(|m| m.state.idempotent_answer(&key).cloned()) {
-        return Ok(json(StatusCode::OK, &first));
+    if let Some(first) = earlier(app, &key, &fingerprint)? {
+        return Ok(first);
     }
-    let accepted = app
-        .batcher
-        .submit(PurgeItem {
-            purge,
-            idempotency: Some(key),
-        })
-        .await?;
+    let accepted = app.batcher.submit(item).await?;
     Ok(json(StatusCode::OK, &accepted))
+}
+
+/// The first answer given for `key`, when this is a retry of it; 422 when the key was used
+/// for another purge.
+fn earlier(
+    app: &App,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+) -> Result<Option<http::Response<super::response::Body>>, Failure> {
+    let Some(first) = app.state.with(|m| m.state.idempotent_answer(key).cloned()) else {
+        return Ok(None);
+    };
+    if !first.same_request(fingerprint) {
+        return Err(Failure::Unprocessable(format!(
+            "Idempotency-Key {:?} was used for a different purge (id {}); use a new key",
+            key.key, first.answer.id
+        )));
+    }
+    Ok(Some(json(StatusCode::OK, &first.answer)))
+}
+
+/// Most purges in one page of `GET /v1/purges`.
+const MAX_LIST: usize = 1000;
+
+/// The audit trail: purges accepted at or after `since` (ms since the epoch) with an index
+/// above `after`, oldest first, `limit` per page (default 100).
+pub fn list(app: &App, req: &ApiRequest) -> Answer {
+    let number = |name: &str| -> Result<Option<u64>, Failure> {
+        match req.query(name) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+                Failure::BadRequest(format!("{name}: {v:?} is not a non-negative integer"))
+            }),
+        }
+    };
+    let since = number("since")?.unwrap_or(0);
+    let after = number("after")?.unwrap_or(0);
+    let limit = number("limit")?
+        .map_or(100, |l| l as usize)
+        .clamp(1, MAX_LIST);
+    let (purges, more) = app
+        .state
+        .with(|m| m.state.audit().list(since, after, limit));
+    let next_after = if more {
+        purges.last().map(|p| p.index)
+    } else {
+        None
+    };
+    Ok(json(StatusCode::OK, &PurgeList { purges, next_after }))
 }
 
 /// How far a purge has spread among live followers (answered by the leader).
@@ -82,7 +125,7 @@ pub async fn status(app: &App, req: &ApiRequest) -> Answer {
 }
 
 /// Records a follower's applied index (answered by the leader).
-pub fn report(app: &App, req: &ApiRequest) -> Answer {
+pub fn report(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> Answer {
     let report: FollowerReport = req.json()?;
     if report.node.is_empty()
         || report.node.len() > 256
@@ -96,6 +139,15 @@ pub fn report(app: &App, req: &ApiRequest) -> Answer {
     if report.role.len() > 64 {
         return Err(Failure::BadRequest("role: at most 64 characters".into()).into());
     }
-    app.reports.lock().record(report, Instant::now());
+    let token = token.map(|t| t.id.as_str()).unwrap_or_default();
+    let committed = *app.state.applied().borrow();
+    app.reports
+        .lock()
+        .record(token, report, committed, Instant::now())
+        .map_err(|e| match e {
+            ReportRefused::TooOften(_) => Failure::RateLimited { retry_after: 1 },
+            ReportRefused::NameTaken(_) => Failure::Conflict(e.to_string()),
+            ReportRefused::TooManyNodes(_) => Failure::Forbidden(e.to_string()),
+        })?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

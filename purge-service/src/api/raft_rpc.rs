@@ -6,9 +6,10 @@ use openraft::raft::{AppendEntriesRequest, VoteRequest};
 
 use super::response::{Failure, json};
 use super::{Answer, ApiRequest, Reject};
+use crate::api::tokens::importable;
 use crate::app::{App, WriteError};
 use crate::raft::wire;
-use crate::types::{Command, CommandResponse, NodeId, TokenCondition, TypeConfig};
+use crate::types::{Command, CommandResponse, NodeId, TypeConfig};
 
 /// AppendEntries.
 pub async fn append(app: &App, req: &ApiRequest) -> Answer {
@@ -34,13 +35,15 @@ pub async fn snapshot(app: &App, req: &ApiRequest) -> Answer {
 /// The answer of `/raft/import`.
 pub type ImportResult = Result<bool, String>;
 
-/// Proposes a token import on behalf of another member. Only conditional token creations are
-/// accepted here: this endpoint exists for `TIERCEL_ADMIN_TOKEN` and `--token-file` on nodes
-/// that are not the leader, not as a general write path.
+/// Proposes a token import on behalf of another (authenticated) member. Only what a member
+/// may propose for itself is accepted: the conditional imports of its `TIERCEL_ADMIN_TOKEN`
+/// and `--token-file` (see [`importable`]), not a general write path.
 pub async fn import(app: &App, req: &ApiRequest) -> Answer {
     let cmd: Command = req.json()?;
     match &cmd {
-        Command::TokenCreate { unless, .. } if *unless != TokenCondition::Never => {}
+        Command::TokenCreate { token, unless } => {
+            importable(token, *unless).map_err(Failure::BadRequest)?;
+        }
         _ => {
             return Err(
                 Failure::BadRequest("only conditional token imports are accepted".into()).into(),
@@ -54,4 +57,9 @@ pub async fn import(app: &App, req: &ApiRequest) -> Answer {
         Err(e) => Err(e.to_string()),
     };
     Ok(json(StatusCode::OK, &result))
+}
+
+/// This member's record of when each token was last used (for `GET /v1/tokens` on another).
+pub fn usage(app: &App) -> Answer {
+    Ok(json(StatusCode::OK, &app.usage.snapshot()))
 }

@@ -63,12 +63,18 @@ pub enum Failure {
     /// 408: the request body did not arrive in time.
     #[error("{0}")]
     Timeout(String),
+    /// 409: the request conflicts with what another client holds (a follower name).
+    #[error("{0}")]
+    Conflict(String),
     /// 412: `If-Match` does not match the current version.
     #[error("{0}")]
     PreconditionFailed(String),
     /// 413: the body or a list is too large.
     #[error("{0}")]
     TooLarge(String),
+    /// 422: well-formed but refused as meant (an `Idempotency-Key` reused for another purge).
+    #[error("{0}")]
+    Unprocessable(String),
     /// 429: the token's rate limit is exhausted.
     #[error("rate limit exceeded; retry in {retry_after} s")]
     RateLimited {
@@ -108,7 +114,9 @@ impl Failure {
             Failure::NotFound(_) => StatusCode::NOT_FOUND,
             Failure::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Failure::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Failure::Conflict(_) => StatusCode::CONFLICT,
             Failure::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            Failure::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Failure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Failure::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

@@ -9,8 +9,12 @@ use tiercel_cluster::purge::wire::TokenScope;
 pub enum RouteId {
     /// `GET /healthz`.
     Healthz,
+    /// `GET /readyz`.
+    Readyz,
     /// `POST /v1/purges`.
     PurgeCreate,
+    /// `GET /v1/purges`: the audit trail.
+    PurgeList,
     /// `GET /v1/purges/{id}`.
     PurgeStatus,
     /// `GET /v1/log`.
@@ -27,6 +31,8 @@ pub enum RouteId {
     ServiceDelete,
     /// `POST /v1/tokens`.
     TokenCreate,
+    /// `GET /v1/tokens`.
+    TokenList,
     /// `DELETE /v1/tokens/{id}`.
     TokenDelete,
     /// `GET /v1/cluster`.
@@ -43,6 +49,8 @@ pub enum RouteId {
     RaftSnapshot,
     /// `POST /raft/import`: token imports proposed by a non-leader.
     RaftImport,
+    /// `GET /raft/usage`: when this member last saw each token used.
+    RaftUsage,
 }
 
 /// Who may call a route.
@@ -52,7 +60,7 @@ pub enum Access {
     Public,
     /// A bearer token with at least this scope.
     Token(TokenScope),
-    /// Another member (the cluster secret, when one is set).
+    /// Another member, proven by the cluster secret (never open: without a secret, nobody).
     Cluster,
 }
 
@@ -71,13 +79,26 @@ pub struct Route {
     pub on_leader: bool,
 }
 
+/// Which rate limit a request counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateClass {
+    /// None (a request a member relays: it was counted where it arrived).
+    None,
+    /// The token's API rate (`--rate-limit`, or the token's own).
+    Api,
+    /// The token's follower-protocol rate (`--follow-rate-limit`): log streams and reports.
+    /// Its volume grows with the fleet, which usually shares one `follow` token, so the API
+    /// rate would throttle large fleets; a separate, larger budget still bounds abuse.
+    Follow,
+}
+
 impl Route {
-    /// Whether the token's rate limit applies. The follower protocol (the log stream and the
-    /// progress reports) is exempt: its volume is fixed by the protocol (one stream and about
-    /// one report a second per node) and grows with the fleet, which usually shares one
-    /// `follow` token, so a per-token limit would throttle large fleets, not abuse.
-    pub fn rate_limited(&self) -> bool {
-        !matches!(self.id, RouteId::Log | RouteId::FollowerReport)
+    /// The rate limit this route counts against.
+    pub fn rate_class(&self) -> RateClass {
+        match self.id {
+            RouteId::Log | RouteId::FollowerReport => RateClass::Follow,
+            _ => RateClass::Api,
+        }
     }
 }
 
@@ -103,12 +124,20 @@ use TokenScope::{Admin, Follow, Purge};
 /// Every route.
 pub static ROUTES: &[Route] = &[
     r(Method::GET, "/healthz", RouteId::Healthz, Public, false),
+    r(Method::GET, "/readyz", RouteId::Readyz, Public, false),
     r(
         Method::POST,
         "/v1/purges",
         RouteId::PurgeCreate,
         Token(Purge),
         true,
+    ),
+    r(
+        Method::GET,
+        "/v1/purges",
+        RouteId::PurgeList,
+        Token(Purge),
+        false,
     ),
     r(
         Method::GET,
@@ -159,6 +188,13 @@ pub static ROUTES: &[Route] = &[
         RouteId::TokenCreate,
         Token(Admin),
         true,
+    ),
+    r(
+        Method::GET,
+        "/v1/tokens",
+        RouteId::TokenList,
+        Token(Admin),
+        false,
     ),
     r(
         Method::DELETE,
@@ -213,6 +249,13 @@ pub static ROUTES: &[Route] = &[
         Method::POST,
         "/raft/import",
         RouteId::RaftImport,
+        Cluster,
+        false,
+    ),
+    r(
+        Method::GET,
+        "/raft/usage",
+        RouteId::RaftUsage,
         Cluster,
         false,
     ),
@@ -315,9 +358,9 @@ mod tests {
             (Method::GET, "/nope", Err(NoRoute::NotFound)),
             (Method::GET, "/v1/services/%zz", Err(NoRoute::NotFound)),
             (
-                Method::GET,
+                Method::PUT,
                 "/v1/purges",
-                Err(NoRoute::MethodNotAllowed(vec![Method::POST])),
+                Err(NoRoute::MethodNotAllowed(vec![Method::POST, Method::GET])),
             ),
             (
                 Method::POST,

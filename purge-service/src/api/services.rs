@@ -6,12 +6,12 @@
 
 use http::header::ETAG;
 use http::{HeaderValue, StatusCode};
-use tiercel_cluster::purge::wire::ServiceRecord;
+use tiercel_cluster::purge::wire::{Change, ServiceRecord};
 
 use super::response::{Failure, json};
 use super::{Answer, ApiRequest, validate};
 use crate::app::App;
-use crate::types::Command;
+use crate::types::{Actor, Command, TokenRecord, unix_ms};
 
 fn with_etag(
     mut resp: http::Response<super::response::Body>,
@@ -92,7 +92,7 @@ pub fn get(app: &App, req: &ApiRequest) -> Answer {
 }
 
 /// Creates or replaces a service.
-pub async fn put(app: &App, req: &ApiRequest) -> Answer {
+pub async fn put(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> Answer {
     let name = req.param(0).to_string();
     validate::service_name(&name)?;
     let pre = precondition(req.header("if-match"))?;
@@ -106,22 +106,31 @@ pub async fn put(app: &App, req: &ApiRequest) -> Answer {
     if !satisfied(&pre, current) {
         return Err(mismatch(&name, current).into());
     }
+    let by = token.map(Actor::of);
+    let ts_ms = unix_ms();
+    let changed = by.as_ref().map(|a| Change {
+        by: a.token_name.clone(),
+        at_ms: ts_ms,
+    });
     let (index, _) = app
         .write(Command::ServicePut {
             name: name.clone(),
             doc: doc.clone(),
+            ts_ms,
+            by,
         })
         .await?;
     let record = ServiceRecord {
         name,
         version: index,
         doc,
+        changed,
     };
     Ok(with_etag(json(StatusCode::OK, &record), index))
 }
 
 /// Deletes a service; answers its last document with the deletion's version.
-pub async fn delete(app: &App, req: &ApiRequest) -> Answer {
+pub async fn delete(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> Answer {
     let name = req.param(0).to_string();
     validate::service_name(&name)?;
     let pre = precondition(req.header("if-match"))?;
@@ -134,13 +143,24 @@ pub async fn delete(app: &App, req: &ApiRequest) -> Answer {
     if !satisfied(&pre, Some(current.version)) {
         return Err(mismatch(&name, Some(current.version)).into());
     }
+    let by = token.map(Actor::of);
+    let ts_ms = unix_ms();
+    let changed = by.as_ref().map(|a| Change {
+        by: a.token_name.clone(),
+        at_ms: ts_ms,
+    });
     let (index, _) = app
-        .write(Command::ServiceDelete { name: name.clone() })
+        .write(Command::ServiceDelete {
+            name: name.clone(),
+            ts_ms,
+            by,
+        })
         .await?;
     let record = ServiceRecord {
         name,
         version: index,
         doc: current.doc,
+        changed,
     };
     Ok(json(StatusCode::OK, &record))
 }

@@ -1,15 +1,26 @@
-//! `POST /v1/tokens` and `DELETE /v1/tokens/{id}`, plus the token imports of start-up.
+//! `POST /v1/tokens`, `GET /v1/tokens` and `DELETE /v1/tokens/{id}`, plus the token imports
+//! of start-up.
 //!
 //! Secrets are 256 random bits shown once; the replicated state keeps only their blake3 hash.
+//! A token may expire (`ttl_secs`); a revoked one leaves a tombstone that no import undoes.
+//! When each token was last used is soft state per member, merged from every member that
+//! answers within a second when the list is asked for.
 
-use http::StatusCode;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::Full;
 use rand::RngCore;
-use tiercel_cluster::purge::wire::{TokenCreate, TokenCreated, TokenScope};
+use tiercel_cluster::purge::wire::{TokenCreate, TokenCreated, TokenInfo, TokenScope};
 
 use super::response::{Failure, empty, json};
 use super::{Answer, ApiRequest, validate};
 use crate::app::App;
-use crate::types::{Command, TokenCondition, TokenRecord, token_hash};
+use crate::types::{Actor, Command, TokenCondition, TokenRecord, token_hash, unix_ms};
+use crate::usage::merge;
+use tiercel_cluster::secret::MIN_SECRET_LEN;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -45,20 +56,52 @@ pub fn import_record(name: &str, scope: TokenScope, secret: &str) -> TokenRecord
         scope,
         hash,
         rate_per_sec: None,
+        expires_ms: None,
+        created_ms: 0,
+        created_by: None,
     }
 }
 
+/// Whether `record` is something a member may import for itself (its `TIERCEL_ADMIN_TOKEN`
+/// or `--token-file`): a conditional creation of a record derived from its own hash, with no
+/// expiry, and an admin only under the "no admin exists yet" condition.
+pub fn importable(record: &TokenRecord, unless: TokenCondition) -> Result<(), String> {
+    if unless == TokenCondition::Never {
+        return Err("only conditional token imports are accepted".into());
+    }
+    if record.id != import_id(&record.hash) {
+        return Err("an imported token's id must derive from its hash".into());
+    }
+    if record.hash.len() != 64 || !record.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("an imported token's hash must be 64 hex digits".into());
+    }
+    if record.expires_ms.is_some() || record.created_by.is_some() {
+        return Err("an imported token carries no expiry and no creator".into());
+    }
+    if unless == TokenCondition::AdminExists && record.scope != TokenScope::Admin {
+        return Err("admin_exists applies to admin tokens only".into());
+    }
+    Ok(())
+}
+
 /// Creates a token and shows its secret once.
-pub async fn create(app: &App, req: &ApiRequest) -> Answer {
+pub async fn create(app: &App, req: &ApiRequest, by: Option<&TokenRecord>) -> Answer {
     let body: TokenCreate = req.json()?;
     validate::token_create(&body)?;
     let secret = new_secret();
+    let now = unix_ms();
+    let expires_ms = body
+        .ttl_secs
+        .map(|t| now.saturating_add(t.saturating_mul(1000)));
     let record = TokenRecord {
         id: new_id(),
         name: body.name.clone(),
         scope: body.scope,
         hash: token_hash(&secret),
         rate_per_sec: body.rate_per_sec,
+        expires_ms,
+        created_ms: now,
+        created_by: by.map(|t| t.name.clone()),
     };
     let id = record.id.clone();
     app.write(Command::TokenCreate {
@@ -71,19 +114,83 @@ pub async fn create(app: &App, req: &ApiRequest) -> Answer {
         name: body.name,
         scope: body.scope,
         token: secret,
+        expires_ms,
     };
     Ok(json(StatusCode::CREATED, &created))
 }
 
+/// How long a list waits for another member's usage.
+const USAGE_WAIT: Duration = Duration::from_secs(1);
+
+/// Every token, without secrets, with when any answering member last saw it used.
+pub async fn list(app: &App) -> Answer {
+    let mut last_used = app.usage.snapshot();
+    let others: Vec<String> = {
+        let m = app.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != app.id)
+            .map(|(_, n)| n.addr.clone())
+            .collect()
+    };
+    let asks = others.iter().map(|addr| peer_usage(app, addr));
+    for usage in futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        merge(&mut last_used, usage);
+    }
+    let now = unix_ms();
+    let tokens: Vec<TokenInfo> = app.state.with(|m| {
+        m.state
+            .tokens()
+            .map(|t| TokenInfo {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                scope: t.scope,
+                created_ms: t.created_ms,
+                created_by: t.created_by.clone(),
+                expires_ms: t.expires_ms,
+                expired: t.expired(now),
+                last_used_ms: last_used.get(&t.id).copied(),
+                rate_per_sec: t.rate_per_sec,
+            })
+            .collect()
+    });
+    Ok(json(StatusCode::OK, &tokens))
+}
+
+/// Another member's usage map, or nothing if it does not answer within [`USAGE_WAIT`].
+async fn peer_usage(app: &App, addr: &str) -> Option<HashMap<String, u64>> {
+    let req = app
+        .client
+        .builder(addr, Method::GET, "/raft/usage")
+        .ok()?
+        .body(Full::new(Bytes::new()))
+        .ok()?;
+    let resp = app.client.send(addr, req, USAGE_WAIT).await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    serde_json::from_slice(resp.body()).ok()
+}
+
 /// Revokes a token.
-pub async fn delete(app: &App, req: &ApiRequest) -> Answer {
+pub async fn delete(app: &App, req: &ApiRequest, by: Option<&TokenRecord>) -> Answer {
     let id = req.param(0).to_string();
     let _serial = app.write_lock.lock().await;
     app.linearize().await?;
     if app.state.with(|m| m.state.token(&id).is_none()) {
         return Err(Failure::NotFound(format!("no token {id:?}")).into());
     }
-    app.write(Command::TokenDelete { id }).await?;
+    app.write(Command::TokenDelete {
+        id,
+        ts_ms: unix_ms(),
+        by: by.map(Actor::of),
+    })
+    .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -111,8 +218,11 @@ pub fn parse_token_file(text: &str) -> Result<Vec<TokenRecord>, String> {
                 ));
             }
         };
-        if secret.len() < 16 {
-            return Err(format!("line {}: secret shorter than 16 characters", n + 1));
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(format!(
+                "line {}: secret shorter than {MIN_SECRET_LEN} characters",
+                n + 1
+            ));
         }
         out.push(import_record(name, scope, secret));
     }

@@ -12,6 +12,11 @@ pub const MAX_TARGETS: usize = 1000;
 pub const MAX_ITEM_BYTES: usize = 4096;
 /// Largest API request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest token lifetime: ten years.
+pub const MAX_TTL_SECS: u64 = 10 * 366 * 24 * 3600;
+/// Deepest nesting of a service document. The log stores it inside a few more levels, and
+/// serde_json reads back at most 128, so anything accepted here can always be read back.
+pub const MAX_DOC_DEPTH: usize = 32;
 /// Longest `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -114,6 +119,11 @@ pub fn service_name(name: &str) -> Result<(), Invalid> {
 /// Checks a service document lightly: a JSON object whose `hosts` is an array of valid host
 /// names (`*.suffix` wildcards allowed). The full schema (DESIGN.md §8) is checked by nodes.
 pub fn service_doc(doc: &serde_json::Value) -> Result<(), Invalid> {
+    if depth(doc) > MAX_DOC_DEPTH {
+        return Err(Invalid::Bad(format!(
+            "service document nested deeper than {MAX_DOC_DEPTH} levels"
+        )));
+    }
     let obj = doc
         .as_object()
         .ok_or_else(|| Invalid::Bad("service document must be a JSON object".into()))?;
@@ -132,6 +142,24 @@ pub fn service_doc(doc: &serde_json::Value) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// How deeply `v` nests arrays and objects (a scalar is 0). Iterative: a document parsed
+/// from a request is at most serde_json's 128 levels, but this must not recurse on whatever
+/// it is given.
+pub fn depth(v: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(a) => Box::new(a.iter()),
+            serde_json::Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(d + 1);
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
 /// Checks a token creation request.
 pub fn token_create(req: &TokenCreate) -> Result<(), Invalid> {
     if req.name.is_empty() || req.name.len() > 128 || req.name.chars().any(char::is_control) {
@@ -145,6 +173,13 @@ pub fn token_create(req: &TokenCreate) -> Result<(), Invalid> {
         return Err(Invalid::Bad(
             "rate_per_sec: must be a number above 0 and at most 1000000".into(),
         ));
+    }
+    if let Some(ttl) = req.ttl_secs
+        && !(1..=MAX_TTL_SECS).contains(&ttl)
+    {
+        return Err(Invalid::Bad(format!(
+            "ttl_secs: must be between 1 and {MAX_TTL_SECS} (ten years)"
+        )));
     }
     Ok(())
 }

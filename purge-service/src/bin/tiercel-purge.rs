@@ -22,7 +22,7 @@ fn one_line(e: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let mut args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    args.read_secret_env();
     let filter = args.log.clone();
     let check_only = args.check_config;
     let cfg = match NodeConfig::from_args(args) {
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    tiercel_cluster::conn::raise_fd_limit();
     runtime.block_on(async {
         let stop = tiercel_cluster::signal::ShutdownSignal::install();
         match Node::start(cfg).await {

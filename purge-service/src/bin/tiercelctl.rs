@@ -3,11 +3,15 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use tiercel_purge::ctl::{Cli, run};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             // --help and --version print and exit 0; usage errors exit 2.
@@ -16,6 +20,12 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(2));
         }
     };
+    if matches.value_source("token") == Some(ValueSource::CommandLine) {
+        eprintln!(
+            "tiercelctl: warning: --token on the command line is visible to other users; \
+             use TIERCEL_TOKEN or --token-file"
+        );
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,6 +1,8 @@
 use super::*;
 
-fn parse(extra: &[&str]) -> Result<NodeConfig, String> {
+const SECRET: &str = "cluster-secret-0123456789";
+
+fn parse_with(extra: &[&str], secret: Option<&str>) -> Result<NodeConfig, String> {
     let mut argv = vec![
         "tiercel-purge",
         "--id",
@@ -11,8 +13,74 @@ fn parse(extra: &[&str]) -> Result<NodeConfig, String> {
         "/tmp/x",
     ];
     argv.extend_from_slice(extra);
-    let args = Args::try_parse_from(argv).map_err(|e| e.kind().to_string())?;
+    let mut args = Args::try_parse_from(argv).map_err(|e| e.kind().to_string())?;
+    args.cluster_secret_env = secret.map(str::to_owned);
     NodeConfig::from_args(args).map_err(|e| e.0)
+}
+
+fn parse(extra: &[&str]) -> Result<NodeConfig, String> {
+    parse_with(extra, Some(SECRET))
+}
+
+#[test]
+fn a_cluster_needs_a_secret_a_lone_member_does_not() {
+    let peers = ["--peer", "2=127.0.0.1:7071"];
+    let e = parse_with(&peers, None).unwrap_err();
+    assert!(
+        e.starts_with("TIERCEL_CLUSTER_SECRET: required when the cluster has other members"),
+        "{e}"
+    );
+    let alone = parse_with(&[], None).unwrap();
+    assert!(alone.cluster_secret.is_none());
+    let e = parse_with(&peers, Some("short")).unwrap_err();
+    assert!(
+        e.starts_with("TIERCEL_CLUSTER_SECRET: shorter than 16"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("secret");
+    std::fs::write(&f, format!("{SECRET}\n")).unwrap();
+    let f = f.to_str().unwrap();
+    let c = parse_with(
+        &["--peer", "2=127.0.0.1:7071", "--cluster-secret-file", f],
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.cluster_secret.unwrap().expose(), SECRET);
+    let e = parse_with(&["--cluster-secret-file", f], Some(SECRET)).unwrap_err();
+    assert!(e.contains("not both"), "{e}");
+}
+
+#[test]
+fn a_separate_member_listener_is_what_peers_dial() {
+    let c = parse(&["--raft-listen", "10.0.0.5:7170"]).unwrap();
+    assert_eq!(c.raft_listen, Some("10.0.0.5:7170".parse().unwrap()));
+    assert_eq!(c.advertise, "10.0.0.5:7170");
+    let e = parse(&["--raft-listen", "127.0.0.1:7070"]).unwrap_err();
+    assert_eq!(e, "--raft-listen: must differ from --listen");
+    let e = parse(&["--raft-listen", "0.0.0.0:7170"]).unwrap_err();
+    assert!(
+        e.starts_with("--advertise: required when --raft-listen is 0.0.0.0"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tls_flags_come_in_pairs() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--cert", "c.pem"], "--key: required with --cert"),
+        (&["--key", "k.pem"], "--cert: required with --key"),
+        (
+            &["--ca-file", "ca.pem"],
+            "--ca-file: only with --cert and --key",
+        ),
+    ];
+    for (extra, want) in cases {
+        let got = parse(extra).unwrap_err();
+        assert!(got.starts_with(want), "{extra:?}: {got}");
+    }
+    let c = parse(&["--cert", "c.pem", "--key", "k.pem", "--ca-file", "ca.pem"]).unwrap();
+    assert_eq!(c.tls.unwrap().cert, std::path::PathBuf::from("c.pem"));
 }
 
 #[test]

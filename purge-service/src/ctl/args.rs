@@ -10,8 +10,9 @@ use tiercel_cluster::purge::wire::TokenScope;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tiercelctl", version)]
 pub struct Cli {
-    /// Purge-service URL (`http://host:port`); repeat for failover: the next one is tried when a
-    /// server cannot be reached or answers 502/503/504, never on a 4xx.
+    /// Purge-service URL (`https://host:port`, or `http://` on loopback); repeat for failover:
+    /// the next one is tried when a server cannot be reached or answers 502/503/504, never on
+    /// a 4xx.
     #[arg(
         long = "server",
         env = "TIERCEL_SERVER",
@@ -19,9 +20,15 @@ pub struct Cli {
         global = true
     )]
     pub servers: Vec<String>,
-    /// Bearer token.
+    /// Bearer token. Prefer TIERCEL_TOKEN or --token-file: other users can read command lines.
     #[arg(long, env = "TIERCEL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, env = "TIERCEL_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// CA certificates that verify `https://` servers (default: the system's roots).
+    #[arg(long, env = "TIERCEL_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
     /// Print machine-readable JSON instead of human lines.
     #[arg(long, global = true)]
     pub json: bool,
@@ -43,6 +50,9 @@ pub enum Command {
         /// The purge id printed by `purge`.
         id: String,
     },
+    /// The audit trail: who purged what.
+    #[command(subcommand)]
+    Purges(PurgesCommand),
     /// Service configuration documents.
     #[command(subcommand)]
     Services(ServicesCommand),
@@ -90,6 +100,20 @@ pub struct PurgeArgs {
     pub idempotency_key: Option<String>,
 }
 
+/// `purges` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PurgesCommand {
+    /// List purges, oldest first, with the token that asked for each.
+    List {
+        /// Only purges of the last DURATION (`1h`, `7d`).
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<Duration>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
 /// `services` subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ServicesCommand {
@@ -135,7 +159,12 @@ pub enum TokensCommand {
         /// Sustained requests per second (service default when absent).
         #[arg(long)]
         rate: Option<f64>,
+        /// Lifetime (`90d`, `12h`); never expires when absent.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
     },
+    /// List tokens: names, scopes, expiry and last use (never secrets).
+    List,
     /// Revoke a token by id.
     Revoke {
         /// Token id.
@@ -186,7 +215,7 @@ impl From<ScopeArg> for TokenScope {
     }
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+/// Parses `30s`, `500ms`, `2m`, `1h`, `90d` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -201,7 +230,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        u => return Err(format!("unknown unit `{u}` in `{s}` (use ms, s, m or h)")),
+        "d" => n * 86_400.0,
+        u => {
+            return Err(format!(
+                "unknown unit `{u}` in `{s}` (use ms, s, m, h or d)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is out of range"))
 }
@@ -221,7 +255,8 @@ mod tests {
             ("1h", Some(3_600_000)),
             (" 7s ", Some(7000)),
             ("s", None),
-            ("10d", None),
+            ("10d", Some(864_000_000)),
+            ("10w", None),
             ("-1s", None),
             ("", None),
         ];

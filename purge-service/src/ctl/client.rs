@@ -5,17 +5,20 @@
 //! say the same, so it is returned at once. Purges carry an `Idempotency-Key`, so a purge that
 //! timed out on one server and is retried on the next counts once.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use tiercel_cluster::purge::wire::ApiError;
+use tiercel_cluster::secret::Secret;
 
 use super::CtlError;
 
@@ -70,19 +73,21 @@ impl ApiResponse {
 #[derive(Debug)]
 pub struct ApiClient {
     servers: Vec<String>,
-    token: Option<String>,
+    token: Option<Secret>,
     timeout: Duration,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// The server that answered last: tried first next time.
     preferred: AtomicUsize,
 }
 
 impl ApiClient {
-    /// Validates the server URLs (`http://host:port`) and the token.
+    /// Validates the server URLs (`https://host:port` or `http://host:port`); `https://`
+    /// servers are verified against `ca_file`, or the system's roots without one.
     pub fn new(
         servers: Vec<String>,
-        token: Option<String>,
+        token: Option<Secret>,
         timeout: Duration,
+        ca_file: Option<&Path>,
     ) -> Result<Self, CtlError> {
         if servers.is_empty() {
             return Err(CtlError::Usage(
@@ -90,31 +95,37 @@ impl ApiClient {
             ));
         }
         let mut clean = Vec::with_capacity(servers.len());
+        let mut any_tls = false;
         for s in servers {
             let s = s.trim().trim_end_matches('/').to_string();
-            let host = s.strip_prefix("http://").unwrap_or("");
+            let (tls, host) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+                (Some(h), _) => (true, h),
+                (None, Some(h)) => (false, h),
+                (None, None) => (false, ""),
+            };
             if host.is_empty() || host.contains('/') {
                 return Err(CtlError::Usage(format!(
-                    "--server `{s}` is not an http://host:port URL"
+                    "--server `{s}` is not an https://host:port or http://host:port URL"
                 )));
             }
+            any_tls |= tls;
             clean.push(s);
         }
-        if let Some(t) = &token
-            && HeaderValue::from_str(&format!("Bearer {t}")).is_err()
-        {
-            return Err(CtlError::Usage(
-                "--token contains invalid characters".into(),
-            ));
+        let tls = if any_tls || ca_file.is_some() {
+            tiercel_cluster::tls::client_config(ca_file)
+        } else {
+            tiercel_cluster::tls::trust_nothing()
         }
+        .map_err(|e| CtlError::Usage(e.to_string()))?;
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(timeout.min(Duration::from_secs(3))));
         conn.set_nodelay(true);
+        let https = tiercel_cluster::tls::connector(conn, tls);
         Ok(ApiClient {
             servers: clean,
             token,
             timeout,
-            http: HyperClient::builder(TokioExecutor::new()).build(conn),
+            http: HyperClient::builder(TokioExecutor::new()).build(https),
             preferred: AtomicUsize::new(0),
         })
     }
@@ -179,7 +190,10 @@ impl ApiClient {
         //= https://www.rfc-editor.org/rfc/rfc6750#section-2.1
         //# credentials = "Bearer" 1*SP b64token
         if let Some(t) = &self.token {
-            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
+                .map_err(|_| CtlError::Usage("the token contains invalid characters".into()))?;
+            v.set_sensitive(true);
+            b = b.header(header::AUTHORIZATION, v);
         }
         if body.is_some() {
             b = b.header(header::CONTENT_TYPE, "application/json");
@@ -228,24 +242,31 @@ mod tests {
         let t = Duration::from_secs(1);
         for bad in [
             vec![],
-            vec!["https://x".into()],
+            vec!["https://".into()],
             vec!["http://".into()],
             vec!["x:1".into()],
+            vec!["ftp://x:1".into()],
         ] {
             assert!(
                 matches!(
-                    ApiClient::new(bad.clone(), None, t),
+                    ApiClient::new(bad.clone(), None, t, None),
                     Err(CtlError::Usage(_))
                 ),
                 "{bad:?}"
             );
         }
-        assert!(matches!(
-            ApiClient::new(vec!["http://a:1".into()], Some("a\nb".into()), t),
-            Err(CtlError::Usage(_))
-        ));
-        let c = ApiClient::new(vec!["http://a:1/".into()], Some("tok".into()), t).unwrap();
-        assert_eq!(c.servers, vec!["http://a:1"]);
+        let missing = Path::new("/nonexistent/ca.pem");
+        let e = ApiClient::new(vec!["https://a:1".into()], None, t, Some(missing)).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        let token = Secret::new("0123456789abcdef0123", "--token").unwrap();
+        let c = ApiClient::new(
+            vec!["http://a:1/".into(), "https://b:2".into()],
+            Some(token),
+            t,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.servers, vec!["http://a:1", "https://b:2"]);
     }
 
     #[test]

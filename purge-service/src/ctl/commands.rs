@@ -7,11 +7,14 @@ use bytes::Bytes;
 use http::{HeaderName, Method, StatusCode};
 use serde::Serialize;
 use tiercel_cluster::purge::wire::{
-    ClusterInfo, MemberAdd, PurgeAccepted, PurgeRequest, PurgeStatus, ServiceRecord, TokenCreate,
-    TokenCreated,
+    ClusterInfo, MemberAdd, PurgeAccepted, PurgeList, PurgeRequest, PurgeStatus, ServiceRecord,
+    TokenCreate, TokenCreated, TokenInfo, TokenScope,
 };
+use tiercel_cluster::secret::Secret;
 
-use super::args::{Cli, ClusterCommand, Command, PurgeArgs, ServicesCommand, TokensCommand};
+use super::args::{
+    Cli, ClusterCommand, Command, PurgeArgs, PurgesCommand, ServicesCommand, TokensCommand,
+};
 use super::client::ApiClient;
 use super::{CtlError, percent_path};
 
@@ -20,10 +23,20 @@ const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// Runs the command line and returns what to print on stdout.
 pub async fn run(cli: Cli) -> Result<String, CtlError> {
-    let client = ApiClient::new(cli.servers, cli.token, cli.timeout)?;
+    let token = Secret::one_of(
+        cli.token.as_deref(),
+        "--token/TIERCEL_TOKEN",
+        cli.token_file.as_deref(),
+        "--token-file",
+    )
+    .map_err(|e| CtlError::Usage(e.to_string()))?;
+    let client = ApiClient::new(cli.servers, token, cli.timeout, cli.ca_file.as_deref())?;
     let json = cli.json;
     match cli.command {
         Command::Purge(args) => purge(&client, args, json).await,
+        Command::Purges(PurgesCommand::List { since, limit }) => {
+            purges_list(&client, since, limit, json).await
+        }
         Command::Status { id } => {
             let s = status(&client, &id).await?;
             render(json, &s, || human_status(&s))
@@ -165,6 +178,9 @@ fn human_status(s: &PurgeStatus) -> String {
             if n.live { "" } else { " [not live]" }
         );
     }
+    if s.nodes_omitted > 0 {
+        let _ = writeln!(out, "  … and {} more", s.nodes_omitted);
+    }
     out
 }
 
@@ -264,11 +280,24 @@ fn hosts(doc: &serde_json::Value) -> String {
 
 async fn tokens(client: &ApiClient, cmd: TokensCommand, json: bool) -> Result<String, CtlError> {
     match cmd {
-        TokensCommand::Create { name, scope, rate } => {
+        TokensCommand::List => {
+            let list: Vec<TokenInfo> = client
+                .send(Method::GET, "/v1/tokens", None, &[])
+                .await?
+                .json()?;
+            render(json, &list, || human_tokens(&list, now_ms()))
+        }
+        TokensCommand::Create {
+            name,
+            scope,
+            rate,
+            ttl,
+        } => {
             let req = TokenCreate {
                 name,
                 scope: scope.into(),
                 rate_per_sec: rate,
+                ttl_secs: ttl.map(|d| d.as_secs().max(1)),
             };
             let t: TokenCreated = client
                 .send(Method::POST, "/v1/tokens", body(&req)?, &[])
@@ -279,8 +308,12 @@ async fn tokens(client: &ApiClient, cmd: TokensCommand, json: bool) -> Result<St
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
+                let expiry = t
+                    .expires_ms
+                    .map(|e| format!(", expires {}", when(e)))
+                    .unwrap_or_default();
                 format!(
-                    "token {} ({}, scope {}); the secret is shown only once:\n{}\n",
+                    "token {} ({}, scope {}{expiry}); the secret is shown only once:\n{}\n",
                     t.id, t.name, scope, t.token
                 )
             })
@@ -295,6 +328,106 @@ async fn tokens(client: &ApiClient, cmd: TokensCommand, json: bool) -> Result<St
             )
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A time as an HTTP date (IMF-fixdate, UTC).
+fn when(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    httpdate::fmt_http_date(t)
+}
+
+fn scope_name(s: TokenScope) -> &'static str {
+    match s {
+        TokenScope::Follow => "follow",
+        TokenScope::Purge => "purge",
+        TokenScope::Admin => "admin",
+    }
+}
+
+fn human_tokens(list: &[TokenInfo], now: u64) -> String {
+    let mut out = String::from("ID\tNAME\tSCOPE\tEXPIRES\tLAST USED\n");
+    for t in list {
+        let expires = match t.expires_ms {
+            None => "never".to_string(),
+            Some(e) if e <= now => format!("expired {}", when(e)),
+            Some(e) => when(e),
+        };
+        let used = t.last_used_ms.map_or_else(|| "-".to_string(), when);
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{expires}\t{used}",
+            t.id,
+            t.name,
+            scope_name(t.scope)
+        );
+    }
+    out
+}
+
+async fn purges_list(
+    client: &ApiClient,
+    since: Option<Duration>,
+    limit: usize,
+    json: bool,
+) -> Result<String, CtlError> {
+    let since_ms = since.map_or(0, |d| {
+        now_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    });
+    let mut all = Vec::new();
+    let mut after = 0;
+    while all.len() < limit {
+        let page = (limit - all.len()).min(1000);
+        let path = format!("/v1/purges?since={since_ms}&after={after}&limit={page}");
+        let list: PurgeList = client.send(Method::GET, &path, None, &[]).await?.json()?;
+        all.extend(list.purges);
+        match list.next_after {
+            Some(n) if n > after => after = n,
+            _ => break,
+        }
+    }
+    all.truncate(limit);
+    render(json, &all, || {
+        let mut out = String::new();
+        for p in &all {
+            let by = p.by.as_deref().unwrap_or("-");
+            let _ = writeln!(
+                out,
+                "{}\t{}\tby {by}\t{}",
+                p.id,
+                when(p.at_ms),
+                describe(&p.purge)
+            );
+        }
+        out
+    })
+}
+
+/// One line naming what a purge covers.
+fn describe(p: &PurgeRequest) -> String {
+    let mut parts = Vec::new();
+    if p.all {
+        parts.push("all".to_string());
+    }
+    for (kind, items) in [
+        ("url", &p.urls),
+        ("prefix", &p.prefixes),
+        ("tag", &p.tags),
+        ("host", &p.hosts),
+    ] {
+        parts.extend(items.iter().map(|i| format!("{kind}={i}")));
+    }
+    let mut line = parts.join(" ");
+    if p.soft {
+        line.push_str(" (soft)");
+    }
+    line
 }
 
 async fn cluster(
@@ -409,6 +542,7 @@ mod tests {
             nodes_applied: 1,
             nodes_live: 2,
             complete: false,
+            nodes_omitted: 0,
             nodes: vec![
                 NodeProgress {
                     name: "e1".into(),

@@ -1,7 +1,7 @@
 //! `tiercelctl`: the purge-service client for CI and operators.
 //!
 //! ```text
-//! tiercelctl --server URL [--server URL2] --token T purge --url U [--tag T] [--wait]
+//! TIERCEL_TOKEN=T tiercelctl --server URL [--server URL2] purge --url U [--tag T] [--wait]
 //!    │ POST /v1/purges (Idempotency-Key: fresh per invocation)
 //!    ├──▶ server 1 ──(unreachable, timeout, 502/503/504)──▶ server 2 ──▶ …
 //!    └── --wait: GET /v1/purges/{id} every 100 ms until complete (or exit 1 on timeout)
@@ -16,8 +16,8 @@ mod client;
 mod commands;
 
 pub use args::{
-    Cli, ClusterCommand, Command, PurgeArgs, ScopeArg, ServicesCommand, TokensCommand,
-    parse_duration,
+    Cli, ClusterCommand, Command, PurgeArgs, PurgesCommand, ScopeArg, ServicesCommand,
+    TokensCommand, parse_duration,
 };
 pub use client::{ApiClient, ApiResponse};
 pub use commands::{new_idempotency_key, purge_request, run};

@@ -8,8 +8,6 @@
 // The error type is openraft's, fixed by the `RaftNetwork` signatures.
 #![allow(clippy::result_large_err)]
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::Method;
 use http_body_util::Full;
@@ -25,7 +23,7 @@ use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 
 use super::wire;
-use crate::client::{CLUSTER_SECRET_HEADER, ClientError, HttpClient};
+use crate::client::{ClientError, HttpClient};
 use crate::types::{NodeId, TypeConfig};
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -35,13 +33,12 @@ type RpcResult<T, E = openraft::error::Infallible> =
 #[derive(Clone)]
 pub struct Network {
     client: HttpClient,
-    secret: Option<Arc<str>>,
 }
 
 impl Network {
-    /// A network sending `secret` (if any) with every RPC.
-    pub fn new(client: HttpClient, secret: Option<Arc<str>>) -> Self {
-        Self { client, secret }
+    /// A network calling peers with `client` (which carries the cluster secret).
+    pub fn new(client: HttpClient) -> Self {
+        Self { client }
     }
 }
 
@@ -50,7 +47,6 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     client: HttpClient,
-    secret: Option<Arc<str>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -61,7 +57,6 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             client: self.client.clone(),
-            secret: self.secret.clone(),
         }
     }
 }
@@ -72,13 +67,11 @@ impl PeerClient {
         T: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut req = HttpClient::builder(&self.addr, Method::POST, path)
+        let req = self
+            .client
+            .builder(&self.addr, Method::POST, path)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
-            .header(http::header::CONTENT_TYPE, "application/json");
-        if let Some(secret) = &self.secret {
-            req = req.header(CLUSTER_SECRET_HEADER, secret.as_ref());
-        }
-        let req = req
+            .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let resp = self

@@ -28,14 +28,20 @@ pub fn follower_payload(index: u64, cmd: &Command) -> Option<LogPayload> {
                 _ => Some(LogPayload::Batch { items: payloads }),
             }
         }
-        Command::ServicePut { name, doc } => Some(LogPayload::ServicePut {
+        Command::ServicePut {
+            name,
+            doc,
+            ts_ms,
+            by,
+        } => Some(LogPayload::ServicePut {
             service: ServiceRecord {
                 name: name.clone(),
                 version: index,
                 doc: doc.clone(),
+                changed: super::change(by, *ts_ms),
             },
         }),
-        Command::ServiceDelete { name } => Some(LogPayload::ServiceDelete {
+        Command::ServiceDelete { name, .. } => Some(LogPayload::ServiceDelete {
             name: name.clone(),
             version: index,
         }),
@@ -79,6 +85,8 @@ mod tests {
                 token_id: "t".into(),
                 key: "k".into(),
             }),
+            fingerprint: None,
+            by: None,
         }
     }
 
@@ -132,6 +140,8 @@ mod tests {
         let put = Command::ServicePut {
             name: "s".into(),
             doc: serde_json::json!({"hosts": ["a.example"]}),
+            ts_ms: 0,
+            by: None,
         };
         assert_eq!(
             follower_payload(12, &put),
@@ -139,11 +149,16 @@ mod tests {
                 service: ServiceRecord {
                     name: "s".into(),
                     version: 12,
+                    changed: None,
                     doc: serde_json::json!({"hosts": ["a.example"]}),
                 }
             })
         );
-        let del = Command::ServiceDelete { name: "s".into() };
+        let del = Command::ServiceDelete {
+            name: "s".into(),
+            ts_ms: 0,
+            by: None,
+        };
         assert_eq!(
             follower_payload(13, &del),
             Some(LogPayload::ServiceDelete {
@@ -162,11 +177,18 @@ mod tests {
                 scope: TokenScope::Admin,
                 hash: "h".into(),
                 rate_per_sec: None,
+                expires_ms: None,
+                created_ms: 0,
+                created_by: None,
             },
             unless: TokenCondition::Never,
         };
         assert_eq!(entry_event(&entry(3, EntryPayload::Normal(token))), None);
-        let revoke = Command::TokenDelete { id: "i".into() };
+        let revoke = Command::TokenDelete {
+            id: "i".into(),
+            ts_ms: 0,
+            by: None,
+        };
         assert_eq!(entry_event(&entry(3, EntryPayload::Normal(revoke))), None);
         assert_eq!(entry_event(&entry(1, EntryPayload::Blank)), None);
         let ev = entry_event(&entry(

@@ -16,12 +16,24 @@ pub const MAX_KEYS: usize = 100_000;
 /// How long a key is kept, by leader timestamps.
 pub const RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// One remembered key.
+/// What a key was first used for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Remembered {
+pub struct Remembered {
     ts_ms: u64,
     key: IdempotencyKey,
-    answer: PurgeAccepted,
+    /// The answer given the first time.
+    pub answer: PurgeAccepted,
+    /// Fingerprint of the purge sent the first time (absent for keys from before it was
+    /// recorded: any purge then counts as the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+impl Remembered {
+    /// Whether a request with `fingerprint` is a retry of the first one.
+    pub fn same_request(&self, fingerprint: &str) -> bool {
+        self.fingerprint.as_deref().is_none_or(|f| f == fingerprint)
+    }
 }
 
 /// Keys in insertion order plus an index by key.
@@ -29,12 +41,12 @@ struct Remembered {
 pub struct IdempotencyLog {
     order: VecDeque<Remembered>,
     #[serde(skip)]
-    by_key: HashMap<IdempotencyKey, PurgeAccepted>,
+    by_key: HashMap<IdempotencyKey, Remembered>,
 }
 
 impl IdempotencyLog {
-    /// The answer given the first time `key` was used, if still retained.
-    pub fn get(&self, key: &IdempotencyKey) -> Option<&PurgeAccepted> {
+    /// What `key` was first used for, if still retained.
+    pub fn get(&self, key: &IdempotencyKey) -> Option<&Remembered> {
         self.by_key.get(key)
     }
 
@@ -43,17 +55,20 @@ impl IdempotencyLog {
         &mut self,
         ts_ms: u64,
         key: &IdempotencyKey,
+        fingerprint: Option<&str>,
         answer: PurgeAccepted,
     ) -> PurgeAccepted {
         if let Some(first) = self.by_key.get(key) {
-            return first.clone();
+            return first.answer.clone();
         }
-        self.by_key.insert(key.clone(), answer.clone());
-        self.order.push_back(Remembered {
+        let r = Remembered {
             ts_ms,
             key: key.clone(),
             answer: answer.clone(),
-        });
+            fingerprint: fingerprint.map(str::to_owned),
+        };
+        self.by_key.insert(key.clone(), r.clone());
+        self.order.push_back(r);
         answer
     }
 
@@ -85,7 +100,7 @@ impl IdempotencyLog {
         self.by_key = self
             .order
             .iter()
-            .map(|r| (r.key.clone(), r.answer.clone()))
+            .map(|r| (r.key.clone(), r.clone()))
             .collect();
     }
 }
@@ -111,16 +126,18 @@ mod tests {
     #[test]
     fn first_answer_stands() {
         let mut log = IdempotencyLog::default();
-        assert_eq!(log.remember(1, &key("a"), ans(5)), ans(5));
-        assert_eq!(log.remember(2, &key("a"), ans(9)), ans(5));
-        assert_eq!(log.get(&key("a")), Some(&ans(5)));
+        assert_eq!(log.remember(1, &key("a"), Some("f"), ans(5)), ans(5));
+        assert_eq!(log.remember(2, &key("a"), Some("g"), ans(9)), ans(5));
+        assert_eq!(log.get(&key("a")).map(|r| &r.answer), Some(&ans(5)));
+        assert!(log.get(&key("a")).unwrap().same_request("f"));
+        assert!(!log.get(&key("a")).unwrap().same_request("g"));
         assert_eq!(log.len(), 1);
     }
 
     #[test]
     fn keys_are_scoped_by_token() {
         let mut log = IdempotencyLog::default();
-        log.remember(1, &key("a"), ans(5));
+        log.remember(1, &key("a"), Some("f"), ans(5));
         let other = IdempotencyKey {
             token_id: "u".into(),
             key: "a".into(),
@@ -131,13 +148,13 @@ mod tests {
     #[test]
     fn expiry_uses_the_given_time() {
         let mut log = IdempotencyLog::default();
-        log.remember(1_000, &key("old"), ans(1));
-        log.remember(1_000 + RETENTION_MS, &key("new"), ans(2));
+        log.remember(1_000, &key("old"), None, ans(1));
+        log.remember(1_000 + RETENTION_MS, &key("new"), None, ans(2));
         log.expire(1_000 + RETENTION_MS);
         assert_eq!(log.len(), 2, "exactly at the horizon is kept");
         log.expire(1_001 + RETENTION_MS);
         assert_eq!(log.get(&key("old")), None);
-        assert_eq!(log.get(&key("new")), Some(&ans(2)));
+        assert_eq!(log.get(&key("new")).map(|r| &r.answer), Some(&ans(2)));
         assert_eq!(log.len(), 1);
     }
 
@@ -145,22 +162,22 @@ mod tests {
     fn count_is_bounded() {
         let mut log = IdempotencyLog::default();
         for i in 0..(MAX_KEYS as u64 + 10) {
-            log.remember(5, &key(&i.to_string()), ans(i));
+            log.remember(5, &key(&i.to_string()), None, ans(i));
         }
         log.expire(5);
         assert_eq!(log.len(), MAX_KEYS);
         assert_eq!(log.get(&key("9")), None);
-        assert_eq!(log.get(&key("10")), Some(&ans(10)));
+        assert_eq!(log.get(&key("10")).map(|r| &r.answer), Some(&ans(10)));
     }
 
     #[test]
     fn rebuild_restores_the_index() {
         let mut log = IdempotencyLog::default();
-        log.remember(1, &key("a"), ans(3));
+        log.remember(1, &key("a"), None, ans(3));
         let json = serde_json::to_string(&log).unwrap();
         let mut back: IdempotencyLog = serde_json::from_str(&json).unwrap();
         assert_eq!(back.get(&key("a")), None);
         back.rebuild();
-        assert_eq!(back.get(&key("a")), Some(&ans(3)));
+        assert_eq!(back.get(&key("a")).map(|r| &r.answer), Some(&ans(3)));
     }
 }

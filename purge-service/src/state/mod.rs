@@ -4,19 +4,21 @@
 //! nothing but `self`; it reads no clock (purge entries carry the leader's timestamp) and
 //! never fails, so every node that applies the same log holds the same state.
 
+pub mod audit;
 pub mod events;
 pub mod idempotency;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
-use tiercel_cluster::purge::wire::{PurgeAccepted, ServiceRecord, TokenScope};
+use tiercel_cluster::purge::wire::{Change, PurgeAccepted, PurgeRecord, ServiceRecord, TokenScope};
 
 use crate::types::{
-    Command, CommandResponse, IdempotencyKey, PurgeItem, TokenCondition, TokenRecord,
+    Actor, Command, CommandResponse, IdempotencyKey, PurgeItem, TokenCondition, TokenRecord,
     parse_purge_id, purge_id,
 };
-use idempotency::IdempotencyLog;
+use audit::AuditTrail;
+use idempotency::{IdempotencyLog, Remembered};
 
 /// Purge entries whose ids `GET /v1/purges/{id}` still knows; older ones answer 404.
 pub const MAX_PURGE_ENTRIES: usize = 100_000;
@@ -28,6 +30,12 @@ pub struct State {
     services: BTreeMap<String, ServiceRecord>,
     /// Tokens by id.
     tokens: BTreeMap<String, TokenRecord>,
+    /// Revoked tokens by id: tombstones that imports respect.
+    #[serde(default)]
+    revoked: BTreeMap<String, Revoked>,
+    /// Who purged what.
+    #[serde(default)]
+    audit: AuditTrail,
     /// Log index of each purge entry → number of purges in it.
     purges: BTreeMap<u64, u32>,
     /// Idempotency keys of purges.
@@ -37,6 +45,29 @@ pub struct State {
     /// Token id by secret hash, rebuilt after deserialisation.
     #[serde(skip)]
     by_hash: HashMap<String, String>,
+    /// Hashes of revoked tokens, rebuilt after deserialisation.
+    #[serde(skip)]
+    revoked_hashes: HashSet<String>,
+}
+
+/// What remains of a revoked token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    /// Hash of its secret.
+    pub hash: String,
+    /// When it was revoked (leader clock, ms).
+    pub at_ms: u64,
+    /// Name of the token that revoked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// The audit record of a change made by `by` at `ts_ms`.
+pub(crate) fn change(by: &Option<Actor>, ts_ms: u64) -> Option<Change> {
+    by.as_ref().map(|a| Change {
+        by: a.token_name.clone(),
+        at_ms: ts_ms,
+    })
 }
 
 impl State {
@@ -44,25 +75,37 @@ impl State {
     pub fn apply(&mut self, index: u64, cmd: &Command) -> CommandResponse {
         match cmd {
             Command::Purges { ts_ms, items } => self.apply_purges(index, *ts_ms, items),
-            Command::ServicePut { name, doc } => {
+            Command::ServicePut {
+                name,
+                doc,
+                ts_ms,
+                by,
+            } => {
+                self.tick(*ts_ms);
                 let record = ServiceRecord {
                     name: name.clone(),
                     version: index,
                     doc: doc.clone(),
+                    changed: change(by, *ts_ms),
                 };
                 self.services.insert(name.clone(), record);
                 CommandResponse::Done
             }
-            Command::ServiceDelete { name } => {
+            Command::ServiceDelete { name, ts_ms, .. } => {
+                self.tick(*ts_ms);
                 self.services.remove(name);
                 CommandResponse::Done
             }
             Command::TokenCreate { token, unless } => {
-                let skip = match unless {
-                    TokenCondition::Never => false,
-                    TokenCondition::AdminExists => self.has_admin(),
-                    TokenCondition::SameHashExists => self.by_hash.contains_key(&token.hash),
-                };
+                // A revoked secret stays revoked, whatever asks to import it again.
+                let revoked = self.revoked.contains_key(&token.id)
+                    || self.revoked_hashes.contains(&token.hash);
+                let skip = revoked
+                    || match unless {
+                        TokenCondition::Never => false,
+                        TokenCondition::AdminExists => self.has_admin(),
+                        TokenCondition::SameHashExists => self.by_hash.contains_key(&token.hash),
+                    };
                 if !skip {
                     if let Some(old) = self.tokens.insert(token.id.clone(), token.clone()) {
                         self.by_hash.remove(&old.hash);
@@ -71,17 +114,32 @@ impl State {
                 }
                 CommandResponse::Token { added: !skip }
             }
-            Command::TokenDelete { id } => {
+            Command::TokenDelete { id, ts_ms, by } => {
+                self.tick(*ts_ms);
                 if let Some(old) = self.tokens.remove(id) {
                     self.by_hash.remove(&old.hash);
+                    self.revoked_hashes.insert(old.hash.clone());
+                    self.revoked.insert(
+                        id.clone(),
+                        Revoked {
+                            hash: old.hash,
+                            at_ms: *ts_ms,
+                            by: by.as_ref().map(|a| a.token_name.clone()),
+                        },
+                    );
                 }
                 CommandResponse::Done
             }
         }
     }
 
-    fn apply_purges(&mut self, index: u64, ts_ms: u64, items: &[PurgeItem]) -> CommandResponse {
+    /// Moves the replicated clock to the leader's `ts_ms` (it never goes back).
+    fn tick(&mut self, ts_ms: u64) {
         self.clock_ms = self.clock_ms.max(ts_ms);
+    }
+
+    fn apply_purges(&mut self, index: u64, ts_ms: u64, items: &[PurgeItem]) -> CommandResponse {
+        self.tick(ts_ms);
         self.idempotency.expire(self.clock_ms);
         let count = items.len();
         let mut accepted = Vec::with_capacity(count);
@@ -90,8 +148,19 @@ impl State {
                 id: purge_id(index, n, count),
                 index,
             };
+            self.audit.push(PurgeRecord {
+                id: mine.id.clone(),
+                index,
+                at_ms: ts_ms,
+                by: item.by.as_ref().map(|a| a.token_name.clone()),
+                token_id: item.by.as_ref().map(|a| a.token_id.clone()),
+                purge: item.purge.clone(),
+            });
             let answer = match &item.idempotency {
-                Some(key) => self.idempotency.remember(self.clock_ms, key, mine),
+                Some(key) => {
+                    self.idempotency
+                        .remember(self.clock_ms, key, item.fingerprint.as_deref(), mine)
+                }
                 None => mine,
             };
             accepted.push(answer);
@@ -113,6 +182,7 @@ impl State {
             .values()
             .map(|t| (t.hash.clone(), t.id.clone()))
             .collect();
+        self.revoked_hashes = self.revoked.values().map(|r| r.hash.clone()).collect();
         self.idempotency.rebuild();
     }
 
@@ -141,6 +211,26 @@ impl State {
         self.tokens.len()
     }
 
+    /// Every live token (not revoked; expired ones included), by id.
+    pub fn tokens(&self) -> impl Iterator<Item = &TokenRecord> {
+        self.tokens.values()
+    }
+
+    /// The tombstone of a revoked token.
+    pub fn revoked(&self, id: &str) -> Option<&Revoked> {
+        self.revoked.get(id)
+    }
+
+    /// The audit trail of purges.
+    pub fn audit(&self) -> &AuditTrail {
+        &self.audit
+    }
+
+    /// The replicated clock: the latest leader timestamp applied (ms).
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
     /// Whether any admin token exists.
     pub fn has_admin(&self) -> bool {
         self.tokens.values().any(|t| t.scope == TokenScope::Admin)
@@ -162,8 +252,9 @@ impl State {
         self.purges.len()
     }
 
-    /// The answer already given for an idempotency key.
-    pub fn idempotent_answer(&self, key: &IdempotencyKey) -> Option<&PurgeAccepted> {
+    /// What was remembered of an idempotency key: the first answer and the fingerprint of
+    /// the purge it was used for.
+    pub fn idempotent_answer(&self, key: &IdempotencyKey) -> Option<&Remembered> {
         self.idempotency.get(key)
     }
 }

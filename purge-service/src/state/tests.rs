@@ -10,6 +10,9 @@ fn token(id: &str, scope: TokenScope, secret: &str) -> TokenRecord {
         scope,
         hash: crate::types::token_hash(secret),
         rate_per_sec: None,
+        expires_ms: None,
+        created_ms: 0,
+        created_by: None,
     }
 }
 
@@ -23,6 +26,8 @@ fn item(tag: &str, key: Option<&str>) -> PurgeItem {
             token_id: "tok".into(),
             key: k.into(),
         }),
+        fingerprint: None,
+        by: None,
     }
 }
 
@@ -98,7 +103,7 @@ fn an_idempotency_key_answers_with_the_first_purge() {
         token_id: "tok".into(),
         key: "k2".into(),
     };
-    assert_eq!(s.idempotent_answer(&key).map(|a| a.index), Some(7));
+    assert_eq!(s.idempotent_answer(&key).map(|a| a.answer.index), Some(7));
 }
 
 #[test]
@@ -161,6 +166,8 @@ fn services_take_the_log_index_as_version() {
         &Command::ServicePut {
             name: "a".into(),
             doc: doc.clone(),
+            ts_ms: 0,
+            by: None,
         },
     );
     assert_eq!(s.service("a").map(|r| r.version), Some(5));
@@ -169,6 +176,8 @@ fn services_take_the_log_index_as_version() {
         &Command::ServicePut {
             name: "a".into(),
             doc: doc.clone(),
+            ts_ms: 0,
+            by: None,
         },
     );
     assert_eq!(s.service("a").map(|r| r.version), Some(8));
@@ -177,13 +186,29 @@ fn services_take_the_log_index_as_version() {
         &Command::ServicePut {
             name: "b".into(),
             doc,
+            ts_ms: 0,
+            by: None,
         },
     );
     let names: Vec<_> = s.services().into_iter().map(|r| r.name).collect();
     assert_eq!(names, ["a", "b"]);
-    s.apply(10, &Command::ServiceDelete { name: "a".into() });
+    s.apply(
+        10,
+        &Command::ServiceDelete {
+            name: "a".into(),
+            ts_ms: 0,
+            by: None,
+        },
+    );
     assert!(s.service("a").is_none());
-    s.apply(11, &Command::ServiceDelete { name: "zz".into() });
+    s.apply(
+        11,
+        &Command::ServiceDelete {
+            name: "zz".into(),
+            ts_ms: 0,
+            by: None,
+        },
+    );
     assert_eq!(s.services().len(), 1);
 }
 
@@ -235,7 +260,14 @@ fn token_conditions_decide_imports() {
     assert_eq!(s.token_count(), 4);
     let hash = crate::types::token_hash("a1");
     assert_eq!(s.token_by_hash(&hash).map(|t| t.id.as_str()), Some("a"));
-    s.apply(2, &Command::TokenDelete { id: "a".into() });
+    s.apply(
+        2,
+        &Command::TokenDelete {
+            id: "a".into(),
+            ts_ms: 0,
+            by: None,
+        },
+    );
     assert!(s.token_by_hash(&hash).is_none());
     assert!(!s.has_admin());
     assert!(s.token("p").is_some());
@@ -271,7 +303,7 @@ fn a_serialised_state_rebuilds_to_the_same_answers() {
         key: "k".into(),
     };
     assert_eq!(
-        back.idempotent_answer(&key).map(|a| a.id.as_str()),
+        back.idempotent_answer(&key).map(|a| a.answer.id.as_str()),
         Some("2")
     );
     assert_eq!(serde_json::to_vec(&back).unwrap(), json);
@@ -292,9 +324,13 @@ fn arb_command() -> impl Strategy<Value = Command> {
     let put = (0u8..3).prop_map(|n| Command::ServicePut {
         name: n.to_string(),
         doc: serde_json::json!({"hosts": []}),
+        ts_ms: 0,
+        by: None,
     });
     let del = (0u8..3).prop_map(|n| Command::ServiceDelete {
         name: n.to_string(),
+        ts_ms: 0,
+        by: None,
     });
     let tok = (0u8..3, 0u8..3).prop_map(|(n, c)| Command::TokenCreate {
         token: token(&n.to_string(), TokenScope::Admin, &n.to_string()),
@@ -304,7 +340,11 @@ fn arb_command() -> impl Strategy<Value = Command> {
             TokenCondition::SameHashExists,
         ][c as usize],
     });
-    let untok = (0u8..3).prop_map(|n| Command::TokenDelete { id: n.to_string() });
+    let untok = (0u8..3).prop_map(|n| Command::TokenDelete {
+        id: n.to_string(),
+        ts_ms: 0,
+        by: None,
+    });
     prop_oneof![purge, put, del, tok, untok]
 }
 

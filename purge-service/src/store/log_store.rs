@@ -52,6 +52,18 @@ impl LogStore {
         blocking(move || read_range(&db, (Bound::Included(start), Bound::Excluded(end)))).await
     }
 
+    /// Entries from `start` (below `end`) up to about `budget` stored bytes, at least one, in
+    /// order; absent ones (purged) are skipped.
+    pub async fn entries_limited(
+        &self,
+        start: u64,
+        end: u64,
+        budget: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || read_limited(&db, start, end, budget)).await
+    }
+
     /// The last purged log id: entries up to it are gone from the log.
     pub async fn last_purged(&self) -> Result<Option<LogId>, StoreError> {
         let db = self.db.clone();

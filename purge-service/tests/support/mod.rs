@@ -30,6 +30,8 @@ use tiercel_cluster::purge::wire::{LogEvent, LogPayload, PurgeRequest};
 
 /// Admin token every harness cluster is bootstrapped with.
 pub const ADMIN: &str = "test-admin-token-0123456789";
+/// Cluster secret every harness member shares (unless a test says otherwise).
+pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
 /// Deadline of every single HTTP call made by the helpers.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -48,8 +50,10 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 pub struct NodeProc {
     /// Raft id.
     pub id: u64,
-    /// `127.0.0.1:port`.
+    /// `127.0.0.1:port` of the API.
     pub addr: String,
+    /// `127.0.0.1:port` of the member listener (the API's without `--raft-listen`).
+    pub member_addr: String,
     /// Its data directory.
     pub data_dir: PathBuf,
     /// Its log file.
@@ -107,6 +111,7 @@ pub struct ClusterBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     admin: Option<String>,
+    member_listener: bool,
 }
 
 impl ClusterBuilder {
@@ -134,11 +139,22 @@ impl ClusterBuilder {
         self
     }
 
+    /// Gives every member a separate member listener (`--raft-listen`) on its own port.
+    pub fn member_listener(mut self) -> Self {
+        self.member_listener = true;
+        self
+    }
+
     /// Starts the processes, waits until a leader is elected and the admin token works.
     pub async fn start(self) -> Result<Cluster> {
         let dir = TempDir::new()?;
         let ports = free_ports(self.nodes);
-        let peers: Vec<String> = ports
+        let member_ports = if self.member_listener {
+            free_ports(self.nodes)
+        } else {
+            ports.clone()
+        };
+        let peers: Vec<String> = member_ports
             .iter()
             .enumerate()
             .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
@@ -163,8 +179,16 @@ impl ClusterBuilder {
                 args.push("--peer".into());
                 args.push(p.clone());
             }
+            if self.member_listener {
+                args.push("--raft-listen".into());
+                args.push(format!("127.0.0.1:{}", member_ports[i]));
+            }
             args.extend(self.args.iter().cloned());
-            let mut env = self.env.clone();
+            let mut env = vec![(
+                "TIERCEL_CLUSTER_SECRET".to_string(),
+                CLUSTER_SECRET.to_string(),
+            )];
+            env.extend(self.env.iter().cloned());
             if i == 0 {
                 args.push("--bootstrap".into());
                 if let Some(a) = &self.admin {
@@ -174,6 +198,7 @@ impl ClusterBuilder {
             nodes.push(NodeProc {
                 id,
                 addr: format!("127.0.0.1:{port}"),
+                member_addr: format!("127.0.0.1:{}", member_ports[i]),
                 data_dir,
                 log_path: dir.path().join(format!("node{id}.log")),
                 args,
@@ -226,6 +251,7 @@ impl Cluster {
             args: Vec::new(),
             env: Vec::new(),
             admin: Some(ADMIN.to_string()),
+            member_listener: false,
         }
     }
 
@@ -282,10 +308,11 @@ impl Cluster {
         let mut n = NodeProc {
             id,
             addr: format!("127.0.0.1:{port}"),
+            member_addr: format!("127.0.0.1:{port}"),
             data_dir,
             log_path: self.dir.path().join(format!("node{id}.log")),
             args,
-            env: Vec::new(),
+            env: vec![("TIERCEL_CLUSTER_SECRET".into(), CLUSTER_SECRET.into())],
             child: None,
         };
         n.spawn()?;

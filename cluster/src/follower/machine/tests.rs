@@ -29,6 +29,7 @@ fn service(name: &str, version: u64) -> ServiceRecord {
     ServiceRecord {
         name: name.into(),
         version,
+        changed: None,
         doc: serde_json::json!({ "hosts": [format!("{name}.example")] }),
     }
 }

@@ -231,6 +231,7 @@ fn service(name: &str) -> ServiceRecord {
     ServiceRecord {
         name: name.into(),
         version: 1,
+        changed: None,
         doc: serde_json::json!({"hosts": []}),
     }
 }

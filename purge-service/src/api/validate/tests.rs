@@ -135,6 +135,7 @@ fn tokens_members_addresses_and_keys() {
         name: name.into(),
         scope: TokenScope::Purge,
         rate_per_sec: rate,
+        ttl_secs: None,
     };
     assert!(token_create(&tc("ci", None)).is_ok());
     assert!(token_create(&tc("ci", Some(0.5))).is_ok());

@@ -33,6 +33,8 @@ fn entry(term: u64, index: u64) -> Entry {
         log_id: openraft::LogId::new(CommittedLeaderId::new(term, 1), index),
         payload: EntryPayload::Normal(Command::ServiceDelete {
             name: format!("s{index}"),
+            ts_ms: 0,
+            by: None,
         }),
     }
 }
@@ -82,7 +84,7 @@ trait NormalName {
 impl NormalName for EntryPayload<TypeConfig> {
     fn into_normal_name(self) -> String {
         match self {
-            EntryPayload::Normal(Command::ServiceDelete { name }) => name,
+            EntryPayload::Normal(Command::ServiceDelete { name, .. }) => name,
             other => panic!("{other:?}"),
         }
     }
@@ -99,6 +101,8 @@ async fn the_state_machine_restarts_from_its_snapshot() {
             payload: EntryPayload::Normal(Command::ServicePut {
                 name: format!("s{i}"),
                 doc: serde_json::json!({"hosts": []}),
+                ts_ms: 0,
+                by: None,
             }),
         };
         let resp = sm.apply([put(1), put(2)]).await.unwrap();
