@@ -141,6 +141,7 @@ pub fn follower_config(role: Role, cfg: &NodeConfig) -> FollowerConfig {
     };
     let mut f = FollowerConfig::new(cfg.purge_services.clone(), cfg.name.clone(), role);
     f.token = cfg.purge_token.clone();
+    f.ca_file = cfg.purge_ca_file.clone();
     f.state_dir = cfg.effective_state_dir().map(|d| d.join("purge"));
     f.max_purge_lag = cfg.cache.max_purge_lag;
     f.max_purge_rules = cfg.cache.max_purge_rules;

@@ -60,9 +60,18 @@ pub struct NodeArgs {
     #[arg(long = "purge-service", value_name = "URL", value_delimiter = ',')]
     pub purge_services: Vec<String>,
 
-    /// Bearer token for the purge-service (prefer TIERCEL_PURGE_TOKEN: flags are visible in ps).
+    /// Bearer token for the purge-service (prefer TIERCEL_PURGE_TOKEN or --purge-token-file:
+    /// flags are visible in ps).
     #[arg(long, value_name = "TOKEN")]
     pub purge_token: Option<String>,
+
+    /// File holding the bearer token for the purge-service.
+    #[arg(long, value_name = "FILE")]
+    pub purge_token_file: Option<String>,
+
+    /// CA certificates that verify https:// purge-services [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    pub purge_ca_file: Option<String>,
 
     /// RAM cache size.
     #[arg(long, value_name = "SIZE", help = format!(
@@ -134,7 +143,7 @@ impl NodeArgs {
     /// The flags that were given, as (flag, config key, value).
     pub(crate) fn given(&self) -> Vec<(&'static str, &'static str, FlagValue<'_>)> {
         let mut out = Vec::new();
-        let singles: [(&'static str, &'static str, &Option<String>); 16] = [
+        let singles: [(&'static str, &'static str, &Option<String>); 18] = [
             ("--name", "name", &self.name),
             ("--listen", "listen", &self.listen),
             ("--tls-listen", "tls_listen", &self.tls_listen),
@@ -142,6 +151,12 @@ impl NodeArgs {
             ("--key", "key", &self.key),
             ("--origin", "origin", &self.origin),
             ("--purge-token", "purge_token", &self.purge_token),
+            (
+                "--purge-token-file",
+                "purge_token_file",
+                &self.purge_token_file,
+            ),
+            ("--purge-ca-file", "purge_ca_file", &self.purge_ca_file),
             ("--memory-cache", "memory_cache", &self.memory_cache),
             ("--disk-cache", "disk_cache", &self.disk_cache),
             (

@@ -318,8 +318,9 @@ pub(crate) fn load(
     }
     layers.apply_env(&env)?;
     layers.apply_flags(args)?;
-    let (cfg, sources) = layers.finish()?;
+    let (mut cfg, sources) = layers.finish()?;
     super::validate::validate(&cfg, &sources)?;
+    super::validate::read_secret_files(&mut cfg, &sources)?;
     Ok((cfg, sources))
 }
 
@@ -372,8 +373,10 @@ mod tests {
                 ("name", Text),
                 ("origin", Text),
                 ("origin_fallback", Boolean),
+                ("purge_ca_file", Text),
                 ("purge_services", List),
                 ("purge_token", Text),
+                ("purge_token_file", Text),
                 ("services", FileOnly),
                 ("shields", List),
                 ("state_dir", Text),

@@ -153,6 +153,12 @@ pub struct NodeConfig {
     /// Bearer token for the purge-service log. Kept out of [`NodeConfig::to_toml`].
     #[serde(with = "opt_string")]
     pub purge_token: Option<String>,
+    /// File holding `purge_token` (read once at start; the two are exclusive).
+    #[serde(with = "opt_path")]
+    pub purge_token_file: Option<PathBuf>,
+    /// CA certificates verifying `https://` purge-services; the system's roots when unset.
+    #[serde(with = "opt_path")]
+    pub purge_ca_file: Option<PathBuf>,
     /// RAM tier size; never exceeded.
     pub memory_cache: ByteSize,
     /// SSD tier directory; no disk tier when unset.
@@ -308,6 +314,8 @@ impl NodeConfig {
             origin_fallback: defaults::ORIGIN_FALLBACK,
             purge_services: Vec::new(),
             purge_token: None,
+            purge_token_file: None,
+            purge_ca_file: None,
             memory_cache: defaults::MEMORY_CACHE,
             disk_cache: None,
             disk_cache_size: defaults::DISK_CACHE_SIZE,

@@ -7,12 +7,31 @@ use super::error::ConfigError;
 use super::load::{Sources, source_of};
 use super::schema::{NodeConfig, defaults};
 use super::units::{ByteSize, format_duration};
+use crate::secret::Secret;
 
 /// What a bad upstream URL error says.
 pub(crate) const URL_EXPECTED: &str = "expected http://host[:port] or https://host[:port]";
 
 /// Smallest `limits.max_request_head` accepted: a request line and a Host field.
 const MIN_REQUEST_HEAD: ByteSize = ByteSize::kib(1);
+
+/// Reads `purge_token_file` into `purge_token`: secrets in files stay out of `ps` and of the
+/// environment of child processes.
+pub(crate) fn read_secret_files(
+    cfg: &mut NodeConfig,
+    sources: &Sources,
+) -> Result<(), ConfigError> {
+    if let Some(path) = &cfg.purge_token_file {
+        let secret =
+            Secret::from_file(path, "purge_token_file").map_err(|e| ConfigError::Invalid {
+                key: "purge_token_file".to_owned(),
+                from: source_of(sources, "purge_token_file").cloned(),
+                message: e.reason,
+            })?;
+        cfg.purge_token = Some(secret.expose().to_owned());
+    }
+    Ok(())
+}
 
 /// Checks every rule; the first broken one is returned.
 pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), ConfigError> {
@@ -75,11 +94,15 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
             }
         }
     }
-    let printable = |t: &String| t.bytes().all(|b| b.is_ascii_graphic());
-    if cfg.purge_token.as_ref().is_some_and(|t| !printable(t)) {
+    if let Some(t) = &cfg.purge_token
+        && let Err(e) = Secret::new(t, "purge_token")
+    {
+        return Err(fail("purge_token", e.reason));
+    }
+    if cfg.purge_token.is_some() && cfg.purge_token_file.is_some() {
         return Err(fail(
-            "purge_token",
-            "must be printable ASCII without spaces".to_owned(),
+            "purge_token_file",
+            "give purge_token or purge_token_file, not both".to_owned(),
         ));
     }
 

@@ -7,12 +7,15 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::config::FollowerConfig;
+use super::machine::implausible_index;
 use crate::purge::wire::{FollowerReport, LogEvent};
+use crate::tls::TlsError;
 
 /// The longest NDJSON line accepted (a `Reset` carries every service).
 const MAX_LINE: usize = 64 * 1024 * 1024;
@@ -43,31 +46,41 @@ pub enum StreamError {
     /// skip a purge).
     #[error("undecodable log line: {0}")]
     Decode(#[from] serde_json::Error),
+    /// The server claimed a log index no real log reaches: it is faulty or hostile.
+    #[error("server claims log index {0}, beyond anything plausible; dropping it")]
+    Implausible(u64),
 }
 
-/// A pooled HTTP/1.1 client bound to the follower's timeouts and token.
+/// A pooled HTTP/1.1 client bound to the follower's timeouts and token; `https://` servers
+/// are verified against the configured CA file or the system's roots.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     token: Option<String>,
     request_timeout: Duration,
     idle_timeout: Duration,
 }
 
 impl Client {
-    pub fn new(cfg: &FollowerConfig) -> Self {
+    pub fn new(cfg: &FollowerConfig) -> Result<Self, TlsError> {
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(cfg.connect_timeout));
         conn.set_nodelay(true);
+        let any_tls = cfg.servers.iter().any(|s| s.starts_with("https://"));
+        let tls = if any_tls {
+            crate::tls::client_config(cfg.ca_file.as_deref())?
+        } else {
+            crate::tls::trust_nothing()?
+        };
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(conn);
-        Client {
+            .build(crate::tls::connector(conn, tls));
+        Ok(Client {
             http,
             token: cfg.token.clone(),
             request_timeout: cfg.request_timeout,
             idle_timeout: cfg.idle_timeout,
-        }
+        })
     }
 
     fn request(
@@ -152,7 +165,7 @@ impl LogStream {
                 if line.is_empty() {
                     continue;
                 }
-                return Ok(Some(serde_json::from_slice(line)?));
+                return checked(serde_json::from_slice(line)?).map(Some);
             }
             self.scanned = self.buf.len();
             if self.buf.len() > MAX_LINE {
@@ -169,7 +182,7 @@ impl LogStream {
                     if line.is_empty() {
                         return Ok(None);
                     }
-                    return Ok(Some(serde_json::from_slice(line)?));
+                    return checked(serde_json::from_slice(line)?).map(Some);
                 }
                 Some(f) => {
                     if let Ok(data) = f?.into_data() {
@@ -178,6 +191,14 @@ impl LogStream {
                 }
             }
         }
+    }
+}
+
+/// Refuses an event claiming an implausible index (see [`implausible_index`]).
+fn checked(event: LogEvent) -> Result<LogEvent, StreamError> {
+    match implausible_index(&event) {
+        Some(index) => Err(StreamError::Implausible(index)),
+        None => Ok(event),
     }
 }
 

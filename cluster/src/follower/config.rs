@@ -21,6 +21,8 @@ pub struct FollowerConfig {
     pub servers: Vec<String>,
     /// Bearer token with at least `follow` scope.
     pub token: Option<String>,
+    /// CA certificates verifying `https://` servers; the system's roots when `None`.
+    pub ca_file: Option<PathBuf>,
     /// This node's name, unique in the cluster (reported to the service).
     pub node: String,
     /// `edge` or `shield`.
@@ -57,6 +59,7 @@ impl Default for FollowerConfig {
         FollowerConfig {
             servers: Vec::new(),
             token: None,
+            ca_file: None,
             node: String::new(),
             role: "edge".into(),
             state_dir: None,
@@ -92,11 +95,14 @@ impl FollowerConfig {
             return bad("purge_services", "at least one server is required".into());
         }
         for s in &self.servers {
-            let rest = s.strip_prefix("http://").unwrap_or("");
+            let rest = s
+                .strip_prefix("https://")
+                .or_else(|| s.strip_prefix("http://"))
+                .unwrap_or("");
             if rest.is_empty() || rest.starts_with('/') {
                 return bad(
                     "purge_services",
-                    format!("`{s}` is not an http://host:port URL"),
+                    format!("`{s}` is not an https://host:port or http://host:port URL"),
                 );
             }
         }
@@ -163,6 +169,9 @@ pub enum FollowerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The CA file (or the system's trust store) is unusable.
+    #[error("purge_ca_file: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The state file exists but cannot be read.
     #[error("cannot read follower state {path}: {source}")]
     StateRead {
@@ -214,7 +223,7 @@ mod tests {
         let cases: Vec<(FollowerConfig, &str)> = vec![
             (FollowerConfig::new(vec![], "e1", "edge"), "purge_services"),
             (
-                FollowerConfig::new(vec!["https://x".into()], "e1", "edge"),
+                FollowerConfig::new(vec!["ftp://x".into()], "e1", "edge"),
                 "purge_services",
             ),
             (

@@ -21,6 +21,22 @@ use super::backoff::Backoff;
 use crate::purge::wire::{LogEvent, LogPayload, ServiceRecord};
 use crate::purge::{PurgeIndex, PurgeTarget, rules_from_request};
 
+/// The highest log index a follower believes. A real log grows by a few entries per purge
+/// and never comes near 2^48; a heartbeat or an entry claiming more comes from a faulty or
+/// hostile server, and believing it would make the node skip every real purge after it.
+pub const MAX_PLAUSIBLE_INDEX: u64 = 1 << 48;
+
+/// The index an event claims, when it is beyond [`MAX_PLAUSIBLE_INDEX`]: the stream it came
+/// on must be dropped and its server treated as faulty.
+pub fn implausible_index(event: &LogEvent) -> Option<u64> {
+    let index = match event {
+        LogEvent::Entry { index, .. } => *index,
+        LogEvent::Heartbeat { commit_index } => *commit_index,
+        LogEvent::Reset { snapshot_index, .. } => *snapshot_index,
+    };
+    (index > MAX_PLAUSIBLE_INDEX).then_some(index)
+}
+
 /// What a node remembers across restarts.
 #[derive(Debug, Clone, Default)]
 pub struct FollowerState {
@@ -196,7 +212,7 @@ impl FollowerMachine {
         }
         out.push(Action::Connect {
             server: self.server,
-            from: self.state.applied + 1,
+            from: self.state.applied.saturating_add(1),
             delay: Duration::ZERO,
         });
         self.poll(now, &mut out);
@@ -218,7 +234,7 @@ impl FollowerMachine {
                 self.server = (self.server + 1) % self.servers;
                 out.push(Action::Connect {
                     server: self.server,
-                    from: self.state.applied + 1,
+                    from: self.state.applied.saturating_add(1),
                     delay: self.timing.backoff.delay(self.failures, jitter),
                 });
             }
@@ -274,6 +290,10 @@ impl FollowerMachine {
     }
 
     fn on_event(&mut self, event: LogEvent, out: &mut Vec<Action>) {
+        // The stream reader refuses these before they get here; the machine never trusts one.
+        if implausible_index(&event).is_some() {
+            return;
+        }
         match event {
             LogEvent::Entry { index, payload } => {
                 // An index is applied exactly once: a reconnect may replay what we have.

@@ -15,8 +15,12 @@
 //! restarted node still knows every purge it acknowledged. A node that hears nothing for
 //! `max_purge_lag` says it is [`lagging`](PurgeState::lagging).
 //!
+//! The server is not trusted blindly: `https://` servers are verified (the system's roots or a
+//! CA file), an index beyond [`MAX_PLAUSIBLE_INDEX`] drops the stream and moves to the next
+//! server, and every line is bounded in size.
+//!
 //! Deliberately not here: deleting cache entries (the engine does that in
-//! [`PurgeListener::url_purged`]) and TLS to the purge-service (it listens on plain HTTP).
+//! [`PurgeListener::url_purged`]).
 
 mod backoff;
 mod client;
@@ -29,7 +33,9 @@ mod state;
 pub use backoff::Backoff;
 pub use client::StreamError;
 pub use config::{DEFAULT_MAX_PURGE_RULES, FollowerConfig, FollowerError};
-pub use machine::{Action, FollowerMachine, FollowerState, Input, Timing};
+pub use machine::{
+    Action, FollowerMachine, FollowerState, Input, MAX_PLAUSIBLE_INDEX, Timing, implausible_index,
+};
 pub use persist::STATE_FILE;
 pub use runtime::{FollowerHandle, start_follower};
 pub use state::{NoopListener, PurgeListener, PurgeState};

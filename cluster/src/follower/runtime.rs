@@ -106,7 +106,7 @@ pub async fn start_follower(
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
     let handle_jobs = jobs_tx.clone();
     let cfg = Arc::new(cfg);
-    let client = Client::new(&cfg);
+    let client = Client::new(&cfg)?;
     let stream = tokio::spawn(stream_task(
         client.clone(),
         cfg.servers.clone(),

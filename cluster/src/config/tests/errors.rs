@@ -195,8 +195,19 @@ fn validation_rules() {
             "config error: purge_services[1]: expected http://host[:port] or https://host[:port], got \"p:2\"",
         ),
         (
-            |c| c.purge_token = Some("a b".into()),
-            "config error: purge_token: must be printable ASCII without spaces",
+            |c| c.purge_token = Some("0123456789abcdef xyz".into()),
+            "config error: purge_token: must be visible ASCII characters without spaces",
+        ),
+        (
+            |c| c.purge_token = Some("short".into()),
+            "config error: purge_token: shorter than 16 characters (generate one with `openssl rand -hex 32`)",
+        ),
+        (
+            |c| {
+                c.purge_token = Some("0123456789abcdef".into());
+                c.purge_token_file = Some("/run/secrets/purge".into());
+            },
+            "config error: purge_token_file: give purge_token or purge_token_file, not both",
         ),
         (
             |c| c.cache.chunk_size = ByteSize::kib(32),

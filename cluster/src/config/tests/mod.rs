@@ -341,7 +341,9 @@ fn everything_set() -> NodeConfig {
         shields: vec!["http://s1:8081".into(), "http://s2:8081".into()],
         origin_fallback: false,
         purge_services: vec!["http://p1:7070".into()],
-        purge_token: Some("t0ken".into()),
+        purge_token: Some("t0ken-0123456789abcdef".into()),
+        purge_token_file: None,
+        purge_ca_file: None,
         memory_cache: ByteSize::mib(64),
         disk_cache: Some("/var/cache/tiercel".into()),
         disk_cache_size: ByteSize(20_000_000_000),
@@ -424,7 +426,7 @@ fn to_toml_shape_and_token_redaction() {
     assert!(shown.contains("\npurge_token = \"\"\n"));
     assert!(
         cfg.to_toml_with_secrets()
-            .contains("\npurge_token = \"t0ken\"\n")
+            .contains("\npurge_token = \"t0ken-0123456789abcdef\"\n")
     );
 }
 

@@ -516,3 +516,33 @@ fn a_full_rule_index_folds_its_oldest_quarter_into_one_rule() {
     );
     assert_eq!(m.state().index.check(&obj("h/7", 7)), PurgeVerdict::Valid);
 }
+
+#[test]
+fn implausible_indexes_are_named_and_never_applied() {
+    use crate::follower::{MAX_PLAUSIBLE_INDEX, implausible_index};
+    let huge = LogEvent::Heartbeat {
+        commit_index: u64::MAX,
+    };
+    assert_eq!(implausible_index(&huge), Some(u64::MAX));
+    let edge = LogEvent::Heartbeat {
+        commit_index: MAX_PLAUSIBLE_INDEX,
+    };
+    assert_eq!(implausible_index(&edge), None);
+    let reset = LogEvent::Reset {
+        snapshot_index: MAX_PLAUSIBLE_INDEX + 1,
+        services: vec![],
+    };
+    assert_eq!(implausible_index(&reset), Some(MAX_PLAUSIBLE_INDEX + 1));
+    // Fed to the machine anyway, it changes nothing.
+    let mut m = FollowerMachine::new(FollowerState::default(), 2, false, timing());
+    let now = Instant::now();
+    m.start(now);
+    m.handle(now, Input::Log(huge));
+    assert_eq!(m.state().applied, 0);
+    let out = m.handle(now, Input::StreamFailed { jitter: 0.0 });
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Connect { from: 1, .. })),
+        "{out:?}"
+    );
+}

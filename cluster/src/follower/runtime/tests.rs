@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::follower::{NoopListener, STATE_FILE};
+use crate::follower::{MAX_PLAUSIBLE_INDEX, NoopListener, STATE_FILE};
 use crate::purge::wire::{LogEvent, LogPayload, PurgeRequest, ServiceRecord};
 use crate::purge::{ObjectRef, PurgeVerdict};
 
@@ -339,6 +339,44 @@ async fn fake_server_fails_over_from_a_dead_server() {
     assert_eq!(state.check(&obj("h/a", 0)), PurgeVerdict::HardPurged);
     // Reports also fail over to the live server.
     eventually("a report", || !fake.script.lock().reports.is_empty()).await;
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_claiming_an_implausible_index_is_dropped_and_the_next_one_followed() {
+    // A faulty (or hostile) server: its heartbeat claims commit index u64::MAX. Believing it
+    // would make `applied + 1` wrap and the node skip every real purge from then on.
+    let liar = Fake::start(Script {
+        commit: u64::MAX,
+        ..Default::default()
+    })
+    .await;
+    let good = Fake::start(Script::default()).await;
+    good.push(3, purge(&["http://h/a"], false));
+    let (state, handle) =
+        start_follower(config(vec![liar.url(), good.url()]), Arc::new(NoopListener))
+            .await
+            .unwrap();
+    handle.wait_applied(3, WAIT).await.unwrap();
+    assert_eq!(state.applied_index(), 3);
+    assert_eq!(state.check(&obj("h/a", 0)), PurgeVerdict::HardPurged);
+    // The liar was asked once, then left for the next server.
+    assert!(!liar.script.lock().froms.is_empty());
+    eventually("a report to the good server", || {
+        good.script
+            .lock()
+            .reports
+            .iter()
+            .any(|r| r.applied_index == 3)
+    })
+    .await;
+    assert!(
+        liar.script
+            .lock()
+            .reports
+            .iter()
+            .all(|r| r.applied_index <= MAX_PLAUSIBLE_INDEX)
+    );
     handle.shutdown().await;
 }
 
