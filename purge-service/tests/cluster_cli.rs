@@ -80,6 +80,65 @@ fn invalid_flags_print_one_line_and_exit_2() {
 }
 
 #[test]
+fn members_refuse_to_start_without_a_cluster_secret_or_with_a_short_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().unwrap_or_default();
+    let args = [
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:7070",
+        "--data-dir",
+        d,
+        "--peer",
+        "2=127.0.0.1:7071",
+    ];
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[],
+            "tiercel-purge: TIERCEL_CLUSTER_SECRET: required when the cluster has other members",
+        ),
+        (
+            &[("TIERCEL_CLUSTER_SECRET", "short")],
+            "tiercel-purge: TIERCEL_CLUSTER_SECRET: shorter than 16 characters",
+        ),
+        (
+            &[
+                ("TIERCEL_CLUSTER_SECRET", "cluster-secret-0123456789"),
+                ("TIERCEL_ADMIN_TOKEN", "admin"),
+            ],
+            "tiercel-purge: TIERCEL_ADMIN_TOKEN: shorter than 16 characters",
+        ),
+    ];
+    for (env, want) in cases {
+        let o = run(&args, env);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{env:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert!(err.starts_with(want), "got {err:?}, want {want:?}");
+    }
+    // The secret is never a flag: `ps` would show it.
+    let mut flag = args.to_vec();
+    flag.extend(["--cluster-secret", "cluster-secret-0123456789"]);
+    let o = run(&flag, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unexpected argument '--cluster-secret'"));
+    // A file works, and so does a lone member without one.
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "cluster-secret-0123456789\n").expect("write");
+    let mut with_file = args.to_vec();
+    with_file.extend([
+        "--cluster-secret-file",
+        file.to_str().unwrap_or_default(),
+        "--check-config",
+    ]);
+    let o = run(&with_file, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&[&args[..6], &["--check-config"]].concat(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
 fn every_flag_reads_its_env_variable_and_check_config_exits_0() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().to_str().unwrap_or_default();

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -58,15 +59,29 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     /// Its log file.
     pub log_path: PathBuf,
+    /// Whether it serves TLS.
+    pub tls: bool,
     args: Vec<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl NodeProc {
-    /// `http://addr`.
+    /// `http://addr` (`https://` in a TLS cluster).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// `http(s)://` of the member listener.
+    pub fn member_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.member_addr)
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether the process is running (as far as the harness knows).
@@ -112,6 +127,7 @@ pub struct ClusterBuilder {
     env: Vec<(String, String)>,
     admin: Option<String>,
     member_listener: bool,
+    tls: Option<Pki>,
 }
 
 impl ClusterBuilder {
@@ -136,6 +152,14 @@ impl ClusterBuilder {
     /// Bootstraps without `TIERCEL_ADMIN_TOKEN`.
     pub fn no_admin(mut self) -> Self {
         self.admin = None;
+        self
+    }
+
+    /// Serves TLS with `pki`'s certificate on every listener (members dial each other over
+    /// TLS, verified with its CA), and makes the harness's own calls trust that CA.
+    pub fn tls(mut self, pki: Pki) -> Self {
+        trust(&pki.ca);
+        self.tls = Some(pki);
         self
     }
 
@@ -183,6 +207,16 @@ impl ClusterBuilder {
                 args.push("--raft-listen".into());
                 args.push(format!("127.0.0.1:{}", member_ports[i]));
             }
+            if let Some(pki) = &self.tls {
+                for (flag, path) in [
+                    ("--cert", &pki.cert),
+                    ("--key", &pki.key),
+                    ("--ca-file", &pki.ca),
+                ] {
+                    args.push(flag.into());
+                    args.push(path.display().to_string());
+                }
+            }
             args.extend(self.args.iter().cloned());
             let mut env = vec![(
                 "TIERCEL_CLUSTER_SECRET".to_string(),
@@ -199,6 +233,7 @@ impl ClusterBuilder {
                 id,
                 addr: format!("127.0.0.1:{port}"),
                 member_addr: format!("127.0.0.1:{}", member_ports[i]),
+                tls: self.tls.is_some(),
                 data_dir,
                 log_path: dir.path().join(format!("node{id}.log")),
                 args,
@@ -252,6 +287,7 @@ impl Cluster {
             env: Vec::new(),
             admin: Some(ADMIN.to_string()),
             member_listener: false,
+            tls: None,
         }
     }
 
@@ -309,6 +345,7 @@ impl Cluster {
             id,
             addr: format!("127.0.0.1:{port}"),
             member_addr: format!("127.0.0.1:{port}"),
+            tls: false,
             data_dir,
             log_path: self.dir.path().join(format!("node{id}.log")),
             args,
@@ -452,8 +489,96 @@ impl Resp {
     }
 }
 
-fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
+/// The CA the harness's calls trust (set by [`ClusterBuilder::tls`]).
+static TRUSTED_CA: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes every later harness call trust `ca` for `https://` URLs.
+pub fn trust(ca: &Path) {
+    let _ = TRUSTED_CA.set(ca.to_path_buf());
+}
+
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+fn client() -> HttpsClient {
+    let tls = match TRUSTED_CA.get() {
+        Some(ca) => tiercel_cluster::tls::client_config(Some(ca)),
+        None => tiercel_cluster::tls::trust_nothing(),
+    }
+    .expect("a TLS client configuration");
+    let http = hyper_util::client::legacy::connect::HttpConnector::new();
+    Client::builder(TokioExecutor::new()).build(tiercel_cluster::tls::connector(http, tls))
+}
+
+/// A test CA and a certificate it signed for `localhost` and `127.0.0.1`, as PEM files.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The CA's key.
+    pub ca_key: PathBuf,
+    /// The CA's common name.
+    pub ca_name: String,
+    /// The server certificate.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// Writes a fresh CA and server certificate named `name` into `dir`.
+    pub fn issue(dir: &Path, name: &str) -> Result<Pki> {
+        use rcgen::{CertifiedIssuer, KeyPair};
+        let ca_name = format!("{name} test CA");
+        let ca_params = Self::ca_params(&ca_name)?;
+        let ca_key = KeyPair::generate()?;
+        let ca_key_pem = ca_key.serialize_pem();
+        let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
+        let pki = Pki {
+            ca: dir.join(format!("{name}-ca.pem")),
+            ca_key: dir.join(format!("{name}-ca-key.pem")),
+            ca_name,
+            cert: dir.join(format!("{name}-cert.pem")),
+            key: dir.join(format!("{name}-key.pem")),
+        };
+        std::fs::write(&pki.ca, ca.pem())?;
+        std::fs::write(&pki.ca_key, ca_key_pem)?;
+        Self::leaf(&ca, &pki.cert, &pki.key)?;
+        Ok(pki)
+    }
+
+    /// A new server certificate and key from the same CA, written as `name`.
+    pub fn reissue(&self, dir: &Path, name: &str) -> Result<Pki> {
+        let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&self.ca_key)?)?;
+        let ca = rcgen::Issuer::new(Self::ca_params(&self.ca_name)?, key);
+        let pki = Pki {
+            cert: dir.join(format!("{name}-cert.pem")),
+            key: dir.join(format!("{name}-key.pem")),
+            ..self.clone()
+        };
+        Self::leaf(&ca, &pki.cert, &pki.key)?;
+        Ok(pki)
+    }
+
+    fn ca_params(common_name: &str) -> Result<rcgen::CertificateParams> {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        Ok(p)
+    }
+
+    fn leaf(ca: &rcgen::Issuer<'_, impl rcgen::SigningKey>, cert: &Path, key: &Path) -> Result<()> {
+        let leaf_key = rcgen::KeyPair::generate()?;
+        let leaf =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?
+                .signed_by(&leaf_key, ca)?;
+        std::fs::write(cert, leaf.pem())?;
+        std::fs::write(key, leaf_key.serialize_pem())?;
+        Ok(())
+    }
 }
 
 /// One HTTP call with [`CALL_TIMEOUT`]. Streams (`/v1/log`) answer with their status and
