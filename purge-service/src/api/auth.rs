@@ -58,6 +58,8 @@ pub fn authorize(
             token.name
         )));
     }
+    // Presented and valid: a use, whatever it was allowed to do.
+    app.usage.record(&token.id, now);
     if token.scope < need {
         return Err(Failure::Forbidden(format!(
             "token scope {} does not allow this; it needs {}",
@@ -77,7 +79,6 @@ pub fn authorize(
             .check(&token.id, None, Instant::now()),
     };
     limited.map_err(|retry_after| Failure::RateLimited { retry_after })?;
-    app.usage.record(&token.id, now);
     Ok(token)
 }
 
