@@ -16,7 +16,7 @@ mod serve;
 pub mod stats;
 pub mod watch;
 
-pub use quiet::{Closing, QuietLimits};
+pub use quiet::{Closing, ConnControl, QuietLimits};
 pub use serve::{ConnOptions, bind, serve, serve_connection};
 pub use stats::ConnectionStats;
 

@@ -133,6 +133,8 @@ pub struct Activity {
     write_blocked: AtomicU64,
     bodies_waiting: AtomicUsize,
     body_progress: AtomicU64,
+    /// A handler asked for the connection to be dropped now.
+    dropped: tokio::sync::Notify,
 }
 
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1.1 method does.
@@ -153,6 +155,7 @@ impl Activity {
             write_blocked: AtomicU64::new(0),
             bodies_waiting: AtomicUsize::new(0),
             body_progress: AtomicU64::new(0),
+            dropped: tokio::sync::Notify::new(),
         })
     }
 
@@ -226,6 +229,17 @@ impl Activity {
         InFlight(self.clone())
     }
 
+    /// Asks for the connection to be dropped at once (a handler gave up on a client that does
+    /// not read: its last bytes would otherwise wait in the socket until the idle timeout).
+    pub fn drop_connection(&self) {
+        self.dropped.notify_one();
+    }
+
+    /// Resolves once [`Activity::drop_connection`] was called.
+    pub async fn drop_requested(&self) {
+        self.dropped.notified().await;
+    }
+
     /// The current picture.
     pub fn snapshot(&self) -> Snapshot {
         let head = self.head_started.load(Relaxed);
@@ -244,6 +258,18 @@ impl Activity {
 /// One request in flight on a connection.
 #[derive(Debug)]
 pub struct InFlight(Arc<Activity>);
+
+/// Put in every request's extensions by [`super::serve_connection`]: lets a handler drop the
+/// connection its request came on.
+#[derive(Debug, Clone)]
+pub struct ConnControl(pub Arc<Activity>);
+
+impl ConnControl {
+    /// Drops the connection now (see [`Activity::drop_connection`]).
+    pub fn drop_connection(&self) {
+        self.0.drop_connection();
+    }
+}
 
 impl InFlight {
     /// The connection this request belongs to.

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::quiet::{Activity, Closing, QuietLimits, Verdict, verdict};
+use super::quiet::{Activity, Closing, ConnControl, QuietLimits, Verdict, verdict};
 use super::stats::ConnectionStats;
 use super::watch::{TrackedBody, WatchedIo};
 
@@ -164,8 +164,9 @@ where
     let io = TokioIo::new(WatchedIo::new(io, activity.clone()));
     let requests = activity.clone();
     let handler = Arc::new(handler);
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let in_flight = requests.request_started();
+        req.extensions_mut().insert(ConnControl(requests.clone()));
         let answer = handler(req);
         async move {
             let resp = answer.await;
@@ -190,6 +191,10 @@ where
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return idle_close;
+            }
+            () = activity.drop_requested() => {
+                tracing::debug!("a handler dropped the connection");
+                return Some(Closing::SendTimeout);
             }
             () = shutdown.cancelled(), if !closing => {
                 conn.as_mut().graceful_shutdown();

@@ -22,7 +22,6 @@
 //! dropped. The stream's token is checked again whenever the log moves, so a revoked or
 //! expired token stops receiving within moments.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,10 +30,11 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Response};
 use http_body_util::BodyExt;
 use http_body_util::channel::{Channel, Sender};
+use tiercel_cluster::conn::ConnControl;
 use tiercel_cluster::purge::wire::LogEvent;
 use tokio::time::Instant;
 
-use super::response::Failure;
+use super::response::{BodyError, Failure};
 use super::{Answer, ApiRequest};
 use crate::app::App;
 use crate::state::events::{encode_line, entry_event};
@@ -74,7 +74,8 @@ pub async fn stream(app: Arc<App>, req: &ApiRequest, token: Option<&TokenRecord>
             message: e.to_string(),
             retry_after: 1,
         })?;
-    let (tx, body) = Channel::<Bytes, Infallible>::new(1);
+    let (tx, body) = Channel::<Bytes, BodyError>::new(1);
+    let conn = req.parts.extensions.get::<ConnControl>().cloned();
     tokio::spawn(async move {
         let _slot = slot;
         let mut out = Out {
@@ -82,8 +83,14 @@ pub async fn stream(app: Arc<App>, req: &ApiRequest, token: Option<&TokenRecord>
             timeout: app.settings.log_write_timeout,
             pending: BytesMut::new(),
         };
-        if let Err(reason) = pump(&app, &mut out, from, &token).await {
-            tracing::debug!(%reason, "log stream ended");
+        if let Err(end) = pump(&app, &mut out, from, &token).await {
+            tracing::debug!(reason = %end, "log stream ended");
+            // Cut the response: a clean end would leave its last bytes waiting on a reader
+            // that does not read, holding the connection until its idle timeout.
+            if let (End::ReaderStalled(_), Some(conn)) = (&end, conn) {
+                conn.drop_connection();
+            }
+            out.tx.abort(end.to_string().into());
         }
     });
     let mut resp = Response::new(body.boxed());
@@ -96,17 +103,40 @@ pub async fn stream(app: Arc<App>, req: &ApiRequest, token: Option<&TokenRecord>
     Ok(resp)
 }
 
+/// Why a stream ended early.
+#[derive(Debug, thiserror::Error)]
+enum End {
+    /// The reader took nothing for the write timeout.
+    #[error("reader took nothing for {0:?}; dropped")]
+    ReaderStalled(Duration),
+    /// Anything else (client gone, token revoked, node cut off or stopping, store error).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for End {
+    fn from(s: String) -> Self {
+        End::Other(s)
+    }
+}
+
+impl From<&str> for End {
+    fn from(s: &str) -> Self {
+        End::Other(s.to_string())
+    }
+}
+
 /// The sending side of one stream: lines gathered into bounded frames, each handed over within
 /// the write timeout.
 struct Out {
-    tx: Sender<Bytes, Infallible>,
+    tx: Sender<Bytes, BodyError>,
     timeout: Duration,
     pending: BytesMut,
 }
 
 impl Out {
     /// Queues an encoded line: small ones are gathered, a long one goes alone, uncopied.
-    async fn line(&mut self, line: Bytes) -> Result<(), String> {
+    async fn line(&mut self, line: Bytes) -> Result<(), End> {
         if line.len() >= FRAME_BUDGET {
             self.flush().await?;
             return self.send(line).await;
@@ -119,13 +149,13 @@ impl Out {
     }
 
     /// Encodes and queues an event.
-    async fn event(&mut self, ev: &LogEvent) -> Result<(), String> {
+    async fn event(&mut self, ev: &LogEvent) -> Result<(), End> {
         let line = encode_line(ev).map_err(|e| e.to_string())?;
         self.line(line).await
     }
 
     /// Hands over what is gathered.
-    async fn flush(&mut self) -> Result<(), String> {
+    async fn flush(&mut self) -> Result<(), End> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -133,19 +163,16 @@ impl Out {
         self.send(frame).await
     }
 
-    async fn send(&mut self, frame: Bytes) -> Result<(), String> {
+    async fn send(&mut self, frame: Bytes) -> Result<(), End> {
         match tokio::time::timeout(self.timeout, self.tx.send_data(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err("client went away".into()),
-            Err(_) => Err(format!(
-                "reader took nothing for {} ms; dropped",
-                self.timeout.as_millis()
-            )),
+            Err(_) => Err(End::ReaderStalled(self.timeout)),
         }
     }
 }
 
-async fn reset(app: &App, out: &mut Out) -> Result<u64, String> {
+async fn reset(app: &App, out: &mut Out) -> Result<u64, End> {
     let snap = app.state.snapshot();
     out.event(&LogEvent::Reset {
         snapshot_index: snap.index,
@@ -155,7 +182,7 @@ async fn reset(app: &App, out: &mut Out) -> Result<u64, String> {
     out.flush().await?;
     snap.index
         .checked_add(1)
-        .ok_or_else(|| "snapshot index out of range".to_string())
+        .ok_or_else(|| End::from("snapshot index out of range"))
 }
 
 /// Whether the stream's token still works: not revoked, not expired.
@@ -165,7 +192,7 @@ fn token_live(app: &App, token: &str) -> bool {
         .with(|m| m.state.token(token).is_some_and(|t| !t.expired(now)))
 }
 
-async fn pump(app: &App, out: &mut Out, from: u64, token: &str) -> Result<(), String> {
+async fn pump(app: &App, out: &mut Out, from: u64, token: &str) -> Result<(), End> {
     let mut cursor = from.max(1);
     let mut applied_rx = app.state.applied();
     let mut last_beat: Option<(u64, Instant)> = None;
@@ -204,7 +231,7 @@ async fn pump(app: &App, out: &mut Out, from: u64, token: &str) -> Result<(), St
                 }
                 gaps += 1;
                 if gaps > GAP_RETRIES {
-                    return Err(format!("log has no entry {cursor}"));
+                    return Err(format!("log has no entry {cursor}").into());
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;

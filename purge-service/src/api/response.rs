@@ -11,12 +11,19 @@ use tiercel_cluster::purge::wire::ApiError;
 
 use super::validate::Invalid;
 
+/// Why a streamed body was cut short. hyper then drops the connection (h1) or resets the
+/// stream (h2) instead of ending the body cleanly, so a stream abandoned for a reader that
+/// stopped reading does not linger while its last bytes wait to be written.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The body type of every response (streams and buffers alike).
-pub type Body = BoxBody<Bytes, Infallible>;
+pub type Body = BoxBody<Bytes, BodyError>;
 
 /// A buffered body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 /// A JSON response.
