@@ -34,6 +34,13 @@ pub fn main(role: Role) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.node.purge_token.is_some() {
+        eprintln!(
+            "{name}: warning: --purge-token on the command line is visible to other users; \
+             use TIERCEL_PURGE_TOKEN or --purge-token-file"
+        );
+    }
+    tiercel_cluster::conn::raise_fd_limit();
     if cli.node.check_config {
         print!("{}", cfg.to_toml());
         return ExitCode::SUCCESS;
