@@ -75,6 +75,83 @@ async fn documents_too_deep_to_read_back_never_enter_the_log() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_cannot_read_its_log_says_so_and_never_answers_healthy() -> Result<()> {
+    let mut c = Cluster::builder().start().await?;
+    let leader = c.wait_leader(T).await?;
+    for i in 0..6 {
+        let r = c
+            .post(leader, "/v1/purges", &format!(r#"{{"tags":["t{i}"]}}"#))
+            .await?;
+        assert_eq!(r.status, 200);
+    }
+    let victim = (leader + 1) % 3;
+    // Let it apply everything, stop it, and damage a committed entry in the middle of its log
+    // (a bad disk, a bug): on restart it cannot re-apply it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.kill(victim);
+    {
+        let db = redb::Database::open(c.nodes[victim].data_dir.join("purge.redb"))?;
+        let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("log");
+        let txn = db.begin_write()?;
+        {
+            let mut t = txn.open_table(table)?;
+            let keys: Vec<u64> = {
+                use redb::ReadableTable;
+                t.iter()?
+                    .map(|r| r.map(|(k, _)| k.value()))
+                    .collect::<Result<_, _>>()?
+            };
+            let middle = keys[keys.len() / 2];
+            t.insert(middle, b"{not json".as_slice())?;
+        }
+        txn.commit()?;
+    }
+    // It refuses to come up on a log it cannot read, with one line naming the damage, rather
+    // than serving and answering health checks with "ok".
+    c.restart_no_wait(victim)?;
+    let deadline = Instant::now() + T;
+    let code = loop {
+        if let Some(code) = c.nodes[victim].try_exit_code() {
+            break code;
+        }
+        let h = call(
+            Method::GET,
+            &format!("{}/healthz", c.url(victim)),
+            None,
+            None,
+            &[],
+        )
+        .await;
+        if let Ok(h) = h {
+            assert_ne!(
+                h.status,
+                200,
+                "a damaged member answered healthy: {}",
+                h.text()
+            );
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the damaged member neither failed nor exited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, 1);
+    let log = std::fs::read_to_string(&c.nodes[victim].log_path)?;
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("tiercel-purge: raft: ") && last.contains("stored record"),
+        "{last}"
+    );
+    // The other two keep the cluster going.
+    let leader = c.wait_leader(T).await?;
+    assert_ne!(leader, victim);
+    let r = c.post(leader, "/v1/purges", r#"{"all":true}"#).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    Ok(())
+}
+
 /// Resident set size of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -110,6 +110,13 @@ impl NodeProc {
         Ok(())
     }
 
+    /// The exit status, once the process has exited on its own.
+    pub fn try_exit_code(&mut self) -> Option<i32> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status.code().unwrap_or(-1))
+    }
+
     /// kill -9 and reap.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -326,6 +333,12 @@ impl Cluster {
         self.nodes[i].kill();
         self.nodes[i].spawn()?;
         wait_healthy(&self.nodes[i].url(), Duration::from_secs(10)).await
+    }
+
+    /// Restarts node index `i` without waiting for it to be healthy.
+    pub fn restart_no_wait(&mut self, i: usize) -> Result<()> {
+        self.nodes[i].kill();
+        self.nodes[i].spawn()
     }
 
     /// Starts an extra node (id = len + 1) that is not a member yet; returns its index.
