@@ -17,5 +17,6 @@
 
 pub mod duration;
 pub mod load;
+pub mod purge_cluster;
 pub mod report;
 pub mod table;

@@ -17,28 +17,17 @@
 //! `cargo run --release -p tiercel-benches --bin purge-propagation`. Exits 1 when the p99 for the
 //! largest follower count misses `--target-p99-ms`.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
-use bytes::Bytes;
+use anyhow::Result;
 use clap::Parser;
 use hdrhistogram::Histogram;
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use tiercel_cluster::follower::{FollowerConfig, FollowerHandle, PurgeListener, start_follower};
-use tiercel_cluster::purge::wire::{PurgeAccepted, ServiceRecord};
-use tokio::sync::Notify;
-
-const ADMIN: &str = "bench-admin-token-0123456789";
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+use tiercel_benches::purge_cluster::{ADMIN, Http, PurgeCluster, Stamp, Tracker, purge_bin};
+use tiercel_cluster::follower::{FollowerConfig, FollowerHandle, start_follower};
 
 /// Purge propagation and throughput against a real 3-node purge-service.
 #[derive(Debug, Parser)]
@@ -66,198 +55,6 @@ struct Args {
     verbose: bool,
 }
 
-/// Three `tiercel-purge` processes; killed and their data removed on drop.
-struct Cluster {
-    procs: Vec<Child>,
-    urls: Vec<String>,
-    dir: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let ls: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<_>>()?;
-    ls.iter().map(|l| Ok(l.local_addr()?.port())).collect()
-}
-
-impl Cluster {
-    async fn start(bin: &Path, http: &Http) -> Result<Cluster> {
-        let dir = std::env::temp_dir().join(format!("tiercel-purge-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let ports = free_ports(3)?;
-        let peers: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
-            .collect();
-        let mut c = Cluster {
-            procs: Vec::new(),
-            urls: ports
-                .iter()
-                .map(|p| format!("http://127.0.0.1:{p}"))
-                .collect(),
-            dir,
-        };
-        for (i, port) in ports.iter().enumerate() {
-            let log = std::fs::File::create(c.dir.join(format!("node{}.log", i + 1)))?;
-            let mut cmd = Command::new(bin);
-            cmd.arg("--id")
-                .arg((i + 1).to_string())
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--data-dir")
-                .arg(c.dir.join(format!("node{}", i + 1)))
-                .args([
-                    "--rate-limit",
-                    "1000000",
-                    "--rate-burst",
-                    "1000000",
-                    "--log",
-                    "warn",
-                ])
-                .env("TIERCEL_CLUSTER_SECRET", "bench-cluster-secret-0123456789")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log);
-            for p in &peers {
-                cmd.arg("--peer").arg(p);
-            }
-            if i == 0 {
-                cmd.arg("--bootstrap").env("TIERCEL_ADMIN_TOKEN", ADMIN);
-            }
-            c.procs.push(
-                cmd.spawn()
-                    .with_context(|| format!("start {}", bin.display()))?,
-            );
-        }
-        // Every node knows the admin token: the cluster is up and has applied the bootstrap.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for url in &c.urls {
-            loop {
-                let r = http
-                    .call(Method::GET, &format!("{url}/v1/services"), None)
-                    .await;
-                if matches!(r, Ok((200, _))) {
-                    break;
-                }
-                ensure!(
-                    Instant::now() < deadline,
-                    "{url} not ready: {r:?} (logs in {})",
-                    c.dir.display()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Ok(c)
-    }
-
-    async fn leader(&self, http: &Http) -> Result<String> {
-        for url in &self.urls {
-            let (_, body) = http
-                .call(Method::GET, &format!("{url}/healthz"), None)
-                .await?;
-            let v: serde_json::Value = serde_json::from_slice(&body)?;
-            if v["state"] == "Leader" {
-                return Ok(url.clone());
-            }
-        }
-        bail!("no leader")
-    }
-}
-
-struct Http(Client<HttpConnector, Full<Bytes>>);
-
-impl Http {
-    async fn call(&self, method: Method, url: &str, body: Option<String>) -> Result<(u16, Bytes)> {
-        let req = Request::builder()
-            .method(method)
-            .uri(url)
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let fut = async {
-            let resp = self.0.request(req).await?;
-            let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, body))
-        };
-        tokio::time::timeout(CALL_TIMEOUT, fut)
-            .await
-            .map_err(|_| anyhow!("{url}: no answer within {CALL_TIMEOUT:?}"))?
-    }
-
-    async fn purge(&self, base: &str, url: &str) -> Result<PurgeAccepted> {
-        let body = format!(r#"{{"urls":["{url}"]}}"#);
-        let (status, resp) = self
-            .call(Method::POST, &format!("{base}/v1/purges"), Some(body))
-            .await?;
-        ensure!(
-            status == 200,
-            "purge answered {status}: {}",
-            String::from_utf8_lossy(&resp)
-        );
-        Ok(serde_json::from_slice(&resp)?)
-    }
-}
-
-/// Stamps, per purged URL, how many followers applied it and when the last one did.
-struct Tracker {
-    followers: u32,
-    /// Per purge key: followers that applied it, when the last did, and which one it was.
-    seen: Mutex<HashMap<String, (u32, Instant, usize)>>,
-    done: Notify,
-}
-
-struct Stamp(Arc<Tracker>, usize);
-
-impl PurgeListener for Stamp {
-    fn url_purged(&self, key: &str, _soft: bool) {
-        let now = Instant::now();
-        let mut seen = self.0.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let e = seen.entry(key.to_string()).or_insert((0, now, self.1));
-        e.0 += 1;
-        e.1 = now;
-        e.2 = self.1;
-        if e.0 == self.0.followers {
-            self.0.done.notify_waiters();
-        }
-    }
-    fn services_changed(&self, _services: &[ServiceRecord]) {}
-}
-
-impl Tracker {
-    /// When the last follower applied `key`.
-    async fn all_applied(&self, key: &str, timeout: Duration) -> Result<(Instant, usize)> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some((n, at, who)) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(key)
-                && *n == self.followers
-            {
-                return Ok((*at, *who));
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                bail!(
-                    "{key} not applied by all {} followers within {timeout:?}",
-                    self.followers
-                );
-            }
-        }
-    }
-}
-
 struct Row {
     followers: usize,
     from_ack: Histogram<u64>,
@@ -265,17 +62,13 @@ struct Row {
 }
 
 async fn propagation(
-    c: &Cluster,
+    c: &PurgeCluster,
     http: &Http,
     n: usize,
     purges: usize,
     verbose: bool,
 ) -> Result<(Row, Vec<FollowerHandle>)> {
-    let tracker = Arc::new(Tracker {
-        followers: u32::try_from(n)?,
-        seen: Mutex::new(HashMap::new()),
-        done: Notify::new(),
-    });
+    let tracker = Arc::new(Tracker::new(u32::try_from(n)?));
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let servers = (0..3).map(|k| c.urls[(i + k) % 3].clone()).collect();
@@ -335,7 +128,7 @@ struct Throughput {
 }
 
 async fn throughput(
-    c: &Cluster,
+    c: &PurgeCluster,
     http: Arc<Http>,
     submitters: usize,
     total: usize,
@@ -385,17 +178,9 @@ fn ms(us: u64) -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = match &args.purge_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("tiercel-purge"),
-    };
-    ensure!(
-        bin.exists(),
-        "{} not found: build it first (cargo build --release -p tiercel-purge) or pass --purge-bin",
-        bin.display()
-    );
-    let http = Arc::new(Http(Client::builder(TokioExecutor::new()).build_http()));
-    let cluster = Cluster::start(&bin, &http).await?;
+    let bin = purge_bin(args.purge_bin.as_deref())?;
+    let http = Arc::new(Http::default());
+    let cluster = PurgeCluster::start(&bin, &http, "purge-bench", &[]).await?;
     let mut rows = Vec::new();
     let mut last_handles = Vec::new();
     for &n in &args.followers {
