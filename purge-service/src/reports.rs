@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 
 /// Nodes silent this many liveness windows are dropped from the table.
-const FORGET_AFTER_WINDOWS: u32 = 60;
+pub const FORGET_AFTER_WINDOWS: u32 = 60;
 /// Least time between two accepted reports of one node (followers send at most one per
 /// 100 ms).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(50);

@@ -49,9 +49,9 @@ const CLOSE_WHEN_ALONE: Duration = Duration::from_secs(5);
 /// Entries read from the store per step, at most.
 const CHUNK: u64 = 512;
 /// Stored bytes read from the store per step (at least one entry).
-const READ_BUDGET: usize = 1024 * 1024;
+pub const READ_BUDGET: usize = 1024 * 1024;
 /// Bytes of small lines gathered into one frame.
-const FRAME_BUDGET: usize = 64 * 1024;
+pub const FRAME_BUDGET: usize = 64 * 1024;
 /// Retries when the log has a hole not yet explained by a snapshot (a snapshot being
 /// installed), before the stream is ended and the follower reconnects.
 const GAP_RETRIES: u32 = 40;
