@@ -1,9 +1,28 @@
-//! URL normalisation shared by cache keys and purges.
+//! URL normalisation shared by cache keys, upstream requests and purges: the one canonical form
+//! of a request target.
 //!
 //! A purge of `https://Example.com:443/a/%7Euser/../b` must hit the object a client fetched as
-//! `https://example.com/a/b`, so both sides reduce a URL to the same [`NormalizedUrl`] with the
-//! syntax- and scheme-based rules of RFC 3986 §6.2.2–6.2.3. The scheme is deliberately not part
-//! of [`NormalizedUrl::purge_key`]: a purge of a URL invalidates it whichever scheme served it.
+//! `https://example.com/a/b`, so both sides reduce a URL to the same [`NormalizedUrl`]. And what
+//! is stored under a key must be what the upstream was asked for, so the edge sends the
+//! canonical target upstream, never the raw one: `/img/%2e%2e/x` is keyed, asked for and purged
+//! as `/x`. (The alternative, keying on the raw target, would store one object per spelling and
+//! still let a path-routing origin answer `/img/%2e%2e/x` with `/x`'s content under another key.)
+//!
+//! The rules, in order (RFC 3986 §6.2.2–6.2.3, plus what browsers do for `http(s)` paths):
+//!
+//! | input | canonical | rule |
+//! |---|---|---|
+//! | `Example.COM.:80` | `example.com` | host lower-cased, trailing dot and default port dropped |
+//! | `/a\b` | `/a/b` | a backslash in the path is a slash (WHATWG URL, as every browser sends it) |
+//! | `/%7euser/%2f` | `/~user/%2F` | escapes of unreserved characters decoded, others upper-cased |
+//! | `/a%zz`, `/a"b`, `/café` | `/a%25zz`, `/a%22b`, `/caf%C3%A9` | a stray `%` and bytes a URI may not carry are encoded |
+//! | `/a/./b/../c`, `/img/%2e%2e/x` | `/a/c`, `/x` | dot segments removed, after decoding (so `%2e` is a dot) |
+//! | `/a//b///c` | `/a/b/c` | empty segments merged (as nginx's `merge_slashes`) |
+//! | `/a?`, `/a#f` | `/a` | empty query and fragment dropped |
+//!
+//! `%2F` stays encoded: an encoded slash is data, not a separator. Normalising twice changes
+//! nothing (property-tested). The scheme is deliberately not part of
+//! [`NormalizedUrl::purge_key`]: a purge of a URL invalidates it whichever scheme served it.
 
 use std::fmt;
 
@@ -100,13 +119,14 @@ pub fn normalize(
         return Err(UrlError::Characters);
     }
     let host = normalize_authority(scheme, authority)?;
-    // Fast path for the common, already-canonical target: no escapes, no dot segments, no
-    // fragment, no empty query. The general rules would return it unchanged (a property test
-    // checks that).
+    // Fast path for the common, already-canonical target: only characters a URI carries as
+    // they are, no escapes, no dot or empty segments, no fragment, no empty query. The general
+    // rules would return it unchanged (a property test checks that).
     if path_and_query.starts_with('/')
         && !path_and_query.ends_with('?')
-        && !path_and_query.bytes().any(|b| b == b'%' || b == b'#')
+        && path_and_query.bytes().all(|b| verbatim(b) || b == b'?')
         && !path_and_query.contains("/.")
+        && !path_and_query.contains("//")
     {
         return Ok(NormalizedUrl {
             host,
@@ -119,7 +139,7 @@ pub fn normalize(
     })
 }
 
-/// RFC 3986 §6.2.2 on a request target: escapes, dot segments, fragment, empty query.
+/// The rules of the module docs on a request target.
 fn normalize_target_general(path_and_query: &str) -> String {
     let (path, query) = match path_and_query.find('?') {
         Some(i) => (&path_and_query[..i], &path_and_query[i + 1..]),
@@ -127,14 +147,11 @@ fn normalize_target_general(path_and_query: &str) -> String {
     };
     // A fragment never reaches a server, but users paste URLs that carry one.
     let query = query.split('#').next().unwrap_or("");
-    let path = path.split('#').next().unwrap_or("");
-    let mut out = remove_dot_segments(&normalize_escapes(path));
-    if out.is_empty() || !out.starts_with('/') {
-        out.insert(0, '/');
-    }
+    let path = path.split('#').next().unwrap_or("").replace('\\', "/");
+    let mut out = normalize_segments(&normalize_escapes(&path, false));
     if !query.is_empty() {
         out.push('?');
-        out.push_str(&normalize_escapes(query));
+        out.push_str(&normalize_escapes(query, true));
     }
     out
 }
@@ -234,10 +251,16 @@ fn normalize_authority_general(scheme: Scheme, authority: &str) -> Result<String
     Ok(out)
 }
 
+/// Whether a URI carries byte `b` as it is in a path: RFC 3986 `pchar` without `%`, plus `/`.
+fn verbatim(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b)
+}
+
 /// RFC 3986 §6.2.2.1–2: upper-case hex in escapes, decode escapes of unreserved characters.
 /// A `%` that does not start a valid escape becomes `%25`, so normalising twice changes nothing
-/// (`%%30a` would otherwise decode to a new escape `%0a`).
-fn normalize_escapes(s: &str) -> String {
+/// (`%%30a` would otherwise decode to a new escape `%0a`); so is every byte a URI may not carry
+/// as it is (in a query, `?` may).
+fn normalize_escapes(s: &str, query: bool) -> String {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -257,28 +280,20 @@ fn normalize_escapes(s: &str) -> String {
                 continue;
             }
         }
-        if b[i] == b'%' {
-            out.push_str("%25");
-            i += 1;
-            continue;
+        let c = b[i];
+        if verbatim(c) || (query && c == b'?') {
+            out.push(c as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(c >> 4)] as char);
+            out.push(HEX[usize::from(c & 0xf)] as char);
         }
-        // Safe: we only split at ASCII positions, so this char boundary is valid.
-        let ch_len = utf8_len(b[i]);
-        out.push_str(&s[i..(i + ch_len).min(s.len())]);
-        i += ch_len;
+        i += 1;
     }
     out
 }
 
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0x00..=0x7f => 1,
-        0xc0..=0xdf => 2,
-        0xe0..=0xef => 3,
-        0xf0..=0xf7 => 4,
-        _ => 1,
-    }
-}
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 fn hex(b: u8) -> Option<u8> {
     match b {
@@ -289,16 +304,18 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// RFC 3986 §5.2.4, on an absolute path.
-fn remove_dot_segments(path: &str) -> String {
-    if !path.contains("/.") && path != "." && path != ".." {
-        return path.to_string();
-    }
+/// RFC 3986 §5.2.4 (dot segments) and empty segments merged, on a path made absolute. A path
+/// that ends in a separator, `.` or `..` keeps its trailing slash.
+fn normalize_segments(path: &str) -> String {
     let mut segments: Vec<&str> = Vec::new();
-    let trailing_slash = path.ends_with("/.") || path.ends_with("/..") || path.ends_with('/');
-    for seg in path.split('/').skip(1) {
+    let trailing_slash = path.ends_with("/.")
+        || path.ends_with("/..")
+        || path.ends_with('/')
+        || path == "."
+        || path == "..";
+    for seg in path.split('/') {
         match seg {
-            "." => {}
+            "" | "." => {}
             ".." => {
                 segments.pop();
             }
@@ -354,7 +371,27 @@ mod tests {
             ("http://[::1]:80/a", "[::1]/a"),
             ("http://example.com/%zz", "example.com/%25zz"),
             ("http://example.com/%e2%82%ac", "example.com/%E2%82%AC"),
-            ("http://example.com/caf\u{e9}", "example.com/caf\u{e9}"),
+            ("http://example.com/caf\u{e9}", "example.com/caf%C3%A9"),
+            // The issue's vectors: encoded dot segments, empty segments, backslashes, case.
+            ("http://example.com/img/%2e%2e/x", "example.com/x"),
+            ("http://example.com/img/%2E%2e/x", "example.com/x"),
+            ("http://example.com/img/.%2e/x", "example.com/x"),
+            ("http://example.com/img/%2e/x", "example.com/img/x"),
+            ("http://example.com/a//b///c", "example.com/a/b/c"),
+            ("http://example.com//a", "example.com/a"),
+            ("http://example.com/a/", "example.com/a/"),
+            ("http://example.com/a//", "example.com/a/"),
+            ("http://example.com/img\\..\\x", "example.com/x"),
+            ("http://example.com/a%5c..%5cx", "example.com/a%5C..%5Cx"),
+            ("http://example.com/a%2f..%2fx", "example.com/a%2F..%2Fx"),
+            ("http://example.com/a%2fb", "example.com/a%2Fb"),
+            ("http://example.com/%41%42c", "example.com/ABc"),
+            ("http://example.com/a\"b<c>", "example.com/a%22b%3Cc%3E"),
+            ("http://example.com/a?q=a\\b&r=[1]", "example.com/a?q=a%5Cb&r=%5B1%5D"),
+            ("http://example.com/a?q=/x?y", "example.com/a?q=/x?y"),
+            ("http://example.com/a/..", "example.com/"),
+            ("http://example.com/a/../..", "example.com/"),
+            ("http://example.com/.well-known/x", "example.com/.well-known/x"),
         ];
         for (input, want) in cases {
             assert_eq!(key(input), want, "input {input}");
@@ -426,6 +463,33 @@ mod tests {
             let once = normalize(Scheme::Http, "h", &pq).unwrap();
             let twice = normalize(Scheme::Http, &once.host, &once.path_and_query).unwrap();
             proptest::prop_assert_eq!(once, twice);
+        }
+
+        /// For any target, the canonical form is a valid origin-form request target made only
+        /// of characters a URI carries, and normalising it again changes nothing: the key of
+        /// what is sent upstream is the key of what was asked.
+        #[test]
+        fn canonical_targets_are_valid_and_fixed_points(
+            raw in "[/./%/\\\\?#:@!$&'()*+,;=_~\\[\\]{}|^`<>\" a-fA-F0-9\u{e9}\u{20ac}-]{0,40}"
+        ) {
+            let pq = format!("/{raw}");
+            let Ok(once) = normalize(Scheme::Https, "example.com", &pq) else {
+                return Ok(());
+            };
+            let target = &once.path_and_query;
+            proptest::prop_assert!(target.starts_with('/'), "{target}");
+            proptest::prop_assert!(
+                target.bytes().all(|b| verbatim(b) || b == b'%' || b == b'?'),
+                "{target}"
+            );
+            proptest::prop_assert!(!target.contains("//") && !target.contains('#'), "{target}");
+            let path = once.path();
+            proptest::prop_assert!(
+                !path.split('/').any(|s| s == "." || s == ".."),
+                "{target}"
+            );
+            let twice = normalize(Scheme::Https, &once.host, target).unwrap();
+            proptest::prop_assert_eq!(&once, &twice);
         }
     }
 }

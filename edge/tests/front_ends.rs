@@ -161,7 +161,7 @@ async fn forwarding_headers_and_hop_by_hop_fields() {
     assert_eq!(
         h("host"),
         e.addr().to_string(),
-        "Host kept as the client sent it"
+        "Host is the canonical authority (here what the client sent)"
     );
     let tp = h("traceparent");
     assert!(

@@ -40,9 +40,21 @@ pub(super) struct FillJob {
     table_key: Option<FillKey>,
 }
 
-/// Request fields that belong to one client's conditional or partial request, never to a
-/// shared fill (the cache validates with its own validators and fetches whole objects).
-const CLIENT_ONLY: [&str; 8] = [
+/// Request fields that never reach the upstream on a shared fill.
+///
+/// The first group belongs to one client's conditional or partial request (the cache
+/// validates with its own validators and fetches whole objects).
+///
+/// The second group is the unkeyed-input deny list: fields that frameworks and origins are
+/// known to let override the request's host, path, scheme or method, although none of them is
+/// in the cache key. Sent on a fill, one client's `X-Forwarded-Host: evil.example` or
+/// `X-Original-URL: /admin` would shape the response every later client of that key is served
+/// (web cache poisoning). `Forwarded` is one of them (its `host=` and `proto=` are
+/// `X-Forwarded-Host` and `X-Forwarded-Proto` in another syntax): a fill carries this node's
+/// element alone, and `X-Forwarded-Proto` is this node's too. `X-Forwarded-For` keeps the
+/// client's chain with the address this node saw appended, as every CDN does: it names who
+/// asked, and an origin that varied content on it without `Vary` would mix clients anyway.
+pub(super) const CLIENT_ONLY: [&str; 27] = [
     "if-none-match",
     "if-modified-since",
     "if-match",
@@ -51,6 +63,27 @@ const CLIENT_ONLY: [&str; 8] = [
     "range",
     "cache-control",
     "pragma",
+    // A forwarding field a client can write any host and scheme into; ours replaces it.
+    "forwarded",
+    // Unkeyed inputs that change what an origin serves.
+    "x-forwarded-host",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-host",
+    "x-original-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-http-destinationurl",
+    "x-proxyuser-ip",
+    "front-end-https",
+    "x-url-scheme",
 ];
 
 /// 500, 502, 503 and 504 are "errors" for stale-if-error (RFC 5861 §4).
@@ -93,20 +126,14 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 impl Engine {
     pub(super) fn fill_job(&self, ctx: &RequestCtx, target: &FillTarget) -> FillJob {
-        let mut upstream_headers = self.upstream_request_headers(ctx);
-        for name in CLIENT_ONLY {
-            upstream_headers.remove(name);
-        }
+        let upstream_headers = self.upstream_request_headers(ctx, Some(&CLIENT_ONLY));
         FillJob {
             key: ctx.key,
             url: ctx.url.purge_key(),
             // Host purges name hosts the way `normalize_host` writes them.
             host: tiercel_cluster::urlnorm::normalize_host(&ctx.url.host)
                 .unwrap_or_else(|_| ctx.url.host.clone()),
-            target: ctx
-                .path_and_query()
-                .parse()
-                .unwrap_or_else(|_| http::Uri::from_static("/")),
+            target: ctx.upstream_uri(),
             upstream_headers,
             request_headers: ctx.headers.clone(),
             head: target.head.clone(),

@@ -157,16 +157,37 @@ impl Engine {
                 );
             }
         };
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let url = match urlnorm::normalize(conn.scheme, &authority, pq) {
-            Ok(u) => u,
-            Err(_) => {
-                return self.plain_error(
+        //= https://www.rfc-editor.org/rfc/rfc9112#section-3.2.4
+        //# The asterisk-form of request-target is only used for a server-wide OPTIONS request
+        if parts.uri.path() == "*" {
+            return if parts.method == Method::OPTIONS {
+                self.options_here()
+            } else {
+                self.plain_error(
                     StatusCode::BAD_REQUEST,
                     "bad request: invalid target\n",
                     None,
-                );
-            }
+                )
+            };
+        }
+        // The one canonical target: the key, the upstream request line and Host, purges and
+        // logs all use it (urlnorm's module docs list the rules).
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let canonical = urlnorm::normalize(conn.scheme, &authority, pq)
+            .ok()
+            .and_then(|url| {
+                let target = http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(
+                    url.path_and_query.clone(),
+                ))
+                .ok()?;
+                Some((url, target))
+            });
+        let Some((url, target)) = canonical else {
+            return self.plain_error(
+                StatusCode::BAD_REQUEST,
+                "bad request: invalid target\n",
+                None,
+            );
         };
         if let Err(e) = check_method(&parts.method) {
             let text = if e.status() == StatusCode::METHOD_NOT_ALLOWED {
@@ -196,6 +217,7 @@ impl Engine {
             headers: parts.headers,
             authority,
             url,
+            target,
             scheme: conn.scheme,
             peer: conn.peer,
             key,

@@ -27,13 +27,10 @@ impl Engine {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let headers = self.upstream_request_headers(&ctx);
+        let headers = self.upstream_request_headers(&ctx, None);
         let mut req = Request::new(body.map_err(Into::into).boxed_unsync());
         *req.method_mut() = ctx.method.clone();
-        *req.uri_mut() = ctx
-            .path_and_query()
-            .parse()
-            .unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.uri_mut() = ctx.upstream_uri();
         *req.headers_mut() = headers;
         self.stats
             .misses

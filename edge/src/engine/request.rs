@@ -32,6 +32,9 @@ pub struct RequestCtx {
     pub authority: String,
     /// Normalised URL (what keys and purges use).
     pub url: NormalizedUrl,
+    /// The canonical origin-form target (`url`'s path and query): what the upstream is asked
+    /// for, so what is stored under the key is exactly what the key names.
+    pub target: http::uri::PathAndQuery,
     /// The scheme of the listener.
     pub scheme: Scheme,
     /// The client's address.
@@ -45,9 +48,14 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// The origin-form target (`/path?query`) forwarded upstream, as the client sent it.
+    /// The canonical origin-form target (`/path?query`) sent upstream.
     pub fn path_and_query(&self) -> &str {
-        self.uri.path_and_query().map_or("/", |pq| pq.as_str())
+        self.target.as_str()
+    }
+
+    /// The target as the upstream request's URI.
+    pub fn upstream_uri(&self) -> http::Uri {
+        http::Uri::from(self.target.clone())
     }
 
     /// Whether the client asked only for the header section.

@@ -87,19 +87,31 @@ enum BodySource {
 
 impl Engine {
     /// The header section sent upstream for a client request: hop-by-hop fields removed,
-    /// forwarding fields, CDN-Loop and traceparent added, Host kept as the client sent it.
-    pub(super) fn upstream_request_headers(&self, ctx: &RequestCtx) -> HeaderMap {
+    /// forwarding fields, CDN-Loop and traceparent added, and Host set to the canonical
+    /// authority, the one the key holds (for an absolute-form target that is the target's,
+    /// not the client's Host line: RFC 9112 §3.2.2). `drop` lists the client's fields that
+    /// must not reach the upstream (a shared fill's: `fetch::CLIENT_ONLY`).
+    pub(super) fn upstream_request_headers(
+        &self,
+        ctx: &RequestCtx,
+        drop: Option<&[&str]>,
+    ) -> HeaderMap {
         let mut h = ctx.headers.clone();
         strip_hop_by_hop(&mut h);
         h.remove(http::header::EXPECT);
-        if !h.contains_key(HOST) {
-            // h2/h3 carry the authority in the target; an HTTP/1.1 upstream needs Host.
-            let authority = ctx
-                .uri
-                .authority()
-                .map_or(ctx.authority.as_str(), |a| a.as_str());
-            if let Ok(v) = HeaderValue::from_str(authority) {
+        for name in drop.unwrap_or_default() {
+            h.remove(*name);
+        }
+        //= https://www.rfc-editor.org/rfc/rfc9112#section-3.2.2
+        //# When a proxy receives a request with an absolute-form of request-target, the proxy
+        //# MUST ignore the received Host header field (if any) and instead replace it with the
+        //# host information of the request-target.
+        match HeaderValue::from_str(&ctx.url.host) {
+            Ok(v) => {
                 h.insert(HOST, v);
+            }
+            Err(_) => {
+                h.remove(HOST);
             }
         }
         let client = ClientContext {
