@@ -244,6 +244,26 @@ pub fn exposed(addr: &std::net::SocketAddr) -> bool {
     !addr.ip().is_loopback()
 }
 
+/// Whether `url` is plain `http://` to a host beyond this machine (tokens would cross the
+/// network in clear text); `localhost` and loopback addresses are fine.
+pub fn plain_http_off_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return false;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +309,21 @@ mod tests {
         let missing = dir.path().join("missing.pem");
         let e = client_config(Some(&missing)).unwrap_err().to_string();
         assert!(e.contains("missing.pem"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_is_flagged_off_loopback_only() {
+        for (url, want) in [
+            ("http://127.0.0.1:7070", false),
+            ("http://localhost:7070/x", false),
+            ("http://[::1]:7070", false),
+            ("https://purge.example:7070", false),
+            ("http://10.0.0.1:7070", true),
+            ("http://purge.example", true),
+            ("http://[2001:db8::1]:7070", true),
+        ] {
+            assert_eq!(plain_http_off_loopback(url), want, "{url}");
+        }
     }
 
     #[test]

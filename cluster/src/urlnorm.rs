@@ -195,9 +195,12 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn normalize_authority(scheme: Scheme, authority: &str) -> Result<String, UrlError> {
-    // Fast path: a lower-case name without port or trailing dot is already canonical.
+    // Fast path: a lower-case name without port, empty labels or trailing dot is already
+    // canonical.
     if !authority.is_empty()
         && !authority.ends_with('.')
+        && !authority.starts_with('.')
+        && !authority.contains("..")
         && authority
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
@@ -227,7 +230,11 @@ fn normalize_authority_general(scheme: Scheme, authority: &str) -> Result<String
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
+    // A name with an empty label (`..`, `.a`, `a..b`) names no host, and would not be a fixed
+    // point (`a..` loses one dot per pass).
+    let empty_label = !host.starts_with('[') && host.split('.').any(str::is_empty);
     if host.is_empty()
+        || empty_label
         || !host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~[]:%!$&'()*+,;=".contains(&b))
@@ -387,11 +394,17 @@ mod tests {
             ("http://example.com/a%2fb", "example.com/a%2Fb"),
             ("http://example.com/%41%42c", "example.com/ABc"),
             ("http://example.com/a\"b<c>", "example.com/a%22b%3Cc%3E"),
-            ("http://example.com/a?q=a\\b&r=[1]", "example.com/a?q=a%5Cb&r=%5B1%5D"),
+            (
+                "http://example.com/a?q=a\\b&r=[1]",
+                "example.com/a?q=a%5Cb&r=%5B1%5D",
+            ),
             ("http://example.com/a?q=/x?y", "example.com/a?q=/x?y"),
             ("http://example.com/a/..", "example.com/"),
             ("http://example.com/a/../..", "example.com/"),
-            ("http://example.com/.well-known/x", "example.com/.well-known/x"),
+            (
+                "http://example.com/.well-known/x",
+                "example.com/.well-known/x",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(key(input), want, "input {input}");
@@ -420,6 +433,13 @@ mod tests {
             UrlError::Characters
         );
         assert_eq!(parse_absolute("http://[::1/").unwrap_err(), UrlError::Host);
+        for empty_label in ["http://../", "http://.a/", "http://a..b/", "http://a../"] {
+            assert_eq!(
+                parse_absolute(empty_label).unwrap_err(),
+                UrlError::Host,
+                "{empty_label}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use crate::batcher::Batcher;
 use crate::client::HttpClient;
+use crate::member_auth::MemberKey;
 use crate::ratelimit::RateLimiter;
 use crate::reports::Reports;
 use crate::store::{LogStore, StateReader};
@@ -70,9 +71,9 @@ pub struct ApiSettings {
     pub write_timeout: Duration,
     /// Deadline for receiving a request body.
     pub body_timeout: Duration,
-    /// blake3 of the cluster secret: a request carrying the secret is a member's. Without
-    /// one, no request is.
-    pub cluster_secret: Option<blake3::Hash>,
+    /// The key members prove themselves with ([`crate::member_auth`]). Without a cluster
+    /// secret there is none, and no request is a member's.
+    pub member_key: Option<MemberKey>,
     /// Addresses of the peers given on the command line, for before membership is known.
     pub peers: BTreeMap<NodeId, String>,
     /// How recently a leader must have heard from a quorum to call itself current (the
@@ -80,8 +81,6 @@ pub struct ApiSettings {
     pub quorum_fresh: Duration,
     /// A `/v1/log` reader that takes no bytes for this long is dropped.
     pub log_write_timeout: Duration,
-    /// Follower names one token may report for.
-    pub max_followers_per_token: usize,
 }
 
 /// Shared per-node context.

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use crate::member_auth::{MEMBER_HEADER, MemberKey, now_secs};
+use crate::types::NodeId;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -15,11 +17,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::ClientConfig;
-use tiercel_cluster::secret::Secret;
 use tiercel_cluster::tls::TlsError;
 
-/// Header carrying `TIERCEL_CLUSTER_SECRET` on `/raft/*` calls.
-pub const CLUSTER_SECRET_HEADER: &str = "x-tiercel-cluster-secret";
 /// Header marking a request proxied from a follower, so it is never proxied twice.
 pub const FORWARDED_HEADER: &str = "x-tiercel-forwarded-by";
 
@@ -65,13 +64,19 @@ pub enum ClientError {
 pub struct HttpClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     scheme: &'static str,
-    secret: Option<HeaderValue>,
+    key: Option<MemberKey>,
+    me: NodeId,
 }
 
 impl HttpClient {
     /// A client with a short connect timeout (peers are on the same network), dialing over TLS
-    /// verified by `tls` when given, and sending `secret` with every request.
-    pub fn new(tls: Option<ClientConfig>, secret: Option<&Secret>) -> Result<Self, TlsError> {
+    /// verified by `tls` when given, and proving with `key` that member `me` sends each
+    /// request.
+    pub fn new(
+        tls: Option<ClientConfig>,
+        key: Option<MemberKey>,
+        me: NodeId,
+    ) -> Result<Self, TlsError> {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(Duration::from_secs(1)));
         http.set_nodelay(true);
@@ -86,22 +91,19 @@ impl HttpClient {
             // the peer closes it.
             .pool_idle_timeout(Duration::from_secs(5))
             .build(tiercel_cluster::tls::connector(http, tls));
-        let secret = secret.and_then(|s| {
-            let mut v = HeaderValue::from_str(s.expose()).ok()?;
-            v.set_sensitive(true);
-            Some(v)
-        });
         Ok(Self {
             inner,
             scheme,
-            secret,
+            key,
+            me,
         })
     }
 
-    /// Builds a request to `{scheme}://{addr}{path}` carrying the cluster secret.
+    /// Builds a request to member `to` at `{scheme}://{addr}{path}`, carrying a member proof.
     pub fn builder(
         &self,
         addr: &str,
+        to: NodeId,
         method: http::Method,
         path_and_query: &str,
     ) -> Result<http::request::Builder, ClientError> {
@@ -111,9 +113,13 @@ impl HttpClient {
                 addr: addr.to_string(),
                 reason: e.to_string(),
             })?;
-        let mut b = Request::builder().method(method).uri(uri);
-        if let Some(s) = &self.secret {
-            b = b.header(CLUSTER_SECRET_HEADER, s.clone());
+        let mut b = Request::builder().method(method.clone()).uri(uri);
+        if let Some(key) = &self.key {
+            let proof = key.sign(method.as_str(), path_and_query, self.me, to, now_secs());
+            if let Ok(mut v) = HeaderValue::from_str(&proof) {
+                v.set_sensitive(true);
+                b = b.header(MEMBER_HEADER, v);
+            }
         }
         Ok(b)
     }

@@ -23,6 +23,7 @@ pub mod batcher;
 pub mod client;
 pub mod config;
 pub mod ctl;
+pub mod member_auth;
 pub mod node;
 pub mod raft;
 pub mod ratelimit;

@@ -33,6 +33,7 @@ use crate::app::{ApiSettings, App, LeaderView};
 use crate::batcher::Batcher;
 use crate::client::HttpClient;
 use crate::config::NodeConfig;
+use crate::member_auth::MemberKey;
 use crate::raft::network::Network;
 use crate::ratelimit::RateLimiter;
 use crate::reports::Reports;
@@ -58,6 +59,9 @@ pub enum NodeError {
     /// openraft refused the configuration or failed to start.
     #[error("raft: {0}")]
     Raft(String),
+    /// The configuration does not fit the stored state.
+    #[error("{0}")]
+    Config(String),
     /// The certificate, key or CA file is unusable.
     #[error("{0}")]
     Tls(#[from] TlsError),
@@ -86,6 +90,16 @@ const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// The server side of TLS (reloaded on SIGHUP) and the client side towards other members.
 fn tls(cfg: &NodeConfig) -> Result<(Option<TlsAcceptor>, Option<rustls::ClientConfig>), TlsError> {
+    if cfg.raft_listen.is_none()
+        && !cfg.peers.is_empty()
+        && tiercel_cluster::tls::exposed(&cfg.listen)
+    {
+        tracing::warn!(
+            "--listen {} serves the API and member traffic on one port beyond this machine: \
+             clients share the connection cap with members; put members on --raft-listen",
+            cfg.listen
+        );
+    }
     let Some(files) = &cfg.tls else {
         for (flag, addr) in [
             ("--listen", Some(cfg.listen)),
@@ -120,13 +134,33 @@ impl Node {
         let log = LogStore::new(db.clone())?;
         let sm = StateMachineStore::open(db, cfg.log_cache_entries).await?;
         let state = sm.reader();
-        let client = HttpClient::new(client_tls, cfg.cluster_secret.as_ref())?;
+        let member_key = cfg
+            .cluster_secret
+            .as_ref()
+            .map(|s| MemberKey::new(s.expose()));
+        let client = HttpClient::new(client_tls, member_key.clone(), cfg.id)?;
         let network = Network::new(client.clone());
         let raft_cfg =
             crate::raft::config(cfg.tuning).map_err(|e| NodeError::Raft(e.to_string()))?;
         let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, log.clone(), sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        // A member that joined through `POST /v1/cluster/members` has no --peer, but its
+        // stored membership says it is not alone: without a secret it could neither be reached
+        // nor reach anyone.
+        let members = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .count();
+        if members > 1 && cfg.cluster_secret.is_none() {
+            let _ = raft.shutdown().await;
+            return Err(NodeError::Config(format!(
+                "TIERCEL_CLUSTER_SECRET: required, this member's data names {members} members"
+            )));
+        }
         let batcher = Batcher::start(raft.clone(), cfg.write_timeout);
         let app = Arc::new(App {
             id: cfg.id,
@@ -155,14 +189,10 @@ impl Node {
                 leader_wait: cfg.leader_wait,
                 write_timeout: cfg.write_timeout,
                 body_timeout: cfg.body_timeout,
-                cluster_secret: cfg
-                    .cluster_secret
-                    .as_ref()
-                    .map(|s| blake3::hash(s.expose().as_bytes())),
+                member_key,
                 peers: cfg.peers.clone(),
                 quorum_fresh: Duration::from_millis(cfg.tuning.election_timeout_ms * 2),
                 log_write_timeout: cfg.limits.log_write_timeout,
-                max_followers_per_token: cfg.limits.max_followers_per_token,
             },
         });
         let shutdown = CancellationToken::new();
@@ -307,11 +337,11 @@ async fn import_once(app: &App, cmd: &Command) -> Result<bool, String> {
             Ok((_, other)) => Err(format!("unexpected result {other:?}")),
             Err(e) => Err(e.to_string()),
         },
-        LeaderView::Other { addr, .. } => {
+        LeaderView::Other { addr, id } => {
             let body = serde_json::to_vec(cmd).map_err(|e| e.to_string())?;
             let req = app
                 .client
-                .builder(&addr, Method::POST, "/raft/import")
+                .builder(&addr, id, Method::POST, "/raft/import")
                 .map_err(|e| e.to_string())?
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from(body)))

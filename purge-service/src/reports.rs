@@ -7,8 +7,9 @@
 //! `tiercelctl purge --wait` lie or the leader run out of memory:
 //! - an applied index is clamped to what the leader has committed (a report of `u64::MAX`
 //!   cannot complete a purge nobody applied);
-//! - a node name belongs to the token that first reported it while it stays known, and one
-//!   token may report for at most `max_per_token` names;
+//! - a node name belongs to the token that reports it while that node is live (a silent
+//!   node's name, or one whose token was revoked, may be taken over: rotating a token must
+//!   not lock edges out), and one token may report for at most `max_per_token` names;
 //! - one node's reports closer together than [`MIN_INTERVAL`] are refused;
 //! - recording is O(1); silent nodes are swept by a timer ([`sweep`]), not on every report;
 //! - a status lists at most [`MAX_LISTED`] nodes, those that have not applied first.
@@ -85,23 +86,32 @@ impl Reports {
         now: Instant,
     ) -> Result<(), ReportRefused> {
         let reported = report.applied_index.min(committed);
-        let applied_index = match self.nodes.get(&report.node) {
-            Some(prev) if prev.token != token => {
+        let prev = self.nodes.get(&report.node);
+        let live = prev.is_some_and(|p| now.saturating_duration_since(p.at) <= self.window);
+        let applied_index = match prev {
+            Some(prev) if prev.token != token && live => {
                 return Err(ReportRefused::NameTaken(report.node));
             }
-            Some(prev) if now.saturating_duration_since(prev.at) < MIN_INTERVAL => {
-                return Err(ReportRefused::TooOften(report.node));
+            Some(prev) if prev.token == token => {
+                if now.saturating_duration_since(prev.at) < MIN_INTERVAL {
+                    return Err(ReportRefused::TooOften(report.node));
+                }
+                if live {
+                    prev.applied_index.max(reported)
+                } else {
+                    reported
+                }
             }
-            Some(prev) if now.saturating_duration_since(prev.at) <= self.window => {
-                prev.applied_index.max(reported)
-            }
-            Some(_) => reported,
-            None => {
-                let count = self.per_token.entry(token.to_string()).or_insert(0);
-                if *count >= self.max_per_token {
+            // A new name, or a silent one another token now reports for.
+            _ => {
+                let count = self.per_token.get(token).copied().unwrap_or(0);
+                if count >= self.max_per_token {
                     return Err(ReportRefused::TooManyNodes(self.max_per_token));
                 }
-                *count += 1;
+                if let Some(old) = prev.map(|p| p.token.clone()) {
+                    self.release(&old);
+                }
+                *self.per_token.entry(token.to_string()).or_insert(0) += 1;
                 reported
             }
         };
@@ -117,12 +127,22 @@ impl Reports {
         Ok(())
     }
 
-    /// Forgets nodes silent for [`FORGET_AFTER_WINDOWS`] liveness windows.
-    pub fn sweep(&mut self, now: Instant) {
+    fn release(&mut self, token: &str) {
+        if let Some(n) = self.per_token.get_mut(token) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_token.remove(token);
+            }
+        }
+    }
+
+    /// Forgets nodes silent for [`FORGET_AFTER_WINDOWS`] liveness windows, and those reported
+    /// with a token that no longer works (`token_live` says which do).
+    pub fn sweep(&mut self, now: Instant, token_live: impl Fn(&str) -> bool) {
         let forget = self.window * FORGET_AFTER_WINDOWS;
         let per_token = &mut self.per_token;
         self.nodes.retain(|_, s| {
-            let keep = now.saturating_duration_since(s.at) < forget;
+            let keep = now.saturating_duration_since(s.at) < forget && token_live(&s.token);
             if !keep && let Some(n) = per_token.get_mut(&s.token) {
                 *n = n.saturating_sub(1);
             }
@@ -143,9 +163,28 @@ impl Reports {
 
     /// How far the purge `id` at `index` has spread, as of `now`.
     pub fn status(&self, id: &str, index: u64, now: Instant) -> PurgeStatus {
-        let mut nodes: Vec<NodeProgress> = self
+        let is_live = |s: &Seen| now.saturating_duration_since(s.at) <= self.window;
+        let live = self.nodes.values().filter(|s| is_live(s)).count();
+        let applied = self
             .nodes
-            .iter()
+            .values()
+            .filter(|s| is_live(s) && s.applied_index >= index)
+            .count();
+        // Live nodes that have not applied it first: they are what an operator looks for.
+        // Only the listed ones are sorted and copied.
+        let mut all: Vec<(&String, &Seen)> = self.nodes.iter().collect();
+        let order = |a: &(&String, &Seen), b: &(&String, &Seen)| {
+            let rank = |s: &Seen| !(is_live(s) && s.applied_index < index);
+            rank(a.1).cmp(&rank(b.1)).then_with(|| a.0.cmp(b.0))
+        };
+        let omitted = all.len().saturating_sub(MAX_LISTED);
+        if omitted > 0 {
+            all.select_nth_unstable_by(MAX_LISTED, order);
+            all.truncate(MAX_LISTED);
+        }
+        all.sort_unstable_by(order);
+        let nodes: Vec<NodeProgress> = all
+            .into_iter()
             .map(|(name, s)| {
                 let age = now.saturating_duration_since(s.at);
                 NodeProgress {
@@ -157,18 +196,6 @@ impl Reports {
                 }
             })
             .collect();
-        let live = nodes.iter().filter(|n| n.live).count();
-        let applied = nodes
-            .iter()
-            .filter(|n| n.live && n.applied_index >= index)
-            .count();
-        // Live nodes that have not applied it first: they are what an operator looks for.
-        nodes.sort_by(|a, b| {
-            let rank = |n: &NodeProgress| !(n.live && n.applied_index < index);
-            rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name))
-        });
-        let omitted = nodes.len().saturating_sub(MAX_LISTED);
-        nodes.truncate(MAX_LISTED);
         PurgeStatus {
             id: id.to_string(),
             index,
@@ -190,8 +217,11 @@ pub async fn sweep(app: Arc<App>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(period) => {}
         }
-        app.reports.lock().sweep(Instant::now());
         let state = &app.state;
+        let now_ms = crate::types::unix_ms();
+        app.reports.lock().sweep(Instant::now(), |id| {
+            state.with(|m| m.state.token(id).is_some_and(|t| !t.expired(now_ms)))
+        });
         app.usage
             .retain(|id| state.with(|m| m.state.token(id).is_some()));
     }
@@ -286,9 +316,15 @@ mod tests {
             r.record("t", report("a", 2), 9, t0 + Duration::from_millis(10)),
             Err(ReportRefused::TooOften("a".into()))
         );
-        // Once forgotten, a name is free again and the token's count drops.
-        let later = t0 + Duration::from_secs(5 * 60 + 1);
-        r.sweep(later);
+        // A silent name may be taken over by another token (a rotated fleet token).
+        let silent = t0 + Duration::from_secs(6);
+        r.record("u", report("b", 4), 9, silent).unwrap();
+        assert_eq!(r.status("x", 4, silent).nodes_applied, 1);
+        // A revoked token's names go at the next sweep; forgotten names are free again.
+        r.sweep(silent, |t| t != "t");
+        assert_eq!(r.len(), 2, "a and b were t's, c and b (now) u's");
+        let later = silent + Duration::from_secs(5 * 60 + 1);
+        r.sweep(later, |_| true);
         assert!(r.is_empty());
         r.record("u", report("a", 1), 9, later).unwrap();
         r.record("t", report("x", 1), 9, later).unwrap();

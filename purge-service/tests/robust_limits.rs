@@ -188,7 +188,11 @@ async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_readers_that_never_read_are_bounded_capped_and_dropped() -> Result<()> {
+    // One entry of in-memory cache: every stream reads the log from the store itself, the
+    // path whose reads must be bounded (the shared cache would hide a per-stream copy).
     let c = Cluster::builder()
+        .arg("--log-cache-entries")
+        .arg("1")
         .arg("--log-write-timeout")
         .arg("2s")
         .arg("--max-log-streams-per-token")
@@ -358,14 +362,26 @@ async fn follower_reports_cannot_claim_what_nobody_applied_nor_flood_names() -> 
         .json()?;
     assert!(!s.complete, "{s:?}");
     assert_eq!((s.nodes_applied, s.nodes_live), (0, 1));
-    // tiercelctl --wait does not say done.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tiercelctl"))
-        .args(["--server", &c.url(leader), "status", &p.id])
-        .env("TIERCEL_TOKEN", ADMIN)
-        .output()
-        .await?;
+    // tiercelctl status names the node that has not applied it, and --wait does not say done.
+    let server = c.url(leader);
+    let ctl = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tiercelctl"));
+        cmd.arg("--server")
+            .arg(&server)
+            .args(args)
+            .env("TIERCEL_TOKEN", ADMIN);
+        async move { cmd.output().await }
+    };
+    let out = ctl(&["status", &p.id]).await?;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pending") && text.contains("liar"), "{text}");
+    let out = ctl(&["purge", "--tag", "t", "--wait", "--wait-timeout", "1s"]).await?;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A name belongs to the token that reported it first.
     tokio::time::sleep(Duration::from_millis(60)).await;
     let r = report(&other.token, "liar", p.index).await?;

@@ -109,31 +109,43 @@ async fn tls_between_members_for_tiercelctl_and_for_edges() -> Result<()> {
     assert_eq!(out.code, 1, "{}", out.stderr);
 
     // An edge follows over TLS with purge_ca_file and its token from a file, and reports: the
-    // purge's --wait completes with the edge counted.
+    // purge's --wait completes with the edge counted. With a CA that does not know the
+    // servers, it never hears them (and so revalidates everything it serves).
     let origin = Origin::start("127.0.0.1:0".parse()?).await?;
-    let mut argv = vec![
-        "tiercel-edge".to_string(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--origin".into(),
-        origin.url(),
-        "--name".into(),
-        "edge-tls".into(),
-        "--purge-token-file".into(),
-        token_file.display().to_string(),
-        "--purge-ca-file".into(),
-        ca.to_string(),
-    ];
-    for i in 0..3 {
-        argv.push("--purge-service".into());
-        argv.push(c.url(i));
-    }
-    let cfg = NodeConfig::load(
-        Role::Edge,
-        &Args::try_parse_from(argv)?.node,
-        std::iter::empty(),
-    )?;
-    let edge = node::start(Role::Edge, &cfg).await?;
+    let edge_cfg = |name: &str, ca: &str| -> Result<NodeConfig> {
+        let mut argv = vec![
+            "tiercel-edge".to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--origin".into(),
+            origin.url(),
+            "--name".into(),
+            name.into(),
+            "--purge-token-file".into(),
+            token_file.display().to_string(),
+            "--purge-ca-file".into(),
+            ca.to_string(),
+        ];
+        for i in 0..3 {
+            argv.push("--purge-service".into());
+            argv.push(c.url(i));
+        }
+        Ok(NodeConfig::load(
+            Role::Edge,
+            &Args::try_parse_from(argv)?.node,
+            std::iter::empty(),
+        )?)
+    };
+    let fooled = node::start(Role::Edge, &edge_cfg("edge-stranger", other)?).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fooled_state = fooled.purge_state.clone().context("following")?;
+    assert!(
+        fooled_state.lagging(),
+        "an edge followed a server its CA does not know"
+    );
+    assert_eq!(fooled_state.applied_index(), 0);
+    fooled.shutdown().await;
+    let edge = node::start(Role::Edge, &edge_cfg("edge-tls", ca)?).await?;
     let state = edge.purge_state.clone().context("following")?;
     let deadline = tokio::time::Instant::now() + T;
     while state.lagging() {

@@ -156,14 +156,36 @@ async fn a_revoked_import_stays_revoked_across_restarts() -> Result<()> {
         .await?;
     assert_eq!(r.status, 204);
     // Every member restarts and imports its --token-file again: the revocation stands.
+    let decided = |c: &Cluster, i: usize| {
+        std::fs::read_to_string(&c.nodes[i].log_path)
+            .unwrap_or_default()
+            .matches("token import decided")
+            .count()
+    };
+    let before: Vec<usize> = (0..3).map(|i| decided(&c, i)).collect();
     for i in 0..3 {
         c.restart(i).await?;
     }
     let leader = c.wait_leader(T).await?;
-    // Give the imports time to be proposed and decided.
+    // Wait until every member's import was proposed and decided (skipped, as revoked).
+    let deadline = Instant::now() + T;
+    for (i, before) in before.iter().enumerate() {
+        while decided(&c, i) <= *before {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "member {i} never decided its import"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = std::fs::read_to_string(&c.nodes[i].log_path)?;
+        let last = log
+            .lines()
+            .rfind(|l| l.contains("token import decided"))
+            .unwrap_or_default();
+        assert!(last.contains("added=false"), "member {i}: {last}");
+    }
     let r = c.post(leader, "/v1/purges", r#"{"all":true}"#).await?;
     assert_eq!(r.status, 200, "{}", r.text());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     for node in 0..3 {
         assert_eq!(
             as_token(&c, node, FILE_SECRET, "/v1/services").await?,

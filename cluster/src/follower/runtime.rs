@@ -83,6 +83,17 @@ pub async fn start_follower(
     listener: Arc<dyn PurgeListener>,
 ) -> Result<(Arc<PurgeState>, FollowerHandle), FollowerError> {
     cfg.validate()?;
+    for s in cfg
+        .servers
+        .iter()
+        .filter(|s| crate::tls::plain_http_off_loopback(s))
+    {
+        tracing::warn!(
+            server = %s,
+            "following a purge-service over plain HTTP beyond this machine: the token crosses \
+             the network in clear text and the log can be forged on the way; use https://"
+        );
+    }
     let loaded = match cfg.state_dir.clone() {
         Some(dir) => tokio::task::spawn_blocking(move || {
             persist::prepare(&dir)?;

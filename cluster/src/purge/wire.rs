@@ -10,7 +10,7 @@
 //! POST /v1/followers/report  FollowerReport      -> 204
 //! GET  /v1/services                              -> [ServiceRecord]
 //! GET|PUT|DELETE /v1/services/{name}  doc JSON   -> ServiceRecord   (If-Match: version)
-//! GET  /v1/purges?since=MS&after=INDEX&limit=N  -> PurgeList (who purged what)
+//! GET  /v1/purges?since=MS&after=ID&limit=N     -> PurgeList (who purged what)
 //! POST /v1/tokens            TokenCreate         -> TokenCreated
 //! GET  /v1/tokens                                -> [TokenInfo]
 //! DELETE /v1/tokens/{id}                         -> 204
@@ -93,9 +93,9 @@ pub struct NodeProgress {
 pub struct PurgeList {
     /// The purges.
     pub purges: Vec<PurgeRecord>,
-    /// Pass as `after` to get the next page; absent when this is the last one.
+    /// A purge id: pass it as `after` to get the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_after: Option<u64>,
+    pub next_after: Option<String>,
 }
 
 /// One purge as the audit trail remembers it.
@@ -224,6 +224,23 @@ pub enum TokenScope {
     Purge,
     /// Everything, including tokens, services writes and membership.
     Admin,
+}
+
+impl TokenScope {
+    /// The scope as the API and the command line write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Follow => "follow",
+            TokenScope::Purge => "purge",
+            TokenScope::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `POST /v1/tokens` body.

@@ -228,3 +228,39 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    /// The integrity rule as a property: for any target a client can send (anything `http`
+    /// parses as a path and query), the key derived from the request equals the key derived
+    /// from the canonical target the engine sends upstream, under every query rule; and that
+    /// canonical target is itself a valid request target.
+    #[test]
+    fn the_key_of_a_request_is_the_key_of_what_is_asked_upstream(
+        raw in "/[a-zA-Z0-9/.%\\\\?#:@!$&'()*+,;=_~-]{0,40}",
+        host in "[a-zA-Z0-9.-]{1,12}(:[0-9]{1,4})?",
+    ) {
+        proptest::prop_assume!(http::uri::PathAndQuery::try_from(raw.as_str()).is_ok());
+        let Ok(asked) = normalize(Scheme::Https, &host, &raw) else {
+            return Ok(());
+        };
+        let sent = http::uri::PathAndQuery::try_from(asked.path_and_query.as_str());
+        proptest::prop_assert!(sent.is_ok(), "{}", asked.path_and_query);
+        let upstream = normalize(Scheme::Https, &asked.host, &asked.path_and_query).unwrap();
+        for rules in [
+            KeyRules::default(),
+            KeyRules {
+                query: QueryRule::Sort,
+                ..KeyRules::default()
+            },
+            KeyRules {
+                query: QueryRule::Ignore,
+                ..KeyRules::default()
+            },
+        ] {
+            proptest::prop_assert_eq!(
+                derive_key("svc", Scheme::Https, &asked, &rules),
+                derive_key("svc", Scheme::Https, &upstream, &rules)
+            );
+        }
+    }
+}

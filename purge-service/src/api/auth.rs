@@ -9,7 +9,7 @@ use tiercel_cluster::purge::wire::TokenScope;
 use super::response::Failure;
 use super::routes::RateClass;
 use crate::app::App;
-use crate::client::CLUSTER_SECRET_HEADER;
+use crate::member_auth::{MEMBER_HEADER, ProofError, now_secs};
 use crate::types::{TokenRecord, token_hash, unix_ms};
 
 /// The bearer token of a request, if it carries one.
@@ -23,14 +23,6 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     }
     let token = rest.trim_start_matches(' ').trim_end();
     (!token.is_empty()).then_some(token)
-}
-
-fn scope_name(s: TokenScope) -> &'static str {
-    match s {
-        TokenScope::Follow => "follow",
-        TokenScope::Purge => "purge",
-        TokenScope::Admin => "admin",
-    }
 }
 
 /// Finds the request's token, checks that it is live (not revoked, not expired) and that its
@@ -63,12 +55,10 @@ pub fn authorize(
     if token.scope < need {
         return Err(Failure::Forbidden(format!(
             "token scope {} does not allow this; it needs {}",
-            scope_name(token.scope),
-            scope_name(need)
+            token.scope, need
         )));
     }
     let limited = match class {
-        RateClass::None => Ok(()),
         RateClass::Api => app
             .limiter
             .lock()
@@ -82,16 +72,42 @@ pub fn authorize(
     Ok(token)
 }
 
-/// Whether the request carries the cluster secret, proving it comes from another member.
-/// Without a configured secret nobody is a member: member endpoints are closed, not open.
-pub fn is_member(app: &App, headers: &HeaderMap) -> bool {
-    let Some(want) = app.settings.cluster_secret else {
+/// Whether `token` is still live now: not revoked, not expired (checked again after the body).
+pub fn still_live(app: &App, token: &TokenRecord) -> Result<(), Failure> {
+    let now = unix_ms();
+    let live = app
+        .state
+        .with(|m| m.state.token(&token.id).is_some_and(|t| !t.expired(now)));
+    if live {
+        Ok(())
+    } else {
+        Err(Failure::Unauthorized(format!(
+            "token {} was revoked or expired",
+            token.name
+        )))
+    }
+}
+
+/// Whether the request carries a valid member proof ([`crate::member_auth`]) for this
+/// member, its method and its target. Without a configured secret nobody is a member: member
+/// endpoints are closed, not open.
+pub fn is_member(app: &App, parts: &http::request::Parts) -> bool {
+    let Some(key) = &app.settings.member_key else {
         return false;
     };
-    // blake3::Hash compares in constant time.
-    headers
-        .get(CLUSTER_SECRET_HEADER)
-        .is_some_and(|v| blake3::hash(v.as_bytes()) == want)
+    let header = parts
+        .headers
+        .get(MEMBER_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    match key.verify(header, parts.method.as_str(), path, app.id, now_secs()) {
+        Ok(_) => true,
+        Err(ProofError::Missing) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, path, "member proof refused");
+            false
+        }
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +138,6 @@ mod tests {
     #[test]
     fn scopes_are_ordered() {
         assert!(TokenScope::Follow < TokenScope::Purge && TokenScope::Purge < TokenScope::Admin);
-        assert_eq!(scope_name(TokenScope::Purge), "purge");
+        assert_eq!(TokenScope::Purge.to_string(), "purge");
     }
 }

@@ -5,7 +5,7 @@
 //! default) promotes it to voter through a joint consensus change. Removing a voter or learner
 //! takes it out of the membership entirely.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -118,7 +118,7 @@ async fn change(app: &App, changes: ChangeMembers<NodeId, BasicNode>) -> Result<
 pub async fn add_member(app: &App, req: &ApiRequest) -> Answer {
     let body: MemberAdd = req.json()?;
     validate::member_add(&body)?;
-    if app.settings.cluster_secret.is_none() {
+    if app.settings.member_key.is_none() {
         return Err(Failure::BadRequest(
             "this cluster has no cluster secret, so members cannot authenticate each other; \
              restart every member with TIERCEL_CLUSTER_SECRET first"
@@ -133,11 +133,11 @@ pub async fn add_member(app: &App, req: &ApiRequest) -> Answer {
     let is_voter = membership.voter_ids().any(|v| v == body.id);
     match existing {
         Some(addr) if addr != body.addr => {
-            return Err(Failure::BadRequest(format!(
-                "member {} already exists with address {addr}; remove it first",
-                body.id
-            ))
-            .into());
+            // A member that moved (a new host, or its member traffic moved to --raft-listen):
+            // only its address changes, its log and vote stay.
+            let nodes = BTreeMap::from([(body.id, BasicNode::new(&body.addr))]);
+            change(app, ChangeMembers::SetNodes(nodes)).await?;
+            tracing::info!(id = body.id, from = %addr, to = %body.addr, "member address changed");
         }
         Some(_) => {}
         None => {

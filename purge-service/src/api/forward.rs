@@ -2,7 +2,7 @@
 //!
 //! The follower has already authenticated the client and charged its rate limit. It replays
 //! the request (method, path and query, the headers that matter, body) to the leader's member
-//! address from the membership, as a member (the cluster secret) and marked with
+//! address from the membership, as a member (a member proof) and marked with
 //! [`FORWARDED_HEADER`], so the leader checks the token again but neither charges it twice
 //! nor forwards it again, and relays the answer as it came.
 
@@ -17,6 +17,7 @@ use super::ApiRequest;
 use super::response::{Body, full};
 use crate::app::App;
 use crate::client::{ClientError, FORWARDED_HEADER};
+use crate::types::NodeId;
 
 /// Request headers relayed to the leader.
 const REQUEST_HEADERS: &[HeaderName] = &[AUTHORIZATION, CONTENT_TYPE, IF_MATCH];
@@ -32,20 +33,32 @@ const RESPONSE_HEADERS: &[HeaderName] = &[
 
 /// Sends `req` to the leader at `addr` and relays its answer. A [`ClientError::Connect`]
 /// means the request never reached the leader; any other error leaves its outcome unknown.
-pub async fn proxy(app: &App, addr: &str, req: &ApiRequest) -> Result<Response<Body>, ClientError> {
-    try_proxy(app, addr, req).await.inspect_err(|e| {
+pub async fn proxy(
+    app: &App,
+    leader: NodeId,
+    addr: &str,
+    req: &ApiRequest,
+) -> Result<Response<Body>, ClientError> {
+    try_proxy(app, leader, addr, req).await.inspect_err(|e| {
         tracing::warn!(%addr, error = %e, "forwarding to the leader failed");
     })
 }
 
-async fn try_proxy(app: &App, addr: &str, req: &ApiRequest) -> Result<Response<Body>, ClientError> {
+async fn try_proxy(
+    app: &App,
+    leader: NodeId,
+    addr: &str,
+    req: &ApiRequest,
+) -> Result<Response<Body>, ClientError> {
     let path = req
         .parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let mut builder = app.client.builder(addr, req.parts.method.clone(), path)?;
+    let mut builder = app
+        .client
+        .builder(addr, leader, req.parts.method.clone(), path)?;
     for name in REQUEST_HEADERS {
         if let Some(v) = req.parts.headers.get(name) {
             builder = builder.header(name, v);

@@ -174,11 +174,10 @@ impl Out {
 
 async fn reset(app: &App, out: &mut Out) -> Result<u64, End> {
     let snap = app.state.snapshot();
-    out.event(&LogEvent::Reset {
-        snapshot_index: snap.index,
-        services: snap.services,
-    })
-    .await?;
+    if snap.reset_line.is_empty() {
+        return Err("no Reset line to send".into());
+    }
+    out.line(snap.reset_line).await?;
     out.flush().await?;
     snap.index
         .checked_add(1)
@@ -199,11 +198,16 @@ async fn pump(app: &App, out: &mut Out, from: u64, token: &str) -> Result<(), En
     let mut gaps = 0u32;
     let mut alone_since: Option<Instant> = None;
     loop {
+        // The applied index first, then the token: a revocation applied after the check
+        // cannot let entries committed after it through.
+        let applied = *applied_rx.borrow_and_update();
         if !token_live(app, token) {
             return Err("token revoked or expired".into());
         }
-        let applied = *applied_rx.borrow_and_update();
         while cursor <= applied {
+            if !token_live(app, token) {
+                return Err("token revoked or expired".into());
+            }
             if cursor <= app.log.purged_index() {
                 cursor = reset(app, out).await?.max(cursor);
                 continue;

@@ -36,7 +36,7 @@ use crate::app::{App, LeaderView, WriteError};
 use crate::client::{ClientError, FORWARDED_HEADER};
 use crate::types::TokenRecord;
 use response::{Body, Failure};
-use routes::{Access, NoRoute, RateClass, Route, RouteId};
+use routes::{Access, NoRoute, Route, RouteId};
 use validate::{Invalid, MAX_BODY_BYTES};
 
 /// Largest Raft RPC body (a snapshot chunk plus its header, or a batch of entries).
@@ -175,13 +175,16 @@ fn identify(
     app: &App,
     listener: Listener,
     route: &Route,
-    headers: &http::HeaderMap,
+    parts: &http::request::Parts,
 ) -> Result<Caller, Failure> {
-    let member = auth::is_member(app, headers);
+    let headers = &parts.headers;
+    // With a separate member listener, the API listener has no members: a member proof there
+    // (to skip a rate limit as a "forwarded" request, say) counts for nothing.
+    let member = listener != Listener::Api && auth::is_member(app, parts);
     let health = matches!(route.access, Access::Public);
     if listener == Listener::Member && !member && !health {
         return Err(Failure::Unauthorized(
-            "this listener serves cluster members only (cluster secret missing or wrong)".into(),
+            "this listener serves cluster members only (member proof missing or invalid)".into(),
         ));
     }
     match route.access {
@@ -191,16 +194,13 @@ fn identify(
         )),
         Access::Cluster if member => Ok(Caller::Member),
         Access::Cluster => Err(Failure::Unauthorized(
-            "cluster secret missing or wrong".into(),
+            "member proof missing or invalid".into(),
         )),
         Access::Token(scope) => {
+            // A forwarded write is charged again at the leader: the member it arrived at
+            // protects itself, the leader holds the cluster-wide limit on writes.
             let forwarded = member && headers.contains_key(FORWARDED_HEADER);
-            let limit = if forwarded {
-                RateClass::None
-            } else {
-                route.rate_class()
-            };
-            let token = auth::authorize(app, headers, scope, limit)?;
+            let token = auth::authorize(app, headers, scope, route.rate_class())?;
             Ok(Caller::Token { token, forwarded })
         }
     }
@@ -219,7 +219,7 @@ pub async fn handle(app: Arc<App>, listener: Listener, req: Request<Incoming>) -
             return Failure::MethodNotAllowed(list.join(", ")).into_response();
         }
     };
-    let caller = match identify(&app, listener, route, &parts.headers) {
+    let caller = match identify(&app, listener, route, &parts) {
         Ok(c) => c,
         Err(f) => return f.into_response(),
     };
@@ -278,7 +278,7 @@ async fn dispatch(app: &Arc<App>, route: &Route, caller: &Caller, req: &ApiReque
                 other => return other,
             },
             LeaderView::Other { id, addr } if !forwarded => {
-                match forward::proxy(app, &addr, req).await {
+                match forward::proxy(app, id, &addr, req).await {
                     Ok(resp) => return Ok(resp),
                     Err(e @ ClientError::Connect { .. }) => {
                         tracing::info!(leader = id, error = %e, "leader unreachable; waiting for another");
@@ -314,6 +314,11 @@ async fn dispatch(app: &Arc<App>, route: &Route, caller: &Caller, req: &ApiReque
 
 async fn run(app: &Arc<App>, route: &Route, caller: &Caller, req: &ApiRequest) -> Answer {
     let token = caller.token();
+    // The token was checked on the request head; a body can take seconds to arrive and a
+    // leader seconds to be found, and a revocation or expiry in between must still stop it.
+    if let Some(t) = token {
+        auth::still_live(app, t)?;
+    }
     match route.id {
         RouteId::Healthz => cluster::healthz(app),
         RouteId::Readyz => cluster::readyz(app),

@@ -10,7 +10,7 @@ use super::response::{Failure, empty, json};
 use super::{Answer, ApiRequest, validate};
 use crate::app::App;
 use crate::reports::ReportRefused;
-use crate::types::{Actor, IdempotencyKey, PurgeItem, TokenRecord};
+use crate::types::{Actor, IdempotencyKey, PurgeItem, TokenRecord, parse_purge_id};
 
 /// Header making a retried purge count once.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -82,8 +82,8 @@ fn earlier(
 /// Most purges in one page of `GET /v1/purges`.
 const MAX_LIST: usize = 1000;
 
-/// The audit trail: purges accepted at or after `since` (ms since the epoch) with an index
-/// above `after`, oldest first, `limit` per page (default 100).
+/// The audit trail: purges accepted at or after `since` (ms since the epoch) that come after
+/// the purge id `after`, oldest first, `limit` per page (default 100).
 pub fn list(app: &App, req: &ApiRequest) -> Answer {
     let number = |name: &str| -> Result<Option<u64>, Failure> {
         match req.query(name) {
@@ -94,7 +94,14 @@ pub fn list(app: &App, req: &ApiRequest) -> Answer {
         }
     };
     let since = number("since")?.unwrap_or(0);
-    let after = number("after")?.unwrap_or(0);
+    let after = match req.query("after") {
+        None | Some("") => None,
+        Some(id) => {
+            let (index, item) = parse_purge_id(id)
+                .ok_or_else(|| Failure::BadRequest(format!("after: {id:?} is not a purge id")))?;
+            Some((index, item.unwrap_or(0)))
+        }
+    };
     let limit = number("limit")?
         .map_or(100, |l| l as usize)
         .clamp(1, MAX_LIST);
@@ -102,7 +109,7 @@ pub fn list(app: &App, req: &ApiRequest) -> Answer {
         .state
         .with(|m| m.state.audit().list(since, after, limit));
     let next_after = if more {
-        purges.last().map(|p| p.index)
+        purges.last().map(|p| p.id.clone())
     } else {
         None
     };

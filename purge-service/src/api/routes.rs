@@ -82,8 +82,6 @@ pub struct Route {
 /// Which rate limit a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateClass {
-    /// None (a request a member relays: it was counted where it arrived).
-    None,
     /// The token's API rate (`--rate-limit`, or the token's own).
     Api,
     /// The token's follower-protocol rate (`--follow-rate-limit`): log streams and reports.

@@ -6,11 +6,12 @@
 
 use http::header::ETAG;
 use http::{HeaderValue, StatusCode};
-use tiercel_cluster::purge::wire::{Change, ServiceRecord};
+use tiercel_cluster::purge::wire::ServiceRecord;
 
 use super::response::{Failure, json};
 use super::{Answer, ApiRequest, validate};
 use crate::app::App;
+use crate::state::change;
 use crate::types::{Actor, Command, TokenRecord, unix_ms};
 
 fn with_etag(
@@ -108,10 +109,7 @@ pub async fn put(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> An
     }
     let by = token.map(Actor::of);
     let ts_ms = unix_ms();
-    let changed = by.as_ref().map(|a| Change {
-        by: a.token_name.clone(),
-        at_ms: ts_ms,
-    });
+    let changed = change(&by, ts_ms);
     let (index, _) = app
         .write(Command::ServicePut {
             name: name.clone(),
@@ -145,10 +143,7 @@ pub async fn delete(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) ->
     }
     let by = token.map(Actor::of);
     let ts_ms = unix_ms();
-    let changed = by.as_ref().map(|a| Change {
-        by: a.token_name.clone(),
-        at_ms: ts_ms,
-    });
+    let changed = change(&by, ts_ms);
     let (index, _) = app
         .write(Command::ServiceDelete {
             name: name.clone(),

@@ -18,7 +18,7 @@ use tiercel_cluster::purge::wire::{TokenCreate, TokenCreated, TokenInfo, TokenSc
 use super::response::{Failure, empty, json};
 use super::{Answer, ApiRequest, validate};
 use crate::app::App;
-use crate::types::{Actor, Command, TokenCondition, TokenRecord, token_hash, unix_ms};
+use crate::types::{Actor, Command, NodeId, TokenCondition, TokenRecord, token_hash, unix_ms};
 use crate::usage::merge;
 use tiercel_cluster::secret::MIN_SECRET_LEN;
 
@@ -125,16 +125,16 @@ const USAGE_WAIT: Duration = Duration::from_secs(1);
 /// Every token, without secrets, with when any answering member last saw it used.
 pub async fn list(app: &App) -> Answer {
     let mut last_used = app.usage.snapshot();
-    let others: Vec<String> = {
+    let others: Vec<(NodeId, String)> = {
         let m = app.raft.metrics().borrow().clone();
         m.membership_config
             .membership()
             .nodes()
             .filter(|(id, _)| **id != app.id)
-            .map(|(_, n)| n.addr.clone())
+            .map(|(id, n)| (*id, n.addr.clone()))
             .collect()
     };
-    let asks = others.iter().map(|addr| peer_usage(app, addr));
+    let asks = others.iter().map(|(id, addr)| peer_usage(app, *id, addr));
     for usage in futures_util::future::join_all(asks)
         .await
         .into_iter()
@@ -163,10 +163,10 @@ pub async fn list(app: &App) -> Answer {
 }
 
 /// Another member's usage map, or nothing if it does not answer within [`USAGE_WAIT`].
-async fn peer_usage(app: &App, addr: &str) -> Option<HashMap<String, u64>> {
+async fn peer_usage(app: &App, id: NodeId, addr: &str) -> Option<HashMap<String, u64>> {
     let req = app
         .client
-        .builder(addr, Method::GET, "/raft/usage")
+        .builder(addr, id, Method::GET, "/raft/usage")
         .ok()?
         .body(Full::new(Bytes::new()))
         .ok()?;

@@ -180,7 +180,8 @@ pub enum ClusterCommand {
         /// Raft node id.
         #[arg(long)]
         id: u64,
-        /// Its `host:port`.
+        /// Its member address `host:port`: its --advertise (by default its --raft-listen, else
+        /// its --listen). An existing id at another address moves that member there.
         #[arg(long)]
         addr: String,
         /// Keep it a learner.

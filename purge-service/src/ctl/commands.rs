@@ -8,7 +8,7 @@ use http::{HeaderName, Method, StatusCode};
 use serde::Serialize;
 use tiercel_cluster::purge::wire::{
     ClusterInfo, MemberAdd, PurgeAccepted, PurgeList, PurgeRequest, PurgeStatus, ServiceRecord,
-    TokenCreate, TokenCreated, TokenInfo, TokenScope,
+    TokenCreate, TokenCreated, TokenInfo,
 };
 use tiercel_cluster::secret::Secret;
 
@@ -30,6 +30,16 @@ pub async fn run(cli: Cli) -> Result<String, CtlError> {
         "--token-file",
     )
     .map_err(|e| CtlError::Usage(e.to_string()))?;
+    for s in cli
+        .servers
+        .iter()
+        .filter(|s| tiercel_cluster::tls::plain_http_off_loopback(s))
+    {
+        eprintln!(
+            "tiercelctl: warning: {s} is plain HTTP beyond this machine: the token crosses the \
+             network in clear text; use https://"
+        );
+    }
     let client = ApiClient::new(cli.servers, token, cli.timeout, cli.ca_file.as_deref())?;
     let json = cli.json;
     match cli.command {
@@ -285,7 +295,7 @@ async fn tokens(client: &ApiClient, cmd: TokensCommand, json: bool) -> Result<St
                 .send(Method::GET, "/v1/tokens", None, &[])
                 .await?
                 .json()?;
-            render(json, &list, || human_tokens(&list, now_ms()))
+            render(json, &list, || human_tokens(&list, crate::types::unix_ms()))
         }
         TokensCommand::Create {
             name,
@@ -330,25 +340,10 @@ async fn tokens(client: &ApiClient, cmd: TokensCommand, json: bool) -> Result<St
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// A time as an HTTP date (IMF-fixdate, UTC).
 fn when(ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
     httpdate::fmt_http_date(t)
-}
-
-fn scope_name(s: TokenScope) -> &'static str {
-    match s {
-        TokenScope::Follow => "follow",
-        TokenScope::Purge => "purge",
-        TokenScope::Admin => "admin",
-    }
 }
 
 fn human_tokens(list: &[TokenInfo], now: u64) -> String {
@@ -360,13 +355,7 @@ fn human_tokens(list: &[TokenInfo], now: u64) -> String {
             Some(e) => when(e),
         };
         let used = t.last_used_ms.map_or_else(|| "-".to_string(), when);
-        let _ = writeln!(
-            out,
-            "{}\t{}\t{}\t{expires}\t{used}",
-            t.id,
-            t.name,
-            scope_name(t.scope)
-        );
+        let _ = writeln!(out, "{}\t{}\t{}\t{expires}\t{used}", t.id, t.name, t.scope);
     }
     out
 }
@@ -378,17 +367,20 @@ async fn purges_list(
     json: bool,
 ) -> Result<String, CtlError> {
     let since_ms = since.map_or(0, |d| {
-        now_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        crate::types::unix_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     });
     let mut all = Vec::new();
-    let mut after = 0;
+    let mut after = String::new();
     while all.len() < limit {
         let page = (limit - all.len()).min(1000);
-        let path = format!("/v1/purges?since={since_ms}&after={after}&limit={page}");
+        let path = format!(
+            "/v1/purges?since={since_ms}&after={}&limit={page}",
+            percent_path(&after)
+        );
         let list: PurgeList = client.send(Method::GET, &path, None, &[]).await?.json()?;
         all.extend(list.purges);
         match list.next_after {
-            Some(n) if n > after => after = n,
+            Some(id) if id != after => after = id,
             _ => break,
         }
     }

@@ -69,7 +69,7 @@ impl PeerClient {
     {
         let req = self
             .client
-            .builder(&self.addr, Method::POST, path)
+            .builder(&self.addr, self.target, Method::POST, path)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))

@@ -9,6 +9,8 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use tiercel_cluster::purge::wire::PurgeRecord;
 
+use crate::types::parse_purge_id;
+
 /// Purges remembered at most.
 pub const MAX_RECORDS: usize = 10_000;
 /// Bytes of targets (URLs, prefixes, tags, hosts) remembered at most.
@@ -19,6 +21,14 @@ pub const MAX_BYTES: usize = 8 * 1024 * 1024;
 pub struct AuditTrail {
     records: VecDeque<PurgeRecord>,
     bytes: usize,
+}
+
+/// Where a record sits in log order: its entry's index and its item number in the entry.
+pub fn position(r: &PurgeRecord) -> (u64, u32) {
+    match parse_purge_id(&r.id) {
+        Some((index, item)) => (index, item.unwrap_or(0)),
+        None => (r.index, 0),
+    }
 }
 
 fn weight(r: &PurgeRecord) -> usize {
@@ -44,11 +54,20 @@ impl AuditTrail {
         }
     }
 
-    /// Up to `limit` records accepted at or after `since_ms` with an index above `after`, and
-    /// whether more follow.
-    pub fn list(&self, since_ms: u64, after: u64, limit: usize) -> (Vec<PurgeRecord>, bool) {
-        // Indexes grow along the deque: skip to the first one above `after`.
-        let start = self.records.partition_point(|r| r.index <= after);
+    /// Up to `limit` records accepted at or after `since_ms` that come after the purge id
+    /// `after` (items of one log entry share its index, so the id, not the index, is the
+    /// page mark), and whether more follow.
+    pub fn list(
+        &self,
+        since_ms: u64,
+        after: Option<(u64, u32)>,
+        limit: usize,
+    ) -> (Vec<PurgeRecord>, bool) {
+        // Positions grow along the deque: skip to the first one after `after`.
+        let start = match after {
+            Some(mark) => self.records.partition_point(|r| position(r) <= mark),
+            None => 0,
+        };
         let mut matching = self.records.range(start..).filter(|r| r.at_ms >= since_ms);
         let out: Vec<PurgeRecord> = matching.by_ref().take(limit).cloned().collect();
         let more = matching.next().is_some();
@@ -92,19 +111,38 @@ mod tests {
         for i in 1..=10 {
             a.push(rec(i, i * 100, "t"));
         }
-        let (page, more) = a.list(0, 0, 4);
+        let (page, more) = a.list(0, None, 4);
         assert_eq!(
             page.iter().map(|r| r.index).collect::<Vec<_>>(),
             [1, 2, 3, 4]
         );
         assert!(more);
-        let (page, more) = a.list(0, 4, 100);
+        let (page, more) = a.list(0, Some((4, 0)), 100);
         assert_eq!(page.len(), 6);
         assert!(!more);
-        let (page, _) = a.list(750, 0, 100);
+        let (page, _) = a.list(750, None, 100);
         assert_eq!(page.iter().map(|r| r.index).collect::<Vec<_>>(), [8, 9, 10]);
-        let (page, more) = a.list(0, 10, 100);
+        let (page, more) = a.list(0, Some((10, 0)), 100);
         assert!(page.is_empty() && !more);
+    }
+
+    #[test]
+    fn a_page_boundary_inside_a_batch_loses_nothing() {
+        let mut a = AuditTrail::default();
+        for n in 0..3 {
+            let mut r = rec(7, 1, "t");
+            r.id = format!("7.{n}");
+            a.push(r);
+        }
+        a.push(rec(8, 2, "t"));
+        let (first, more) = a.list(0, None, 2);
+        assert!(more);
+        let ids = |v: &[PurgeRecord]| v.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&first), ["7.0", "7.1"]);
+        let mark = position(&first[1]);
+        let (rest, more) = a.list(0, Some(mark), 10);
+        assert!(!more);
+        assert_eq!(ids(&rest), ["7.2", "8"]);
     }
 
     #[test]
@@ -114,7 +152,7 @@ mod tests {
             a.push(rec(i, i, "t"));
         }
         assert_eq!(a.len(), MAX_RECORDS);
-        assert_eq!(a.list(0, 0, 1).0[0].index, 5);
+        assert_eq!(a.list(0, None, 1).0[0].index, 5);
         let mut b = AuditTrail::default();
         let big = "x".repeat(MAX_BYTES / 3);
         for i in 0..5 {

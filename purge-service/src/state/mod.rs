@@ -63,7 +63,7 @@ pub struct Revoked {
 }
 
 /// The audit record of a change made by `by` at `ts_ms`.
-pub(crate) fn change(by: &Option<Actor>, ts_ms: u64) -> Option<Change> {
+pub fn change(by: &Option<Actor>, ts_ms: u64) -> Option<Change> {
     by.as_ref().map(|a| Change {
         by: a.token_name.clone(),
         at_ms: ts_ms,
@@ -118,6 +118,12 @@ impl State {
                 self.tick(*ts_ms);
                 if let Some(old) = self.tokens.remove(id) {
                     self.by_hash.remove(&old.hash);
+                    // Revocations written before tombstones existed (no timestamp) leave none:
+                    // a member that applied them then, whose snapshot holds no tombstone, and a
+                    // member that replays them now must hold the same state.
+                    if *ts_ms == 0 {
+                        return CommandResponse::Done;
+                    }
                     self.revoked_hashes.insert(old.hash.clone());
                     self.revoked.insert(
                         id.clone(),
@@ -216,19 +222,9 @@ impl State {
         self.tokens.values()
     }
 
-    /// The tombstone of a revoked token.
-    pub fn revoked(&self, id: &str) -> Option<&Revoked> {
-        self.revoked.get(id)
-    }
-
     /// The audit trail of purges.
     pub fn audit(&self) -> &AuditTrail {
         &self.audit
-    }
-
-    /// The replicated clock: the latest leader timestamp applied (ms).
-    pub fn clock_ms(&self) -> u64 {
-        self.clock_ms
     }
 
     /// Whether any admin token exists.

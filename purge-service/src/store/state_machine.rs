@@ -17,7 +17,7 @@ use openraft::{
 use parking_lot::RwLock;
 use redb::{Database, Durability};
 use serde::{Deserialize, Serialize};
-use tiercel_cluster::purge::wire::ServiceRecord;
+use tiercel_cluster::purge::wire::LogEvent;
 use tokio::sync::watch;
 
 use super::recent::RecentEvents;
@@ -37,13 +37,14 @@ pub struct Machine {
     pub state: State,
 }
 
-/// The newest snapshot as `/v1/log` needs it for a `Reset`.
+/// The newest snapshot as `/v1/log` needs it for a `Reset`: encoded once, shared by every
+/// stream that needs it (a thousand followers reconnecting after compaction copy nothing).
 #[derive(Debug, Clone, Default)]
 pub struct SnapshotView {
     /// Last index covered (0 when there is none).
     pub index: u64,
-    /// Every service as of that index.
-    pub services: Vec<ServiceRecord>,
+    /// The `Reset` line (NDJSON) naming that index and every service as of it.
+    pub reset_line: bytes::Bytes,
 }
 
 /// Default number of entries kept encoded for streams (seconds of history at full load).
@@ -170,10 +171,18 @@ fn decode_machine(data: &[u8]) -> Result<Machine, StoreError> {
 }
 
 fn view_of(m: &Machine) -> SnapshotView {
-    SnapshotView {
-        index: m.last_applied.map(|l| l.index).unwrap_or(0),
+    let index = m.last_applied.map(|l| l.index).unwrap_or(0);
+    let reset = LogEvent::Reset {
+        snapshot_index: index,
         services: m.state.services(),
-    }
+    };
+    let reset_line = encode_line(&reset).unwrap_or_else(|e| {
+        // Services are JSON already; this cannot fail. An empty line would end the stream
+        // at the follower (undecodable), which then reconnects: loud, never silent.
+        tracing::error!(error = %e, "encoding a Reset line");
+        bytes::Bytes::new()
+    });
+    SnapshotView { index, reset_line }
 }
 
 fn snap_err(e: StoreError) -> StorageError {

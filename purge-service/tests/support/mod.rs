@@ -36,6 +36,17 @@ pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
 /// Deadline of every single HTTP call made by the helpers.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A member proof (`x-tiercel-member`) for `method path` sent to member `to` now, made with
+/// [`CLUSTER_SECRET`]: what a real member sends.
+pub fn member_proof(method: &str, path: &str, to: u64) -> (&'static str, String) {
+    let key = tiercel_purge::member_auth::MemberKey::new(CLUSTER_SECRET);
+    let now = tiercel_purge::member_auth::now_secs();
+    (
+        tiercel_purge::member_auth::MEMBER_HEADER,
+        key.sign(method, path, 99, to, now),
+    )
+}
+
 /// Picks `n` free loopback ports (bound then released).
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)

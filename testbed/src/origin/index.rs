@@ -31,6 +31,7 @@ Unknown parameters are ignored, so <code>?v=2</code> makes a new URL with the sa
 <tr><td><code>fail=close|hang|midbody</code></td><td>close without answering, never answer, or cut the body in half</td></tr>
 <tr><td><code>nolen=1</code></td><td>no Content-Length (chunked in HTTP/1.1)</td></tr>
 <tr><td><code>ranges=1</code></td><td>answer a single <code>Range: bytes=…</code> with 206</td></tr>
+<tr><td><code>echo=NAME</code></td><td>copy the request's <code>NAME</code> field into <code>x-echo</code>, without <code>Vary</code> (a careless origin)</td></tr>
 </table>
 <p>Every response carries <code>x-origin-hits</code>: how many requests this exact path and
 query has received. HTTP/1.1 and HTTP/2 without TLS (h2c, prior knowledge) are both served.</p>

@@ -25,6 +25,7 @@
 //! | `fail=close` / `fail=hang` / `fail=midbody` | close the connection unanswered / never answer / send headers and half the body, then close (h1) or reset the stream (h2) |
 //! | `nolen=1` | no `Content-Length` (chunked in HTTP/1.1) |
 //! | `ranges=1` | a single `Range: bytes=` answered 206 (416 when unsatisfiable); `If-Range` honoured |
+//! | `echo=NAME` | the request's `NAME` field copied into `x-echo` (`-` when absent), without `Vary`: a careless origin for poisoning tests |
 //!
 //! Unknown parameters are ignored; a malformed one is answered 400 naming it. Every response
 //! carries `x-origin-hits` ([`HITS_HEADER`]). A plain `GET /` returns an HTML index of the above.
@@ -58,7 +59,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use body::{expected_body, expected_variant_body};
 pub use recorder::{MAX_RECORDED, RecordedRequest};
-pub use respond::HITS_HEADER;
+pub use respond::{ECHO_HEADER, HITS_HEADER};
 pub use spec::Spec;
 
 use body::DemoBody;

@@ -109,6 +109,15 @@ fn answer(
         }),
     };
     let mut headers = metadata_headers(params, now, &validators, hits);
+    if let Some(name) = &params.echo {
+        // A careless origin: it lets a request field shape the response without `Vary`.
+        let seen = req
+            .headers
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("-"));
+        headers.insert(HeaderName::from_static(ECHO_HEADER), seen);
+    }
 
     //= https://www.rfc-editor.org/rfc/rfc9110#section-13.2.1
     //# A server MUST ignore all received preconditions if its response to the same request
@@ -315,6 +324,9 @@ pub(crate) fn apply_extra_headers(headers: &mut HeaderMap, extra: &[(HeaderName,
         headers.append(name.clone(), v.clone());
     }
 }
+
+/// The response header an `echo=NAME` origin copies the request's `NAME` into.
+pub const ECHO_HEADER: &str = "x-echo";
 
 /// The variant value a `vary=` response's body is seeded with: the request's values of the
 /// listed headers (lines of one header combined with ", "), joined by ",".

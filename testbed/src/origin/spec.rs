@@ -114,6 +114,7 @@ pub(crate) struct Params {
     pub fail: Option<Fail>,
     pub nolen: bool,
     pub ranges: bool,
+    pub echo: Option<HeaderName>,
 }
 
 /// The body size when `size=` is absent.
@@ -143,6 +144,7 @@ impl Default for Params {
             fail: None,
             nolen: false,
             ranges: false,
+            echo: None,
         }
     }
 }
@@ -220,6 +222,12 @@ impl Params {
                 }
                 "nolen" => p.nolen = flag(value).ok_or_else(|| err("0 or 1"))?,
                 "ranges" => p.ranges = flag(value).ok_or_else(|| err("0 or 1"))?,
+                "echo" => {
+                    p.echo = Some(
+                        HeaderName::from_bytes(value.as_bytes())
+                            .map_err(|_| err("a header name"))?,
+                    );
+                }
                 _ => {}
             }
         }
@@ -313,8 +321,13 @@ mod tests {
             fail: Some(Fail::MidBody),
             nolen: true,
             ranges: true,
+            echo: None,
         };
         assert_eq!(p, want);
+        assert_eq!(
+            params("echo=X-Forwarded-Host").unwrap().echo,
+            Some(HeaderName::from_static("x-forwarded-host"))
+        );
         assert_eq!(params("fail=close").unwrap().fail, Some(Fail::Close));
         assert_eq!(params("fail=hang").unwrap().fail, Some(Fail::Hang));
         assert_eq!(params("size=1&size=2").unwrap().size, 2);

@@ -123,12 +123,17 @@ async fn the_state_machine_restarts_from_its_snapshot() {
     );
     let reader = sm.reader();
     assert_eq!(reader.snapshot().index, 2);
-    let names: Vec<String> = reader
-        .snapshot()
-        .services
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let line = reader.snapshot().reset_line;
+    let reset: tiercel_cluster::purge::wire::LogEvent = serde_json::from_slice(&line).unwrap();
+    let tiercel_cluster::purge::wire::LogEvent::Reset {
+        snapshot_index,
+        services,
+    } = reset
+    else {
+        panic!("not a reset: {reset:?}");
+    };
+    assert_eq!(snapshot_index, 2);
+    let names: Vec<String> = services.into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["s1", "s2"]);
     assert_eq!(
         reader.with(|m| m.state.service("s2").map(|s| s.version)),
