@@ -11,11 +11,13 @@
 //! wrappers in [`watch`] feed it; [`serve`] runs the accept loop and each connection's
 //! watchdog. What a request means is the caller's business: it passes a handler.
 
+pub mod head;
 pub mod quiet;
 mod serve;
 pub mod stats;
 pub mod watch;
 
+pub use head::AmbiguousFraming;
 pub use quiet::{Closing, ConnControl, QuietLimits};
 pub use serve::{ConnOptions, bind, serve, serve_connection};
 pub use stats::ConnectionStats;

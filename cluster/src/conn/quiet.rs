@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use super::head::{MAX_SCANNED_HEAD, framing_of, head_end};
+
 /// The two client timeouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuietLimits {
@@ -135,6 +137,12 @@ pub struct Activity {
     body_progress: AtomicU64,
     /// A handler asked for the connection to be dropped now.
     dropped: tokio::sync::Notify,
+    /// Whether the reads are a head arriving on an idle HTTP/1 connection (see [`super::head`]).
+    scanning: AtomicBool,
+    /// The part of that head read so far, when it came in more than one read.
+    head: parking_lot::Mutex<Vec<u8>>,
+    /// The last scanned head's framing was ambiguous; taken by the next request.
+    ambiguous: AtomicBool,
 }
 
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1.1 method does.
@@ -156,6 +164,9 @@ impl Activity {
             bodies_waiting: AtomicUsize::new(0),
             body_progress: AtomicU64::new(0),
             dropped: tokio::sync::Notify::new(),
+            scanning: AtomicBool::new(true),
+            head: parking_lot::Mutex::new(Vec::new()),
+            ambiguous: AtomicBool::new(false),
         })
     }
 
@@ -173,11 +184,53 @@ impl Activity {
         if matched != PREFACE_DECIDED {
             self.sniff_preface(matched, read);
         }
+        if self.scanning.load(Relaxed) {
+            self.scan_head(read);
+        }
         // A fresh connection's clock (head_started = accept) keeps running until the first
         // head is complete; after that, the first byte of each quiet spell starts it.
         if self.in_flight.load(Relaxed) == 0 && self.head_started.load(Relaxed) == 0 {
             self.head_started.store(self.now() + 1, Relaxed);
         }
+    }
+
+    /// Follows a head arriving on an idle connection up to its blank line, and notes whether
+    /// its framing was ambiguous. A head that arrives in one read (nearly all) is scanned in
+    /// place; only a split one is copied.
+    fn scan_head(&self, read: &[u8]) {
+        if self.h2.load(Relaxed) {
+            self.scanning.store(false, Relaxed);
+            return;
+        }
+        let mut held = self.head.lock();
+        let framing = if held.is_empty() {
+            match head_end(read) {
+                Some(end) => Some(framing_of(&read[..end])),
+                None => {
+                    held.extend_from_slice(&read[..read.len().min(MAX_SCANNED_HEAD)]);
+                    None
+                }
+            }
+        } else {
+            let room = MAX_SCANNED_HEAD.saturating_sub(held.len());
+            held.extend_from_slice(&read[..read.len().min(room)]);
+            head_end(&held).map(|end| framing_of(&held[..end]))
+        };
+        let done = framing.is_some() || held.len() >= MAX_SCANNED_HEAD;
+        if let Some(f) = framing
+            && f.ambiguous()
+        {
+            self.ambiguous.store(true, Relaxed);
+        }
+        if done {
+            held.clear();
+            self.scanning.store(false, Relaxed);
+        }
+    }
+
+    /// Whether the head of the request being started had ambiguous framing (read once).
+    pub fn take_ambiguous_framing(&self) -> bool {
+        self.ambiguous.swap(false, Relaxed)
     }
 
     /// Matches the connection's first bytes against the h2 preface, across reads: a first
@@ -283,6 +336,9 @@ impl Drop for InFlight {
         let a = &self.0;
         if a.in_flight.fetch_sub(1, Relaxed) == 1 {
             a.quiet_since.store(a.now(), Relaxed);
+            // The next bytes on an idle connection begin the next head.
+            a.head.lock().clear();
+            a.scanning.store(true, Relaxed);
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::head::AmbiguousFraming;
 use super::quiet::{Activity, Closing, ConnControl, QuietLimits, Verdict, verdict};
 use super::stats::ConnectionStats;
 use super::watch::{TrackedBody, WatchedIo};
@@ -167,6 +168,9 @@ where
     let service = service_fn(move |mut req: Request<Incoming>| {
         let in_flight = requests.request_started();
         req.extensions_mut().insert(ConnControl(requests.clone()));
+        if requests.take_ambiguous_framing() {
+            req.extensions_mut().insert(AmbiguousFraming);
+        }
         let answer = handler(req);
         async move {
             let resp = answer.await;

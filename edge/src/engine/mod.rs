@@ -40,10 +40,12 @@ use self::fills::{FillTable, HitForMiss};
 use crate::key::derive_key;
 use crate::policy::RequestDirectives;
 use crate::protocol::{
-    FwdReason, cdn_loop_count, check_method, decrement_max_forwards, request_authority,
+    FramingError, FwdReason, cdn_loop_count, check_framing, check_method, decrement_max_forwards,
+    request_authority,
 };
 use crate::storage::Storage;
 use crate::upstream::{BoxError, Upstream};
+use tiercel_cluster::conn::AmbiguousFraming;
 use tiercel_cluster::urlnorm;
 
 /// Counters the engine keeps for `/metrics` and tests.
@@ -146,6 +148,27 @@ impl Engine {
     {
         let start = Instant::now();
         let (mut parts, body) = req.into_parts();
+        let ambiguous = parts.extensions.get::<AmbiguousFraming>().is_some();
+        let framing = if ambiguous {
+            Err(FramingError::LengthAndCoding)
+        } else {
+            check_framing(&parts.headers, parts.version)
+        };
+        if let Err(e) = framing {
+            tracing::debug!(error = %e, "refused request framing");
+            // Nothing of it is forwarded, and the connection goes: bytes after this head may
+            // be a second request only the client's other parser would see.
+            let mut resp = self.plain_error(
+                StatusCode::BAD_REQUEST,
+                "bad request: ambiguous message framing\n",
+                None,
+            );
+            resp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            return resp;
+        }
         let authority = match request_authority(&parts.uri, &parts.headers, parts.version) {
             Ok(a) => a,
             Err(e) => {

@@ -17,6 +17,7 @@
 pub mod cache_status;
 pub mod etag;
 pub mod forwarding;
+pub mod framing;
 pub mod preconditions;
 pub mod range;
 pub mod request_target;
@@ -29,6 +30,7 @@ pub use forwarding::{
     ClientContext, add_cdn_loop, add_forwarding_headers, add_via, cdn_loop_count,
     connection_options, decrement_max_forwards, strip_hop_by_hop,
 };
+pub use framing::{FramingError, check_framing};
 pub use preconditions::{Precondition, evaluate_preconditions, not_modified_headers};
 pub use range::{RangeOutcome, content_range, evaluate_range, unsatisfied_range};
 pub use request_target::{TargetError, check_method, request_authority};

@@ -37,6 +37,7 @@ use crate::client::{ClientError, FORWARDED_HEADER};
 use crate::types::TokenRecord;
 use response::{Body, Failure};
 use routes::{Access, NoRoute, Route, RouteId};
+use tiercel_cluster::conn::AmbiguousFraming;
 use validate::{Invalid, MAX_BODY_BYTES};
 
 /// Largest Raft RPC body (a snapshot chunk plus its header, or a batch of entries).
@@ -209,6 +210,15 @@ fn identify(
 /// Answers one HTTP request that arrived on `listener`.
 pub async fn handle(app: Arc<App>, listener: Listener, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    if parts.extensions.get::<AmbiguousFraming>().is_some() {
+        // Content-Length with Transfer-Encoding, or twice: refused unread (cluster::conn::head).
+        let mut resp = Failure::BadRequest("ambiguous message framing".into()).into_response();
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return resp;
+    }
     let (route, params) = match routes::find(&parts.method, parts.uri.path()) {
         Ok(found) => found,
         Err(NoRoute::NotFound) => {
