@@ -125,6 +125,15 @@ pub fn engine_config(role: Role, cfg: &NodeConfig) -> EngineConfig {
         chunk_size: c.chunk_size.as_usize(),
         hit_for_miss_ttl: c.hit_for_miss_ttl,
         max_object_size: c.max_object_size.as_u64(),
+        max_fills: match cfg.limits.max_fills {
+            // Each fill keeps a window of its body in memory: one per 256 KiB of the memory
+            // tier, within sane bounds.
+            0 => (cfg.memory_cache.as_usize() / (256 * 1024)).clamp(256, 16_384),
+            n => n,
+        },
+        max_fills_per_connection: cfg.limits.max_fills_per_connection,
+        fill_queue: cfg.timeouts.fill_queue,
+        abandoned_fill_max: c.abandoned_fill_max.as_u64(),
         // A shield feeds edges of the same CDN: they need the targeted fields and tags too.
         forward_targeted_fields: role == Role::Shield,
         strip_surrogate_headers: role == Role::Edge,

@@ -85,6 +85,14 @@ pub mod defaults {
     pub const MAX_HEADERS: usize = 100;
     /// Most client connections at once.
     pub const MAX_CONNECTIONS: usize = 10_000;
+    /// Node-wide fills at once; 0 sizes it to the memory tier (see [`super::Limits::max_fills`]).
+    pub const MAX_FILLS: usize = 0;
+    /// Fills one client connection may have started and not yet finished.
+    pub const MAX_FILLS_PER_CONNECTION: usize = 64;
+    /// How long a request waits for a fill slot before 503.
+    pub const FILL_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// How far a fill nobody reads any more goes on before it is dropped.
+    pub const ABANDONED_FILL_MAX: ByteSize = ByteSize::mib(8);
     /// Storage chunk size.
     pub const CHUNK_SIZE: ByteSize = ByteSize::mib(1);
     /// Smallest chunk size accepted.
@@ -212,6 +220,10 @@ pub struct Timeouts {
     /// On shutdown, how long in-flight requests may finish.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// A request that would start a fill waits this long for a slot (`limits.max_fills`,
+    /// `limits.max_fills_per_connection`), then gets 503 with Retry-After.
+    #[serde(with = "duration")]
+    pub fill_queue: Duration,
 }
 
 impl Default for Timeouts {
@@ -223,6 +235,7 @@ impl Default for Timeouts {
             client_header: defaults::CLIENT_HEADER_TIMEOUT,
             client_idle: defaults::CLIENT_IDLE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
+            fill_queue: defaults::FILL_QUEUE_TIMEOUT,
         }
     }
 }
@@ -237,6 +250,12 @@ pub struct Limits {
     pub max_headers: usize,
     /// Client connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Upstream fills in flight on the node at once; `0` sizes it to the memory tier (one per
+    /// 256 KiB of it, between 256 and 16384), since each fill holds a window of its body.
+    pub max_fills: usize,
+    /// Fills one client connection may have started and not yet finished (a fill counts
+    /// against the connection that started it even after that client left).
+    pub max_fills_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -245,6 +264,8 @@ impl Default for Limits {
             max_request_head: defaults::MAX_REQUEST_HEAD,
             max_headers: defaults::MAX_HEADERS,
             max_connections: defaults::MAX_CONNECTIONS,
+            max_fills: defaults::MAX_FILLS,
+            max_fills_per_connection: defaults::MAX_FILLS_PER_CONNECTION,
         }
     }
 }
@@ -275,6 +296,9 @@ pub struct CacheSettings {
     pub hit_for_miss_ttl: Duration,
     /// Largest object stored (larger ones are streamed through); `0` = unlimited.
     pub max_object_size: ByteSize,
+    /// A fill whose readers have all gone goes on (to store the object for the next clients)
+    /// only while it has received at most this much; then it stops and stores nothing.
+    pub abandoned_fill_max: ByteSize,
 }
 
 impl Default for CacheSettings {
@@ -289,6 +313,7 @@ impl Default for CacheSettings {
             max_purge_rules: defaults::MAX_PURGE_RULES,
             hit_for_miss_ttl: defaults::HIT_FOR_MISS_TTL,
             max_object_size: defaults::MAX_OBJECT_SIZE,
+            abandoned_fill_max: defaults::ABANDONED_FILL_MAX,
         }
     }
 }

@@ -189,6 +189,10 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
     for (key, value) in [
         ("limits.max_headers", l.max_headers),
         ("limits.max_connections", l.max_connections),
+        (
+            "limits.max_fills_per_connection",
+            l.max_fills_per_connection,
+        ),
     ] {
         if value == 0 {
             return Err(fail(key, "must be at least 1".to_owned()));

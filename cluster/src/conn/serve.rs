@@ -48,18 +48,20 @@ const LONGEST_LOOK: Duration = Duration::from_secs(24 * 3600);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves `listener` until `shutdown` is cancelled, then lets connections finish for the
-/// grace period. With `tls`, connections are TLS. `handler` answers every request, given the
-/// client's address.
-pub async fn serve<H, Fut, B>(
+/// grace period. With `tls`, connections are TLS. `connection` is called once per accepted
+/// connection with the client's address and returns the handler of its requests (so per-
+/// connection state, such as a cap on what one connection may start, lives in it).
+pub async fn serve<M, H, Fut, B>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     opts: ConnOptions,
     stats: Arc<ConnectionStats>,
     shutdown: CancellationToken,
-    handler: H,
+    connection: M,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    M: Fn(SocketAddr) -> H + Send + Sync + 'static,
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -93,11 +95,10 @@ pub async fn serve<H, Fut, B>(
         let builder = builder.clone();
         let shutdown = shutdown.clone();
         let limits = opts.limits;
-        let handler = handler.clone();
+        let handler = connection(peer);
         connections.spawn(async move {
             let _permit = permit;
             let _open = stats.opened();
-            let handler = move |req| handler(req, peer);
             let closed = match tls {
                 None => {
                     serve_connection(stream, &builder, activity, limits, shutdown, handler).await

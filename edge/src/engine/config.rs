@@ -30,6 +30,16 @@ pub struct EngineConfig {
     pub hit_for_miss_ttl: Duration,
     /// Largest object stored (0: no limit); larger responses are streamed, not stored.
     pub max_object_size: u64,
+    /// Fills in flight on the node at once.
+    pub max_fills: usize,
+    /// Fills one client connection may have in flight (see [`Engine::connection_fill_slots`]).
+    ///
+    /// [`Engine::connection_fill_slots`]: super::Engine::connection_fill_slots
+    pub max_fills_per_connection: usize,
+    /// How long a request waits for a fill slot before 503.
+    pub fill_queue: Duration,
+    /// A fill nobody reads stops once it has received more than this.
+    pub abandoned_fill_max: u64,
     /// Remove `Surrogate-Key` and `Cache-Tag` from responses to clients.
     pub strip_surrogate_headers: bool,
     /// Keep CDN-Cache-Control / Surrogate-Control in responses (for a tier that feeds another
@@ -51,6 +61,10 @@ impl Default for EngineConfig {
             window_chunks: 4,
             hit_for_miss_ttl: Duration::from_secs(30),
             max_object_size: 0,
+            max_fills: 4096,
+            max_fills_per_connection: 64,
+            fill_queue: Duration::from_secs(1),
+            abandoned_fill_max: 8 * 1024 * 1024,
             strip_surrogate_headers: true,
             forward_targeted_fields: false,
         }

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use parking_lot::Mutex;
 
 use super::fill::{Fill, FillError, FillHead, FinishedBody, Outcome};
-use super::fills::FillKey;
+use super::fills::{FillKey, FillSlot};
 use super::lookup::FillTarget;
 use super::{Engine, RequestCtx};
 use crate::policy::{
@@ -38,6 +38,8 @@ pub(super) struct FillJob {
     purge_index: u64,
     /// Where the fill is registered for coalescing (`None` for a fetch made alone).
     table_key: Option<FillKey>,
+    /// A revalidation nobody waits for (stale-while-revalidate): never "abandoned".
+    pub(super) background: bool,
 }
 
 /// Request fields that never reach the upstream on a shared fill.
@@ -140,17 +142,22 @@ impl Engine {
             stale: target.stale.clone(),
             purge_index: self.purges.applied_index(),
             table_key: None,
+            background: false,
         }
     }
 
-    /// Runs one fill to completion: whatever its readers do, the upstream exchange finishes and
-    /// the object is stored (or not) before the fill leaves the coalescing table.
+    /// Runs one fill to completion: the upstream exchange finishes and the object is stored
+    /// (or not) before the fill leaves the coalescing table, whatever its readers do, except
+    /// that a fill nobody reads any more stops once it outgrows `cache.abandoned_fill_max`.
+    /// `slot` is held until then.
     pub(super) async fn run_fill(
         self: Arc<Self>,
         fill: Arc<Fill>,
         mut job: FillJob,
         table_key: Option<FillKey>,
+        slot: FillSlot,
     ) {
+        let _slot = slot;
         job.table_key = table_key;
         // Whatever happens to this task (even a panic), the fill leaves the table and resolves
         // for its readers: nobody waits forever, and the next request starts afresh.
@@ -394,7 +401,6 @@ impl Engine {
             policy,
             length,
             generation: rand::random(),
-            storing: true,
             withheld,
         });
         fill.publish(Outcome::Stream(head.clone()));
@@ -402,14 +408,26 @@ impl Engine {
 
         let mut body = std::pin::pin!(IdleTimeout::new(body, self.upstream.idle_timeout()));
         let mut result: Result<(), FillError> = Ok(());
-        let mut oversized = false;
+        // Chunks written before the object turned out too large: deleted at the end.
+        let mut oversized: Option<u32> = None;
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(frame) => {
                     if let Ok(data) = frame.into_data() {
                         fill.push(data, &head);
-                        if max > 0 && fill.received() > max {
-                            oversized = true;
+                        if max > 0 && oversized.is_none() && fill.received() > max {
+                            // No Content-Length told us before: stop writing at once.
+                            oversized = Some(fill.stop_storing());
+                        }
+                        if !job.background
+                            && fill.abandoned()
+                            && fill.received() > self.cfg.abandoned_fill_max
+                        {
+                            self.stats
+                                .fills_abandoned
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            result = Err(FillError::Abandoned);
+                            break;
                         }
                     }
                 }
@@ -429,15 +447,17 @@ impl Engine {
             });
         }
         let finished = fill.seal(&result, &head, self.cfg.inline_max);
+        let not_stored = matches!(finished, FinishedBody::Failed) || oversized.is_some();
+        if not_stored {
+            // Nothing partial stays behind: the chunks written so far go.
+            let written = oversized.unwrap_or_else(|| fill.stop_storing());
+            self.storage
+                .remove_chunks(&head.key, &head.variant, head.generation, written);
+            self.unregister(fill, job);
+            return fill.end(result);
+        }
         let (inline, chunk_hashes) = match finished {
-            FinishedBody::Failed => {
-                self.unregister(fill, job);
-                return fill.end(result);
-            }
-            _ if oversized => {
-                self.unregister(fill, job);
-                return fill.end(result);
-            }
+            FinishedBody::Failed => return fill.end(result),
             FinishedBody::Inline(b) => (Some(b), Vec::new()),
             FinishedBody::Chunked(h) => (None, h),
         };

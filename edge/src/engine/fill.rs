@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
@@ -49,8 +50,6 @@ pub struct FillHead {
     pub length: Option<u64>,
     /// Generation under which its chunks are stored.
     pub generation: u64,
-    /// Whether the body is being written to storage (false: too large, streamed only).
-    pub storing: bool,
     /// Fields withheld from storage (`private="…"`, §5.2.2.7): only the client whose request
     /// started the fill may see them, never a client that joined it.
     pub withheld: HeaderMap,
@@ -92,6 +91,9 @@ pub enum FillError {
     /// A reader fell behind the in-memory window and the chunk was no longer in storage.
     #[error("chunk {0} was evicted before a slow reader reached it")]
     Evicted(u32),
+    /// Every reader left and the body outgrew `cache.abandoned_fill_max`: the fetch stopped.
+    #[error("fill stopped: nobody reads it any more")]
+    Abandoned,
 }
 
 struct BodyState {
@@ -108,6 +110,9 @@ struct BodyState {
     total: u64,
     /// blake3 of every completed chunk.
     hashes: Vec<[u8; 32]>,
+    /// Chunks written to storage (a prefix of the completed ones: writing stops, never
+    /// resumes, when the object turns out too large).
+    stored_chunks: u32,
     /// `Some` once the body ended.
     end: Option<Result<(), FillError>>,
 }
@@ -122,6 +127,19 @@ pub struct Fill {
     state: Mutex<State>,
     version: watch::Sender<u64>,
     storage: Storage,
+    /// Clients waiting for the outcome or reading the body ([`Interest`]).
+    interest: AtomicUsize,
+    /// Whether completed chunks are written to storage.
+    storing: AtomicBool,
+}
+
+/// A client's interest in a fill: while any is held, the fill is not abandoned.
+pub struct Interest(Arc<Fill>);
+
+impl Drop for Interest {
+    fn drop(&mut self) {
+        self.0.interest.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Fill {
@@ -145,12 +163,39 @@ impl Fill {
                     current_len: 0,
                     total: 0,
                     hashes: Vec::new(),
+                    stored_chunks: 0,
                     end: None,
                 },
             }),
             version: watch::Sender::new(0),
             storage,
+            interest: AtomicUsize::new(0),
+            storing: AtomicBool::new(true),
         })
+    }
+
+    /// Registers a client's interest (dropped when the client goes away).
+    pub fn interest(self: &Arc<Self>) -> Interest {
+        self.interest.fetch_add(1, Ordering::Relaxed);
+        Interest(self.clone())
+    }
+
+    /// Whether no client waits for or reads this fill any more.
+    pub fn abandoned(&self) -> bool {
+        self.interest.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether completed chunks are still written to storage.
+    pub fn storing(&self) -> bool {
+        self.storing.load(Ordering::Relaxed)
+    }
+
+    /// Stops writing chunks (the object is too large, or will not be stored) and returns how
+    /// many were written, for the caller to delete.
+    pub fn stop_storing(&self) -> u32 {
+        let st = self.state.lock();
+        self.storing.store(false, Ordering::Relaxed);
+        st.body.stored_chunks
     }
 
     fn bump(&self) {
@@ -202,7 +247,7 @@ impl Fill {
         b.current_len = 0;
         let index = b.completed;
         b.hashes.push(*blake3::hash(&chunk).as_bytes());
-        if head.storing {
+        if self.storing() {
             self.storage.put_chunk(
                 &head.key,
                 &head.variant,
@@ -210,6 +255,7 @@ impl Fill {
                 index,
                 chunk.clone(),
             );
+            b.stored_chunks = index + 1;
         }
         b.window.push_back((index, chunk));
         while b.window.len() > b.window_chunks {
@@ -311,6 +357,7 @@ pub struct FillReader {
     rx: watch::Receiver<u64>,
     pos: u64,
     end: Option<u64>,
+    _interest: Interest,
 }
 
 enum Step {
@@ -325,12 +372,14 @@ impl FillReader {
     /// Reads from byte `start` up to `end` (exclusive; `None`: to the end of the body).
     pub fn new(fill: Arc<Fill>, head: Arc<FillHead>, start: u64, end: Option<u64>) -> Self {
         let rx = fill.version.subscribe();
+        let interest = fill.interest();
         FillReader {
             fill,
             head,
             rx,
             pos: start,
             end,
+            _interest: interest,
         }
     }
 

@@ -11,6 +11,53 @@ use parking_lot::Mutex;
 use super::fill::Fill;
 use crate::policy::VariantId;
 
+/// What a fill holds while it runs: a slot of the node's fills and one of the connection that
+/// started it (kept after that client left, so a client that starts fills and goes away still
+/// pays for them).
+#[derive(Debug)]
+pub struct FillSlot {
+    _node: tokio::sync::OwnedSemaphorePermit,
+    _connection: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl FillSlot {
+    /// A slot from the node's `node` and the connection's `connection` semaphores, waiting
+    /// until `deadline` (`None` when either is still full then).
+    pub async fn acquire(
+        node: &Arc<tokio::sync::Semaphore>,
+        connection: &Arc<tokio::sync::Semaphore>,
+        deadline: tokio::time::Instant,
+    ) -> Option<Self> {
+        // The connection's first: a connection over its own cap does not hold a node slot
+        // while it waits.
+        let conn = tokio::time::timeout_at(deadline, connection.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        let node = tokio::time::timeout_at(deadline, node.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        Some(FillSlot {
+            _node: node,
+            _connection: conn,
+        })
+    }
+
+    /// A slot only if one is free now (background revalidations never wait).
+    pub fn try_acquire(
+        node: &Arc<tokio::sync::Semaphore>,
+        connection: &Arc<tokio::sync::Semaphore>,
+    ) -> Option<Self> {
+        let conn = connection.clone().try_acquire_owned().ok()?;
+        let node = node.clone().try_acquire_owned().ok()?;
+        Some(FillSlot {
+            _node: node,
+            _connection: conn,
+        })
+    }
+}
+
 /// Coalescing key: the primary cache key and the variant the request maps to.
 pub type FillKey = ([u8; 32], VariantId);
 

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 use http::{Response, StatusCode};
 
 use super::fill::{Fill, Outcome};
-use super::fills::FillKey;
+use super::fills::{FillKey, FillSlot};
 use super::purge::PurgeVerdict;
 use super::serve::CacheInfo;
 use super::{Body, Engine, RequestCtx};
@@ -195,9 +195,16 @@ impl Engine {
         }
     }
 
-    /// Starts a revalidation nobody waits for (stale-while-revalidate), unless one is running.
+    /// Starts a revalidation nobody waits for (stale-while-revalidate), unless one is running
+    /// or no fill slot is free right now (the stale response is served either way).
     fn revalidate_in_background(self: &Arc<Self>, ctx: &RequestCtx, meta: &Arc<ObjectMeta>) {
         let key: FillKey = (ctx.key, meta.variant);
+        if self.fills.get(&key).is_some() {
+            return;
+        }
+        let Some(slot) = FillSlot::try_acquire(&self.fill_slots, &ctx.conn_fills) else {
+            return;
+        };
         let (fill, leader) = self.fills.join_or_start(key, || self.new_fill());
         if leader {
             let target = FillTarget {
@@ -207,8 +214,10 @@ impl Engine {
                 soft_purged: false,
                 fwd: FwdReason::Stale,
             };
-            let job = self.fill_job(ctx, &target);
-            tokio::spawn(self.clone().run_fill(fill, job, Some(key)));
+            let mut job = self.fill_job(ctx, &target);
+            // Nobody reads a background revalidation: it is not "abandoned" for that.
+            job.background = true;
+            tokio::spawn(self.clone().run_fill(fill, job, Some(key), slot));
         }
     }
 
@@ -228,16 +237,37 @@ impl Engine {
         alone: bool,
     ) -> Served {
         let key: FillKey = (ctx.key, target.variant);
-        let (fill, leader) = if alone {
-            (self.new_fill(), true)
-        } else {
-            self.fills.join_or_start(key, || self.new_fill())
+        // Joining a fill in flight costs nothing; starting one takes a slot of the node and of
+        // this connection, waiting briefly for one.
+        let joined = if alone { None } else { self.fills.get(&key) };
+        let (fill, leader, slot) = match joined {
+            Some(fill) => (fill, false, None),
+            None => {
+                let deadline = tokio::time::Instant::now() + self.cfg.fill_queue;
+                let Some(slot) =
+                    FillSlot::acquire(&self.fill_slots, &ctx.conn_fills, deadline).await
+                else {
+                    self.stats
+                        .fills_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Served::Done(self.too_many_fills());
+                };
+                if alone {
+                    (self.new_fill(), true, Some(slot))
+                } else {
+                    let (fill, leader) = self.fills.join_or_start(key, || self.new_fill());
+                    (fill, leader, leader.then_some(slot))
+                }
+            }
         };
-        if leader {
+        // This client's interest keeps the fill going until it is served (its body reader
+        // then holds its own).
+        let _interest = fill.interest();
+        if let (true, Some(slot)) = (leader, slot) {
             let job = self.fill_job(ctx, &target);
             tokio::spawn(
                 self.clone()
-                    .run_fill(fill.clone(), job, (!alone).then_some(key)),
+                    .run_fill(fill.clone(), job, (!alone).then_some(key), slot),
             );
         } else {
             self.stats
@@ -269,7 +299,11 @@ impl Engine {
                 {
                     return Served::Alone;
                 }
-                let info = info.fwd_status(head.status.as_u16()).stored(head.storing);
+                // Whether it will be stored is known up front only when its length is, or when
+                // no size cap applies; otherwise Cache-Status does not claim it.
+                let stored =
+                    fill.storing() && (self.cfg.max_object_size == 0 || head.length.is_some());
+                let info = info.fwd_status(head.status.as_u16()).stored(stored);
                 Served::Done(self.serve_fill(ctx, fill, &head, info))
             }
             Outcome::Stored(meta) => {

@@ -59,6 +59,10 @@ pub struct EngineStats {
     pub collapsed: std::sync::atomic::AtomicU64,
     /// Upstream requests sent.
     pub upstream_requests: std::sync::atomic::AtomicU64,
+    /// Requests answered 503 because no fill slot freed up in time.
+    pub fills_refused: std::sync::atomic::AtomicU64,
+    /// Fills stopped because every reader left and the body outgrew `abandoned_fill_max`.
+    pub fills_abandoned: std::sync::atomic::AtomicU64,
 }
 
 /// The caching engine. Cheap to share (`Arc`); one per node.
@@ -68,6 +72,8 @@ pub struct Engine {
     upstream: Arc<dyn Upstream>,
     purges: Arc<dyn PurgeOracle>,
     fills: FillTable,
+    /// The node's fill slots (`max_fills`).
+    fill_slots: Arc<tokio::sync::Semaphore>,
     hit_for_miss: HitForMiss,
     stats: EngineStats,
     /// Our `Via` entry for responses received over HTTP/1.1, built once.
@@ -92,6 +98,7 @@ impl Engine {
         purges: Arc<dyn PurgeOracle>,
     ) -> Arc<Self> {
         let hit_for_miss = HitForMiss::new(cfg.hit_for_miss_ttl, 100_000);
+        let fill_slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_fills.max(1)));
         let mut h = http::HeaderMap::new();
         crate::protocol::add_via(&mut h, http::Version::HTTP_11, &cfg.name);
         let via = h.get(http::header::VIA).cloned();
@@ -101,6 +108,7 @@ impl Engine {
             upstream,
             purges,
             fills: FillTable::default(),
+            fill_slots,
             hit_for_miss,
             stats: EngineStats::default(),
             via,
@@ -130,6 +138,15 @@ impl Engine {
     /// Fills in flight.
     pub fn fills_in_flight(&self) -> usize {
         self.fills.len()
+    }
+
+    /// The fill slots of a new client connection: front ends create one per connection and
+    /// pass it with every request ([`ConnInfo::fills`]), so one connection cannot make the
+    /// node fetch without bound (opening and resetting h2 streams for distinct URLs, say).
+    pub fn connection_fill_slots(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::new(tokio::sync::Semaphore::new(
+            self.cfg.max_fills_per_connection.max(1),
+        ))
     }
 
     /// Removes every stored variant of a URL (both schemes), e.g. for a URL purge.
@@ -243,6 +260,7 @@ impl Engine {
             target,
             scheme: conn.scheme,
             peer: conn.peer,
+            conn_fills: conn.fills,
             key,
             directives,
             start,

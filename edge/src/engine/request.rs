@@ -1,7 +1,10 @@
 //! What the engine derives once from an incoming request.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::Semaphore;
 
 use http::{HeaderMap, Method, Uri, Version};
 use tiercel_cluster::urlnorm::{NormalizedUrl, Scheme};
@@ -9,12 +12,15 @@ use tiercel_cluster::urlnorm::{NormalizedUrl, Scheme};
 use crate::policy::RequestDirectives;
 
 /// The connection a request arrived on, as front ends report it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The client's address.
     pub peer: SocketAddr,
     /// `https` for TLS (and QUIC) listeners.
     pub scheme: Scheme,
+    /// The connection's fill slots ([`super::Engine::connection_fill_slots`]), one per
+    /// connection, shared by its requests.
+    pub fills: Arc<Semaphore>,
 }
 
 /// A request, parsed once.
@@ -39,6 +45,8 @@ pub struct RequestCtx {
     pub scheme: Scheme,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The connection's fill slots.
+    pub conn_fills: Arc<Semaphore>,
     /// Primary cache key.
     pub key: [u8; 32],
     /// Request cache directives.

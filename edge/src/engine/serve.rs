@@ -237,6 +237,22 @@ impl Engine {
         resp
     }
 
+    /// 503 when no fill slot freed up within `timeouts.fill_queue`: the node (or this
+    /// connection) already fetches as much as it may.
+    //= https://www.rfc-editor.org/rfc/rfc9110#section-15.6.4
+    //# The server MAY send a Retry-After header field (Section 10.2.3) to suggest an
+    //# appropriate amount of time for the client to wait before retrying the request.
+    pub(super) fn too_many_fills(&self) -> Response<Body> {
+        let mut resp = self.plain_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many fetches in flight; retry\n",
+            None,
+        );
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp
+    }
+
     /// The answer to `OPTIONS` with `Max-Forwards: 0` (RFC 9110 §9.3.7): what this cache does.
     pub(super) fn options_here(&self) -> Response<Body> {
         let mut h = HeaderMap::new();

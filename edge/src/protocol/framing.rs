@@ -86,7 +86,10 @@ mod tests {
     fn framing_table() {
         use FramingError::*;
         let v11 = Version::HTTP_11;
-        type Case = (&'static [(&'static str, &'static str)], Result<(), FramingError>);
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            Result<(), FramingError>,
+        );
         let table: &[Case] = &[
             (&[], Ok(())),
             (&[("content-length", "5")], Ok(())),

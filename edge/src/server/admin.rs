@@ -104,7 +104,7 @@ fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: impl std:
 pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
     let s = engine.stats();
     let mut out = String::new();
-    let counters: [(&str, &str, &AtomicU64); 8] = [
+    let counters: [(&str, &str, &AtomicU64); 11] = [
         (
             "tiercel_cache_hits_total",
             "Requests served from storage.",
@@ -126,9 +126,24 @@ pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
             &s.upstream_requests,
         ),
         (
+            "tiercel_fills_refused_total",
+            "Requests answered 503: no fill slot (limits.max_fills, limits.max_fills_per_connection) within timeouts.fill_queue.",
+            &s.fills_refused,
+        ),
+        (
+            "tiercel_fills_abandoned_total",
+            "Fills stopped: every reader left and the body outgrew cache.abandoned_fill_max.",
+            &s.fills_abandoned,
+        ),
+        (
             "tiercel_client_connections_total",
             "Client connections accepted.",
             &conns.accepted,
+        ),
+        (
+            "tiercel_accept_errors_total",
+            "Accepts that failed (out of file descriptors, mostly); each backs off 50 ms.",
+            &conns.accept_errors,
         ),
         (
             "tiercel_client_idle_closes_total",

@@ -91,9 +91,18 @@ pub async fn serve(
         permits,
         shutdown_grace: opts.shutdown_grace,
     };
-    let handler = move |req, peer| {
+    let handler = move |peer| {
         let engine = engine.clone();
-        async move { engine.handle(req, ConnInfo { peer, scheme }).await }
+        let fills = engine.connection_fill_slots();
+        move |req| {
+            let engine = engine.clone();
+            let conn = ConnInfo {
+                peer,
+                scheme,
+                fills: fills.clone(),
+            };
+            async move { engine.handle(req, conn).await }
+        }
     };
     conn::serve(
         listener,

@@ -248,6 +248,14 @@ impl Storage {
         }
     }
 
+    /// Removes chunks `0..count` of one generation (a fill that will not be stored).
+    pub fn remove_chunks(&self, key: &[u8; 32], variant: &VariantId, generation: u64, count: u32) {
+        for index in 0..count {
+            self.cache
+                .remove(&EntryKey::chunk(key, variant, generation, index));
+        }
+    }
+
     /// Removes every variant of a URL by dropping its head entry.
     pub fn remove_url(&self, key: &[u8; 32]) {
         self.cache.remove(&EntryKey::head(key));

@@ -56,9 +56,12 @@ pub async fn serve(
         permits: Arc::new(Semaphore::new(limits.max_connections)),
         shutdown_grace: Duration::from_secs(2),
     };
-    let handler = move |req, _peer| {
+    let handler = move |_peer| {
         let app = app.clone();
-        async move { super::handle(app, kind, req).await }
+        move |req| {
+            let app = app.clone();
+            async move { super::handle(app, kind, req).await }
+        }
     };
     conn::serve(
         listener,

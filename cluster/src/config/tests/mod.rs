@@ -357,11 +357,14 @@ fn everything_set() -> NodeConfig {
             client_header: Duration::from_secs(5),
             client_idle: Duration::from_secs(3600),
             shutdown_grace: Duration::ZERO,
+            fill_queue: Duration::from_millis(250),
         },
         limits: Limits {
             max_request_head: ByteSize::kib(32),
             max_headers: 64,
             max_connections: 50_000,
+            max_fills: 2048,
+            max_fills_per_connection: 16,
         },
         cache: CacheSettings {
             chunk_size: ByteSize::mib(4),
@@ -373,6 +376,7 @@ fn everything_set() -> NodeConfig {
             max_purge_rules: 5_000,
             hit_for_miss_ttl: Duration::from_millis(500),
             max_object_size: ByteSize::gib(8),
+            abandoned_fill_max: ByteSize::mib(32),
         },
         services: vec![service],
     }
