@@ -49,6 +49,50 @@ async fn two_hundred_concurrent_misses_make_one_origin_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_variants_make_one_origin_request_each() {
+    let e = Edge::start(&[]).await;
+    // Nobody knows yet that the URL varies: every request joins the first fill, and learns
+    // from its response which variant it wants. Slow enough that all 300 arrive meanwhile.
+    let pq = "/co/vary?vary=Accept-Language&cc=max-age%3D300&size=200000&chunk=20000&chunk_ms=30";
+    let langs = ["en", "fr", "de"];
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let client = e.client.clone();
+        let url = e.url(pq);
+        let lang = langs[i % 3];
+        tasks.push(tokio::spawn(async move {
+            let r = send(
+                &client,
+                Request::get(url)
+                    .header("accept-language", lang)
+                    .body(Full::<Bytes>::default())
+                    .unwrap(),
+            )
+            .await;
+            (lang, r.status, r.body)
+        }));
+    }
+    for t in tasks {
+        let (lang, status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{lang}");
+        assert_eq!(
+            body,
+            tiercel_testbed::origin::expected_variant_body(pq, 200_000, lang),
+            "{lang} got its own variant"
+        );
+    }
+    let fetched = e.origin.hits(pq);
+    assert!(fetched <= 4, "{fetched} origin requests for 3 variants");
+    // And all three stayed stored under one Vary head: hits from now on.
+    for lang in langs {
+        let r = e.get_with(pq, &[("accept-language", lang)]).await;
+        assert!(r.is_hit(), "{lang}: {}", r.header("cache-status"));
+    }
+    assert_eq!(e.origin.hits(pq), fetched);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_receive_bytes_before_the_origin_finishes() {
     let e = Edge::start(&[]).await;
     // 16 frames of 64 KiB, 100 ms apart: the origin needs about 1.5 s for the whole body.

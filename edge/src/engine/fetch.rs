@@ -401,6 +401,7 @@ impl Engine {
             policy,
             length,
             generation: rand::random(),
+            head_epoch,
             withheld,
         });
         fill.publish(Outcome::Stream(head.clone()));

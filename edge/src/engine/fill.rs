@@ -50,6 +50,10 @@ pub struct FillHead {
     pub length: Option<u64>,
     /// Generation under which its chunks are stored.
     pub generation: u64,
+    /// For a response with Vary: the epoch of the Vary head its variant joins. Fills for the
+    /// other variants started while it streams use the same one, so concurrent cold variants
+    /// all end up under one head.
+    pub head_epoch: u64,
     /// Fields withheld from storage (`private="…"`, §5.2.2.7): only the client whose request
     /// started the fill may see them, never a client that joined it.
     pub withheld: HeaderMap,

@@ -2,7 +2,7 @@
 //! memory of keys whose last response could not be shared ("hit-for-miss", as Varnish calls
 //! it), so requests for them stop queueing behind each other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -111,11 +111,20 @@ impl FillTable {
     }
 }
 
-/// Keys whose last response was not shareable, with when that memory expires.
+/// Keys whose last response was not shareable, with when that memory expires. Bounded: when
+/// full, the oldest marks go first (never all at once: wiping every mark would send every
+/// marked URL's requests back into coalescing queues together).
 pub struct HitForMiss {
     ttl: Duration,
     max_entries: usize,
-    keys: Mutex<HashMap<[u8; 32], Instant>>,
+    marks: Mutex<Marks>,
+}
+
+#[derive(Default)]
+struct Marks {
+    until: HashMap<[u8; 32], Instant>,
+    /// Marks in the order they were made (a key re-marked appears again, later).
+    order: VecDeque<([u8; 32], Instant)>,
 }
 
 impl std::fmt::Debug for HitForMiss {
@@ -132,7 +141,7 @@ impl HitForMiss {
         HitForMiss {
             ttl,
             max_entries: max_entries.max(1),
-            keys: Mutex::new(HashMap::new()),
+            marks: Mutex::new(Marks::default()),
         }
     }
 
@@ -141,28 +150,42 @@ impl HitForMiss {
         if self.ttl.is_zero() {
             return;
         }
-        let mut keys = self.keys.lock();
-        if keys.len() >= self.max_entries {
-            keys.retain(|_, until| *until > now);
-            if keys.len() >= self.max_entries {
-                keys.clear();
+        let until = now + self.ttl;
+        let mut m = self.marks.lock();
+        m.until.insert(key, until);
+        m.order.push_back((key, until));
+        // Drop the oldest: expired ones, stale records of re-marked keys, and beyond the
+        // bound the oldest live marks.
+        while let Some(&(k, u)) = m.order.front() {
+            let current = m.until.get(&k) == Some(&u);
+            let over = m.until.len() > self.max_entries || m.order.len() > 2 * self.max_entries;
+            if current && u > now && !over {
+                break;
+            }
+            m.order.pop_front();
+            if current && (u <= now || m.until.len() > self.max_entries) {
+                m.until.remove(&k);
             }
         }
-        keys.insert(key, now + self.ttl);
     }
 
     /// Forgets `key` (its response became storable again).
     pub fn clear(&self, key: &[u8; 32]) {
-        let mut keys = self.keys.lock();
-        if !keys.is_empty() {
-            keys.remove(key);
+        let mut m = self.marks.lock();
+        if !m.until.is_empty() {
+            m.until.remove(key);
         }
     }
 
-    /// Whether requests for `key` should skip coalescing at `now`.
+    /// Whether requests for `key` should skip coalescing at `now` (asked on misses only).
     pub fn is_marked(&self, key: &[u8; 32], now: Instant) -> bool {
-        let keys = self.keys.lock();
-        keys.get(key).is_some_and(|until| *until > now)
+        let m = self.marks.lock();
+        m.until.get(key).is_some_and(|until| *until > now)
+    }
+
+    /// Marks held.
+    pub fn len(&self) -> usize {
+        self.marks.lock().until.len()
     }
 }
 
@@ -171,15 +194,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hit_for_miss_expires_and_is_bounded() {
+    fn hit_for_miss_expires_and_is_bounded_oldest_first() {
         let h = HitForMiss::new(Duration::from_secs(10), 2);
         let t0 = Instant::now();
         h.mark([1; 32], t0);
         assert!(h.is_marked(&[1; 32], t0 + Duration::from_secs(9)));
         assert!(!h.is_marked(&[1; 32], t0 + Duration::from_secs(10)));
-        h.mark([2; 32], t0);
-        h.mark([3; 32], t0);
-        assert!(h.keys.lock().len() <= 2);
+        h.mark([2; 32], t0 + Duration::from_secs(1));
+        h.mark([3; 32], t0 + Duration::from_secs(2));
+        // Full: the oldest (1) went, the newer two stay.
+        assert_eq!(h.len(), 2);
+        let later = t0 + Duration::from_secs(3);
+        assert!(!h.is_marked(&[1; 32], later));
+        assert!(h.is_marked(&[2; 32], later) && h.is_marked(&[3; 32], later));
+        // Re-marking a key moves it to the back: the next eviction takes 3, not 2.
+        h.mark([2; 32], later);
+        h.mark([4; 32], later);
+        assert!(h.is_marked(&[2; 32], later) && h.is_marked(&[4; 32], later));
+        assert!(!h.is_marked(&[3; 32], later));
+        assert_eq!(h.len(), 2);
         h.clear(&[3; 32]);
         assert!(!h.is_marked(&[3; 32], t0));
         let off = HitForMiss::new(Duration::ZERO, 2);

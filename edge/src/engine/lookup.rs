@@ -48,6 +48,9 @@ enum Served {
     Done(Response<Body>),
     /// The shared response is not usable by this request: fetch alone.
     Alone,
+    /// The response varies and this request is another variant: coalesce with the other
+    /// requests for that variant (one fetch per variant, not one per request).
+    Variant(Arc<VaryHead>),
 }
 
 /// How many times a request may go around lookup → fill before fetching alone.
@@ -71,10 +74,23 @@ impl Engine {
 
     /// GET and HEAD.
     pub(super) async fn cached(self: &Arc<Self>, ctx: RequestCtx) -> Response<Body> {
-        let mut alone =
-            ctx.directives.no_store || self.hit_for_miss.is_marked(&ctx.key, Instant::now());
+        // Hits never look at the hit-for-miss marks: only a request about to fill does.
+        let mut alone = ctx.directives.no_store;
+        // Set when a fill told us the URL's Vary before storage can: the next round goes
+        // straight to this request's variant.
+        let mut known_vary: Option<Arc<VaryHead>> = None;
         for _ in 0..MAX_ROUNDS {
-            let target = match self.lookup(&ctx).await {
+            let found = match known_vary.take() {
+                Some(head) => {
+                    let variant = variant_id(&head.vary, &ctx.headers);
+                    match self.storage.variant(&ctx.key, &head, &variant).await {
+                        Some(m) => Found::Object(m),
+                        None => Found::VaryMiss { head, variant },
+                    }
+                }
+                None => self.lookup(&ctx).await,
+            };
+            let target = match found {
                 Found::Object(meta) => match self.reuse_stored(&ctx, meta).await {
                     Ok(resp) => return resp,
                     Err(target) => target,
@@ -104,9 +120,13 @@ impl Engine {
                     Some(target.fwd),
                 );
             }
+            if !alone && self.hit_for_miss.is_marked(&ctx.key, Instant::now()) {
+                alone = true;
+            }
             match self.fill_and_serve(&ctx, target, alone).await {
                 Served::Done(resp) => return resp,
                 Served::Alone => alone = true,
+                Served::Variant(head) => known_vary = Some(head),
             }
         }
         self.plain_error(
@@ -294,10 +314,14 @@ impl Engine {
         let info = CacheInfo::forwarded(target.fwd).collapsed(collapsed);
         match outcome {
             Outcome::Stream(head) => {
-                if matches!(head.vary, VarySpec::Star)
-                    || head.variant != variant_id(&head.vary, &ctx.headers)
-                {
+                if matches!(head.vary, VarySpec::Star) {
                     return Served::Alone;
+                }
+                if head.variant != variant_id(&head.vary, &ctx.headers) {
+                    return Served::Variant(Arc::new(VaryHead {
+                        vary: head.vary.clone(),
+                        epoch: head.head_epoch,
+                    }));
                 }
                 // Whether it will be stored is known up front only when its length is, or when
                 // no size cap applies; otherwise Cache-Status does not claim it.
@@ -308,7 +332,13 @@ impl Engine {
             }
             Outcome::Stored(meta) => {
                 if meta.variant != variant_id(&meta.vary, &ctx.headers) {
-                    return Served::Alone;
+                    return match meta.vary {
+                        VarySpec::Fields(_) => Served::Variant(Arc::new(VaryHead {
+                            vary: meta.vary.clone(),
+                            epoch: meta.head_epoch,
+                        })),
+                        _ => Served::Alone,
+                    };
                 }
                 let status = if target.stale.is_some() {
                     304

@@ -70,17 +70,27 @@ impl AgeClock {
 //= https://www.rfc-editor.org/rfc/rfc9111#section-4.2.3
 //# The term "age_value" denotes the value of the Age header field (Section 5.1), in a form
 //# appropriate for arithmetic operation; or 0, if not available.
-/// The Age header's value; an invalid or absent Age counts as 0 (only the first line is read:
-/// Age is a singleton field).
+/// The Age header's value; an invalid or absent Age counts as 0. Age is a singleton field, but
+/// a list (`5, 6`, or several lines) counts as its first member.
+//= https://www.rfc-editor.org/rfc/rfc9111#section-5.1
+//# Although it is defined as a singleton header field, a cache encountering a message with a
+//# list-based Age field value SHOULD use the first member of the field value, discarding
+//# subsequent ones.
 fn age_value(headers: &HeaderMap) -> Duration {
     first_str(headers, header::AGE)
+        .map(|v| {
+            v.split(',')
+                .next()
+                .unwrap_or_default()
+                .trim_matches([' ', '\t'])
+        })
         .and_then(|v| parse_delta_seconds(v.as_bytes()))
         .unwrap_or(Duration::ZERO)
 }
 
 /// The Date header as a time, if present and valid.
 pub(crate) fn date_value(headers: &HeaderMap) -> Option<SystemTime> {
-    first_str(headers, header::DATE).and_then(|v| httpdate::parse_http_date(v).ok())
+    first_str(headers, header::DATE).and_then(|v| crate::policy::http_date::parse_http_date(v))
 }
 
 /// Adds `Date: response_time` when the response has no valid Date, as a cache must before
@@ -184,13 +194,13 @@ mod tests {
                 0,
             ),
             (
-                "Age list is invalid",
+                "Age list uses its first member",
                 vec![("age", "5, 6".into())],
                 0,
                 0,
                 0,
-                0,
-                0,
+                5,
+                5,
             ),
             (
                 "huge Age saturates",

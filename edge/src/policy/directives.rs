@@ -205,13 +205,41 @@ fn parse_surrogate_control(headers: &HeaderMap) -> Vec<RawDirective> {
 /// impossible for a real directive (a token) to collide with it.
 const SURROGATE_STALE: &str = "surrogate stale";
 
-/// Converts a targeted field's Dictionary members into directives. Booleans false mean absent,
-/// Integers become delta-seconds (negative ones are malformed), Strings and Tokens are
-/// arguments, an Inner List of names is a field-name list; Decimals and Byte Sequences are
-/// malformed.
+/// The type RFC 9213 §2.1 infers for a directive of RFC 9111 in a targeted field: delta
+/// seconds are non-negative Integers; a field-name list is a String or an Inner List of names
+/// (or a Boolean for the argument-less form); the rest are Booleans.
+fn well_typed(name: &str, member: &Member) -> bool {
+    match name {
+        "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error" => {
+            matches!(member, Member::Item(BareItem::Integer(n)) if *n >= 0)
+        }
+        "no-cache" | "private" => match member {
+            Member::Item(BareItem::Boolean(_) | BareItem::String(_)) => true,
+            Member::InnerList(items) => items
+                .iter()
+                .all(|i| matches!(i, BareItem::String(_) | BareItem::Token(_))),
+            Member::Item(_) => false,
+        },
+        "no-store" | "public" | "must-revalidate" | "proxy-revalidate" | "no-transform"
+        | "immutable" | "must-understand" => matches!(member, Member::Item(BareItem::Boolean(_))),
+        // Extensions: any type; only what this cache understands is checked.
+        _ => true,
+    }
+}
+
+/// Converts a targeted field's Dictionary members into directives, or `None` when a directive
+/// of RFC 9111 has a value of the wrong type (`max-age="10"`): the field is then invalid as a
+/// whole, and the next target (or Cache-Control) governs. Booleans false mean absent, Integers
+/// become delta-seconds, Strings and Tokens are arguments, an Inner List of names is a
+/// field-name list.
 //= https://www.rfc-editor.org/rfc/rfc9213#section-2.1
 //# Implementations SHOULD NOT consume values that violate these inferred constraints.
-fn from_dictionary(dict: Vec<(String, Member)>) -> Vec<RawDirective> {
+//= https://www.rfc-editor.org/rfc/rfc9213#section-2.1
+//# the cache MUST select the first (in target list order) field with a valid, non-empty value
+fn from_dictionary(dict: Vec<(String, Member)>) -> Option<Vec<RawDirective>> {
+    if !dict.iter().all(|(name, member)| well_typed(name, member)) {
+        return None;
+    }
     let mut out = Vec::new();
     for (name, member) in dict {
         let (value, malformed) = match member {
@@ -240,7 +268,7 @@ fn from_dictionary(dict: Vec<(String, Member)>) -> Vec<RawDirective> {
             malformed,
         });
     }
-    out
+    Some(out)
 }
 
 /// Builds response directives from raw ones, applying the duplicate and validity rules.
@@ -366,9 +394,9 @@ pub fn effective_response_directives(
                 .map(|v| v.as_bytes())
                 .collect::<Vec<_>>()
                 .join(&b", "[..]);
-            match sf::parse_dictionary(&joined) {
-                Ok(dict) => from_dictionary(dict),
-                Err(_) => continue,
+            match sf::parse_dictionary(&joined).ok().and_then(from_dictionary) {
+                Some(raw) => raw,
+                None => continue,
             }
         };
         //= https://www.rfc-editor.org/rfc/rfc9213#section-2.2

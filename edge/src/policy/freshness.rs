@@ -172,7 +172,7 @@ fn expires_lifetime(headers: &HeaderMap, response_time: Option<SystemTime>) -> D
     }
     let Some(expires) = std::str::from_utf8(trim_ows(first.as_bytes()))
         .ok()
-        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(|v| crate::policy::http_date::parse_http_date(v))
     else {
         return Duration::ZERO;
     };
@@ -196,8 +196,8 @@ fn heuristic_lifetime(
     response_time: Option<SystemTime>,
     cfg: &PolicyConfig,
 ) -> Duration {
-    let Some(last_modified) =
-        first_str(headers, header::LAST_MODIFIED).and_then(|v| httpdate::parse_http_date(v).ok())
+    let Some(last_modified) = first_str(headers, header::LAST_MODIFIED)
+        .and_then(|v| crate::policy::http_date::parse_http_date(v))
     else {
         return Duration::ZERO;
     };

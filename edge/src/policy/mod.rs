@@ -29,6 +29,7 @@ pub mod age;
 pub mod config;
 pub mod directives;
 pub mod freshness;
+pub mod http_date;
 pub mod invalidation;
 pub mod reuse;
 pub mod storable;

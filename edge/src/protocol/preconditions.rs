@@ -149,7 +149,7 @@ fn request_date(req: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
 }
 
 /// The HTTP-date of a field with exactly one line; several lines or an invalid date → `None`.
-/// `httpdate` accepts the three formats recipients must accept (RFC 9110 §5.6.7).
+/// All three formats recipients must accept (RFC 9110 §5.6.7) are read.
 pub(crate) fn single_date(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
     let mut lines = headers.get_all(name).into_iter();
     let first = lines.next()?;
@@ -157,7 +157,7 @@ pub(crate) fn single_date(headers: &HeaderMap, name: &HeaderName) -> Option<Syst
         return None;
     }
     let text = std::str::from_utf8(trim_ows(first.as_bytes())).ok()?;
-    httpdate::parse_http_date(text).ok()
+    crate::policy::http_date::parse_http_date(text)
 }
 
 /// The header section of a 304 generated from a stored 200.
