@@ -184,6 +184,7 @@ impl HitForMiss {
     }
 
     /// Marks held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.marks.lock().until.len()
     }

@@ -90,7 +90,7 @@ fn age_value(headers: &HeaderMap) -> Duration {
 
 /// The Date header as a time, if present and valid.
 pub(crate) fn date_value(headers: &HeaderMap) -> Option<SystemTime> {
-    first_str(headers, header::DATE).and_then(|v| crate::policy::http_date::parse_http_date(v))
+    first_str(headers, header::DATE).and_then(crate::policy::http_date::parse_http_date)
 }
 
 /// Adds `Date: response_time` when the response has no valid Date, as a cache must before

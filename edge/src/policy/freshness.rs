@@ -172,7 +172,7 @@ fn expires_lifetime(headers: &HeaderMap, response_time: Option<SystemTime>) -> D
     }
     let Some(expires) = std::str::from_utf8(trim_ows(first.as_bytes()))
         .ok()
-        .and_then(|v| crate::policy::http_date::parse_http_date(v))
+        .and_then(crate::policy::http_date::parse_http_date)
     else {
         return Duration::ZERO;
     };
@@ -197,7 +197,7 @@ fn heuristic_lifetime(
     cfg: &PolicyConfig,
 ) -> Duration {
     let Some(last_modified) = first_str(headers, header::LAST_MODIFIED)
-        .and_then(|v| crate::policy::http_date::parse_http_date(v))
+        .and_then(crate::policy::http_date::parse_http_date)
     else {
         return Duration::ZERO;
     };

@@ -46,8 +46,7 @@ fn etag_of(headers: &HeaderMap) -> Option<EntityTag<'_>> {
 }
 
 fn last_modified_of(headers: &HeaderMap) -> Option<SystemTime> {
-    first_str(headers, header::LAST_MODIFIED)
-        .and_then(|v| crate::policy::http_date::parse_http_date(v))
+    first_str(headers, header::LAST_MODIFIED).and_then(crate::policy::http_date::parse_http_date)
 }
 
 /// Whether the stored response can be validated: it has an entity tag or a Last-Modified date.
