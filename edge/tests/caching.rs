@@ -274,6 +274,24 @@ async fn targeted_fields_take_precedence_and_are_not_forwarded() {
     e.shutdown().await;
 }
 
+/// RFC 9211 §2: every upstream cache's member survives, whether it sent one line or several.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_upstream_cache_status_line_is_kept_before_ours() {
+    let e = Edge::start(&[]).await;
+    let pq = "/c/chain?cc=max-age%3D60&h=Cache-Status:OriginCache%3B%20hit&h=Cache-Status:ShieldCache%3B%20fwd%3Duri-miss";
+    for hit in [false, true] {
+        let r = e.get(pq).await;
+        let all = r.header("cache-status");
+        assert!(
+            all.starts_with("OriginCache; hit, ShieldCache; fwd=uri-miss, "),
+            "{all}"
+        );
+        assert_eq!(r.headers.get_all("cache-status").iter().count(), 1);
+        assert_eq!(r.is_hit(), hit, "{all}");
+    }
+    e.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_while_revalidate_serves_stale_and_refreshes_in_background() {
     let e = Edge::start(&[]).await;

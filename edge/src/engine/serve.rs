@@ -13,7 +13,7 @@ use super::{Body, Engine, RequestCtx};
 use crate::policy::ttl_seconds;
 use crate::protocol::{
     CacheStatus, ClientContext, FwdReason, Precondition, RangeOutcome, add_cdn_loop,
-    add_forwarding_headers, add_via, append_cache_status, content_range, evaluate_preconditions,
+    add_forwarding_headers, add_via, append_cache_status_lines, content_range, evaluate_preconditions,
     evaluate_range, next_traceparent, not_modified_headers, strip_hop_by_hop, unsatisfied_range,
 };
 use crate::storage::ObjectMeta;
@@ -278,7 +278,7 @@ impl Engine {
             key: None,
             detail: info.detail,
         };
-        let v = append_cache_status(h.get(&CACHE_STATUS), &ours);
+        let v = append_cache_status_lines(h.get_all(&CACHE_STATUS), &ours);
         h.insert(CACHE_STATUS.clone(), v);
     }
 
