@@ -175,6 +175,65 @@ async fn forwarding_headers_and_hop_by_hop_fields() {
     e.shutdown().await;
 }
 
+/// W3C Trace Context: a trace continues only from exactly one valid `traceparent`; otherwise a
+/// new trace starts and the client's `tracestate` (which belongs to the trace it could not
+/// continue) is not passed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_context_continues_only_from_one_valid_traceparent() {
+    let e = Edge::start(&[]).await;
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const OTHER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    type Fields = &'static [(&'static str, &'static str)];
+    let cases: [(&str, Fields, bool); 4] = [
+        ("one", &[("traceparent", TP), ("tracestate", "v=1")], true),
+        (
+            "two",
+            &[
+                ("traceparent", TP),
+                ("traceparent", OTHER),
+                ("tracestate", "v=1"),
+            ],
+            false,
+        ),
+        (
+            "upper",
+            &[
+                (
+                    "traceparent",
+                    "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+                ),
+                ("tracestate", "v=1"),
+            ],
+            false,
+        ),
+        ("none", &[("tracestate", "v=1")], false),
+    ];
+    for (name, headers, continued) in cases {
+        let pq = format!("/fe/trace-{name}?cc=no-store");
+        assert_eq!(e.get_with(&pq, headers).await.status, 200);
+        let reqs = e.origin.requests();
+        let seen = reqs
+            .iter()
+            .find(|q| q.target() == pq)
+            .expect("origin saw it");
+        let tps: Vec<_> = seen.headers.get_all("traceparent").iter().collect();
+        assert_eq!(tps.len(), 1, "{name}: one traceparent upstream");
+        let tp = tps[0].to_str().unwrap_or("");
+        assert_eq!(tp.len(), 55, "{name}: {tp}");
+        assert_eq!(
+            tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            continued,
+            "{name}: {tp}"
+        );
+        let state = seen
+            .headers
+            .get("tracestate")
+            .map(|v| v.as_bytes().to_vec());
+        assert_eq!(state.is_some(), continued, "{name}: tracestate {state:?}");
+    }
+    e.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_requests_get_a_host_header_upstream() {
     let e = Edge::start(&[]).await;

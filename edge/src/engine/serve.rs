@@ -13,14 +13,14 @@ use super::{Body, Engine, RequestCtx};
 use crate::policy::ttl_seconds;
 use crate::protocol::{
     CacheStatus, ClientContext, FwdReason, Precondition, RangeOutcome, add_cdn_loop,
-    add_forwarding_headers, add_via, append_cache_status_lines, content_range, evaluate_preconditions,
-    evaluate_range, next_traceparent, not_modified_headers, strip_hop_by_hop, unsatisfied_range,
+    add_forwarding_headers, add_via, append_cache_status_lines, content_range,
+    evaluate_preconditions, evaluate_range, not_modified_headers, propagate_trace,
+    strip_hop_by_hop, unsatisfied_range,
 };
 use crate::storage::ObjectMeta;
 
 /// `Cache-Status` (RFC 9211).
 pub(super) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// What this cache did for a request, for its `Cache-Status` member.
 #[derive(Debug, Clone, Copy, Default)]
@@ -121,8 +121,7 @@ impl Engine {
         };
         add_forwarding_headers(&mut h, &client, &ctx.authority, &self.cfg.name);
         add_cdn_loop(&mut h, &self.cfg.cdn_loop_token);
-        let tp = next_traceparent(h.get(&TRACEPARENT), rand::random());
-        h.insert(TRACEPARENT.clone(), tp);
+        propagate_trace(&mut h, rand::random());
         h
     }
 
