@@ -435,3 +435,67 @@ async fn freshness_sources_and_age() {
     assert!(age >= 100, "age {age}");
     e.shutdown().await;
 }
+
+/// RFC 9110 §15.2: interim (1xx) responses from the origin are not the response. The edge reads
+/// past them to the final one, which is what it serves and stores; a 103's Link fields never
+/// end up in the stored object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_responses_from_the_origin_are_read_past_and_never_stored() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    init_logs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let reply = b"HTTP/1.1 100 Continue\r\n\r\n\
+                            HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+                            HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n\r\nhello";
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let cfg = config_from_flags(&["--listen", "127.0.0.1:0", "--origin", &origin]);
+    let n = tiercel_edge::node::start(tiercel_cluster::config::Role::Edge, &cfg)
+        .await
+        .unwrap();
+    let client = h1_client();
+    let url = format!("http://{}/interim", n.listen.unwrap());
+    for hit in [false, true] {
+        let r = send(
+            &client,
+            http::Request::get(&url)
+                .body(http_body_util::Full::default())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(&r.body[..], b"hello");
+        assert_eq!(r.header("link"), "", "a 103's fields are not the response's");
+        assert_eq!(r.is_hit(), hit, "{}", r.cache_status());
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    n.shutdown().await;
+}
