@@ -49,6 +49,12 @@ async fn ambiguous_h1_framing_is_refused_and_nothing_reaches_the_origin() {
             ),
         ),
         (
+            "both, behind empty lines before the request line",
+            format!(
+                "\r\n\r\nPOST /smug/15 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+        ),
+        (
             "two equal Content-Length lines",
             "POST /smug/3 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"
                 .to_string(),

@@ -39,7 +39,7 @@ impl HeadFraming {
 /// Where the head in `buf` ends (the index after its blank line), if it is complete. Bare LF
 /// line ends count, as hyper accepts them.
 pub fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
+    let mut i = leading_empty_lines(buf);
     while let Some(nl) = buf[i..].iter().position(|&b| b == b'\n') {
         let at = i + nl;
         let rest = &buf[at + 1..];
@@ -58,6 +58,7 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 /// Bytes that do not start with an HTTP/1 request line (a scan that began in the middle of a
 /// stream) say nothing.
 pub fn framing_of(head: &[u8]) -> HeadFraming {
+    let head = &head[leading_empty_lines(head)..];
     let mut out = HeadFraming::default();
     if !starts_with_request_line(head) {
         return out;
@@ -75,6 +76,24 @@ pub fn framing_of(head: &[u8]) -> HeadFraming {
         }
     }
     out
+}
+
+/// How many bytes of empty lines come before the request line: RFC 9112 §2.2 lets a server
+/// ignore them, and hyper (httparse) skips any number, so the scanner must too or a head behind
+/// a CRLF would escape it.
+//= https://www.rfc-editor.org/rfc/rfc9112#section-2.2
+//# In the interest of robustness, a server that is expecting to receive and parse a
+//# request-line SHOULD ignore at least one empty line (CRLF) received prior to the
+//# request-line.
+fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        match &buf[i..] {
+            [b'\r', b'\n', ..] => i += 2,
+            [b'\n', ..] => i += 1,
+            _ => return i,
+        }
+    }
 }
 
 /// `method SP target SP HTTP/1.x`, the method a token of upper-case letters.
@@ -102,6 +121,9 @@ mod tests {
         assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nBODY"), Some(24));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
         assert_eq!(head_end(b""), None);
+        // Empty lines before the request line are skipped, as hyper skips them.
+        assert_eq!(head_end(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"), Some(22));
+        assert_eq!(head_end(b"\n\r\n"), None);
     }
 
     #[test]
@@ -141,6 +163,13 @@ mod tests {
                 b"POST / HTTP/1.1\nContent-Length: 5\nContent-Length: 5\n\n",
                 2,
                 false,
+                true,
+            ),
+            // Empty lines before the request line do not hide the head.
+            (
+                b"\r\n\nPOST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                1,
+                true,
                 true,
             ),
             // A value that mentions the name is not the field.
