@@ -187,10 +187,11 @@ pub fn normalize_host(host: &str) -> Result<String, UrlError> {
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
-        Some(&s[prefix.len()..])
-    } else {
-        None
+    // `get`, not indexing: the prefix's length may fall inside a multi-byte character of a
+    // URL a client sent.
+    match s.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => s.get(prefix.len()..),
+        _ => None,
     }
 }
 
@@ -232,13 +233,27 @@ fn normalize_authority_general(scheme: Scheme, authority: &str) -> Result<String
     let host = host.strip_suffix('.').unwrap_or(host);
     // A name with an empty label (`..`, `.a`, `a..b`) names no host, and would not be a fixed
     // point (`a..` loses one dot per pass).
-    let empty_label = !host.starts_with('[') && host.split('.').any(str::is_empty);
-    if host.is_empty()
-        || empty_label
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~[]:%!$&'()*+,;=".contains(&b))
-    {
+    let valid = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        // IP-literal: an IPv6 address (or IPvFuture), never a name.
+        Some(literal) => {
+            !literal.is_empty()
+                && literal
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b":.-_~".contains(&b))
+        }
+        // reg-name or IPv4address: no `:`, `[` or `]`, which would make the port ambiguous
+        // (`a:b.com:80` is host `a`, port `b.com:80` to one parser and host `a:b.com` to another).
+        None => {
+            !host.is_empty()
+                && !host.split('.').any(str::is_empty)
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+        }
+    };
+    //= https://www.rfc-editor.org/rfc/rfc3986#section-3.2.2
+    //# host        = IP-literal / IPv4address / reg-name
+    if !valid {
         return Err(UrlError::Host);
     }
     let mut out = host.to_ascii_lowercase();
@@ -433,6 +448,9 @@ mod tests {
             UrlError::Characters
         );
         assert_eq!(parse_absolute("http://[::1/").unwrap_err(), UrlError::Host);
+        // A multi-byte character where the scheme would end (found by fuzzing: it panicked).
+        assert_eq!(parse_absolute("https:/ȺʞX").unwrap_err(), UrlError::Scheme);
+        assert_eq!(parse_absolute("é").unwrap_err(), UrlError::Scheme);
         for empty_label in ["http://../", "http://.a/", "http://a..b/", "http://a../"] {
             assert_eq!(
                 parse_absolute(empty_label).unwrap_err(),
@@ -460,6 +478,12 @@ mod tests {
         );
         assert!(normalize_host("").is_err());
         assert!(normalize_host("a b").is_err());
+        // A colon, or brackets, in a name would make the port ambiguous.
+        assert!(normalize_host("a:b.com:80").is_err());
+        assert!(normalize_host("a]b").is_err());
+        assert!(normalize_host("[]").is_err());
+        assert_eq!(normalize_host("[::1]:8443").unwrap(), "[::1]:8443");
+        assert_eq!(normalize_host("[FE80::1]").unwrap(), "[fe80::1]");
     }
 
     proptest::proptest! {

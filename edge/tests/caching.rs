@@ -458,7 +458,9 @@ async fn interim_responses_from_the_origin_are_read_past_and_never_stored() {
                 let mut buf = vec![0u8; 8192];
                 let mut seen = Vec::new();
                 loop {
-                    let Ok(n) = s.read(&mut buf).await else { return };
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -493,7 +495,11 @@ async fn interim_responses_from_the_origin_are_read_past_and_never_stored() {
         .await;
         assert_eq!(r.status, 200);
         assert_eq!(&r.body[..], b"hello");
-        assert_eq!(r.header("link"), "", "a 103's fields are not the response's");
+        assert_eq!(
+            r.header("link"),
+            "",
+            "a 103's fields are not the response's"
+        );
         assert_eq!(r.is_hit(), hit, "{}", r.cache_status());
     }
     assert_eq!(served.load(Ordering::SeqCst), 1);

@@ -272,11 +272,16 @@ fn read_file(path: &Path) -> Result<Table, ConfigError> {
         path: path.to_owned(),
         message: io_message(&e),
     })?;
+    parse_table(&text, path)
+}
+
+/// Parses the text of a configuration file (`path` only names it in errors).
+fn parse_table(text: &str, path: &Path) -> Result<Table, ConfigError> {
     text.parse::<Table>().map_err(|e| {
         let at = e
             .span()
             .map(|span| {
-                let (line, column) = line_column(&text, span.start);
+                let (line, column) = line_column(text, span.start);
                 format!("line {line}, column {column}: ")
             })
             .unwrap_or_default();
@@ -293,6 +298,20 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+/// The configuration a file holding `text` gives on its own (defaults < `text`), validated.
+/// Secret files it names are not read. See [`NodeConfig::from_file_text`].
+pub(crate) fn from_file_text(
+    role: Role,
+    text: &str,
+    path: &Path,
+) -> Result<NodeConfig, ConfigError> {
+    let mut layers = Layers::new(role)?;
+    layers.apply_file(parse_table(text, path)?, path)?;
+    let (cfg, sources) = layers.finish()?;
+    super::validate::validate(&cfg, &sources)?;
+    Ok(cfg)
 }
 
 /// The whole load: layers, then validation. See [`NodeConfig::load`].

@@ -29,6 +29,8 @@
 //! }
 //! ```
 
+use std::path::Path;
+
 mod args;
 mod error;
 mod load;
@@ -64,6 +66,14 @@ impl NodeConfig {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(Self, Vec<(String, Source)>), ConfigError> {
         load::load(role, args, env).map(|(cfg, sources)| (cfg, sources.into_iter().collect()))
+    }
+
+    /// What a configuration file holding `text` sets, over the `role`'s defaults, validated
+    /// as [`load`](Self::load) would (`path` only names the file in errors); secret files it
+    /// names are not read. For tools that check a file before it is deployed, and for fuzzing
+    /// the file parser.
+    pub fn from_file_text(role: Role, text: &str, path: &Path) -> Result<Self, ConfigError> {
+        load::from_file_text(role, text, path)
     }
 
     /// Checks the rules types cannot express (cert with key, chunk size bounds, URLs,

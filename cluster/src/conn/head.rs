@@ -96,7 +96,8 @@ fn leading_empty_lines(buf: &[u8]) -> usize {
     }
 }
 
-/// `method SP target SP HTTP/1.x`, the method a token of upper-case letters.
+/// `method SP target SP HTTP/1.x`, the method any token (RFC 9110 §9.1: extension methods
+/// are tokens too, and hyper accepts them).
 fn starts_with_request_line(head: &[u8]) -> bool {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -105,10 +106,15 @@ fn starts_with_request_line(head: &[u8]) -> bool {
     let target = parts.next().unwrap_or_default();
     let version = parts.next().unwrap_or_default();
     !method.is_empty()
-        && method.iter().all(u8::is_ascii_uppercase)
+        && method.iter().all(|&b| is_tchar(b))
         && !target.is_empty()
         && version.starts_with(b"HTTP/1.")
         && parts.next().is_none()
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -168,6 +174,13 @@ mod tests {
             // Empty lines before the request line do not hide the head.
             (
                 b"\r\n\nPOST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                1,
+                true,
+                true,
+            ),
+            // Any token is a method, as far as hyper is concerned.
+            (
+                b"M-SEARCH * HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
                 1,
                 true,
                 true,

@@ -32,11 +32,11 @@ pub mod freshness;
 pub mod http_date;
 pub mod invalidation;
 pub mod reuse;
+pub mod sf;
 pub mod storable;
 pub mod validation;
 pub mod vary;
 
-mod sf;
 mod syntax;
 
 #[cfg(test)]

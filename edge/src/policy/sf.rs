@@ -11,10 +11,22 @@
 //# If parsing fails -- including when calling another algorithm -- the entire field value
 //# MUST be ignored (i.e., treated as if the field were not present in the section).
 
+/// Whether base64 text (alphabet already checked) decodes: `=` only as padding at the end,
+/// never more than the last quantum lacks (missing padding is synthesized), and no dangling
+/// sixth of a byte. Non-zero pad
+/// bits are tolerated, as §4.2.7 asks.
+//= https://www.rfc-editor.org/rfc/rfc8941#section-4.2.7
+//# parsers SHOULD NOT fail when "=" padding is not present
+fn decodes_as_base64(text: &[u8]) -> bool {
+    let data = text.len() - text.iter().rev().take_while(|&&c| c == b'=').count();
+    let pad = text.len() - data;
+    !text[..data].contains(&b'=') && data % 4 != 1 && pad <= (4 - data % 4) % 4
+}
+
 /// A bare item (RFC 8941 §3.3). Decimals keep their text: no cache directive takes one, so they
 /// only need to be recognised as "not an Integer".
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum BareItem {
+pub enum BareItem {
     /// sf-integer, at most 15 digits.
     Integer(i64),
     /// sf-decimal, as written.
@@ -31,7 +43,7 @@ pub(crate) enum BareItem {
 
 /// A dictionary member's value: an Item or an Inner List (parameters dropped).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Member {
+pub enum Member {
     /// A single item.
     Item(BareItem),
     /// An inner list of items.
@@ -40,13 +52,13 @@ pub(crate) enum Member {
 
 /// Syntax error somewhere in the field; the field is then ignored as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SfError;
+pub struct SfError;
 
 type Res<T> = Result<T, SfError>;
 
 /// Parses a Dictionary from the combined field value (lines joined with ", "). Duplicate keys
 /// keep the last value, in the position of the first (RFC 8941 §4.2.2).
-pub(crate) fn parse_dictionary(input: &[u8]) -> Res<Vec<(String, Member)>> {
+pub fn parse_dictionary(input: &[u8]) -> Result<Vec<(String, Member)>, SfError> {
     let mut p = Parser { s: input, i: 0 };
     p.skip_sp();
     let mut out: Vec<(String, Member)> = Vec::new();
@@ -276,14 +288,24 @@ impl Parser<'_> {
         BareItem::Token(String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
     }
 
+    //= https://www.rfc-editor.org/rfc/rfc8941#section-4.2.7
+    //# Let binary_content be the result of base64-decoding b64_content, synthesizing padding
+    //# if necessary (note the requirements about recipient behavior below).  If an error is
+    //# encountered, fail parsing.
     fn byte_sequence(&mut self) -> Res<BareItem> {
         self.i += 1;
+        let start = self.i;
         loop {
             match self.next() {
-                Some(b':') => return Ok(BareItem::ByteSequence),
+                Some(b':') => break,
                 Some(c) if c.is_ascii_alphanumeric() || b"+/=".contains(&c) => {}
                 _ => return Err(SfError),
             }
+        }
+        if decodes_as_base64(&self.s[start..self.i - 1]) {
+            Ok(BareItem::ByteSequence)
+        } else {
+            Err(SfError)
         }
     }
 
@@ -315,6 +337,15 @@ mod tests {
         let cases: Vec<(&str, Expected)> = vec![
             ("", Some(vec![])),
             ("   ", Some(vec![])),
+            // Byte sequences must decode: padding optional, never more than is missing.
+            ("a=:aGVsbG8=:", Some(vec![("a", item(ByteSequence))])),
+            ("a=:aGVsbG8:", Some(vec![("a", item(ByteSequence))])),
+            ("a=:GVsbG8=:", Some(vec![("a", item(ByteSequence))])),
+            ("a=::", Some(vec![("a", item(ByteSequence))])),
+            ("a=:/aGVsbG8=:", None),
+            ("a=:aGVs=:", None),
+            ("a=:a=GVs:", None),
+            ("a=:aGVsbG8==:", None),
             ("max-age=60", Some(vec![("max-age", item(Integer(60)))])),
             (
                 "max-age=60, no-store",
