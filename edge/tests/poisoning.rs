@@ -104,6 +104,14 @@ async fn the_origin_is_asked_for_the_canonical_target_the_key_names() {
     )
     .await;
     assert_eq!(raw_status(&out), 400, "{out}");
+    // Nor is a Host whose name holds a colon: one parser reads port `b.example:80`, another
+    // host `a:b.example`.
+    let out = raw(
+        e.addr(),
+        b"GET /x HTTP/1.1\r\nHost: a:b.example:80\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&out), 400, "{out}");
     assert_eq!(e.origin.total_hits(), before);
     e.shutdown().await;
 }
