@@ -436,6 +436,47 @@ async fn freshness_sources_and_age() {
     e.shutdown().await;
 }
 
+/// RFC 9110 §5.6.7, RFC 9111 §5.1, RFC 9213 §2.1 end to end: every HTTP-date format makes an
+/// `Expires` count, a list-valued `Age` counts by its first member, and a `CDN-Cache-Control`
+/// that is not a valid dictionary (a directive of the wrong type) is ignored as a whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn date_formats_age_lists_and_invalid_targeted_fields() {
+    let e = Edge::start(&[]).await;
+    // 2037 is less than 50 years ahead, so `37` is 2037 (RFC 9110 §5.6.7).
+    for (name, expires) in [
+        ("imf", "Thu,%2031%20Dec%202037%2023:59:59%20GMT"),
+        ("rfc850", "Thursday,%2031-Dec-37%2023:59:59%20GMT"),
+        ("asctime", "Thu%20Dec%2031%2023:59:59%202037"),
+    ] {
+        let pq = format!("/c/date-{name}?h=Expires:{expires}");
+        e.get(&pq).await;
+        let r = e.get(&pq).await;
+        assert!(r.is_hit(), "{name}: {}", r.cache_status());
+        assert_eq!(e.origin.hits(&pq), 1, "{name}");
+    }
+    // Age: 50, 70 is an Age of 50: ten seconds of a max-age=60 are left.
+    let aged = "/c/age-list?cc=max-age%3D60&h=Age:50,%2070";
+    e.get(aged).await;
+    let r = e.get(aged).await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    let ttl: i64 = r
+        .cache_status()
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("ttl=").map(str::to_string))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(i64::MAX);
+    assert!(ttl <= 10, "ttl {ttl}: {}", r.cache_status());
+    // max-age="10" is a String, not an Integer: the field is void and Cache-Control rules.
+    let void = "/c/cdncc-void?cc=no-store&cdncc=max-age%3D%2210%22";
+    e.get(void).await;
+    e.get(void).await;
+    assert_eq!(e.origin.hits(void), 2, "no-store applied");
+    let void_ok = "/c/cdncc-void-ok?cc=max-age%3D60&cdncc=no-store,%20max-age%3D%2210%22";
+    e.get(void_ok).await;
+    assert!(e.get(void_ok).await.is_hit(), "max-age=60 applied");
+    e.shutdown().await;
+}
+
 /// RFC 9110 §15.2: interim (1xx) responses from the origin are not the response. The edge reads
 /// past them to the final one, which is what it serves and stores; a 103's Link fields never
 /// end up in the stored object.
