@@ -75,6 +75,12 @@ fn bad_purges_name_the_field_and_item() {
             req(|r| r.urls = vec![long.clone()]),
             Invalid::TooLarge(format!("urls[0]: longer than {MAX_ITEM_BYTES} bytes")),
         ),
+        // Short enough as sent, too long once each stray `%` is written `%25` (found by
+        // fuzzing: the stored form was refused when checked again).
+        (
+            req(|r| r.prefixes = vec![format!("https://e.com/{}", "%".repeat(2000))]),
+            Invalid::TooLarge(format!("prefixes[0]: longer than {MAX_ITEM_BYTES} bytes")),
+        ),
         (
             req(|r| r.tags = (0..=MAX_TARGETS).map(|i| i.to_string()).collect()),
             Invalid::TooLarge(format!(
