@@ -40,7 +40,6 @@ pub fn main(role: Role) -> ExitCode {
              use TIERCEL_PURGE_TOKEN or --purge-token-file"
         );
     }
-    tiercel_cluster::conn::raise_fd_limit();
     if cli.node.check_config {
         print!("{}", cfg.to_toml());
         return ExitCode::SUCCESS;

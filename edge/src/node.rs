@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tiercel_cluster::config::{NodeConfig, Role};
+use tiercel_cluster::conn::{ConnLimiter, fd_budget};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -15,8 +16,11 @@ use tiercel_cluster::follower::{
     FollowerConfig, FollowerError, FollowerHandle, PurgeState, start_follower,
 };
 
-use crate::engine::{Engine, EngineConfig, EngineHooks, FollowedPurges, NoPurges, PurgeOracle};
+use crate::engine::{
+    Engine, EngineConfig, EngineHooks, FollowedPurges, NoPurges, PurgeOracle, StoreCaps,
+};
 use crate::policy::PolicyConfig;
+use crate::protocol::HeadLimits;
 use crate::server::{self, Readiness, ServerOptions};
 use crate::storage::{Storage, StorageError, StorageOptions};
 use crate::upstream::{OriginUpstream, OriginUrlError, UpstreamTimeouts};
@@ -133,7 +137,18 @@ pub fn engine_config(role: Role, cfg: &NodeConfig) -> EngineConfig {
         },
         max_fills_per_connection: cfg.limits.max_fills_per_connection,
         fill_queue: cfg.timeouts.fill_queue,
+        client_body: cfg.timeouts.client_body,
         abandoned_fill_max: c.abandoned_fill_max.as_u64(),
+        head_limits: HeadLimits {
+            max_fields: cfg.limits.max_headers,
+            max_bytes: cfg.limits.max_request_head.as_usize(),
+        },
+        store_caps: StoreCaps {
+            max_tags: c.max_tags,
+            max_tags_bytes: c.max_tags_bytes.as_usize(),
+            max_vary_fields: c.max_vary_fields,
+            max_variants: u32::try_from(c.max_variants).unwrap_or(u32::MAX),
+        },
         // A shield feeds edges of the same CDN: they need the targeted fields and tags too.
         forward_targeted_fields: role == Role::Shield,
         strip_surrogate_headers: role == Role::Edge,
@@ -194,7 +209,19 @@ pub async fn start_with_purges(
         idle: cfg.timeouts.idle,
     };
     let upstream = OriginUpstream::new(origin, timeouts)?;
-    let engine_cfg = engine_config(role, cfg);
+    let mut engine_cfg = engine_config(role, cfg);
+    // Client connections must not use up the descriptors upstream connections need.
+    let nofile = tiercel_cluster::conn::raise_fd_limit();
+    let budget = fd_budget(nofile, cfg.limits.max_connections, engine_cfg.max_fills);
+    if budget.clients < cfg.limits.max_connections || budget.upstream < engine_cfg.max_fills {
+        tracing::warn!(
+            ?nofile,
+            max_connections = budget.clients,
+            max_fills = budget.upstream,
+            "limits lowered to fit the open-file limit"
+        );
+    }
+    engine_cfg.max_fills = budget.upstream;
     let storage = Storage::open(StorageOptions {
         memory_bytes: cfg.memory_cache.as_usize(),
         disk: cfg
@@ -210,7 +237,8 @@ pub async fn start_with_purges(
         max_headers: cfg.limits.max_headers,
         header_timeout: cfg.timeouts.client_header,
         idle_timeout: cfg.timeouts.client_idle,
-        max_connections: cfg.limits.max_connections,
+        max_connections: budget.clients,
+        max_connections_per_ip: cfg.limits.max_connections_per_ip,
         shutdown_grace: cfg.timeouts.shutdown_grace,
     };
     let shutdown = CancellationToken::new();
@@ -218,7 +246,7 @@ pub async fn start_with_purges(
     let ready = Arc::new(Readiness::default());
     let conns = Arc::new(server::ConnectionStats::default());
     // One limit across every client listener: the node's, not each port's.
-    let permits = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+    let limiter = ConnLimiter::new(opts.max_connections, opts.max_connections_per_ip);
 
     let bind = |addr: SocketAddr| async move {
         server::bind(addr)
@@ -234,7 +262,7 @@ pub async fn start_with_purges(
             None,
             engine.clone(),
             opts.clone(),
-            permits.clone(),
+            limiter.clone(),
             conns.clone(),
             shutdown.clone(),
         ));
@@ -257,7 +285,7 @@ pub async fn start_with_purges(
             Some(TlsAcceptor::from(tls)),
             engine.clone(),
             opts.clone(),
-            permits.clone(),
+            limiter.clone(),
             conns.clone(),
             shutdown.clone(),
         ));

@@ -91,6 +91,18 @@ pub mod defaults {
     pub const MAX_FILLS_PER_CONNECTION: usize = 64;
     /// How long a request waits for a fill slot before 503.
     pub const FILL_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Most surrogate keys stored per object.
+    pub const MAX_TAGS: usize = 1000;
+    /// Most bytes of surrogate keys stored per object.
+    pub const MAX_TAGS_BYTES: ByteSize = ByteSize::kib(16);
+    /// Most field names in a stored response's Vary.
+    pub const MAX_VARY_FIELDS: usize = 16;
+    /// Most variants stored per URL.
+    pub const MAX_VARIANTS: usize = 100;
+    /// Client connections from one address at once; 0 = no cap.
+    pub const MAX_CONNECTIONS_PER_IP: usize = 0;
+    /// Client: a request body must start, and keep coming, within this.
+    pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
     /// How far a fill nobody reads any more goes on before it is dropped.
     pub const ABANDONED_FILL_MAX: ByteSize = ByteSize::mib(8);
     /// Storage chunk size.
@@ -220,10 +232,14 @@ pub struct Timeouts {
     /// On shutdown, how long in-flight requests may finish.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
-    /// A request that would start a fill waits this long for a slot (`limits.max_fills`,
+    /// A request that would start a fill or a pass waits this long for a slot (`limits.max_fills`,
     /// `limits.max_fills_per_connection`), then gets 503 with Retry-After.
     #[serde(with = "duration")]
     pub fill_queue: Duration,
+    /// Client: a request body forwarded upstream must start within this of its head, and no
+    /// later piece may take longer (408 otherwise); nothing is asked upstream before it starts.
+    #[serde(with = "duration")]
+    pub client_body: Duration,
 }
 
 impl Default for Timeouts {
@@ -236,6 +252,7 @@ impl Default for Timeouts {
             client_idle: defaults::CLIENT_IDLE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             fill_queue: defaults::FILL_QUEUE_TIMEOUT,
+            client_body: defaults::CLIENT_BODY_TIMEOUT,
         }
     }
 }
@@ -248,13 +265,21 @@ pub struct Limits {
     pub max_request_head: ByteSize,
     /// Most header fields per request; more → 431.
     pub max_headers: usize,
-    /// Client connections served at once; more wait in the kernel's backlog.
+    /// Client connections served at once, across every client listener; near the cap the
+    /// longest-idle keep-alive connections are closed to make room, and beyond it new ones
+    /// wait in the kernel's backlog. Lowered at start to fit the open-file limit.
     pub max_connections: usize,
-    /// Upstream fills in flight on the node at once; `0` sizes it to the memory tier (one per
-    /// 256 KiB of it, between 256 and 16384), since each fill holds a window of its body.
+    /// Client connections one address may hold at once (`0`: no cap); more are closed as
+    /// soon as they are accepted.
+    pub max_connections_per_ip: usize,
+    /// Upstream exchanges in flight on the node at once: fills, and passes (requests such as
+    /// POST that go upstream uncached), each holding an upstream connection; `0` sizes it to
+    /// the memory tier (one per 256 KiB of it, between 256 and 16384), since each fill holds a
+    /// window of its body. Also lowered at start to fit the open-file limit.
     pub max_fills: usize,
-    /// Fills one client connection may have started and not yet finished (a fill counts
-    /// against the connection that started it even after that client left).
+    /// Upstream exchanges (fills and passes) one client connection may have started and not
+    /// yet finished (a fill counts against the connection that started it even after that
+    /// client left).
     pub max_fills_per_connection: usize,
 }
 
@@ -264,6 +289,7 @@ impl Default for Limits {
             max_request_head: defaults::MAX_REQUEST_HEAD,
             max_headers: defaults::MAX_HEADERS,
             max_connections: defaults::MAX_CONNECTIONS,
+            max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
             max_fills: defaults::MAX_FILLS,
             max_fills_per_connection: defaults::MAX_FILLS_PER_CONNECTION,
         }
@@ -299,6 +325,15 @@ pub struct CacheSettings {
     /// A fill whose readers have all gone goes on (to store the object for the next clients)
     /// only while it has received at most this much; then it stops and stores nothing.
     pub abandoned_fill_max: ByteSize,
+    /// Most surrogate keys (`Surrogate-Key`, `Cache-Tag`) per object; a response with more is
+    /// served but not stored (Cache-Status `detail=too-many-tags`).
+    pub max_tags: usize,
+    /// Most bytes of surrogate keys per object, their lengths summed (`detail=tags-too-long`).
+    pub max_tags_bytes: ByteSize,
+    /// Most field names in a response's Vary (`detail=vary-too-wide`).
+    pub max_vary_fields: usize,
+    /// Most variants stored per URL (`detail=too-many-variants` for the next new one).
+    pub max_variants: usize,
 }
 
 impl Default for CacheSettings {
@@ -314,6 +349,10 @@ impl Default for CacheSettings {
             hit_for_miss_ttl: defaults::HIT_FOR_MISS_TTL,
             max_object_size: defaults::MAX_OBJECT_SIZE,
             abandoned_fill_max: defaults::ABANDONED_FILL_MAX,
+            max_tags: defaults::MAX_TAGS,
+            max_tags_bytes: defaults::MAX_TAGS_BYTES,
+            max_vary_fields: defaults::MAX_VARY_FIELDS,
+            max_variants: defaults::MAX_VARIANTS,
         }
     }
 }

@@ -151,6 +151,7 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
         ("timeouts.idle", t.idle),
         ("timeouts.client_header", t.client_header),
         ("timeouts.client_idle", t.client_idle),
+        ("timeouts.client_body", t.client_body),
         ("cache.max_purge_lag", cfg.cache.max_purge_lag),
     ] {
         if value.is_zero() {
@@ -159,6 +160,21 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
                 format!("must be more than {}", format_duration(value)),
             ));
         }
+    }
+
+    for (key, value) in [
+        ("cache.max_vary_fields", cfg.cache.max_vary_fields),
+        ("cache.max_variants", cfg.cache.max_variants),
+    ] {
+        if value == 0 {
+            return Err(fail(key, "must be at least 1".to_owned()));
+        }
+    }
+    if cfg.cache.max_variants > u32::MAX as usize {
+        return Err(fail(
+            "cache.max_variants",
+            format!("must be at most {}", u32::MAX),
+        ));
     }
 
     if cfg.cache.max_purge_rules == 0 {

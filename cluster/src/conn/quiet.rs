@@ -70,6 +70,8 @@ pub enum Closing {
     HeadTimeout,
     /// The client has not taken any of our bytes for `idle`: drop it.
     SendTimeout,
+    /// Idle while the node was at its connection limit: closed politely to make room.
+    MadeRoom,
 }
 
 /// The rules. A wake-up is never later than the shortest timeout from now, so a deadline that
@@ -137,6 +139,9 @@ pub struct Activity {
     body_progress: AtomicU64,
     /// A handler asked for the connection to be dropped now.
     dropped: tokio::sync::Notify,
+    /// The connection limiter asked for the connection to close if it is idle.
+    close_asked: tokio::sync::Notify,
+    close_asked_flag: AtomicBool,
     /// Whether the reads are a head arriving on an idle HTTP/1 connection (see [`super::head`]).
     scanning: AtomicBool,
     /// The part of that head read so far, when it came in more than one read.
@@ -164,6 +169,8 @@ impl Activity {
             bodies_waiting: AtomicUsize::new(0),
             body_progress: AtomicU64::new(0),
             dropped: tokio::sync::Notify::new(),
+            close_asked: tokio::sync::Notify::new(),
+            close_asked_flag: AtomicBool::new(false),
             scanning: AtomicBool::new(true),
             head: parking_lot::Mutex::new(Vec::new()),
             ambiguous: AtomicBool::new(false),
@@ -291,6 +298,36 @@ impl Activity {
     /// Resolves once [`Activity::drop_connection`] was called.
     pub async fn drop_requested(&self) {
         self.dropped.notified().await;
+    }
+
+    /// Since when the connection has been an idle keep-alive one: nothing in flight, and no
+    /// request head begun (an HTTP/1.1 connection that has not sent its first request yet is
+    /// not idle: its head is being timed). `None` when it is not idle.
+    pub fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Relaxed) > 0 {
+            return None;
+        }
+        if !self.h2.load(Relaxed) && self.head_started.load(Relaxed) != 0 {
+            return None;
+        }
+        Some(self.accepted + Duration::from_millis(self.quiet_since.load(Relaxed)))
+    }
+
+    /// Asks the connection to close while it is idle (the node needs its place): an HTTP/1.1
+    /// connection closes between requests, an HTTP/2 one gets GOAWAY.
+    pub fn ask_to_close(&self) {
+        self.close_asked_flag.store(true, Relaxed);
+        self.close_asked.notify_one();
+    }
+
+    /// Resolves once [`Activity::ask_to_close`] was called.
+    pub async fn close_asked(&self) {
+        self.close_asked.notified().await;
+    }
+
+    /// Whether [`Activity::ask_to_close`] was called.
+    pub fn close_asked_now(&self) -> bool {
+        self.close_asked_flag.load(Relaxed)
     }
 
     /// The current picture.

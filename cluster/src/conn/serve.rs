@@ -14,12 +14,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::head::AmbiguousFraming;
+use super::limiter::ConnLimiter;
 use super::quiet::{Activity, Closing, ConnControl, QuietLimits, Verdict, verdict};
 use super::stats::ConnectionStats;
 use super::watch::{TrackedBody, WatchedIo};
@@ -30,9 +30,8 @@ pub struct ConnOptions {
     /// The client timeouts. `header` also bounds the TLS handshake: one deadline runs from
     /// accept to the first complete request head.
     pub limits: QuietLimits,
-    /// Connections served at once, shared by every listener given the same semaphore; further
-    /// ones wait in the kernel's backlog.
-    pub permits: Arc<Semaphore>,
+    /// The connection limit, shared by every listener given the same limiter.
+    pub limiter: Arc<ConnLimiter>,
     /// How long in-flight requests may finish after shutdown starts.
     pub shutdown_grace: Duration,
 }
@@ -70,9 +69,9 @@ pub async fn serve<M, H, Fut, B>(
     loop {
         let permit = tokio::select! {
             () = shutdown.cancelled() => break,
-            p = opts.permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
+            p = opts.limiter.permit() => match p {
+                Some(p) => p,
+                None => break,
             },
         };
         let accepted = tokio::select! {
@@ -88,8 +87,15 @@ pub async fn serve<M, H, Fut, B>(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let activity = Activity::new();
+        let Some(admitted) = opts.limiter.admit(permit, peer.ip(), activity.clone()) else {
+            stats
+                .refused_per_ip
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(%peer, "over the per-address connection cap; closed");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
         let stats = stats.clone();
         let tls = tls.clone();
         let builder = builder.clone();
@@ -97,7 +103,7 @@ pub async fn serve<M, H, Fut, B>(
         let limits = opts.limits;
         let handler = connection(peer);
         connections.spawn(async move {
-            let _permit = permit;
+            let _admitted = admitted;
             let _open = stats.opened();
             let closed = match tls {
                 None => {
@@ -204,6 +210,14 @@ where
             () = shutdown.cancelled(), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
+            }
+            () = activity.close_asked(), if !closing => {
+                // Idle while the node is at its connection limit: make room (h1 closes between
+                // requests, h2 sends GOAWAY), and drop it if it lingers.
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+                idle_close = Some(Closing::MadeRoom);
+                look.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
             }
             () = &mut look => {
                 let now = activity.now();

@@ -19,8 +19,14 @@ pub struct ConnectionStats {
     pub closed_header_timeout: AtomicU64,
     /// Dropped because the client took none of our bytes for `timeouts.client_idle`.
     pub closed_send_timeout: AtomicU64,
+    /// Closed while idle to make room at the connection limit.
+    pub closed_made_room: AtomicU64,
+    /// Closed at once: the client's address already held `limits.max_connections_per_ip`.
+    pub refused_per_ip: AtomicU64,
     /// Accepts that failed (out of file descriptors, mostly); each costs a short back-off.
     pub accept_errors: AtomicU64,
+    /// Accepts that failed on the admin listener.
+    pub admin_accept_errors: AtomicU64,
 }
 
 impl ConnectionStats {
@@ -42,6 +48,7 @@ impl ConnectionStats {
             Closing::Idle => &self.closed_idle,
             Closing::HeadTimeout => &self.closed_header_timeout,
             Closing::SendTimeout => &self.closed_send_timeout,
+            Closing::MadeRoom => &self.closed_made_room,
         };
         counter.fetch_add(1, Relaxed);
     }

@@ -70,6 +70,50 @@ impl Body {
     }
 }
 
+/// A body that keeps `guard` alive until it is dropped (the upstream slot of a pass-through
+/// lasts as long as its response streams).
+struct Holding<G> {
+    inner: UnsyncBoxBody<Bytes, BoxError>,
+    _guard: G,
+}
+
+impl<G: Unpin> http_body::Body for Holding<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Body {
+    /// This body, holding `guard` until it is over (or dropped).
+    pub fn holding<G: Send + Unpin + 'static>(self, guard: G) -> Body {
+        match self {
+            Body::Stream { inner, len } => Body::Stream {
+                inner: Holding {
+                    inner,
+                    _guard: guard,
+                }
+                .boxed_unsync(),
+                len,
+            },
+            other => other,
+        }
+    }
+}
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BoxError;

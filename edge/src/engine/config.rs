@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use super::admission::StoreCaps;
 use crate::key::KeyRules;
 use crate::policy::PolicyConfig;
+use crate::protocol::HeadLimits;
 
 /// Everything the engine needs to know that is not per request.
 #[derive(Debug, Clone)]
@@ -36,10 +38,16 @@ pub struct EngineConfig {
     ///
     /// [`Engine::connection_fill_slots`]: super::Engine::connection_fill_slots
     pub max_fills_per_connection: usize,
-    /// How long a request waits for a fill slot before 503.
+    /// How long a request waits for a fill (or pass) slot before 503.
     pub fill_queue: Duration,
+    /// A pass-through request body must start, and each later piece arrive, within this.
+    pub client_body: Duration,
     /// A fill nobody reads stops once it has received more than this.
     pub abandoned_fill_max: u64,
+    /// Request heads larger than this (fields, bytes) are refused with 431 on every front end.
+    pub head_limits: HeadLimits,
+    /// Caps on what one response may add besides its body (tags, Vary width, variants).
+    pub store_caps: StoreCaps,
     /// Remove `Surrogate-Key` and `Cache-Tag` from responses to clients.
     pub strip_surrogate_headers: bool,
     /// Keep CDN-Cache-Control / Surrogate-Control in responses (for a tier that feeds another
@@ -64,7 +72,13 @@ impl Default for EngineConfig {
             max_fills: 4096,
             max_fills_per_connection: 64,
             fill_queue: Duration::from_secs(1),
+            client_body: Duration::from_secs(10),
             abandoned_fill_max: 8 * 1024 * 1024,
+            head_limits: HeadLimits {
+                max_fields: 100,
+                max_bytes: 64 * 1024,
+            },
+            store_caps: StoreCaps::default(),
             strip_surrogate_headers: true,
             forward_targeted_fields: false,
         }

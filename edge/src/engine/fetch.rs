@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
 
+use super::admission::{OverCap, admit, variants_after};
 use super::fill::{Fill, FillError, FillHead, FinishedBody, Outcome};
 use super::fills::{FillKey, FillSlot};
 use super::lookup::FillTarget;
@@ -20,7 +21,7 @@ use crate::policy::{
     conditional_request_headers, ensure_date, freshen, has_validator, storability, variant_id,
 };
 use crate::protocol::strip_hop_by_hop;
-use crate::storage::{ObjectMeta, VaryHead};
+use crate::storage::{Head, ObjectMeta, VaryHead, owned_headers};
 use crate::upstream::{IdleTimeout, UpstreamBody};
 
 /// Everything the fetch task needs, copied out of the leader's request so it can outlive it.
@@ -87,6 +88,9 @@ pub(super) const CLIENT_ONLY: [&str; 27] = [
     "front-end-https",
     "x-url-scheme",
 ];
+
+/// Cache-Status detail of a response the policy does not let the cache store.
+const NOT_STORED: &str = "not-stored";
 
 /// 500, 502, 503 and 504 are "errors" for stale-if-error (RFC 5861 §4).
 fn is_server_error(status: StatusCode) -> bool {
@@ -226,7 +230,12 @@ impl Engine {
             if status == StatusCode::NOT_MODIFIED {
                 let Some(stored) = &validate else {
                     // We never asked for a 304: hand it to the one client that can use it.
-                    return self.publish_private(fill, job, Response::from_parts(parts, body));
+                    return self.publish_private(
+                        fill,
+                        job,
+                        Response::from_parts(parts, body),
+                        NOT_STORED,
+                    );
                 };
                 match freshen(&stored.headers, &parts.headers) {
                     FreshenOutcome::Updated(headers) => {
@@ -237,7 +246,8 @@ impl Engine {
                             headers,
                             request_time,
                             response_time,
-                        );
+                        )
+                        .await;
                         return;
                     }
                     FreshenOutcome::NotSelected => {
@@ -248,7 +258,12 @@ impl Engine {
             }
             if is_server_error(status) && job.stale.is_some() {
                 // Keep the stored response: stale-if-error may still serve it.
-                return self.publish_private(fill, job, Response::from_parts(parts, body));
+                return self.publish_private(
+                    fill,
+                    job,
+                    Response::from_parts(parts, body),
+                    NOT_STORED,
+                );
             }
             match storability(
                 &http::Method::GET,
@@ -273,7 +288,12 @@ impl Engine {
                         // It replaces the stored response, which must not outlive it.
                         self.storage.remove_object(stale);
                     }
-                    return self.publish_private(fill, job, Response::from_parts(parts, body));
+                    return self.publish_private(
+                        fill,
+                        job,
+                        Response::from_parts(parts, body),
+                        NOT_STORED,
+                    );
                 }
                 Storability::Store(plan) => {
                     let resp = Response::from_parts(parts, body);
@@ -289,7 +309,15 @@ impl Engine {
         self.settle(fill, job, Outcome::Failed(err));
     }
 
-    fn publish_private(&self, fill: &Arc<Fill>, job: &FillJob, resp: Response<Incoming>) {
+    /// Hands a response that will not be stored to the leader; `detail` says why, in
+    /// Cache-Status.
+    fn publish_private(
+        &self,
+        fill: &Arc<Fill>,
+        job: &FillJob,
+        resp: Response<Incoming>,
+        detail: &'static str,
+    ) {
         let server_error = is_server_error(resp.status());
         self.settle(
             fill,
@@ -297,6 +325,7 @@ impl Engine {
             Outcome::Private {
                 slot: Arc::new(Mutex::new(Some(resp))),
                 server_error,
+                detail,
             },
         );
     }
@@ -304,7 +333,7 @@ impl Engine {
     /// Publishes the stored response updated by a 304 (RFC 9111 §4.3.4): same body, new header
     /// section, new age inputs and the purge index of this validation. The updated header
     /// section is judged again: a 304 may turn a response private or add fields not to store.
-    fn publish_revalidated(
+    async fn publish_revalidated(
         &self,
         fill: &Arc<Fill>,
         job: &FillJob,
@@ -337,8 +366,20 @@ impl Engine {
             }
         };
         let tags = response_tags(&headers);
+        let current = match &stored.vary {
+            VarySpec::Fields(_) => match self.storage.head(&job.key).await {
+                Head::Vary(h) => Some(h),
+                _ => None,
+            },
+            _ => None,
+        };
+        let caps = &self.cfg.store_caps;
+        let epoch = stored.head_epoch;
+        let keep =
+            keep && admit(caps, &tags, &stored.vary, current.as_deref(), epoch, false).is_ok();
+        let variants = variants_after(current.as_deref(), &stored.vary, epoch, false);
         let meta = Arc::new(ObjectMeta {
-            headers,
+            headers: owned_headers(&headers),
             age,
             policy,
             tags,
@@ -346,7 +387,7 @@ impl Engine {
             ..ObjectMeta::clone(stored)
         });
         if keep {
-            self.storage.put_object(meta.clone());
+            self.storage.put_object(meta.clone(), variants);
         } else {
             self.storage.remove_object(stored);
         }
@@ -383,7 +424,7 @@ impl Engine {
         let max = self.cfg.max_object_size;
         if max > 0 && length.is_some_and(|l| l > max) {
             let resp = Response::from_parts(parts, body);
-            return self.publish_private(fill, job, resp);
+            return self.publish_private(fill, job, resp, "too-large");
         }
         let variant = variant_id(&vary, &job.request_headers);
         let head_epoch = match (&vary, &job.head) {
@@ -391,12 +432,40 @@ impl Engine {
             (VarySpec::Fields(_), _) => rand::random(),
             _ => 0,
         };
+        let tags = response_tags(&parts.headers);
+        // The head as stored now (another variant may have been added since the lookup).
+        let current = match &vary {
+            VarySpec::Fields(_) => match self.storage.head(&job.key).await {
+                Head::Vary(h) => Some(h),
+                _ => None,
+            },
+            _ => None,
+        };
+        let new_variant = job.stale.is_none();
+        if let Err(over) = admit(
+            &self.cfg.store_caps,
+            &tags,
+            &vary,
+            current.as_deref(),
+            head_epoch,
+            new_variant,
+        ) {
+            tracing::debug!(url = %job.url, cap = over.as_str(), "response over a storage cap");
+            if over != OverCap::Variants {
+                // The response itself is over the cap: the next ones for the key will be too.
+                self.hit_for_miss.mark(job.key, Instant::now());
+            }
+            let resp = Response::from_parts(parts, body);
+            return self.publish_private(fill, job, resp, over.as_str());
+        }
+        let variants = variants_after(current.as_deref(), &vary, head_epoch, new_variant);
         let head = Arc::new(FillHead {
             key: job.key,
             variant,
             vary: vary.clone(),
             status: parts.status,
-            headers: parts.headers,
+            // Exact-size copies: what is stored must not pin hyper's read buffers.
+            headers: owned_headers(&parts.headers),
             age,
             policy,
             length,
@@ -462,7 +531,6 @@ impl Engine {
             FinishedBody::Inline(b) => (Some(b), Vec::new()),
             FinishedBody::Chunked(h) => (None, h),
         };
-        let tags = response_tags(&head.headers);
         let meta = ObjectMeta {
             key: job.key,
             variant,
@@ -482,7 +550,7 @@ impl Engine {
             chunk_hashes,
             inline,
         };
-        self.storage.put_object(Arc::new(meta));
+        self.storage.put_object(Arc::new(meta), variants);
         self.unregister(fill, job);
         fill.end(result);
     }

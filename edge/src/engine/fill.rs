@@ -73,6 +73,8 @@ pub enum Outcome {
         slot: Arc<Mutex<Option<Response<Incoming>>>>,
         /// 500, 502, 503 or 504: an error for stale-if-error purposes.
         server_error: bool,
+        /// Why it is not stored, for Cache-Status `detail=`.
+        detail: &'static str,
     },
     /// The upstream could not be reached or failed before a response head.
     Failed(UpstreamError),
@@ -339,19 +341,16 @@ pub enum FinishedBody {
     Failed,
 }
 
+/// Joins a chunk's pieces into one exact-size buffer. Even a single piece is copied: it is a
+/// slice of the upstream connection's read buffer, and stored as it is it would keep that whole
+/// buffer alive for as long as the chunk stays cached.
 fn concat(pieces: Vec<Bytes>) -> Bytes {
-    match pieces.len() {
-        0 => Bytes::new(),
-        1 => pieces.into_iter().next().unwrap_or_default(),
-        _ => {
-            let len = pieces.iter().map(Bytes::len).sum();
-            let mut out = Vec::with_capacity(len);
-            for p in pieces {
-                out.extend_from_slice(&p);
-            }
-            Bytes::from(out)
-        }
+    let len = pieces.iter().map(Bytes::len).sum();
+    let mut out = Vec::with_capacity(len);
+    for p in pieces {
+        out.extend_from_slice(&p);
     }
+    Bytes::from(out)
 }
 
 /// One client's position in a fill's body, reading `[pos, end)`.

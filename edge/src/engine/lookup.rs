@@ -321,6 +321,7 @@ impl Engine {
                     return Served::Variant(Arc::new(VaryHead {
                         vary: head.vary.clone(),
                         epoch: head.head_epoch,
+                        variants: 0,
                     }));
                 }
                 // Whether it will be stored is known up front only when its length is, or when
@@ -336,6 +337,7 @@ impl Engine {
                         VarySpec::Fields(_) => Served::Variant(Arc::new(VaryHead {
                             vary: meta.vary.clone(),
                             epoch: meta.head_epoch,
+                            variants: 0,
                         })),
                         _ => Served::Alone,
                     };
@@ -353,7 +355,11 @@ impl Engine {
                     Err(_) => Served::Alone,
                 }
             }
-            Outcome::Private { slot, server_error } => {
+            Outcome::Private {
+                slot,
+                server_error,
+                detail,
+            } => {
                 if server_error && let Some(resp) = self.stale_on_error(ctx, target, now).await {
                     return Served::Done(resp);
                 }
@@ -365,7 +371,7 @@ impl Engine {
                 }
                 let taken = slot.lock().take();
                 match taken {
-                    Some(resp) => Served::Done(self.relay(ctx, resp, info.detail("not-stored"))),
+                    Some(resp) => Served::Done(self.relay(ctx, resp, info.detail(detail))),
                     None => Served::Alone,
                 }
             }

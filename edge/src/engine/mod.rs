@@ -12,6 +12,7 @@
 //! Decisions come from the pure `policy` and `protocol` modules; this module only sequences them
 //! and does the IO (storage, upstream).
 
+mod admission;
 mod body;
 mod config;
 mod fetch;
@@ -22,6 +23,7 @@ mod lookup;
 mod pass;
 mod purge;
 mod request;
+mod request_body;
 mod serve;
 
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use std::time::Instant;
 
 use http::{Method, Request, Response, StatusCode};
 
+pub use admission::{OverCap, StoreCaps};
 pub use body::Body;
 pub use config::EngineConfig;
 pub use fill::{FillError, Outcome};
@@ -41,7 +44,7 @@ use crate::key::derive_key;
 use crate::policy::RequestDirectives;
 use crate::protocol::{
     FramingError, FwdReason, cdn_loop_count, check_framing, check_method, decrement_max_forwards,
-    request_authority,
+    request_authority, within_head_limits,
 };
 use crate::storage::Storage;
 use crate::upstream::{BoxError, Upstream};
@@ -185,6 +188,20 @@ impl Engine {
                 http::HeaderValue::from_static("close"),
             );
             return resp;
+        }
+        if !within_head_limits(
+            &self.cfg.head_limits,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+        ) {
+            // HTTP/1.1 heads never get here (hyper refuses them as they arrive); h2 and h3
+            // heads are decoded first.
+            return self.plain_error(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request header fields too large\n",
+                None,
+            );
         }
         let authority = match request_authority(&parts.uri, &parts.headers, parts.version) {
             Ok(a) => a,

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use http::header::CONTENT_LENGTH;
-use http::{Request, Response};
+use http::header::{CONNECTION, CONTENT_LENGTH};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::fills::FillSlot;
+use super::request_body::{BodyError, ClientBody};
 use super::serve::CacheInfo;
 use super::{Body, Engine, RequestCtx};
 use crate::policy::invalidated_uris;
@@ -16,7 +18,9 @@ use crate::upstream::{BoxError, IdleTimeout};
 
 impl Engine {
     /// Forwards a request with its body, streams the answer back, and invalidates stored
-    /// responses the request may have changed.
+    /// responses the request may have changed. Nothing is asked upstream before the body has
+    /// started (or a short one has fully arrived), and the exchange holds one of the node's and
+    /// the connection's upstream slots, like a fill, until the response body is over.
     pub(super) async fn pass<B>(
         self: &Arc<Self>,
         ctx: RequestCtx,
@@ -27,8 +31,21 @@ impl Engine {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let mut body = ClientBody::new(body, self.cfg.client_body);
+        if let Err(e) = body.started().await {
+            return self.body_refused(e);
+        }
+        let fault = body.fault();
+        let deadline = tokio::time::Instant::now() + self.cfg.fill_queue;
+        let Some(slot) = FillSlot::acquire(&self.fill_slots, &ctx.conn_fills, deadline).await
+        else {
+            self.stats
+                .fills_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return self.too_many_fills();
+        };
         let headers = self.upstream_request_headers(&ctx, None);
-        let mut req = Request::new(body.map_err(Into::into).boxed_unsync());
+        let mut req = Request::new(body.boxed_unsync());
         *req.method_mut() = ctx.method.clone();
         *req.uri_mut() = ctx.upstream_uri();
         *req.headers_mut() = headers;
@@ -40,6 +57,9 @@ impl Engine {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.upstream.send(req).await {
             Err(e) => {
+                if let Some(why) = fault.get() {
+                    return self.body_refused(why);
+                }
                 tracing::warn!(error = %e, method = %ctx.method, "upstream failed on pass-through");
                 self.plain_error(e.status(), e.client_text(), Some(fwd))
             }
@@ -55,9 +75,27 @@ impl Engine {
                         self.remove_url(&url);
                     }
                 }
-                self.relay(&ctx, resp, CacheInfo::forwarded(fwd))
+                let resp = self.relay(&ctx, resp, CacheInfo::forwarded(fwd));
+                resp.map(|b| b.holding(slot))
             }
         }
+    }
+
+    /// The answer to a request whose body did not arrive as it must (408 or 400). The
+    /// connection closes: what is left of the body would be read as the next request.
+    fn body_refused(&self, e: BodyError) -> Response<Body> {
+        let (status, text) = match e {
+            BodyError::Timeout => (StatusCode::REQUEST_TIMEOUT, "request body timed out\n"),
+            BodyError::TinyPieces => (
+                StatusCode::BAD_REQUEST,
+                "bad request: body sent in pieces too small\n",
+            ),
+            BodyError::Client => (StatusCode::BAD_REQUEST, "bad request: body failed\n"),
+        };
+        let mut resp = self.plain_error(status, text, None);
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        resp
     }
 
     /// Streams an upstream response to one client without storing it.

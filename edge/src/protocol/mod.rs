@@ -18,6 +18,7 @@ pub mod cache_status;
 pub mod etag;
 pub mod forwarding;
 pub mod framing;
+pub mod head_limits;
 pub mod preconditions;
 pub mod range;
 pub mod request_target;
@@ -31,6 +32,7 @@ pub use forwarding::{
     connection_options, decrement_max_forwards, strip_hop_by_hop,
 };
 pub use framing::{FramingError, check_framing};
+pub use head_limits::{HeadLimits, within_head_limits};
 pub use preconditions::{Precondition, evaluate_preconditions, not_modified_headers};
 pub use range::{RangeOutcome, content_range, evaluate_range, unsatisfied_range};
 pub use request_target::{TargetError, check_method, request_authority};

@@ -12,6 +12,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
@@ -33,6 +34,12 @@ impl Readiness {
     }
 }
 
+/// Admin connections served at once (health checkers and scrapers need few).
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Pause after a failed accept on the admin listener.
+const ADMIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Serves the admin endpoints until `shutdown`. `header_timeout` (the clients'
 /// `timeouts.client_header`) bounds both a request head and the idle time before it.
 pub async fn serve_admin(
@@ -43,15 +50,32 @@ pub async fn serve_admin(
     header_timeout: Duration,
     shutdown: CancellationToken,
 ) {
+    let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
+        // Over the cap, scrapers wait in the backlog; clients' connections never count here.
+        let slot = tokio::select! {
             () = shutdown.cancelled() => return,
-            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => return },
+        };
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, mostly: wait for some to free up instead of spinning.
+                conns.admin_accept_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(ADMIN_ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let engine = engine.clone();
         let conns = conns.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let resp = answer(req.uri().path(), &engine, &conns, &ready);
                 async move { Ok::<_, std::convert::Infallible>(resp) }
@@ -104,7 +128,7 @@ fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: impl std:
 pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
     let s = engine.stats();
     let mut out = String::new();
-    let counters: [(&str, &str, &AtomicU64); 11] = [
+    let counters: [(&str, &str, &AtomicU64); 14] = [
         (
             "tiercel_cache_hits_total",
             "Requests served from storage.",
@@ -127,7 +151,7 @@ pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
         ),
         (
             "tiercel_fills_refused_total",
-            "Requests answered 503: no fill slot (limits.max_fills, limits.max_fills_per_connection) within timeouts.fill_queue.",
+            "Requests answered 503: no fill or pass slot (limits.max_fills, limits.max_fills_per_connection) within timeouts.fill_queue.",
             &s.fills_refused,
         ),
         (
@@ -144,6 +168,21 @@ pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
             "tiercel_accept_errors_total",
             "Accepts that failed (out of file descriptors, mostly); each backs off 50 ms.",
             &conns.accept_errors,
+        ),
+        (
+            "tiercel_admin_accept_errors_total",
+            "Accepts on the admin listener that failed; each backs off 50 ms.",
+            &conns.admin_accept_errors,
+        ),
+        (
+            "tiercel_client_made_room_closes_total",
+            "Idle client connections closed to make room at limits.max_connections.",
+            &conns.closed_made_room,
+        ),
+        (
+            "tiercel_client_per_ip_refusals_total",
+            "Client connections closed on accept: the address held limits.max_connections_per_ip.",
+            &conns.refused_per_ip,
         ),
         (
             "tiercel_client_idle_closes_total",

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tiercel_cluster::conn::{self, ConnOptions, ConnectionStats, QuietLimits};
+use tiercel_cluster::conn::{self, ConnLimiter, ConnOptions, ConnectionStats, QuietLimits};
 use tiercel_cluster::urlnorm::Scheme;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -27,9 +26,11 @@ pub struct ServerOptions {
     pub header_timeout: Duration,
     /// A connection with no request in flight is closed after this.
     pub idle_timeout: Duration,
-    /// Connections served at once, across every client listener; further ones wait in the
-    /// kernel's backlog.
+    /// Connections served at once, across every client listener (near it idle ones are
+    /// closed; beyond it new ones wait in the kernel's backlog).
     pub max_connections: usize,
+    /// Connections one client address may hold (`0`: no cap).
+    pub max_connections_per_ip: usize,
     /// How long in-flight requests may finish after shutdown starts.
     pub shutdown_grace: Duration,
 }
@@ -42,6 +43,7 @@ impl Default for ServerOptions {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_ip: 0,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -68,13 +70,13 @@ fn builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
 
 /// Serves `listener` until `shutdown` is cancelled, then lets connections finish for the
 /// grace period. With `tls`, connections are TLS (ALPN picks h2 or http/1.1). Listeners given
-/// the same `permits` share one connection limit.
+/// the same `limiter` share one connection limit.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     engine: Arc<Engine>,
     opts: ServerOptions,
-    permits: Arc<Semaphore>,
+    limiter: Arc<ConnLimiter>,
     stats: Arc<ConnectionStats>,
     shutdown: CancellationToken,
 ) {
@@ -88,7 +90,7 @@ pub async fn serve(
             header: opts.header_timeout,
             idle: opts.idle_timeout,
         },
-        permits,
+        limiter,
         shutdown_grace: opts.shutdown_grace,
     };
     let handler = move |peer| {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use foyer::{Code, Error as FoyerError};
 
-use super::meta::{MetaWire, ObjectMeta};
+use super::meta::{ENTRY_OVERHEAD, MetaWire, ObjectMeta, vary_weight};
 use crate::policy::{VariantId, VarySpec};
 
 /// A foyer key: blake3 of a domain tag and the parts that identify the entry.
@@ -75,6 +75,10 @@ pub struct VaryHead {
     /// Variants written under another epoch belong to an earlier head (one since removed by a
     /// purge or an invalidation) and are not served.
     pub epoch: u64,
+    /// Variants stored under this epoch, as counted by the fills that stored them (concurrent
+    /// fills of new variants may undercount by how many raced): bounded by `cache.max_variants`.
+    #[serde(default)]
+    pub variants: u32,
 }
 
 /// A stored value.
@@ -93,8 +97,10 @@ impl Entry {
     pub fn weight(&self) -> usize {
         match self {
             Entry::Object(m) => m.weight(),
-            Entry::Vary(_) => 128,
-            Entry::Chunk(b) => 64 + b.len(),
+            Entry::Vary(v) => {
+                ENTRY_OVERHEAD + std::mem::size_of::<VaryHead>() + vary_weight(&v.vary)
+            }
+            Entry::Chunk(b) => ENTRY_OVERHEAD + b.len(),
         }
     }
 }
@@ -216,6 +222,7 @@ mod tests {
             Entry::Vary(Arc::new(VaryHead {
                 vary: VarySpec::Fields(vec!["accept-encoding".into()]),
                 epoch: 7,
+                variants: 3,
             })),
         ] {
             let mut buf = Vec::new();

@@ -59,15 +59,61 @@ impl ObjectMeta {
         self.chunk_hashes.len()
     }
 
-    /// Rough memory footprint, for the memory tier's weigher.
+    /// Bytes of memory this entry holds, for the memory tier's weigher: every heap field plus
+    /// the fixed costs of one cache entry, so `--memory-cache` bounds what the process holds,
+    /// not just the bodies (a tag-heavy or header-heavy object weighs what it costs).
     pub fn weight(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum();
-        512 + headers + self.inline.as_ref().map_or(0, Bytes::len) + self.chunk_hashes.len() * 32
+        ENTRY_OVERHEAD
+            + std::mem::size_of::<ObjectMeta>()
+            + headers_weight(&self.headers)
+            + vary_weight(&self.vary)
+            + self.url.capacity()
+            + self.host.capacity()
+            + strings_weight(&self.tags)
+            + self.chunk_hashes.capacity() * 32
+            + self.inline.as_ref().map_or(0, Bytes::len)
     }
+}
+
+/// What one cache entry costs besides its value's own fields: foyer's record and index slot,
+/// the `Arc`, the 32-byte key and the allocator's headers of the value's allocations (measured:
+/// see `memory_bounds.rs`).
+pub const ENTRY_OVERHEAD: usize = 256;
+
+/// Bytes a header section holds: per field the map's bucket and index slot, the value's own
+/// allocation and the name when it is not a standard (static) one.
+pub fn headers_weight(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| 96 + n.as_str().len() + v.len())
+        .sum()
+}
+
+/// Bytes a Vary list holds.
+pub fn vary_weight(vary: &VarySpec) -> usize {
+    match vary {
+        VarySpec::Fields(fields) => strings_weight(fields),
+        _ => 0,
+    }
+}
+
+fn strings_weight(list: &[String]) -> usize {
+    list.iter()
+        .map(|s| std::mem::size_of::<String>() + 16 + s.capacity())
+        .sum()
+}
+
+/// A copy of `headers` whose names and values own exact-size buffers. Header values parsed by
+/// hyper are slices of its read buffer: stored as they are, each would keep that whole buffer
+/// (kilobytes, shared with the body) alive for as long as the object is cached.
+pub fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), copy);
+    }
+    out
 }
 
 /// The serialised form of [`ObjectMeta`]; header fields as (name, raw value bytes) pairs.
@@ -165,7 +211,8 @@ impl TryFrom<MetaWire> for ObjectMeta {
             chunk_size: w.chunk_size,
             generation: w.generation,
             chunk_hashes: w.chunk_hashes,
-            inline: w.inline.map(Bytes::from),
+            // Exact size: a decoded Vec may have grown past its length.
+            inline: w.inline.map(|b| Bytes::copy_from_slice(&b)),
         })
     }
 }

@@ -20,7 +20,7 @@ use foyer::{
 };
 
 pub use entry::{Entry, EntryKey, VaryHead};
-pub use meta::{CorruptMeta, ObjectMeta};
+pub use meta::{CorruptMeta, ENTRY_OVERHEAD, ObjectMeta, headers_weight, owned_headers};
 
 use crate::policy::{VariantId, VarySpec};
 
@@ -218,14 +218,16 @@ impl Storage {
     }
 
     /// Makes a stored response visible to lookups: its chunks must already be stored. For a
-    /// response with Vary, `meta.head_epoch` names the head it joins (see [`VaryHead`]).
-    pub fn put_object(&self, meta: Arc<ObjectMeta>) {
+    /// response with Vary, `meta.head_epoch` names the head it joins (see [`VaryHead`]), and
+    /// `variants` is how many variants that head then holds (ignored without Vary).
+    pub fn put_object(&self, meta: Arc<ObjectMeta>, variants: u32) {
         let key = meta.key;
         match &meta.vary {
             VarySpec::Fields(_) => {
                 let head = VaryHead {
                     vary: meta.vary.clone(),
                     epoch: meta.head_epoch,
+                    variants,
                 };
                 self.cache
                     .insert(EntryKey::head(&key), Entry::Vary(Arc::new(head)));

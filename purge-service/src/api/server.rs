@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tiercel_cluster::conn::{self, ConnOptions, ConnectionStats, QuietLimits};
+use tiercel_cluster::conn::{self, ConnLimiter, ConnOptions, ConnectionStats, QuietLimits};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -53,7 +52,7 @@ pub async fn serve(
             header: limits.client_header_timeout,
             idle: limits.client_idle_timeout,
         },
-        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        limiter: ConnLimiter::new(limits.max_connections, 0),
         shutdown_grace: Duration::from_secs(2),
     };
     let handler = move |_peer| {

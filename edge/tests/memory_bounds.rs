@@ -1,0 +1,262 @@
+//! The memory tier keeps to its size: the real `tiercel-edge` binary's resident memory while a
+//! 64 MiB tier is filled past its size with small objects, 1 KiB variants and tag-heavy
+//! objects, the three kinds that used to be held at several times what they were counted; and
+//! the caps on tags, Vary width and variants, each said in Cache-Status.
+
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use tiercel_testbed::origin::Origin;
+
+mod support;
+use support::{Edge, Resp, WAIT, h1_client, metric, send};
+
+const TIER: u64 = 64 * 1024 * 1024;
+
+/// The edge binary as a child process (its RSS is its own, not the test's).
+struct EdgeProcess {
+    child: Child,
+    listen: String,
+    admin: String,
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn spawn_edge(origin: &str) -> EdgeProcess {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let child = support::edge_binary()
+        .args(["--listen", &listen, "--admin-listen", &admin])
+        .args(["--origin", origin, "--memory-cache", "64MiB"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("edge binary starts");
+    let edge = EdgeProcess {
+        child,
+        listen,
+        admin,
+    };
+    let deadline = Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(&edge.listen).await.is_err() {
+        assert!(Instant::now() < deadline, "the edge listens");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    edge
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status");
+    kb * 1024
+}
+
+async fn memory_tier_bytes(edge: &EdgeProcess) -> u64 {
+    let client = h1_client();
+    let req = Request::get(format!("http://{}/metrics", edge.admin))
+        .body(Full::default())
+        .unwrap();
+    let text = String::from_utf8_lossy(&send(&client, req).await.body).into_owned();
+    metric(&text, "tiercel_storage_memory_bytes")
+        .and_then(|v| v.parse().ok())
+        .expect("memory tier metric")
+}
+
+/// Whether our Cache-Status member says the response was stored.
+fn stored(resp: &Resp) -> bool {
+    resp.cache_status().split(';').any(|p| p.trim() == "stored")
+}
+
+/// Sends requests `from..to` made by `make`, 16 at a time; every one must be a 200 stored.
+async fn run<F>(edge: &EdgeProcess, from: usize, to: usize, make: Arc<F>)
+where
+    F: Fn(usize) -> (String, Vec<(&'static str, String)>) + Send + Sync + 'static,
+{
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let listen = edge.listen.clone();
+        let make = make.clone();
+        workers.spawn(async move {
+            let client = h1_client();
+            for i in (from + w..to).step_by(16) {
+                let (pq, headers) = make(i);
+                let mut b = Request::get(format!("http://{listen}{pq}"));
+                for (k, v) in &headers {
+                    b = b.header(*k, v.as_str());
+                }
+                let resp: Resp = send(&client, b.body(Full::<Bytes>::default()).unwrap()).await;
+                assert_eq!(resp.status, 200, "{pq}");
+                assert!(stored(&resp), "{pq}: {}", resp.header("cache-status"));
+            }
+        });
+    }
+    while let Some(r) = workers.join_next().await {
+        r.unwrap();
+    }
+}
+
+/// Fills the tier with `make`'s objects until it reports itself full, then as many again
+/// as half of that, so eviction has been running; returns how many objects it sent.
+async fn overfill<F>(edge: &EdgeProcess, start: usize, make: F) -> usize
+where
+    F: Fn(usize) -> (String, Vec<(&'static str, String)>) + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let mut sent = start;
+    let step = 2000;
+    while memory_tier_bytes(edge).await < TIER * 9 / 10 {
+        run(edge, sent, sent + step, make.clone()).await;
+        sent += step;
+        assert!(sent - start < 2_000_000, "the tier never fills");
+    }
+    let filled = sent - start;
+    run(edge, sent, sent + filled / 2, make).await;
+    sent + filled / 2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rss_stays_within_one_and_a_half_tiers_for_small_objects_variants_and_tags() {
+    support::init_logs();
+    let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let edge = spawn_edge(&origin.url()).await;
+    let pid = edge.child.id();
+    run(
+        &edge,
+        0,
+        200,
+        Arc::new(|i| (format!("/warm/{i}?size=100&cc=max-age%3D3600"), vec![])),
+    )
+    .await;
+    let baseline = rss_bytes(pid);
+    let bound = baseline + TIER * 3 / 2;
+
+    let n = overfill(&edge, 0, |i| {
+        (format!("/small/{i}?size=100&cc=max-age%3D3600"), vec![])
+    })
+    .await;
+    let small = rss_bytes(pid);
+
+    let n = overfill(&edge, n, |i| {
+        (
+            format!("/variants/{}?size=1024&vary=x-v&cc=max-age%3D3600", i / 50),
+            vec![("x-v", (i % 50).to_string())],
+        )
+    })
+    .await;
+    let variants = rss_bytes(pid);
+
+    // 200 tags of 40 bytes: within the caps, 8 KiB of keys per object.
+    let tags: Vec<String> = (0..200).map(|t| format!("{t:040}")).collect();
+    let tags = tags.join(",");
+    overfill(&edge, n, move |i| {
+        (
+            format!("/tags/{i}?size=100&cc=max-age%3D3600&tags={tags}"),
+            vec![],
+        )
+    })
+    .await;
+    let tagged = rss_bytes(pid);
+
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "baseline {:.1} MiB; after small objects {:.1}, variants {:.1}, tags {:.1}; bound {:.1}",
+        mib(baseline),
+        mib(small),
+        mib(variants),
+        mib(tagged),
+        mib(bound)
+    );
+    for (what, rss) in [
+        ("small objects", small),
+        ("variants", variants),
+        ("tags", tagged),
+    ] {
+        assert!(
+            rss <= bound,
+            "{what}: RSS {:.1} MiB over {:.1} MiB (baseline {:.1} + 1.5 x 64 MiB tier)",
+            mib(rss),
+            mib(bound),
+            mib(baseline)
+        );
+    }
+    origin.shutdown().await;
+}
+
+async fn twice(e: &Edge, pq: &str, headers: &[(&str, &str)]) -> (Resp, Resp) {
+    (e.get_with(pq, headers).await, e.get_with(pq, headers).await)
+}
+
+#[tokio::test]
+async fn responses_over_the_tag_vary_and_variant_caps_are_served_not_stored() {
+    let e = Edge::start(&[]).await;
+    let cc = "cc=max-age%3D3600";
+
+    let many: Vec<String> = (0..1001).map(|t| format!("t{t}")).collect();
+    let pq = format!("/many-tags?{cc}&tags={}", many.join(","));
+    let (first, second) = twice(&e, &pq, &[]).await;
+    assert_eq!(first.status, 200);
+    assert!(
+        first.cache_status().contains("detail=too-many-tags"),
+        "{}",
+        first.header("cache-status")
+    );
+    assert!(!second.is_hit());
+    assert_eq!(e.origin.hits(&pq), 2);
+
+    let long: Vec<String> = (0..20).map(|t| format!("{t:01000}")).collect();
+    let pq = format!("/long-tags?{cc}&tags={}", long.join(","));
+    let (first, second) = twice(&e, &pq, &[]).await;
+    assert!(first.cache_status().contains("detail=tags-too-long"));
+    assert!(!second.is_hit());
+
+    let fields: Vec<String> = (0..17).map(|f| format!("x-f{f}")).collect();
+    let pq = format!("/wide-vary?{cc}&vary={}", fields.join(","));
+    let (first, second) = twice(&e, &pq, &[]).await;
+    assert!(first.cache_status().contains("detail=vary-too-wide"));
+    assert!(!second.is_hit());
+
+    // Within the caps, the same kinds of response are stored.
+    let pq = format!("/few-tags?{cc}&tags={}", many[..1000].join(","));
+    let (_, second) = twice(&e, &pq, &[]).await;
+    assert!(second.is_hit(), "{}", second.header("cache-status"));
+
+    // 100 variants of one URL are stored; the 101st is served, not stored; the stored ones
+    // still hit.
+    let pq = format!("/variants?{cc}&vary=x-v");
+    for v in 0..100 {
+        let v = v.to_string();
+        let (first, second) = twice(&e, &pq, &[("x-v", &v)]).await;
+        assert!(stored(&first), "variant {v}");
+        assert!(second.is_hit(), "variant {v}");
+    }
+    let (first, second) = twice(&e, &pq, &[("x-v", "100")]).await;
+    assert!(
+        first.cache_status().contains("detail=too-many-variants"),
+        "{}",
+        first.header("cache-status")
+    );
+    assert!(!second.is_hit());
+    assert!(e.get_with(&pq, &[("x-v", "7")]).await.is_hit());
+    e.shutdown().await;
+}
