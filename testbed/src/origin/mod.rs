@@ -43,6 +43,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -97,6 +98,8 @@ struct Shared {
     /// Start time in whole seconds: the anchor of `lm=` so `Last-Modified` is stable.
     epoch: SystemTime,
     builder: auto::Builder<TokioExecutor>,
+    /// TCP connections accepted.
+    connections: AtomicU64,
 }
 
 impl Origin {
@@ -119,6 +122,7 @@ impl Origin {
             overrides: RwLock::new(HashMap::new()),
             epoch: UNIX_EPOCH + Duration::from_secs(now),
             builder,
+            connections: AtomicU64::new(0),
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stop_rx));
@@ -150,6 +154,11 @@ impl Origin {
     /// Requests received whose path and query start with `path_prefix`.
     pub fn hits_prefix(&self, path_prefix: &str) -> u64 {
         self.shared.recorder.hits_prefix(path_prefix)
+    }
+
+    /// TCP connections accepted since start (a cache's upstream connections).
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
     }
 
     /// All requests received since start (or the last [`reset_counters`](Self::reset_counters)).
@@ -223,6 +232,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
                     connections.spawn(serve_connection(stream, peer, Arc::clone(&shared)));
                 }
                 Err(error) => {

@@ -1,0 +1,173 @@
+//! The real `tiercel-edge` binary under a low open-file limit (`prlimit`): client connections
+//! cannot use up the descriptors that upstream connections and the admin listener need, and an
+//! accept loop out of descriptors backs off instead of spinning.
+
+mod support;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::{WAIT, h1_client, metric, send};
+use tiercel_testbed::origin::Origin;
+use tokio::net::TcpStream;
+
+struct EdgeProcess {
+    child: Child,
+    listen: String,
+    admin: String,
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The edge binary with at most `nofile` open files, in front of `origin`.
+async fn spawn_limited(nofile: u32, origin: &str) -> EdgeProcess {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let edge = support::edge_binary();
+    let child = std::process::Command::new("prlimit")
+        .arg(format!("--nofile={nofile}:{nofile}"))
+        .arg(edge.get_program())
+        .args(["--listen", &listen, "--admin-listen", &admin])
+        .args(["--origin", origin])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prlimit runs the edge");
+    let e = EdgeProcess {
+        child,
+        listen,
+        admin,
+    };
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(&e.admin).await.is_err() {
+        assert!(Instant::now() < deadline, "the edge listens");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    e
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+async fn get(url: String) -> u16 {
+    let client = h1_client();
+    let req = Request::get(url).body(Full::<Bytes>::default()).unwrap();
+    tokio::time::timeout(Duration::from_secs(3), send(&client, req))
+        .await
+        .expect("answered within 3 s")
+        .status
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_posts_at_a_low_fd_limit_leave_room_for_hits_and_health() {
+    let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let e = spawn_limited(256, &origin.url()).await;
+    let pid = e.child.id();
+    // Two connections open 256 POST streams each and never send a body (the case:
+    // each used to hold an origin connection until the first-byte timeout).
+    let mut held = Vec::new();
+    for c in 0..2 {
+        let tcp = TcpStream::connect(&e.listen).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        for i in 0..256 {
+            let req = Request::post(format!("http://{}/up/{c}/{i}", e.listen))
+                .body(())
+                .unwrap();
+            client = client.ready().await.unwrap();
+            held.push(client.send_request(req, false).unwrap());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(origin.connections_accepted(), 0);
+    let fds = open_fds(pid);
+    assert!(fds < 64, "{fds} descriptors open");
+    assert_eq!(
+        get(format!("http://{}/hit?size=10&cc=max-age%3D60", e.listen)).await,
+        200
+    );
+    assert_eq!(
+        get(format!("http://{}/hit?size=10&cc=max-age%3D60", e.listen)).await,
+        200
+    );
+    assert_eq!(get(format!("http://{}/healthz", e.admin)).await, 200);
+    assert_eq!(origin.hits("/hit?size=10&cc=max-age%3D60"), 1);
+    drop(held);
+    origin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_listener_out_of_descriptors_backs_off_and_counts() {
+    let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let e = spawn_limited(48, &origin.url()).await;
+    let pid = e.child.id();
+    // More admin connections than descriptors: the accept loop meets EMFILE.
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        flood.push(TcpStream::connect(&e.admin).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 0.3,
+        "{used:.2} s of CPU in 1 s while out of descriptors"
+    );
+    drop(flood);
+    // Once descriptors free up, the admin listener answers again and has counted the errors.
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let client = h1_client();
+        let req = Request::get(format!("http://{}/metrics", e.admin))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), send(&client, req)).await
+            && r.status == 200
+        {
+            break String::from_utf8_lossy(&r.body).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "admin answers once descriptors free up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let errors: u64 = metric(&text, "tiercel_admin_accept_errors_total")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(errors > 0, "accept errors counted");
+    origin.shutdown().await;
+}
