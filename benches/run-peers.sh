@@ -8,6 +8,7 @@
 #   benches/run-peers.sh                 # full run: 2 s warm-up + 10 s per case
 #   benches/run-peers.sh --quick         # CI smoke: 2 s cases, any error or skipped case fails
 #   benches/run-peers.sh --servers nginx,varnish --no-build
+#   benches/run-peers.sh --miss --sizes 1KiB   # the miss path: a new URL every request
 #
 # Needs: nginx (Debian nginx-light or nginx), varnishd (Debian varnish), curl, taskset, and
 # two CPUs. nginx and Varnish are started by hand on loopback ports, never as services.
@@ -39,6 +40,7 @@ ROUNDS=""
 RETRIES=""       # runs disturbed by other processes are measured again this many times at most
 DISCARDED=0
 KEEP=0
+MISS=0
 ARGS="$*"
 
 usage() {
@@ -67,12 +69,15 @@ Options:
   --no-build            use the binaries already in target/release
   --out FILE            markdown output (default benches/results/<date>.md; --quick: none)
   --keep                keep the run directory (logs, rendered configs)
+  --miss                every request asks for a new URL (the miss path: upstream fetch,
+                        store, eviction); sizes are reported as e.g. "1KiB miss"
 EOF
 }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=1 ;;
+        --miss) MISS=1 ;;
         --duration) DURATION="$2"; shift ;;
         --warmup) WARMUP="$2"; shift ;;
         --servers) SERVERS="$2"; shift ;;
@@ -205,8 +210,13 @@ size_bytes() {
 }
 
 # The path of the object of a size: fresh for an hour, so every request after the first is a hit.
+# With --miss, `{n}` makes tiercel-load ask for a new object every request.
 object_path() {
-    echo "/obj-$1?size=$(size_bytes "$1")&cc=max-age%3D3600"
+    if [[ $MISS == 1 ]]; then
+        echo "/miss-$1-{n}?size=$(size_bytes "$1")&cc=max-age%3D3600"
+    else
+        echo "/obj-$1?size=$(size_bytes "$1")&cc=max-age%3D3600"
+    fi
 }
 
 # Machine-wide busy percent (of one core) over one second, from /proc/stat: user + nice +
@@ -355,7 +365,7 @@ is_hit() {
 # Fetches the object twice over the protocol and checks the second answer is a 200 hit with the
 # right length. Prints the reason on failure.
 warm() {
-    local server="$1" proto="$2" url="$3" bytes="$4" flag head
+    local server="$1" proto="$2" url="${3//\{n\}/warm}" bytes="$4" flag head
     flag=--http1.1
     [[ $proto == h2 ]] && flag=--http2-prior-knowledge
     curl -sS "$flag" --max-time 10 -o /dev/null "$url" 2>"$RUN/curl.err" \
@@ -365,7 +375,7 @@ warm() {
     grep -qE '^HTTP/[0-9.]+ 200' <<<"$head" || { echo "status $(head -1 <<<"$head")"; return 1; }
     grep -qiE "^content-length: *$bytes\$" <<<"$head" \
         || { echo "second answer not $bytes bytes long"; return 1; }
-    is_hit "$server" "$head" || { echo "second request was not a cache hit"; return 1; }
+    [[ $MISS == 1 ]] || is_hit "$server" "$head" || { echo "second request was not a cache hit"; return 1; }
 }
 
 skip() {
@@ -382,6 +392,8 @@ for proto in "${PROTOCOL_LIST[@]}"; do
     for size in "${SIZE_LIST[@]}"; do
         bytes=$(size_bytes "$size")
         path=$(object_path "$size")
+        size_label="$size"
+        [[ $MISS == 1 ]] && size_label="$size miss"
         # Warm every server's cache for this case first; a server that fails is skipped.
         ready=()
         for server in "${SERVER_LIST[@]}"; do
@@ -419,7 +431,7 @@ for proto in "${PROTOCOL_LIST[@]}"; do
                     # shellcheck disable=SC2046 # watch_flags is a list of words
                     if json=$("${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" \
                         "${load[@]}" --duration "$DURATION" --warmup "$WARMUP" \
-                        --expect-length "$bytes" --tag "server=$server" --tag "size=$size" \
+                        --expect-length "$bytes" --tag "server=$server" --tag "size=$size_label" \
                         $(watch_flags "$server") --json "$url" 2>>"$RUN/load.err"); then
                         :
                     else

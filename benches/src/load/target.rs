@@ -1,5 +1,6 @@
 //! What the load generator asks for: one URL, resolved once before the run, turned into a
-//! request per exchange without re-parsing anything on the hot path.
+//! request per exchange without re-parsing anything on the hot path. A URL holding `{n}` asks
+//! for a new URL every exchange (`{n}` becomes this run's nonce and a counter): the miss path.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -38,6 +39,19 @@ pub enum TargetError {
     /// A `--header` was not `Name: value` with a valid name and value.
     #[error("invalid header {0:?} (expected `Name: value`)")]
     Header(String),
+    /// `{n}` may appear once, in the path or query.
+    #[error("URL {0:?}: `{{n}}` may appear once, after the authority")]
+    Placeholder(String),
+}
+
+/// The two halves of a URL around `{n}`, in absolute and origin form.
+#[derive(Debug, Clone)]
+struct Unique {
+    absolute: (String, String),
+    origin: (String, String),
+    /// Distinguishes this run's URLs from every earlier run's (a cache keeps those).
+    run: u64,
+    next: std::cell::Cell<u64>,
 }
 
 /// A resolved target: where to connect and what to send.
@@ -51,12 +65,19 @@ pub struct Target {
     origin_form: Uri,
     /// Headers sent with every request (`Host` for h1, `user-agent`, and any `--header`).
     headers: HeaderMap,
+    /// Set when the URL holds `{n}`: every request gets a new URL.
+    unique: Option<Unique>,
 }
 
 impl Target {
     /// Parses and resolves `url`; `extra_headers` are `Name: value` strings added to every
     /// request (a `Host` among them overrides the URL's authority for h1).
     pub fn new(url: &str, extra_headers: &[String]) -> Result<Target, TargetError> {
+        let template = url;
+        let url = &url.replacen("{n}", "0", 1);
+        if url.contains("{n}") {
+            return Err(TargetError::Placeholder(template.to_owned()));
+        }
         let uri: Uri = url.parse().map_err(|source| TargetError::Url {
             url: url.to_owned(),
             source,
@@ -102,12 +123,51 @@ impl Target {
             let (name, value) = parse_header(line)?;
             headers.insert(name, value);
         }
+        let unique = match template.split_once("{n}") {
+            None => None,
+            Some((before, after)) => {
+                let base = format!("http://{authority}");
+                let Some(path_before) = before.strip_prefix(&base) else {
+                    return Err(TargetError::Placeholder(template.to_owned()));
+                };
+                let run = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                Some(Unique {
+                    absolute: (before.to_owned(), after.to_owned()),
+                    origin: (path_before.to_owned(), after.to_owned()),
+                    run,
+                    next: std::cell::Cell::new(0),
+                })
+            }
+        };
         Ok(Target {
             addr,
             uri,
             origin_form,
             headers,
+            unique,
         })
+    }
+
+    /// The target of the next exchange: the one URL, or a new one per exchange with `{n}`.
+    fn next_uri(&self, protocol: Protocol) -> Uri {
+        let Some(u) = &self.unique else {
+            return match protocol {
+                Protocol::H1 => self.origin_form.clone(),
+                Protocol::H2 => self.uri.clone(),
+            };
+        };
+        let n = u.next.get();
+        u.next.set(n + 1);
+        let (before, after) = match protocol {
+            Protocol::H1 => &u.origin,
+            Protocol::H2 => &u.absolute,
+        };
+        // Checked in `new` with `0` in its place: digits and `-` keep it valid.
+        format!("{before}{:x}-{n}{after}", u.run)
+            .parse()
+            .unwrap_or_else(|_| self.uri.clone())
     }
 
     /// The URL as given (for reports).
@@ -128,13 +188,10 @@ impl Target {
         let mut req = Request::new(Empty::new());
         *req.method_mut() = Method::GET;
         let mut headers = self.headers.clone();
+        *req.uri_mut() = self.next_uri(protocol);
         match protocol {
-            Protocol::H1 => {
-                *req.uri_mut() = self.origin_form.clone();
-                *req.version_mut() = Version::HTTP_11;
-            }
+            Protocol::H1 => *req.version_mut() = Version::HTTP_11,
             Protocol::H2 => {
-                *req.uri_mut() = self.uri.clone();
                 *req.version_mut() = Version::HTTP_2;
                 headers.remove(HOST);
             }
@@ -193,6 +250,23 @@ mod tests {
         assert_eq!(req.uri().to_string(), "/");
         assert_eq!(req.headers()[HOST], "example.com");
         assert_eq!(req.headers()["accept-encoding"], "gzip");
+    }
+
+    #[test]
+    fn a_placeholder_makes_every_request_a_new_url() {
+        let t = Target::new("http://127.0.0.1:8080/miss/{n}?size=1024", &[]).unwrap();
+        let a = t.request(Protocol::H1).uri().to_string();
+        let b = t.request(Protocol::H1).uri().to_string();
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("/miss/") && a.ends_with("-0?size=1024"),
+            "{a}"
+        );
+        assert!(b.ends_with("-1?size=1024"), "{b}");
+        let c = t.request(Protocol::H2).uri().to_string();
+        assert!(c.starts_with("http://127.0.0.1:8080/miss/") && c.ends_with("-2?size=1024"));
+        assert!(Target::new("http://127.0.0.1:8080/{n}/{n}", &[]).is_err());
+        assert!(Target::new("http://{n}:8080/", &[]).is_err());
     }
 
     #[test]
