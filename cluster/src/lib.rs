@@ -15,6 +15,7 @@ pub mod conn;
 pub mod follower;
 pub mod purge;
 pub mod secret;
+pub mod shield_select;
 pub mod signal;
 pub mod telemetry;
 pub mod tls;

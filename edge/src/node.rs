@@ -53,6 +53,12 @@ pub enum NodeError {
     /// Neither --listen nor --tls-listen.
     #[error("nothing to serve: set --listen and/or --tls-listen")]
     NoListener,
+    /// `shields` is set, but edges do not go through shields yet: refused rather than ignored.
+    #[error(
+        "shields: the shield tier is not built yet; requests would go straight to the origin \
+         (remove --shield / shields)"
+    )]
+    ShieldsUnsupported,
     /// The purge follower could not start (bad state file, bad configuration).
     #[error("purge follower: {0}")]
     Follower(#[from] FollowerError),
@@ -200,6 +206,9 @@ pub async fn start_with_purges(
     purges: Arc<dyn PurgeOracle>,
 ) -> Result<RunningNode, NodeError> {
     let origin = cfg.origin.as_deref().ok_or(NodeError::NoOrigin)?;
+    if !cfg.shields.is_empty() {
+        return Err(NodeError::ShieldsUnsupported);
+    }
     if cfg.listen.is_none() && cfg.tls_listen.is_none() {
         return Err(NodeError::NoListener);
     }

@@ -29,7 +29,7 @@ mod serve;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 
 pub use admission::{OverCap, StoreCaps};
 pub use body::Body;
@@ -189,14 +189,16 @@ impl Engine {
             );
             return resp;
         }
-        if !within_head_limits(
-            &self.cfg.head_limits,
-            &parts.method,
-            &parts.uri,
-            &parts.headers,
-        ) {
-            // HTTP/1.1 heads never get here (hyper refuses them as they arrive); h2 and h3
-            // heads are decoded first.
+        // HTTP/1.1 heads over the limits never get here (hyper refuses them as they arrive);
+        // h2 and h3 heads are decoded first.
+        if parts.version >= Version::HTTP_2
+            && !within_head_limits(
+                &self.cfg.head_limits,
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+            )
+        {
             return self.plain_error(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "request header fields too large\n",

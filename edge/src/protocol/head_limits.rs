@@ -20,7 +20,11 @@ pub struct HeadLimits {
 
 /// Bytes of a head's HTTP/1.1 form: request line and `name: value\r\n` per field.
 pub fn head_size(method: &Method, uri: &Uri, headers: &HeaderMap) -> usize {
-    let line = method.as_str().len() + 1 + uri.to_string().len() + " HTTP/1.1\r\n".len();
+    // The target's length without formatting it (this runs on every h2 request).
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
     let fields: usize = headers
         .iter()
         .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
