@@ -140,7 +140,10 @@ mod tests {
         // Pinned: a change here moves every key of every deployed CDN to another shield.
         let s = shields(4);
         let got: Vec<Vec<usize>> = (0..3).map(|i| rank(&s, &key(i))).collect();
-        assert_eq!(got, vec![vec![1, 3, 2, 0], vec![1, 0, 3, 2], vec![1, 2, 3, 0]]);
+        assert_eq!(
+            got,
+            vec![vec![1, 3, 2, 0], vec![1, 0, 3, 2], vec![1, 2, 3, 0]]
+        );
         assert_eq!(pick(&s, &key(0), |_| true), Some(got[0][0]));
         assert_eq!(pick(&s, &key(0), |_| false), None);
     }
