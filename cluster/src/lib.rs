@@ -10,6 +10,7 @@
 //! ([`tls`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod cidr;
 pub mod config;
 pub mod conn;
 pub mod follower;

@@ -23,7 +23,7 @@ use crate::policy::PolicyConfig;
 use crate::protocol::HeadLimits;
 use crate::server::{self, Readiness, ServerOptions};
 use crate::storage::{Storage, StorageError, StorageOptions};
-use crate::upstream::{OriginUpstream, OriginUrlError, UpstreamTimeouts};
+use crate::upstream::{OriginUpstream, OriginUrlError, ShieldUpstream, Upstream, UpstreamTimeouts};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,12 +53,9 @@ pub enum NodeError {
     /// Neither --listen nor --tls-listen.
     #[error("nothing to serve: set --listen and/or --tls-listen")]
     NoListener,
-    /// `shields` is set, but edges do not go through shields yet: refused rather than ignored.
-    #[error(
-        "shields: the shield tier is not built yet; requests would go straight to the origin \
-         (remove --shield / shields)"
-    )]
-    ShieldsUnsupported,
+    /// A shield given shields would send its misses around the tier instead of to the origin.
+    #[error("shields: a shield's upstream is the origin; remove --shield / shields")]
+    ShieldWithShields,
     /// The purge follower could not start (bad state file, bad configuration).
     #[error("purge follower: {0}")]
     Follower(#[from] FollowerError),
@@ -205,9 +202,11 @@ pub async fn start_with_purges(
     cfg: &NodeConfig,
     purges: Arc<dyn PurgeOracle>,
 ) -> Result<RunningNode, NodeError> {
-    let origin = cfg.origin.as_deref().ok_or(NodeError::NoOrigin)?;
-    if !cfg.shields.is_empty() {
-        return Err(NodeError::ShieldsUnsupported);
+    if role == Role::Shield && !cfg.shields.is_empty() {
+        return Err(NodeError::ShieldWithShields);
+    }
+    if cfg.shields.is_empty() && cfg.origin.is_none() {
+        return Err(NodeError::NoOrigin);
     }
     if cfg.listen.is_none() && cfg.tls_listen.is_none() {
         return Err(NodeError::NoListener);
@@ -217,7 +216,22 @@ pub async fn start_with_purges(
         first_byte: cfg.timeouts.first_byte,
         idle: cfg.timeouts.idle,
     };
-    let upstream = OriginUpstream::new(origin, timeouts)?;
+    let origin = cfg
+        .origin
+        .as_deref()
+        .map(|o| OriginUpstream::new(o, timeouts))
+        .transpose()?;
+    // Misses go to the shield tier when there is one (the origin standing in when no shield
+    // answers, if allowed), else to the origin.
+    let upstream: Arc<dyn Upstream> = match (cfg.shields.is_empty(), origin) {
+        (true, Some(origin)) => origin,
+        (true, None) => return Err(NodeError::NoOrigin),
+        (false, origin) => {
+            let fallback = origin.filter(|_| cfg.origin_fallback);
+            ShieldUpstream::new(&cfg.shields, fallback, timeouts)?
+        }
+    };
+    let upstream_name = upstream.describe();
     let mut engine_cfg = engine_config(role, cfg);
     // Client connections must not use up the descriptors upstream connections need.
     let nofile = tiercel_cluster::conn::raise_fd_limit();
@@ -248,6 +262,13 @@ pub async fn start_with_purges(
         idle_timeout: cfg.timeouts.client_idle,
         max_connections: budget.clients,
         max_connections_per_ip: cfg.limits.max_connections_per_ip,
+        // Validated with the configuration: every entry parses.
+        trusted_forwarders: Arc::new(
+            cfg.trusted_forwarders
+                .iter()
+                .filter_map(|r| r.parse().ok())
+                .collect(),
+        ),
         shutdown_grace: cfg.timeouts.shutdown_grace,
     };
     let shutdown = CancellationToken::new();
@@ -313,7 +334,7 @@ pub async fn start_with_purges(
         ));
     }
     ready.set(true);
-    tracing::info!(?listen, ?tls_listen, ?admin_listen, origin, name = %cfg.name, "node started");
+    tracing::info!(?listen, ?tls_listen, ?admin_listen, upstream = %upstream_name, name = %cfg.name, "node started");
     Ok(RunningNode {
         listen,
         tls_listen,

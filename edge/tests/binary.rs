@@ -65,21 +65,6 @@ fn check_config_prints_the_effective_config() {
 }
 
 #[test]
-fn a_shield_flag_is_refused_not_ignored() {
-    let (code, _, err) = run(edge().args([
-        "--listen",
-        "127.0.0.1:0",
-        "--origin",
-        "http://127.0.0.1:9",
-        "--shield",
-        "http://127.0.0.1:8081",
-    ]));
-    assert_eq!(code, 1);
-    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(err.contains("shields"), "{err}");
-}
-
-#[test]
 fn serves_and_stops_on_sigterm() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

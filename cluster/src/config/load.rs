@@ -416,6 +416,7 @@ mod tests {
                 ("timeouts.idle", Text),
                 ("timeouts.shutdown_grace", Text),
                 ("tls_listen", Text),
+                ("trusted_forwarders", List),
                 ("worker_threads", Integer),
             ]
         );

@@ -168,6 +168,11 @@ pub struct NodeConfig {
     pub shields: Vec<String>,
     /// Whether an edge goes straight to the origin when no shield is healthy.
     pub origin_fallback: bool,
+    /// Peers (addresses or `ADDR/PREFIX` ranges) whose `X-Forwarded-Proto` names the scheme a
+    /// request is keyed and forwarded under: a shield's edges (loopback by default), or a
+    /// TLS-terminating load balancer in front of an edge (none by default). Anyone else's is
+    /// replaced by the scheme of the connection.
+    pub trusted_forwarders: Vec<String>,
     /// Purge-service nodes to follow (any one will do; the next is tried on failure).
     pub purge_services: Vec<String>,
     /// Bearer token for the purge-service log. Kept out of [`NodeConfig::to_toml`].
@@ -376,6 +381,10 @@ impl NodeConfig {
             origin: None,
             shields: Vec::new(),
             origin_fallback: defaults::ORIGIN_FALLBACK,
+            trusted_forwarders: match role {
+                Role::Edge => Vec::new(),
+                Role::Shield => vec!["127.0.0.0/8".to_owned(), "::1".to_owned()],
+            },
             purge_services: Vec::new(),
             purge_token: None,
             purge_token_file: None,

@@ -94,6 +94,11 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
             }
         }
     }
+    for (i, range) in cfg.trusted_forwarders.iter().enumerate() {
+        if let Err(e) = range.parse::<crate::cidr::Cidr>() {
+            return Err(fail(&format!("trusted_forwarders[{i}]"), e.to_string()));
+        }
+    }
     if let Some(t) = &cfg.purge_token
         && let Err(e) = Secret::new(t, "purge_token")
     {

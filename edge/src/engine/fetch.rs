@@ -22,7 +22,7 @@ use crate::policy::{
 };
 use crate::protocol::strip_hop_by_hop;
 use crate::storage::{Head, ObjectMeta, VaryHead, owned_headers};
-use crate::upstream::{IdleTimeout, UpstreamBody};
+use crate::upstream::{IdleTimeout, UpstreamBody, UpstreamCtx};
 
 /// Everything the fetch task needs, copied out of the leader's request so it can outlive it.
 pub(super) struct FillJob {
@@ -214,7 +214,7 @@ impl Engine {
             self.stats
                 .upstream_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let resp = match self.upstream.send(req).await {
+            let resp = match self.upstream.send(req, &UpstreamCtx { key: job.key }).await {
                 Ok(r) => r,
                 Err(e) => return self.settle(fill, job, Outcome::Failed(e)),
             };

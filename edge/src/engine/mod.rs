@@ -43,8 +43,8 @@ use self::fills::{FillTable, HitForMiss};
 use crate::key::derive_key;
 use crate::policy::RequestDirectives;
 use crate::protocol::{
-    FramingError, FwdReason, cdn_loop_count, check_framing, check_method, decrement_max_forwards,
-    request_authority, within_head_limits,
+    FramingError, FwdReason, cdn_loop_count, cdn_loop_through, check_framing, check_method,
+    decrement_max_forwards, request_authority, within_head_limits,
 };
 use crate::storage::Storage;
 use crate::upstream::{BoxError, Upstream};
@@ -260,7 +260,10 @@ impl Engine {
             // Max-Forwards: 0 on OPTIONS: this cache is the final recipient.
             return self.options_here();
         }
-        if cdn_loop_count(&parts.headers, &self.cfg.cdn_loop_token) >= self.cfg.max_loop_hops {
+        let token = &self.cfg.cdn_loop_token;
+        if cdn_loop_through(&parts.headers, token, &self.cfg.name)
+            || cdn_loop_count(&parts.headers, token) >= self.cfg.max_loop_hops
+        {
             return self.plain_error(
                 StatusCode::LOOP_DETECTED,
                 "loop detected (CDN-Loop)\n",

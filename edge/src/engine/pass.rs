@@ -14,7 +14,7 @@ use super::serve::CacheInfo;
 use super::{Body, Engine, RequestCtx};
 use crate::policy::invalidated_uris;
 use crate::protocol::{FwdReason, add_via, strip_hop_by_hop};
-use crate::upstream::{BoxError, IdleTimeout};
+use crate::upstream::{BoxError, IdleTimeout, UpstreamCtx};
 
 impl Engine {
     /// Forwards a request with its body, streams the answer back, and invalidates stored
@@ -55,7 +55,7 @@ impl Engine {
         self.stats
             .upstream_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match self.upstream.send(req).await {
+        match self.upstream.send(req, &UpstreamCtx { key: ctx.key }).await {
             Err(e) => {
                 if let Some(why) = fault.get() {
                     return self.body_refused(why);

@@ -120,7 +120,7 @@ impl Engine {
             version: ctx.version,
         };
         add_forwarding_headers(&mut h, &client, &ctx.authority, &self.cfg.name);
-        add_cdn_loop(&mut h, &self.cfg.cdn_loop_token);
+        add_cdn_loop(&mut h, &self.cfg.cdn_loop_token, &self.cfg.name);
         propagate_trace(&mut h, rand::random());
         h
     }

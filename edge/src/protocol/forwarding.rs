@@ -102,6 +102,21 @@ pub fn add_forwarding_headers(
     add_via(headers, client.version, via_name);
 }
 
+/// The scheme a trusted forwarder says the client used: `X-Forwarded-Proto` holding exactly
+/// `http` or `https` (one field line). `None` for anything else.
+pub fn forwarded_scheme(headers: &HeaderMap) -> Option<Scheme> {
+    let mut lines = headers.get_all(X_FORWARDED_PROTO).iter();
+    let value = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    match value.as_bytes() {
+        b"http" => Some(Scheme::Http),
+        b"https" => Some(Scheme::Https),
+        _ => None,
+    }
+}
+
 /// One RFC 7239 `forwarded-element`: `for=...;proto=...;host=...`.
 //= https://www.rfc-editor.org/rfc/rfc7239#section-4
 //# Note that as ":" and "[]" are not valid characters in "token", IPv6 addresses are written
@@ -225,16 +240,45 @@ pub fn cdn_loop_count(headers: &HeaderMap, token: &str) -> usize {
         .count()
 }
 
-/// Appends our `cdn-id` to `CDN-Loop` of a request going upstream.
+/// Appends our `cdn-info` to `CDN-Loop` of a request going upstream: the CDN's `cdn-id` with
+/// a `node` parameter naming this node, so a node recognises a request it forwarded itself
+/// (an edge configured as its own shield) at once, before it could join its own fill.
 //= https://www.rfc-editor.org/rfc/rfc8586#section-2
 //# Conforming CDNs SHOULD add a cdn-info to this header field in every request they
 //# generate or forward (creating the header field if necessary).
-pub fn add_cdn_loop(headers: &mut HeaderMap, token: &str) {
-    append_member(
-        headers,
-        CDN_LOOP,
-        sanitize_pseudonym(token, true).as_bytes(),
+pub fn add_cdn_loop(headers: &mut HeaderMap, token: &str, node: &str) {
+    let info = format!(
+        "{}; node={}",
+        sanitize_pseudonym(token, true),
+        sanitize_pseudonym(node, false)
     );
+    append_member(headers, CDN_LOOP, info.as_bytes());
+}
+
+/// Whether this very node (the CDN's `token`, `node=` our name) already forwarded the request.
+pub fn cdn_loop_through(headers: &HeaderMap, token: &str, node: &str) -> bool {
+    if !headers.contains_key(&CDN_LOOP) {
+        return false;
+    }
+    let token = sanitize_pseudonym(token, true);
+    let node = sanitize_pseudonym(node, false);
+    members(headers, &CDN_LOOP).any(|member| {
+        let mut parts = member.split(|&b| b == b';');
+        let id = parts.next().unwrap_or(member);
+        trim_ows(id).eq_ignore_ascii_case(token.as_bytes())
+            && parts.any(|p| {
+                let p = trim_ows(p);
+                let (name, value) = match p.iter().position(|&b| b == b'=') {
+                    Some(i) => (&p[..i], &p[i + 1..]),
+                    None => return false,
+                };
+                let value = value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(value);
+                name.eq_ignore_ascii_case(b"node") && value == node.as_bytes()
+            })
+    })
 }
 
 /// Applies `Max-Forwards` to a TRACE or OPTIONS request: `false` when it is `0` (we must answer

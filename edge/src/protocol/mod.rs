@@ -28,8 +28,8 @@ mod lists;
 
 pub use cache_status::{CacheStatus, FwdReason, append_cache_status, append_cache_status_lines};
 pub use forwarding::{
-    ClientContext, add_cdn_loop, add_forwarding_headers, add_via, cdn_loop_count,
-    connection_options, decrement_max_forwards, strip_hop_by_hop,
+    ClientContext, add_cdn_loop, add_forwarding_headers, add_via, cdn_loop_count, cdn_loop_through,
+    connection_options, decrement_max_forwards, forwarded_scheme, strip_hop_by_hop,
 };
 pub use framing::{FramingError, check_framing};
 pub use head_limits::{HeadLimits, within_head_limits};

@@ -13,6 +13,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{ConnInfo, Engine};
+use crate::protocol::forwarded_scheme;
+use tiercel_cluster::cidr::Cidr;
 
 /// Limits and timeouts of client connections.
 #[derive(Debug, Clone)]
@@ -33,6 +35,8 @@ pub struct ServerOptions {
     pub max_connections_per_ip: usize,
     /// How long in-flight requests may finish after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Peers whose `X-Forwarded-Proto` is believed (`trusted_forwarders`).
+    pub trusted_forwarders: Arc<Vec<Cidr>>,
 }
 
 impl Default for ServerOptions {
@@ -45,6 +49,7 @@ impl Default for ServerOptions {
             max_connections: 10_000,
             max_connections_per_ip: 0,
             shutdown_grace: Duration::from_secs(10),
+            trusted_forwarders: Arc::new(Vec::new()),
         }
     }
 }
@@ -93,11 +98,20 @@ pub async fn serve(
         limiter,
         shutdown_grace: opts.shutdown_grace,
     };
-    let handler = move |peer| {
+    let trusted = opts.trusted_forwarders.clone();
+    let handler = move |peer: std::net::SocketAddr| {
         let engine = engine.clone();
         let fills = engine.connection_fill_slots();
-        move |req| {
+        let believed = trusted.iter().any(|range| range.contains(peer.ip()));
+        move |req: http::Request<hyper::body::Incoming>| {
             let engine = engine.clone();
+            // A trusted forwarder (a shield's edge) says which scheme the client used, so http
+            // and https objects keep apart across tiers.
+            let scheme = if believed {
+                forwarded_scheme(req.headers()).unwrap_or(scheme)
+            } else {
+                scheme
+            };
             let conn = ConnInfo {
                 peer,
                 scheme,

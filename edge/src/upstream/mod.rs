@@ -1,4 +1,5 @@
-//! Where misses go: an origin today, a shield once the shield tier exists.
+//! Where misses go: the origin ([`OriginUpstream`]) or the shield tier ([`ShieldUpstream`],
+//! which falls back to the origin when allowed).
 //!
 //! The engine hands an [`Upstream`] a request whose target is origin-form (`/path?query`) and
 //! whose `Host` is the client's; the implementation picks the connection (pooled) and applies
@@ -6,8 +7,11 @@
 //! ([`IdleTimeout`]), because only the reader knows when it is waiting.
 
 mod error;
+mod health;
 mod idle;
 mod origin;
+mod retry;
+mod shields;
 
 use std::time::Duration;
 
@@ -18,8 +22,11 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
 pub use error::UpstreamError;
+pub use health::{Health, backoff};
 pub use idle::IdleTimeout;
 pub use origin::{OriginUpstream, OriginUrlError};
+pub use retry::{AttemptFacts, may_retry};
+pub use shields::{PROBE_EVERY, ShieldUpstream};
 
 /// Errors a request body sent upstream may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,12 +55,29 @@ impl Default for UpstreamTimeouts {
     }
 }
 
+/// What an upstream may need to know about a request besides the request itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCtx {
+    /// The request's cache key: a shield set picks the shield by it, so every edge sends a
+    /// key to the same shield.
+    pub key: [u8; 32],
+}
+
+impl UpstreamCtx {
+    /// The context of a health probe (no key).
+    pub fn probe() -> Self {
+        UpstreamCtx { key: [0; 32] }
+    }
+}
+
 /// Something that answers the engine's upstream requests.
 pub trait Upstream: Send + Sync + 'static {
-    /// Sends `req`; resolves with the response head (the body streams afterwards).
+    /// Sends `req`; resolves with the response head (the body streams afterwards). Whether it
+    /// may be retried elsewhere follows from its method and body ([`may_retry`]).
     fn send(
         &self,
         req: Request<UpstreamBody>,
+        ctx: &UpstreamCtx,
     ) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>>;
 
     /// The idle timeout the engine applies to response bodies from this upstream.

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::{Upstream, UpstreamBody, UpstreamError, UpstreamTimeouts};
+use super::{Upstream, UpstreamBody, UpstreamCtx, UpstreamError, UpstreamTimeouts};
 
 /// An origin URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,7 @@ impl Upstream for OriginUpstream {
     fn send(
         &self,
         mut req: Request<UpstreamBody>,
+        _ctx: &UpstreamCtx,
     ) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>> {
         let pq = req
             .uri()

@@ -278,15 +278,36 @@ fn cdn_loop_counting() {
 #[test]
 fn cdn_loop_add_then_count() {
     let mut h = headers(&[("cdn-loop", "other; v=2")]);
-    add_cdn_loop(&mut h, "tiercel");
-    assert_eq!(all(&h, "cdn-loop"), ["other; v=2, tiercel"]);
+    add_cdn_loop(&mut h, "tiercel", "edge-1");
+    assert_eq!(all(&h, "cdn-loop"), ["other; v=2, tiercel; node=edge-1"]);
     assert_eq!(cdn_loop_count(&h, "tiercel"), 1);
-    add_cdn_loop(&mut h, "tiercel");
+    add_cdn_loop(&mut h, "tiercel", "shield:2");
     assert_eq!(cdn_loop_count(&h, "tiercel"), 2);
     let mut h = HeaderMap::new();
-    add_cdn_loop(&mut h, "my cdn");
-    assert_eq!(all(&h, "cdn-loop"), ["my-cdn"]);
+    add_cdn_loop(&mut h, "my cdn", "n");
+    assert_eq!(all(&h, "cdn-loop"), ["my-cdn; node=n"]);
     assert_eq!(cdn_loop_count(&h, "my cdn"), 1);
+}
+
+#[test]
+fn a_node_recognises_its_own_cdn_info() {
+    let mut h = headers(&[("cdn-loop", "other; node=edge-1")]);
+    assert!(
+        !cdn_loop_through(&h, "tiercel", "edge-1"),
+        "another CDN's node"
+    );
+    add_cdn_loop(&mut h, "tiercel", "edge-1");
+    assert!(cdn_loop_through(&h, "tiercel", "edge-1"));
+    assert!(cdn_loop_through(&h, "Tiercel", "edge-1"));
+    assert!(!cdn_loop_through(&h, "tiercel", "edge-2"));
+    assert!(!cdn_loop_through(&h, "tiercel", "edge"));
+    let quoted = headers(&[("cdn-loop", "tiercel; v=1; node=\"s-1\"")]);
+    assert!(cdn_loop_through(&quoted, "tiercel", "s-1"));
+    assert!(!cdn_loop_through(
+        &headers(&[("cdn-loop", "tiercel")]),
+        "tiercel",
+        "x"
+    ));
 }
 
 #[test]

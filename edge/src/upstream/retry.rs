@@ -1,0 +1,91 @@
+//! When a failed upstream attempt may go to the next upstream (the next shield in rank, or the
+//! origin): one pure rule, so the shield set, and any later composite upstream, decide alike.
+//!
+//! | the attempt failed | replayable, idempotent | replayable, not idempotent | not replayable |
+//! |---|---|---|---|
+//! | before the request left (refused, connect timeout, DNS/TLS) | retry | retry | retry |
+//! | after it left, before a response head (timeout, reset) | retry | no | no |
+//! | any byte already went to the client | no | no | no |
+//!
+//! "Replayable" means the request can be sent again as it was: it has no body (fills, GET,
+//! HEAD), or its body was never read. A request that reached an upstream and got no answer may
+//! have had its effect there: only an idempotent method (RFC 9110 §9.2.2) may be repeated.
+
+use super::UpstreamError;
+
+/// What is known about the request when an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptFacts {
+    /// The method is idempotent (GET, HEAD, OPTIONS, PUT, DELETE...).
+    pub idempotent: bool,
+    /// The request can be sent again unchanged (no body, or one not yet read).
+    pub replayable: bool,
+    /// A byte of the response already went to the client.
+    pub sent_to_client: bool,
+}
+
+/// Whether the next upstream may be tried after `error`.
+//= https://www.rfc-editor.org/rfc/rfc9110#section-9.2.2
+//# A proxy MUST NOT automatically retry non-idempotent requests.
+pub fn may_retry(facts: AttemptFacts, error: &UpstreamError) -> bool {
+    if facts.sent_to_client {
+        return false;
+    }
+    if error.not_sent() {
+        return true;
+    }
+    facts.replayable
+        && facts.idempotent
+        && matches!(
+            error,
+            UpstreamError::FirstByteTimeout | UpstreamError::Protocol(_)
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(idempotent: bool, replayable: bool, sent_to_client: bool) -> AttemptFacts {
+        AttemptFacts {
+            idempotent,
+            replayable,
+            sent_to_client,
+        }
+    }
+
+    #[test]
+    fn the_table() {
+        let before = [
+            UpstreamError::Refused("x".into()),
+            UpstreamError::ConnectTimeout,
+            UpstreamError::Connect("dns".into()),
+        ];
+        let after = [
+            UpstreamError::FirstByteTimeout,
+            UpstreamError::Protocol("reset".into()),
+        ];
+        for e in &before {
+            for (i, r) in [(true, true), (false, true), (true, false), (false, false)] {
+                assert!(may_retry(facts(i, r, false), e), "{e} {i} {r}");
+                assert!(!may_retry(facts(i, r, true), e), "{e}: bytes went out");
+            }
+        }
+        for e in &after {
+            assert!(may_retry(facts(true, true, false), e), "{e}");
+            assert!(
+                !may_retry(facts(false, true, false), e),
+                "{e}: POST may have acted"
+            );
+            assert!(!may_retry(facts(true, false, false), e), "{e}: body gone");
+            assert!(!may_retry(facts(true, true, true), e));
+        }
+        // Failures that say nothing about the next upstream.
+        for e in [
+            UpstreamError::IdleTimeout,
+            UpstreamError::Request("bug".into()),
+        ] {
+            assert!(!may_retry(facts(true, true, false), &e), "{e}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The shield tier, in-process: edges pick a shield per key by rendezvous hashing, shields fill
+//! from the origin and coalesce, a dead shield's keys fail over to the next shield without a
+//! failed request, http and https objects stay apart across tiers, an edge pointed at itself
+//! answers 508, and with no shield up the origin stands in when allowed.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use http::Request;
+use http_body_util::Full;
+use tiercel_cluster::config::{NodeArgs, NodeConfig, Role};
+use tiercel_edge::node::{self, RunningNode};
+use tiercel_testbed::origin::{Origin, expected_body};
+
+use support::{Resp, WAIT, h1_client, send, tls_client};
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+fn config(role: Role, flags: &[&str]) -> NodeConfig {
+    let mut argv = vec!["tiercel"];
+    argv.extend_from_slice(flags);
+    let args = Args::try_parse_from(argv).expect("flags parse");
+    NodeConfig::load(role, &args.node, std::iter::empty()).expect("config loads")
+}
+
+struct Tier {
+    origin: Origin,
+    shields: Vec<RunningNode>,
+    edges: Vec<RunningNode>,
+}
+
+impl Tier {
+    /// `shields` shields in front of a fresh origin, `edges` edges in front of them (no origin
+    /// fallback unless `fallback`).
+    async fn start(edges: usize, shields: usize, fallback: bool) -> Tier {
+        support::init_logs();
+        let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let url = origin.url();
+        let mut shield_nodes = Vec::new();
+        for i in 0..shields {
+            let name = format!("shield-{i}");
+            let cfg = config(
+                Role::Shield,
+                &["--listen", "127.0.0.1:0", "--origin", &url, "--name", &name],
+            );
+            shield_nodes.push(
+                node::start(Role::Shield, &cfg)
+                    .await
+                    .expect("shield starts"),
+            );
+        }
+        let list: Vec<String> = shield_nodes
+            .iter()
+            .map(|s| format!("http://{}", s.listen.unwrap()))
+            .collect();
+        let list = list.join(",");
+        let mut edge_nodes = Vec::new();
+        for i in 0..edges {
+            let name = format!("edge-{i}");
+            let mut flags = vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-listen",
+                "127.0.0.1:0",
+                "--shield",
+                &list,
+                "--name",
+                &name,
+            ];
+            if fallback {
+                flags.extend(["--origin", &url]);
+            }
+            let cfg = config(Role::Edge, &flags);
+            edge_nodes.push(node::start(Role::Edge, &cfg).await.expect("edge starts"));
+        }
+        Tier {
+            origin,
+            shields: shield_nodes,
+            edges: edge_nodes,
+        }
+    }
+
+    fn edge_url(&self, i: usize, pq: &str) -> String {
+        format!("http://{}{pq}", self.edges[i].listen.unwrap())
+    }
+}
+
+/// A GET with the site's host name, whichever edge (port) it goes to: every edge then derives
+/// the same key, as with real clients of one site.
+async fn get(url: String) -> Resp {
+    let client = h1_client();
+    let req = Request::get(url)
+        .header("host", "site.example")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    send(&client, req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_edges_two_shields_fifty_cold_objects_make_fifty_origin_fetches() {
+    let t = Arc::new(Tier::start(3, 2, false).await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in 0..300 {
+        let t = t.clone();
+        tasks.spawn(async move {
+            let obj = r % 50;
+            let pq = format!("/cold/{obj}?size=20000&cc=max-age%3D60&delay_ms=200");
+            let resp = get(t.edge_url(r % 3, &pq)).await;
+            (pq, resp)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (pq, resp) = done.unwrap();
+        assert_eq!(resp.status, 200, "{pq}");
+        assert_eq!(resp.body, expected_body(&pq, 20_000), "{pq}");
+    }
+    assert_eq!(t.origin.hits_prefix("/cold/"), 50);
+    // Each key went to one shield: both took some, and their Cache-Status names them.
+    let r = get(t.edge_url(0, "/cold/7?size=20000&cc=max-age%3D60&delay_ms=200")).await;
+    assert!(
+        r.header("cache-status").contains("shield-"),
+        "{}",
+        r.header("cache-status")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shield_that_dies_fails_over_without_a_failed_request() {
+    let mut t = Tier::start(1, 2, false).await;
+    let mut failed = 0;
+    for i in 0..200 {
+        if i == 50 {
+            // Half the keys were on it: they move to the other shield.
+            let dead = t.shields.remove(0);
+            dead.shutdown().await;
+        }
+        let r = get(t.edge_url(0, &format!("/steady/{i}?size=1000&cc=max-age%3D60"))).await;
+        if r.status != 200 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 0, "requests failed across the shield's death");
+    assert_eq!(t.origin.hits_prefix("/steady/"), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_https_objects_stay_apart_across_tiers() {
+    let t = Tier::start(1, 1, false).await;
+    let pq = "/scheme?size=100&cc=max-age%3D60";
+    let plain = get(t.edge_url(0, pq)).await;
+    assert_eq!(plain.status, 200);
+    let cert = t.edges[0].certificate.clone().unwrap();
+    let tls = tls_client(&cert, false);
+    let url = format!(
+        "https://localhost:{}{pq}",
+        t.edges[0].tls_listen.unwrap().port()
+    );
+    let req = Request::get(url)
+        .header("host", "site.example")
+        .body(Full::default())
+        .unwrap();
+    let secure = send(&tls, req).await;
+    assert_eq!(secure.status, 200);
+    // The shield keyed each on the scheme the edge saw: two fetches, not one shared object.
+    assert_eq!(t.origin.hits(pq), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_that_is_its_own_shield_answers_508() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let me = format!("http://{listen}");
+    let cfg = config(Role::Edge, &["--listen", &listen, "--shield", &me]);
+    let edge = node::start(Role::Edge, &cfg).await.unwrap();
+    let r = tokio::time::timeout(WAIT, get(format!("{me}/loop")))
+        .await
+        .expect("no hang");
+    assert_eq!(r.status, 508);
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_shield_down_the_origin_stands_in_when_allowed() {
+    let mut t = Tier::start(1, 1, true).await;
+    t.shields.remove(0).shutdown().await;
+    let r = get(t.edge_url(0, "/fallback?size=10&cc=max-age%3D60")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(t.origin.hits("/fallback?size=10&cc=max-age%3D60"), 1);
+    // Without the fallback, the client gets a short 502.
+    let mut t = Tier::start(1, 1, false).await;
+    t.shields.remove(0).shutdown().await;
+    let r = tokio::time::timeout(WAIT, get(t.edge_url(0, "/nofallback")))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 502);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test]
+async fn a_shield_given_shields_is_refused() {
+    let cfg = config(
+        Role::Shield,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            "http://127.0.0.1:9",
+            "--shield",
+            "http://127.0.0.1:8",
+        ],
+    );
+    let Err(err) = node::start(Role::Shield, &cfg).await else {
+        panic!("a shield with shields started");
+    };
+    assert!(err.to_string().contains("shields"), "{err}");
+}
