@@ -1,5 +1,5 @@
-//! `tiercel-testbed`: the demo origin, and `up`: a working CDN on this machine (today one edge
-//! in front of the demo origin; the multi-region cluster is tracked as its own issue).
+//! `tiercel-testbed`: the demo origin, and `up`: a working CDN on this machine (today an edge in
+//! front of a shield in front of the demo origin; the multi-region cluster is its own issue).
 
 use std::net::SocketAddr;
 
@@ -27,7 +27,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
     },
-    /// Start a working CDN on this machine: the demo origin and an edge in front of it.
+    /// Start a working CDN on this machine: the demo origin, a shield in front of it and an
+    /// edge in front of the shield.
     Up {
         /// Demo origin address.
         #[arg(long, default_value = "127.0.0.1:9000")]
@@ -41,6 +42,12 @@ enum Command {
         /// Edge admin address.
         #[arg(long, default_value = "127.0.0.1:9900")]
         admin: SocketAddr,
+        /// Shield address (the edge's upstream).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        shield: SocketAddr,
+        /// Shield admin address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        shield_admin: SocketAddr,
         /// Where the cache lives.
         #[arg(long, default_value = "testbed-data")]
         data_dir: std::path::PathBuf,
@@ -66,6 +73,8 @@ fn main() -> anyhow::Result<()> {
             edge,
             edge_tls,
             admin,
+            shield,
+            shield_admin,
             data_dir,
         } => {
             let opts = tiercel_testbed::up::UpOptions {
@@ -73,6 +82,8 @@ fn main() -> anyhow::Result<()> {
                 edge,
                 edge_tls,
                 admin,
+                shield,
+                shield_admin,
                 data_dir,
                 bin_dir: tiercel_testbed::up::sibling_bin_dir()?,
             };

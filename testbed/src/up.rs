@@ -1,7 +1,8 @@
 //! `tiercel-testbed up`: a working CDN on embedded defaults, on this machine.
 //!
-//! Today that is the demo origin (in this process) and one `tiercel-edge` process in front of
-//! it, with a disk tier in the data directory. The multi-region cluster (shields, the
+//! Today that is the demo origin (in this process), one `tiercel-shield` process in front of it
+//! and one `tiercel-edge` process in front of the shield (the origin as its fallback), each with
+//! a disk tier in the data directory. The multi-region cluster (more edges and shields, the
 //! purge-service, namespaces, the latency relay) extends this command in the testbed issue.
 
 use std::net::SocketAddr;
@@ -26,15 +27,20 @@ pub struct UpOptions {
     pub edge_tls: SocketAddr,
     /// Edge admin.
     pub admin: SocketAddr,
+    /// Shield (HTTP/1.1 + h2c, for edges).
+    pub shield: SocketAddr,
+    /// Shield admin.
+    pub shield_admin: SocketAddr,
     /// Disk tier and state.
     pub data_dir: PathBuf,
-    /// Directory holding the `tiercel-edge` binary.
+    /// Directory holding the `tiercel-edge` and `tiercel-shield` binaries.
     pub bin_dir: PathBuf,
 }
 
-/// A running single-node CDN.
+/// A running CDN: origin, shield, edge.
 pub struct Up {
     origin: Origin,
+    shield: Child,
     edge: Child,
 }
 
@@ -52,39 +58,67 @@ pub fn sibling_bin_dir() -> anyhow::Result<PathBuf> {
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
-/// Starts the origin and the edge and waits until the edge is ready.
+/// Starts the origin, the shield and the edge, and waits until both nodes are ready.
 pub async fn up(opts: &UpOptions) -> anyhow::Result<Up> {
     let edge_bin = opts.bin_dir.join("tiercel-edge");
-    if !edge_bin.exists() {
-        bail!(
-            "{} not found: build it first with `cargo build --release`",
-            edge_bin.display()
-        );
+    let shield_bin = opts.bin_dir.join("tiercel-shield");
+    for bin in [&edge_bin, &shield_bin] {
+        if !bin.exists() {
+            bail!(
+                "{} not found: build it first with `cargo build --release`",
+                bin.display()
+            );
+        }
     }
     let origin = Origin::start(opts.origin)
         .await
         .with_context(|| format!("demo origin cannot listen on {}", opts.origin))?;
-    let disk = opts.data_dir.join("edge-cache");
-    std::fs::create_dir_all(&disk).with_context(|| format!("creating {}", disk.display()))?;
-    let edge = Command::new(&edge_bin)
-        .arg("--listen")
-        .arg(opts.edge.to_string())
-        .arg("--tls-listen")
-        .arg(opts.edge_tls.to_string())
-        .arg("--admin-listen")
-        .arg(opts.admin.to_string())
-        .arg("--origin")
-        .arg(origin.url())
-        .arg("--disk-cache")
-        .arg(&disk)
-        .arg("--disk-cache-size")
-        .arg("1GiB")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", edge_bin.display()))?;
-    let mut up = Up { origin, edge };
+    let shield = node(
+        &shield_bin,
+        &opts.data_dir.join("shield-cache"),
+        &[
+            "--listen".into(),
+            opts.shield.to_string(),
+            "--admin-listen".into(),
+            opts.shield_admin.to_string(),
+            "--origin".into(),
+            origin.url(),
+        ],
+    )?;
+    // The edge starts once the shield answers: its first probe would otherwise find the
+    // shield down and send the first requests to the origin.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut shield = shield;
+    while !ready(opts.shield_admin).await {
+        if let Some(status) = shield.try_wait()? {
+            bail!("tiercel-shield exited during start-up ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("tiercel-shield did not become ready within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let edge = node(
+        &edge_bin,
+        &opts.data_dir.join("edge-cache"),
+        &[
+            "--listen".into(),
+            opts.edge.to_string(),
+            "--tls-listen".into(),
+            opts.edge_tls.to_string(),
+            "--admin-listen".into(),
+            opts.admin.to_string(),
+            "--shield".into(),
+            format!("http://{}", opts.shield),
+            "--origin".into(),
+            origin.url(),
+        ],
+    )?;
+    let mut up = Up {
+        origin,
+        shield,
+        edge,
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if ready(opts.admin).await {
@@ -100,19 +134,40 @@ pub async fn up(opts: &UpOptions) -> anyhow::Result<Up> {
     }
 }
 
+/// Starts one node binary with a 1 GiB disk tier in `disk` and `args`.
+fn node(bin: &Path, disk: &Path, args: &[String]) -> anyhow::Result<Child> {
+    std::fs::create_dir_all(disk).with_context(|| format!("creating {}", disk.display()))?;
+    Command::new(bin)
+        .args(args)
+        .arg("--disk-cache")
+        .arg(disk)
+        .arg("--disk-cache-size")
+        .arg("1GiB")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
 impl Up {
-    /// Stops the edge (SIGTERM, then kill after 15 s) and the origin.
+    /// Stops the edge, then the shield (SIGTERM, then kill after 15 s each), then the origin.
     pub async fn down(mut self) {
-        if let Some(pid) = self.edge.id() {
-            let _ = tiercel_cluster::signal::terminate(pid);
-            if tokio::time::timeout(Duration::from_secs(15), self.edge.wait())
-                .await
-                .is_err()
-            {
-                let _ = self.edge.kill().await;
-            }
-        }
+        stop(&mut self.edge).await;
+        stop(&mut self.shield).await;
         self.origin.shutdown().await;
+    }
+}
+
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = tiercel_cluster::signal::terminate(pid);
+        if tokio::time::timeout(Duration::from_secs(15), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
     }
 }
 
@@ -139,6 +194,7 @@ pub fn banner(opts: &UpOptions) -> String {
          \x20 edge (HTTP/1.1, h2c)   http://{edge}\n\
          \x20 edge (TLS h1/h2)       https://{tls}  (self-signed certificate)\n\
          \x20 edge admin             http://{admin}/metrics\n\
+         \x20 shield (edge -> shield) http://{shield}  (admin http://{shield_admin}/metrics)\n\
          \x20 demo origin            http://{origin}/  (lists the query parameters it understands)\n\
          \x20 cache directory        {data}\n\
          Try it twice and watch Cache-Status:\n\
@@ -147,6 +203,8 @@ pub fn banner(opts: &UpOptions) -> String {
         edge = opts.edge,
         tls = opts.edge_tls,
         admin = opts.admin,
+        shield = opts.shield,
+        shield_admin = opts.shield_admin,
         origin = opts.origin,
         data = opts.data_dir.display(),
     )

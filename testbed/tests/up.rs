@@ -38,11 +38,11 @@ async fn get(addr: std::net::SocketAddr, pq: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_serves_the_demo_origin_through_an_edge() {
+async fn up_serves_the_demo_origin_through_a_shield_and_an_edge() {
     let bin_dir = target_bin_dir();
     assert!(
-        bin_dir.join("tiercel-edge").exists(),
-        "{} has no tiercel-edge: run the workspace tests (cargo nextest run --workspace)",
+        bin_dir.join("tiercel-edge").exists() && bin_dir.join("tiercel-shield").exists(),
+        "{} has no tiercel-edge or tiercel-shield: run the workspace tests (cargo nextest run --workspace)",
         bin_dir.display()
     );
     let data = tempfile::tempdir().unwrap();
@@ -51,6 +51,8 @@ async fn up_serves_the_demo_origin_through_an_edge() {
         edge: free_addr(),
         edge_tls: free_addr(),
         admin: free_addr(),
+        shield: free_addr(),
+        shield_admin: free_addr(),
         data_dir: data.path().to_path_buf(),
         bin_dir,
     };
@@ -59,16 +61,15 @@ async fn up_serves_the_demo_origin_through_an_edge() {
     let second = get(opts.edge, "/hello?size=1024&cc=max-age%3D60").await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
     assert!(
-        first.contains("cache-status: tiercel-edge; fwd=uri-miss"),
+        first.contains("cache-status: tiercel-shield; fwd=uri-miss; fwd-status=200; stored, tiercel-edge; fwd=uri-miss"),
         "{first}"
     );
-    assert!(
-        second.contains("cache-status: tiercel-edge; hit"),
-        "{second}"
-    );
-    assert!(
-        data.path().join("edge-cache").is_dir(),
-        "the disk tier lives in the data dir"
-    );
+    assert!(second.contains(", tiercel-edge; hit"), "{second}");
+    for dir in ["edge-cache", "shield-cache"] {
+        assert!(
+            data.path().join(dir).is_dir(),
+            "{dir}: the disk tiers live in the data dir"
+        );
+    }
     running.down().await;
 }
