@@ -23,7 +23,9 @@ use crate::policy::PolicyConfig;
 use crate::protocol::HeadLimits;
 use crate::server::{self, Readiness, ServerOptions};
 use crate::storage::{Storage, StorageError, StorageOptions};
-use crate::upstream::{OriginUpstream, OriginUrlError, ShieldUpstream, Upstream, UpstreamTimeouts};
+use crate::upstream::{
+    OriginUpstream, OriginUrlError, ShieldUpstream, Upstream, UpstreamTimeouts, WireProtocol,
+};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +230,12 @@ pub async fn start_with_purges(
         (true, None) => return Err(NodeError::NoOrigin),
         (false, origin) => {
             let fallback = origin.filter(|_| cfg.origin_fallback);
-            ShieldUpstream::new(&cfg.shields, fallback, timeouts)?
+            let protocol = if cfg.shield_protocol == "http/1.1" {
+                WireProtocol::Http1
+            } else {
+                WireProtocol::Http2
+            };
+            ShieldUpstream::new(&cfg.shields, protocol, fallback, timeouts)?
         }
     };
     let upstream_name = upstream.describe();

@@ -41,6 +41,11 @@ impl Tier {
     /// `shields` shields in front of a fresh origin, `edges` edges in front of them (no origin
     /// fallback unless `fallback`).
     async fn start(edges: usize, shields: usize, fallback: bool) -> Tier {
+        Tier::start_with(edges, shields, fallback, "h2").await
+    }
+
+    /// Like [`Tier::start`], edges speaking `protocol` to the shields.
+    async fn start_with(edges: usize, shields: usize, fallback: bool, protocol: &str) -> Tier {
         support::init_logs();
         let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let url = origin.url();
@@ -78,7 +83,8 @@ impl Tier {
             if fallback {
                 flags.extend(["--origin", &url]);
             }
-            let cfg = config(Role::Edge, &flags);
+            let mut cfg = config(Role::Edge, &flags);
+            cfg.shield_protocol = protocol.to_owned();
             edge_nodes.push(node::start(Role::Edge, &cfg).await.expect("edge starts"));
         }
         Tier {
@@ -134,21 +140,26 @@ async fn three_edges_two_shields_fifty_cold_objects_make_fifty_origin_fetches() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shield_that_dies_fails_over_without_a_failed_request() {
-    let mut t = Tier::start(1, 2, false).await;
-    let mut failed = 0;
-    for i in 0..200 {
-        if i == 50 {
-            // Half the keys were on it: they move to the other shield.
-            let dead = t.shields.remove(0);
-            dead.shutdown().await;
+    for protocol in ["h2", "http/1.1"] {
+        let mut t = Tier::start_with(1, 2, false, protocol).await;
+        let mut failed = 0;
+        for i in 0..200 {
+            if i == 50 {
+                // Half the keys were on it: they move to the other shield.
+                let dead = t.shields.remove(0);
+                dead.shutdown().await;
+            }
+            let r = get(t.edge_url(0, &format!("/steady/{i}?size=1000&cc=max-age%3D60"))).await;
+            if r.status != 200 {
+                failed += 1;
+            }
         }
-        let r = get(t.edge_url(0, &format!("/steady/{i}?size=1000&cc=max-age%3D60"))).await;
-        if r.status != 200 {
-            failed += 1;
-        }
+        assert_eq!(
+            failed, 0,
+            "{protocol}: requests failed across the shield's death"
+        );
+        assert_eq!(t.origin.hits_prefix("/steady/"), 200, "{protocol}");
     }
-    assert_eq!(failed, 0, "requests failed across the shield's death");
-    assert_eq!(t.origin.hits_prefix("/steady/"), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -405,6 +405,7 @@ mod tests {
                 ("purge_token", Text),
                 ("purge_token_file", Text),
                 ("services", FileOnly),
+                ("shield_protocol", Text),
                 ("shields", List),
                 ("state_dir", Text),
                 ("timeouts.client_body", Text),

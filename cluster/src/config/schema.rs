@@ -168,6 +168,9 @@ pub struct NodeConfig {
     pub shields: Vec<String>,
     /// Whether an edge goes straight to the origin when no shield is healthy.
     pub origin_fallback: bool,
+    /// How edges speak to shields: `h2` (one multiplexed connection per shield) or `http/1.1`
+    /// (a pool of keep-alive connections).
+    pub shield_protocol: String,
     /// Peers (addresses or `ADDR/PREFIX` ranges) whose `X-Forwarded-Proto` names the scheme a
     /// request is keyed and forwarded under: a shield's edges (loopback by default), or a
     /// TLS-terminating load balancer in front of an edge (none by default). Anyone else's is
@@ -381,6 +384,7 @@ impl NodeConfig {
             origin: None,
             shields: Vec::new(),
             origin_fallback: defaults::ORIGIN_FALLBACK,
+            shield_protocol: "h2".to_owned(),
             trusted_forwarders: match role {
                 Role::Edge => Vec::new(),
                 Role::Shield => vec!["127.0.0.0/8".to_owned(), "::1".to_owned()],

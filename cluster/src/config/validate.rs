@@ -94,6 +94,15 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
             }
         }
     }
+    if !matches!(cfg.shield_protocol.as_str(), "h2" | "http/1.1") {
+        return Err(fail(
+            "shield_protocol",
+            format!(
+                "expected \"h2\" or \"http/1.1\", got {:?}",
+                cfg.shield_protocol
+            ),
+        ));
+    }
     for (i, range) in cfg.trusted_forwarders.iter().enumerate() {
         if let Err(e) = range.parse::<crate::cidr::Cidr>() {
             return Err(fail(&format!("trusted_forwarders[{i}]"), e.to_string()));

@@ -7,6 +7,7 @@
 //! ([`IdleTimeout`]), because only the reader knows when it is waiting.
 
 mod error;
+mod h2conn;
 mod health;
 mod idle;
 mod origin;
@@ -24,7 +25,7 @@ use hyper::body::Incoming;
 pub use error::UpstreamError;
 pub use health::{Health, backoff};
 pub use idle::IdleTimeout;
-pub use origin::{OriginUpstream, OriginUrlError};
+pub use origin::{OriginUpstream, OriginUrlError, WireProtocol};
 pub use retry::{AttemptFacts, may_retry};
 pub use shields::{PROBE_EVERY, ShieldUpstream};
 

@@ -12,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::h2conn::H2Connection;
 use super::{Upstream, UpstreamBody, UpstreamCtx, UpstreamError, UpstreamTimeouts};
 
 /// An origin URL that cannot be used.
@@ -25,17 +26,43 @@ pub enum OriginUrlError {
     HasPath(String),
 }
 
-/// A pooled client for one origin.
+/// How to speak to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireProtocol {
+    /// HTTP/1.1, a pool of keep-alive connections (one request each at a time).
+    Http1,
+    /// HTTP/2 (prior knowledge on cleartext, ALPN on TLS): one multiplexed connection carries
+    /// every concurrent request, as edges speak to their shields.
+    Http2,
+}
+
+/// A pooled client for one origin (or one shield).
 pub struct OriginUpstream {
     scheme: Scheme,
     authority: Authority,
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    transport: Transport,
     timeouts: UpstreamTimeouts,
 }
 
+enum Transport {
+    /// HTTP/1.1 keep-alive pool, keyed by the upstream's own authority.
+    Http1(Box<Client<HttpsConnector<HttpConnector>, UpstreamBody>>),
+    /// One HTTP/2 connection; requests name the site in `:authority`.
+    Http2(Arc<H2Connection>),
+}
+
 impl OriginUpstream {
-    /// Builds the client for `origin` (e.g. `http://127.0.0.1:9000`).
+    /// Builds an HTTP/1.1 client for `origin` (e.g. `http://127.0.0.1:9000`).
     pub fn new(origin: &str, timeouts: UpstreamTimeouts) -> Result<Arc<Self>, OriginUrlError> {
+        Self::with_protocol(origin, timeouts, WireProtocol::Http1)
+    }
+
+    /// Builds a client for `origin` speaking `protocol`.
+    pub fn with_protocol(
+        origin: &str,
+        timeouts: UpstreamTimeouts,
+        protocol: WireProtocol,
+    ) -> Result<Arc<Self>, OriginUrlError> {
         let uri: Uri = origin
             .parse()
             .map_err(|_| OriginUrlError::Invalid(origin.to_string()))?;
@@ -63,19 +90,34 @@ impl OriginUpstream {
         http.set_keepalive(Some(Duration::from_secs(60)));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(50))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+            .https_or_http();
+        let transport = match protocol {
+            WireProtocol::Http1 => Transport::Http1(Box::new(
+                Client::builder(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(50))
+                    .pool_max_idle_per_host(256)
+                    .build(connector.enable_http1().wrap_connector(http)),
+            )),
+            WireProtocol::Http2 => {
+                let base = Uri::builder()
+                    .scheme(scheme.clone())
+                    .authority(authority.clone())
+                    .path_and_query("/")
+                    .build()
+                    .map_err(|_| OriginUrlError::Invalid(origin.to_string()))?;
+                Transport::Http2(Arc::new(H2Connection::new(
+                    base,
+                    connector.enable_http2().wrap_connector(http),
+                    timeouts.connect,
+                )))
+            }
+        };
         Ok(Arc::new(OriginUpstream {
             scheme,
             authority,
-            client,
+            transport,
             timeouts,
         }))
     }
@@ -92,22 +134,48 @@ impl Upstream for OriginUpstream {
             .path_and_query()
             .map_or("/", |pq| pq.as_str())
             .to_string();
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build();
-        let client = self.client.clone();
         let first_byte = self.timeouts.first_byte;
-        Box::pin(async move {
-            *req.uri_mut() = uri.map_err(|e| UpstreamError::Request(e.to_string()))?;
-            *req.version_mut() = http::Version::HTTP_11;
-            match tokio::time::timeout(first_byte, client.request(req)).await {
-                Err(_) => Err(UpstreamError::FirstByteTimeout),
-                Ok(Err(e)) => Err(UpstreamError::from_client(&e)),
-                Ok(Ok(resp)) => Ok(resp),
+        match &self.transport {
+            Transport::Http1(client) => {
+                let uri = Uri::builder()
+                    .scheme(self.scheme.clone())
+                    .authority(self.authority.clone())
+                    .path_and_query(pq)
+                    .build();
+                let client = Client::clone(client);
+                Box::pin(async move {
+                    *req.uri_mut() = uri.map_err(|e| UpstreamError::Request(e.to_string()))?;
+                    *req.version_mut() = http::Version::HTTP_11;
+                    match tokio::time::timeout(first_byte, client.request(req)).await {
+                        Err(_) => Err(UpstreamError::FirstByteTimeout),
+                        Ok(Err(e)) => Err(UpstreamError::from_client(&e)),
+                        Ok(Ok(resp)) => Ok(resp),
+                    }
+                })
             }
-        })
+            Transport::Http2(conn) => {
+                // `:authority` is the site the request is for (its Host), not the upstream.
+                let site = req
+                    .headers_mut()
+                    .remove(http::header::HOST)
+                    .and_then(|h| h.to_str().ok().map(str::to_owned))
+                    .unwrap_or_else(|| self.authority.to_string());
+                let uri = Uri::builder()
+                    .scheme(self.scheme.clone())
+                    .authority(site)
+                    .path_and_query(pq)
+                    .build();
+                let conn = conn.clone();
+                Box::pin(async move {
+                    *req.uri_mut() = uri.map_err(|e| UpstreamError::Request(e.to_string()))?;
+                    *req.version_mut() = http::Version::HTTP_2;
+                    match tokio::time::timeout(first_byte, conn.send(req)).await {
+                        Err(_) => Err(UpstreamError::FirstByteTimeout),
+                        Ok(r) => r,
+                    }
+                })
+            }
+        }
     }
 
     fn idle_timeout(&self) -> Duration {

@@ -28,7 +28,7 @@ use super::health::Health;
 use super::retry::{AttemptFacts, may_retry};
 use super::{
     OriginUpstream, OriginUrlError, Upstream, UpstreamBody, UpstreamCtx, UpstreamError,
-    UpstreamTimeouts,
+    UpstreamTimeouts, WireProtocol,
 };
 
 /// How often each shield is probed.
@@ -60,10 +60,11 @@ impl Drop for ShieldUpstream {
 }
 
 impl ShieldUpstream {
-    /// Shields at `urls` (base URLs, each weight 1), the origin as fallback when given.
-    /// Starts the probes: call inside the runtime.
+    /// Shields at `urls` (base URLs, each weight 1) spoken to over `protocol`, the origin as
+    /// fallback when given. Starts the probes: call inside the runtime.
     pub fn new(
         urls: &[String],
+        protocol: WireProtocol,
         fallback: Option<Arc<OriginUpstream>>,
         timeouts: UpstreamTimeouts,
     ) -> Result<Arc<Self>, OriginUrlError> {
@@ -72,7 +73,7 @@ impl ShieldUpstream {
         for url in urls {
             candidates.push(Candidate::new(url.trim_end_matches('/'), 1.0));
             members.push(Member {
-                client: OriginUpstream::new(url, timeouts)?,
+                client: OriginUpstream::with_protocol(url, timeouts, protocol)?,
                 health: Health::default(),
             });
         }

@@ -340,6 +340,7 @@ fn everything_set() -> NodeConfig {
         origin: Some("https://origin.example:8443".into()),
         shields: vec!["http://s1:8081".into(), "http://s2:8081".into()],
         origin_fallback: false,
+        shield_protocol: "http/1.1".into(),
         trusted_forwarders: vec!["10.0.0.0/8".into(), "2001:db8::1".into()],
         purge_services: vec!["http://p1:7070".into()],
         purge_token: Some("t0ken-0123456789abcdef".into()),
