@@ -237,3 +237,58 @@ async fn a_shield_given_shields_is_refused() {
     };
     assert!(err.to_string().contains("shields"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targeted_fields_tags_and_traces_cross_the_tiers() {
+    let t = Tier::start(1, 1, false).await;
+    // Not storable for browsers, a minute for the CDN: both tiers store it (RFC 9213).
+    let pq = "/targeted?size=100&cc=no-store&cdncc=max-age%3D60&tags=t1,t2";
+    let client = h1_client();
+    let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let req = Request::get(t.edge_url(0, pq))
+        .header("host", "site.example")
+        .header("traceparent", trace)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let first = send(&client, req).await;
+    assert_eq!(first.status, 200);
+    let second = get(t.edge_url(0, pq)).await;
+    assert!(second.is_hit(), "{}", second.header("cache-status"));
+    assert_eq!(t.origin.hits(pq), 1);
+    // The edge, facing clients, removes the targeted field and the tags...
+    assert!(first.header("cdn-cache-control").is_empty());
+    assert!(first.header("surrogate-key").is_empty());
+    // ...which the shield passed on to it (a direct look at the shield's answer).
+    let shield = format!("http://{}{pq}", t.shields[0].listen.unwrap());
+    let direct = get(shield).await;
+    assert_eq!(direct.header("surrogate-key"), "t1 t2");
+    assert!(direct.header("cdn-cache-control").contains("max-age=60"));
+    // The trace went on through both tiers: the origin saw the client's trace id.
+    let seen = t.origin.requests();
+    let at_origin = seen
+        .iter()
+        .find(|r| r.target() == pq)
+        .and_then(|r| r.headers.get("traceparent"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        at_origin.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+        "{at_origin}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_shield_down_the_edge_serves_stale_where_it_may() {
+    let mut t = Tier::start(1, 1, false).await;
+    let pq = "/stale?size=100&cc=max-age%3D1%2C%20stale-if-error%3D600";
+    assert_eq!(get(t.edge_url(0, pq)).await.status, 200);
+    t.shields.remove(0).shutdown().await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = get(t.edge_url(0, pq)).await;
+    assert_eq!(r.status, 200, "{}", r.header("cache-status"));
+    assert!(
+        r.cache_status().contains("stale-if-error"),
+        "{}",
+        r.header("cache-status")
+    );
+}
