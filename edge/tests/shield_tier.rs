@@ -205,9 +205,18 @@ async fn an_edge_that_is_its_own_shield_answers_508() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_shield_down_the_origin_stands_in_when_allowed() {
     let mut t = Tier::start(1, 1, true).await;
+    let shield = format!("http://{}", t.shields[0].listen.unwrap());
+    let up = format!("tiercel_shield_up{{shield=\"{shield}\"}}");
+    assert!(t.edges[0].metrics_text().contains(&format!("{up} 1")));
     t.shields.remove(0).shutdown().await;
     let r = get(t.edge_url(0, "/fallback?size=10&cc=max-age%3D60")).await;
     assert_eq!(r.status, 200);
+    // The failed attempt marked it down.
+    assert!(
+        t.edges[0].metrics_text().contains(&format!("{up} 0")),
+        "{}",
+        t.edges[0].metrics_text()
+    );
     assert_eq!(t.origin.hits("/fallback?size=10&cc=max-age%3D60"), 1);
     // Without the fallback, the client gets a short 502.
     let mut t = Tier::start(1, 1, false).await;

@@ -152,6 +152,11 @@ impl Engine {
         ))
     }
 
+    /// The upstream's members (shields) and whether each is up.
+    pub fn upstream_members(&self) -> Vec<(String, bool)> {
+        self.upstream.members_up()
+    }
+
     /// Removes every stored variant of a URL (both schemes), e.g. for a URL purge.
     pub fn remove_url(&self, url: &urlnorm::NormalizedUrl) {
         for scheme in [urlnorm::Scheme::Http, urlnorm::Scheme::Https] {

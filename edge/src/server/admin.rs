@@ -256,5 +256,20 @@ pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
             &u8::from(p.lagging),
         );
     }
+    let shields = engine.upstream_members();
+    if !shields.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP tiercel_shield_up 1 while the shield is tried, 0 while it is marked down.\n\
+             # TYPE tiercel_shield_up gauge"
+        );
+        for (name, up) in shields {
+            let _ = writeln!(
+                out,
+                "tiercel_shield_up{{shield=\"{name}\"}} {}",
+                u8::from(up)
+            );
+        }
+    }
     out
 }

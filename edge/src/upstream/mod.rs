@@ -86,4 +86,10 @@ pub trait Upstream: Send + Sync + 'static {
 
     /// For logs: where requests go.
     fn describe(&self) -> String;
+
+    /// Each upstream member and whether it is up now (shields), for `/metrics`; none for a
+    /// single origin.
+    fn members_up(&self) -> Vec<(String, bool)> {
+        Vec::new()
+    }
 }

@@ -225,6 +225,14 @@ impl Upstream for ShieldUpstream {
         self.idle
     }
 
+    fn members_up(&self) -> Vec<(String, bool)> {
+        self.candidates
+            .iter()
+            .zip(self.members.iter())
+            .map(|(c, m)| (c.name.clone(), m.health.is_up()))
+            .collect()
+    }
+
     fn describe(&self) -> String {
         let names: Vec<&str> = self.candidates.iter().map(|c| c.name.as_str()).collect();
         format!("shields [{}]", names.join(", "))
