@@ -85,8 +85,8 @@ pub struct NodeArgs {
 
     /// SSD cache size.
     #[arg(long, value_name = "SIZE", help = format!(
-        "SSD cache size, at least {} [default: {}]",
-        defaults::MIN_DISK_CACHE_SIZE, defaults::DISK_CACHE_SIZE
+        "SSD cache size, at least {} [default: {}; shield: {}]",
+        defaults::MIN_DISK_CACHE_SIZE, defaults::DISK_CACHE_SIZE, defaults::SHIELD_DISK_CACHE_SIZE
     ))]
     pub disk_cache_size: Option<String>,
 

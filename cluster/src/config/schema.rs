@@ -65,6 +65,8 @@ pub mod defaults {
     pub const MEMORY_CACHE: ByteSize = ByteSize::mib(256);
     /// SSD cache size.
     pub const DISK_CACHE_SIZE: ByteSize = ByteSize::gib(1);
+    /// A shield's SSD cache size: it holds what many edges miss.
+    pub const SHIELD_DISK_CACHE_SIZE: ByteSize = ByteSize::gib(8);
     /// Smallest SSD cache accepted (a few chunks plus the store's own overhead).
     pub const MIN_DISK_CACHE_SIZE: ByteSize = ByteSize::mib(16);
     /// Upstream TCP (and TLS) connect timeout.
@@ -395,7 +397,10 @@ impl NodeConfig {
             purge_ca_file: None,
             memory_cache: defaults::MEMORY_CACHE,
             disk_cache: None,
-            disk_cache_size: defaults::DISK_CACHE_SIZE,
+            disk_cache_size: match role {
+                Role::Edge => defaults::DISK_CACHE_SIZE,
+                Role::Shield => defaults::SHIELD_DISK_CACHE_SIZE,
+            },
             admin_listen: None,
             state_dir: None,
             worker_threads: defaults::WORKER_THREADS,
