@@ -218,10 +218,14 @@ pub async fn start_with_purges(
         first_byte: cfg.timeouts.first_byte,
         idle: cfg.timeouts.idle,
     };
+    let roots = match &cfg.origin_ca_file {
+        Some(path) => Some(tiercel_cluster::tls::load_certs(path).map_err(server::TlsError::from)?),
+        None => None,
+    };
     let origin = cfg
         .origin
         .as_deref()
-        .map(|o| OriginUpstream::new(o, timeouts))
+        .map(|o| OriginUpstream::with_protocol(o, timeouts, WireProtocol::Http1, roots.as_deref()))
         .transpose()?;
     // Misses go to the shield tier when there is one (the origin standing in when no shield
     // answers, if allowed), else to the origin.
@@ -235,7 +239,7 @@ pub async fn start_with_purges(
             } else {
                 WireProtocol::Http2
             };
-            ShieldUpstream::new(&cfg.shields, protocol, fallback, timeouts)?
+            ShieldUpstream::new(&cfg.shields, protocol, fallback, timeouts, roots.as_deref())?
         }
     };
     let upstream_name = upstream.describe();

@@ -399,6 +399,7 @@ mod tests {
                 ("memory_cache", Text),
                 ("name", Text),
                 ("origin", Text),
+                ("origin_ca_file", Text),
                 ("origin_fallback", Boolean),
                 ("purge_ca_file", Text),
                 ("purge_services", List),

@@ -189,6 +189,9 @@ pub struct NodeConfig {
     /// CA certificates verifying `https://` purge-services; the system's roots when unset.
     #[serde(with = "opt_path")]
     pub purge_ca_file: Option<PathBuf>,
+    /// CA certificates verifying an `https://` origin (and shields); Mozilla's roots when unset.
+    #[serde(with = "opt_path")]
+    pub origin_ca_file: Option<PathBuf>,
     /// RAM tier size; never exceeded.
     pub memory_cache: ByteSize,
     /// SSD tier directory; no disk tier when unset.
@@ -395,6 +398,7 @@ impl NodeConfig {
             purge_token: None,
             purge_token_file: None,
             purge_ca_file: None,
+            origin_ca_file: None,
             memory_cache: defaults::MEMORY_CACHE,
             disk_cache: None,
             disk_cache_size: match role {

@@ -11,6 +11,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
 
 use super::h2conn::H2Connection;
 use super::{Upstream, UpstreamBody, UpstreamCtx, UpstreamError, UpstreamTimeouts};
@@ -24,6 +25,29 @@ pub enum OriginUrlError {
     /// Carries a path or query: requests keep their own.
     #[error("origin must not carry a path or query, got {0:?}")]
     HasPath(String),
+    /// The TLS client could not be set up (bad CA certificates).
+    #[error("origin TLS: {0}")]
+    Tls(String),
+}
+
+/// The TLS client configuration for upstreams: `roots` when given, else Mozilla's.
+fn client_tls(
+    roots: Option<&[CertificateDer<'static>]>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut store = rustls::RootCertStore::empty();
+    match roots {
+        Some(certs) => {
+            for cert in certs {
+                store.add(cert.clone())?;
+            }
+        }
+        None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(store)
+        .with_no_client_auth())
 }
 
 /// How to speak to an upstream.
@@ -52,16 +76,19 @@ enum Transport {
 }
 
 impl OriginUpstream {
-    /// Builds an HTTP/1.1 client for `origin` (e.g. `http://127.0.0.1:9000`).
+    /// Builds a pooled HTTP/1.1 client for `origin` (e.g. `http://127.0.0.1:9000`), TLS verified
+    /// against Mozilla's roots.
     pub fn new(origin: &str, timeouts: UpstreamTimeouts) -> Result<Arc<Self>, OriginUrlError> {
-        Self::with_protocol(origin, timeouts, WireProtocol::Http1)
+        Self::with_protocol(origin, timeouts, WireProtocol::Http1, None)
     }
 
-    /// Builds a client for `origin` speaking `protocol`.
+    /// Builds a client for `origin` speaking `protocol`, verifying TLS against `roots` (the
+    /// certificates of `origin_ca_file`) or, when `None`, Mozilla's roots.
     pub fn with_protocol(
         origin: &str,
         timeouts: UpstreamTimeouts,
         protocol: WireProtocol,
+        roots: Option<&[CertificateDer<'static>]>,
     ) -> Result<Arc<Self>, OriginUrlError> {
         let uri: Uri = origin
             .parse()
@@ -89,7 +116,7 @@ impl OriginUpstream {
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_keepalive(Some(Duration::from_secs(60)));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(client_tls(roots).map_err(|e| OriginUrlError::Tls(e.to_string()))?)
             .https_or_http();
         let transport = match protocol {
             WireProtocol::Http1 => Transport::Http1(Box::new(
@@ -98,6 +125,9 @@ impl OriginUpstream {
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(Duration::from_secs(50))
                     .pool_max_idle_per_host(256)
+                    // HTTP/1.1 even over TLS: with h2, `:authority` would have to be the
+                    // origin's name (the pool keys on it) while `Host` carries the site's, and
+                    // RFC 9113 §8.3.1 lets a server refuse that disagreement.
                     .build(connector.enable_http1().wrap_connector(http)),
             )),
             WireProtocol::Http2 => {

@@ -67,13 +67,14 @@ impl ShieldUpstream {
         protocol: WireProtocol,
         fallback: Option<Arc<OriginUpstream>>,
         timeouts: UpstreamTimeouts,
+        roots: Option<&[rustls::pki_types::CertificateDer<'static>]>,
     ) -> Result<Arc<Self>, OriginUrlError> {
         let mut candidates = Vec::with_capacity(urls.len());
         let mut members = Vec::with_capacity(urls.len());
         for url in urls {
             candidates.push(Candidate::new(url.trim_end_matches('/'), 1.0));
             members.push(Member {
-                client: OriginUpstream::with_protocol(url, timeouts, protocol)?,
+                client: OriginUpstream::with_protocol(url, timeouts, protocol, roots)?,
                 health: Health::default(),
             });
         }

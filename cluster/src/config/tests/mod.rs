@@ -346,6 +346,7 @@ fn everything_set() -> NodeConfig {
         purge_token: Some("t0ken-0123456789abcdef".into()),
         purge_token_file: None,
         purge_ca_file: None,
+        origin_ca_file: Some("/etc/tiercel/origin-ca.pem".into()),
         memory_cache: ByteSize::mib(64),
         disk_cache: Some("/var/cache/tiercel".into()),
         disk_cache_size: ByteSize(20_000_000_000),
