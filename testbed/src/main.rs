@@ -42,12 +42,18 @@ enum Command {
         /// Edge admin address.
         #[arg(long, default_value = "127.0.0.1:9900")]
         admin: SocketAddr,
-        /// Shield address (the edge's upstream).
-        #[arg(long, default_value = "127.0.0.1:8081")]
+        /// First shield address (the edges' upstream; shield i listens on its port + i).
+        #[arg(long, default_value = "127.0.0.1:8090")]
         shield: SocketAddr,
-        /// Shield admin address.
-        #[arg(long, default_value = "127.0.0.1:9901")]
+        /// First shield admin address.
+        #[arg(long, default_value = "127.0.0.1:9950")]
         shield_admin: SocketAddr,
+        /// How many edges (edge i listens on each edge port + i).
+        #[arg(long, default_value_t = 1)]
+        edges: usize,
+        /// How many shields (0: the edges go straight to the origin).
+        #[arg(long, default_value_t = 1)]
+        shields: usize,
         /// Where the cache lives.
         #[arg(long, default_value = "testbed-data")]
         data_dir: std::path::PathBuf,
@@ -75,6 +81,8 @@ fn main() -> anyhow::Result<()> {
             admin,
             shield,
             shield_admin,
+            edges,
+            shields,
             data_dir,
         } => {
             let opts = tiercel_testbed::up::UpOptions {
@@ -84,6 +92,8 @@ fn main() -> anyhow::Result<()> {
                 admin,
                 shield,
                 shield_admin,
+                edges,
+                shields,
                 data_dir,
                 bin_dir: tiercel_testbed::up::sibling_bin_dir()?,
             };

@@ -16,49 +16,63 @@ use tokio::process::{Child, Command};
 
 use crate::origin::Origin;
 
-/// Where the pieces listen.
+/// Where the pieces listen. With several edges or shields, node `i` listens on the given
+/// port + `i` (each address is the first of its kind).
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     /// Demo origin.
     pub origin: SocketAddr,
-    /// Edge, HTTP/1.1 + h2c.
+    /// First edge, HTTP/1.1 + h2c.
     pub edge: SocketAddr,
-    /// Edge, TLS.
+    /// First edge, TLS.
     pub edge_tls: SocketAddr,
-    /// Edge admin.
+    /// First edge's admin.
     pub admin: SocketAddr,
-    /// Shield (HTTP/1.1 + h2c, for edges).
+    /// First shield (HTTP/1.1 + h2c, for edges).
     pub shield: SocketAddr,
-    /// Shield admin.
+    /// First shield's admin.
     pub shield_admin: SocketAddr,
-    /// Disk tier and state.
+    /// How many edges (at least 1).
+    pub edges: usize,
+    /// How many shields (0: edges go straight to the origin).
+    pub shields: usize,
+    /// Disk tiers and state.
     pub data_dir: PathBuf,
     /// Directory holding the `tiercel-edge` and `tiercel-shield` binaries.
     pub bin_dir: PathBuf,
 }
 
-/// A running CDN: origin, shield, edge.
+/// Node `i`'s address: the first one's port + `i`.
+pub fn nth(first: SocketAddr, i: usize) -> SocketAddr {
+    let port = u16::try_from(usize::from(first.port()) + i).unwrap_or(first.port());
+    SocketAddr::new(first.ip(), port)
+}
+
+/// A running CDN: origin, shields, edges.
 pub struct Up {
     origin: Origin,
-    shield: Child,
-    edge: Child,
+    shields: Vec<Child>,
+    edges: Vec<Child>,
 }
 
 impl std::fmt::Debug for Up {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Up")
             .field("origin", &self.origin.url())
+            .field("shields", &self.shields.len())
+            .field("edges", &self.edges.len())
             .finish()
     }
 }
 
-/// The directory of the running executable: `cargo build` puts every binary there.
+/// The directory of the running executable (where `cargo build` puts every binary).
 pub fn sibling_bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating this executable")?;
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
-/// Starts the origin, the shield and the edge, and waits until both nodes are ready.
+/// Starts the origin, the shields, then the edges (in front of every shield, the origin as
+/// their fallback), and waits until every node is ready.
 pub async fn up(opts: &UpOptions) -> anyhow::Result<Up> {
     let edge_bin = opts.bin_dir.join("tiercel-edge");
     let shield_bin = opts.bin_dir.join("tiercel-shield");
@@ -70,68 +84,97 @@ pub async fn up(opts: &UpOptions) -> anyhow::Result<Up> {
             );
         }
     }
+    if opts.edges == 0 {
+        bail!("--edges must be at least 1");
+    }
     let origin = Origin::start(opts.origin)
         .await
         .with_context(|| format!("demo origin cannot listen on {}", opts.origin))?;
-    let shield = node(
-        &shield_bin,
-        &opts.data_dir.join("shield-cache"),
-        &[
-            "--listen".into(),
-            opts.shield.to_string(),
-            "--admin-listen".into(),
-            opts.shield_admin.to_string(),
-            "--origin".into(),
-            origin.url(),
-        ],
-    )?;
-    // The edge starts once the shield answers: its first probe would otherwise find the
-    // shield down and send the first requests to the origin.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut shield = shield;
-    while !ready(opts.shield_admin).await {
-        if let Some(status) = shield.try_wait()? {
-            bail!("tiercel-shield exited during start-up ({status})");
-        }
-        if Instant::now() > deadline {
-            bail!("tiercel-shield did not become ready within 20 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let edge = node(
-        &edge_bin,
-        &opts.data_dir.join("edge-cache"),
-        &[
-            "--listen".into(),
-            opts.edge.to_string(),
-            "--tls-listen".into(),
-            opts.edge_tls.to_string(),
-            "--admin-listen".into(),
-            opts.admin.to_string(),
-            "--shield".into(),
-            format!("http://{}", opts.shield),
-            "--origin".into(),
-            origin.url(),
-        ],
-    )?;
     let mut up = Up {
         origin,
-        shield,
-        edge,
+        shields: Vec::new(),
+        edges: Vec::new(),
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if ready(opts.admin).await {
-            return Ok(up);
+    for i in 0..opts.shields {
+        let name = format!("tiercel-shield-{i}");
+        let name = if opts.shields == 1 {
+            "tiercel-shield".to_owned()
+        } else {
+            name
+        };
+        let child = node(
+            &shield_bin,
+            &opts.data_dir.join(format!("shield-{i}")),
+            &[
+                "--listen".into(),
+                nth(opts.shield, i).to_string(),
+                "--admin-listen".into(),
+                nth(opts.shield_admin, i).to_string(),
+                "--origin".into(),
+                up.origin.url(),
+                "--name".into(),
+                name,
+            ],
+        )?;
+        up.shields.push(child);
+    }
+    // Edges start once the shields answer: their first probes would otherwise find a shield
+    // down and send the first requests to the origin.
+    for i in 0..opts.shields {
+        wait_ready(
+            &mut up.shields[i],
+            nth(opts.shield_admin, i),
+            "tiercel-shield",
+        )
+        .await?;
+    }
+    let shields: Vec<String> = (0..opts.shields)
+        .map(|i| format!("http://{}", nth(opts.shield, i)))
+        .collect();
+    for i in 0..opts.edges {
+        let name = if opts.edges == 1 {
+            "tiercel-edge".to_owned()
+        } else {
+            format!("tiercel-edge-{i}")
+        };
+        let mut args = vec![
+            "--listen".into(),
+            nth(opts.edge, i).to_string(),
+            "--tls-listen".into(),
+            nth(opts.edge_tls, i).to_string(),
+            "--admin-listen".into(),
+            nth(opts.admin, i).to_string(),
+            "--origin".into(),
+            up.origin.url(),
+            "--name".into(),
+            name,
+        ];
+        if !shields.is_empty() {
+            args.push("--shield".into());
+            args.push(shields.join(","));
         }
-        if let Some(status) = up.edge.try_wait()? {
-            bail!("tiercel-edge exited during start-up ({status})");
+        let child = node(&edge_bin, &opts.data_dir.join(format!("edge-{i}")), &args)?;
+        up.edges.push(child);
+    }
+    for i in 0..opts.edges {
+        wait_ready(&mut up.edges[i], nth(opts.admin, i), "tiercel-edge").await?;
+    }
+    Ok(up)
+}
+
+/// Waits up to 20 s for a node's `/readyz`.
+async fn wait_ready(child: &mut Child, admin: SocketAddr, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready(admin).await {
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited during start-up ({status})");
         }
         if Instant::now() > deadline {
-            bail!("tiercel-edge did not become ready within 20 s");
+            bail!("{what} on {admin} did not become ready within 20 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok(())
 }
 
 /// Starts one node binary with a 1 GiB disk tier in `disk` and `args`.
@@ -151,10 +194,11 @@ fn node(bin: &Path, disk: &Path, args: &[String]) -> anyhow::Result<Child> {
 }
 
 impl Up {
-    /// Stops the edge, then the shield (SIGTERM, then kill after 15 s each), then the origin.
+    /// Stops the edges, then the shields (SIGTERM, then kill after 15 s each), then the origin.
     pub async fn down(mut self) {
-        stop(&mut self.edge).await;
-        stop(&mut self.shield).await;
+        for child in self.edges.iter_mut().chain(self.shields.iter_mut()) {
+            stop(child).await;
+        }
         self.origin.shutdown().await;
     }
 }
@@ -189,23 +233,31 @@ async fn ready(admin: SocketAddr) -> bool {
 
 /// What `up` prints: the endpoints and something to try.
 pub fn banner(opts: &UpOptions) -> String {
-    format!(
-        "Tiercel is up.\n\
-         \x20 edge (HTTP/1.1, h2c)   http://{edge}\n\
-         \x20 edge (TLS h1/h2)       https://{tls}  (self-signed certificate)\n\
-         \x20 edge admin             http://{admin}/metrics\n\
-         \x20 shield (edge -> shield) http://{shield}  (admin http://{shield_admin}/metrics)\n\
-         \x20 demo origin            http://{origin}/  (lists the query parameters it understands)\n\
-         \x20 cache directory        {data}\n\
+    let mut out = String::from("Tiercel is up.\n");
+    for i in 0..opts.edges {
+        out.push_str(&format!(
+            "  edge {i}   http://{} (h1, h2c)  https://{} (TLS, self-signed)  admin http://{}/metrics\n",
+            nth(opts.edge, i),
+            nth(opts.edge_tls, i),
+            nth(opts.admin, i)
+        ));
+    }
+    for i in 0..opts.shields {
+        out.push_str(&format!(
+            "  shield {i} http://{} (edges' upstream)  admin http://{}/metrics\n",
+            nth(opts.shield, i),
+            nth(opts.shield_admin, i)
+        ));
+    }
+    out.push_str(&format!(
+        "  demo origin http://{}/  (lists the query parameters it understands)\n\
+         \x20 cache directories in {}\n\
          Try it twice and watch Cache-Status:\n\
-         \x20 curl -s -o /dev/null -D - 'http://{edge}/hello?size=1024&cc=max-age%3D60'\n\
+         \x20 curl -s -o /dev/null -D - 'http://{}/hello?size=1024&cc=max-age%3D60'\n\
          Ctrl-C stops everything.",
-        edge = opts.edge,
-        tls = opts.edge_tls,
-        admin = opts.admin,
-        shield = opts.shield,
-        shield_admin = opts.shield_admin,
-        origin = opts.origin,
-        data = opts.data_dir.display(),
-    )
+        opts.origin,
+        opts.data_dir.display(),
+        opts.edge
+    ));
+    out
 }

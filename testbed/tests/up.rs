@@ -53,6 +53,8 @@ async fn up_serves_the_demo_origin_through_a_shield_and_an_edge() {
         admin: free_addr(),
         shield: free_addr(),
         shield_admin: free_addr(),
+        edges: 1,
+        shields: 1,
         data_dir: data.path().to_path_buf(),
         bin_dir,
     };
@@ -65,11 +67,53 @@ async fn up_serves_the_demo_origin_through_a_shield_and_an_edge() {
         "{first}"
     );
     assert!(second.contains(", tiercel-edge; hit"), "{second}");
-    for dir in ["edge-cache", "shield-cache"] {
+    for dir in ["edge-0", "shield-0"] {
         assert!(
             data.path().join(dir).is_dir(),
             "{dir}: the disk tiers live in the data dir"
         );
+    }
+    running.down().await;
+}
+
+/// The first of two consecutive free ports.
+fn free_pair() -> std::net::SocketAddr {
+    loop {
+        let a = free_addr();
+        let next = std::net::SocketAddr::new(a.ip(), a.port().wrapping_add(1));
+        if a.port() < u16::MAX && std::net::TcpListener::bind(next).is_ok() {
+            return a;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_two_edges_and_two_shields_fetches_each_object_once() {
+    let data = tempfile::tempdir().unwrap();
+    let opts = UpOptions {
+        origin: free_addr(),
+        edge: free_pair(),
+        edge_tls: free_pair(),
+        admin: free_pair(),
+        shield: free_pair(),
+        shield_admin: free_pair(),
+        edges: 2,
+        shields: 2,
+        data_dir: data.path().to_path_buf(),
+        bin_dir: target_bin_dir(),
+    };
+    let running = up(&opts).await.expect("up starts");
+    for i in 0..20 {
+        for e in 0..2 {
+            let edge = tiercel_testbed::up::nth(opts.edge, e);
+            let r = get(edge, &format!("/multi/{i}?size=100&cc=max-age%3D60")).await;
+            assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+            // The second edge's miss is the shield's hit: one origin fetch per object.
+            if e == 1 {
+                assert!(r.contains("x-origin-hits: 1\r\n"), "{r}");
+                assert!(r.contains("; hit"), "{r}");
+            }
+        }
     }
     running.down().await;
 }
