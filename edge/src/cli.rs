@@ -65,7 +65,11 @@ pub fn main(role: Role) -> ExitCode {
         if let Some(a) = node.listen {
             println!(
                 "{name}: serving http://{a} (HTTP/1.1, h2c) in front of {}, {threads} worker thread{plural}",
-                cfg.origin.as_deref().unwrap_or("?")
+                if cfg.shields.is_empty() {
+                    cfg.origin.clone().unwrap_or_default()
+                } else {
+                    format!("shields {}", cfg.shields.join(", "))
+                }
             );
         }
         if let Some(a) = node.tls_listen {

@@ -38,6 +38,13 @@ struct Cli {
     /// Limit for one whole exchange (head and body) and for connecting.
     #[arg(short, long, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
+    /// With `{n}` in the URL: draw `{n}` from this many objects by Zipf popularity (exponent
+    /// `--zipf-s`) instead of a new URL per request.
+    #[arg(long, value_name = "OBJECTS")]
+    zipf: Option<usize>,
+    /// Zipf exponent.
+    #[arg(long, default_value_t = 1.0)]
+    zipf_s: f64,
     /// Every body must be exactly this many bytes (Content-Length is always checked).
     #[arg(long, value_name = "BYTES")]
     expect_length: Option<u64>,
@@ -111,7 +118,10 @@ fn main() -> anyhow::Result<ExitCode> {
         watch_pids: cli.watch_pids,
         tags: cli.tags.into_iter().collect::<BTreeMap<_, _>>(),
     };
-    let target = Target::new(&cli.url, &cli.headers).context("target")?;
+    let mut target = Target::new(&cli.url, &cli.headers).context("target")?;
+    if let Some(objects) = cli.zipf {
+        target = target.with_zipf(objects, cli.zipf_s).context("--zipf")?;
+    }
     let report = run_blocking(target, config).context("load run")?;
     if cli.json {
         println!(

@@ -28,6 +28,7 @@ mod h1;
 mod h2;
 mod recorder;
 mod target;
+pub mod zipf;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -52,6 +52,9 @@ struct Unique {
     /// Distinguishes this run's URLs from every earlier run's (a cache keeps those).
     run: u64,
     next: std::cell::Cell<u64>,
+    /// With a popularity distribution, `{n}` is a drawn object index (shared by every run and
+    /// process, so several load generators ask for the same objects) instead of a new URL.
+    zipf: Option<super::zipf::Zipf>,
 }
 
 /// A resolved target: where to connect and what to send.
@@ -137,7 +140,8 @@ impl Target {
                     absolute: (before.to_owned(), after.to_owned()),
                     origin: (path_before.to_owned(), after.to_owned()),
                     run,
-                    next: std::cell::Cell::new(0),
+                    next: std::cell::Cell::new(run | 1),
+                    zipf: None,
                 })
             }
         };
@@ -150,6 +154,15 @@ impl Target {
         })
     }
 
+    /// Makes `{n}` a Zipf-distributed object index over `objects` objects (exponent `s`).
+    pub fn with_zipf(mut self, objects: usize, s: f64) -> Result<Target, TargetError> {
+        match &mut self.unique {
+            Some(u) => u.zipf = Some(super::zipf::Zipf::new(objects, s)),
+            None => return Err(TargetError::Placeholder(self.url())),
+        }
+        Ok(self)
+    }
+
     /// The target of the next exchange: the one URL, or a new one per exchange with `{n}`.
     fn next_uri(&self, protocol: Protocol) -> Uri {
         let Some(u) = &self.unique else {
@@ -159,15 +172,28 @@ impl Target {
             };
         };
         let n = u.next.get();
-        u.next.set(n + 1);
         let (before, after) = match protocol {
             Protocol::H1 => &u.origin,
             Protocol::H2 => &u.absolute,
         };
         // Checked in `new` with `0` in its place: digits and `-` keep it valid.
-        format!("{before}{:x}-{n}{after}", u.run)
-            .parse()
-            .unwrap_or_else(|_| self.uri.clone())
+        let text = match &u.zipf {
+            None => {
+                u.next.set(n + 1);
+                format!("{before}{:x}-{}{after}", u.run, n - (u.run | 1))
+            }
+            Some(z) => {
+                // xorshift64: cheap, and good enough to draw popularity ranks.
+                let mut x = n;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                u.next.set(x);
+                let uniform = (x >> 11) as f64 / (1u64 << 53) as f64;
+                format!("{before}{}{after}", z.sample(uniform))
+            }
+        };
+        text.parse().unwrap_or_else(|_| self.uri.clone())
     }
 
     /// The URL as given (for reports).
@@ -266,6 +292,28 @@ mod tests {
         let c = t.request(Protocol::H2).uri().to_string();
         assert!(c.starts_with("http://127.0.0.1:8080/miss/") && c.ends_with("-2?size=1024"));
         assert!(Target::new("http://127.0.0.1:8080/{n}/{n}", &[]).is_err());
+        let z = Target::new("http://127.0.0.1:8080/z/{n}", &[])
+            .unwrap()
+            .with_zipf(1000, 1.0)
+            .unwrap();
+        let picks: Vec<String> = (0..200)
+            .map(|_| z.request(Protocol::H1).uri().to_string())
+            .collect();
+        assert!(
+            picks
+                .iter()
+                .all(|p| p.starts_with("/z/") && p[3..].parse::<usize>().unwrap() < 1000)
+        );
+        assert!(
+            picks.iter().filter(|p| *p == "/z/0").count() > 10,
+            "rank 1 is the most drawn"
+        );
+        assert!(
+            Target::new("http://127.0.0.1:8080/no-placeholder", &[])
+                .unwrap()
+                .with_zipf(10, 1.0)
+                .is_err()
+        );
         assert!(Target::new("http://{n}:8080/", &[]).is_err());
     }
 
