@@ -301,3 +301,24 @@ async fn with_the_shield_down_the_edge_serves_stale_where_it_may() {
         r.header("cache-status")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_object_streams_through_both_tiers_to_twenty_clients_from_one_fetch() {
+    let t = Arc::new(Tier::start(1, 1, false).await);
+    // 24 MiB, sent slowly enough that every client joins while it is still arriving.
+    let size = 24 * 1024 * 1024;
+    let pq = format!("/big?size={size}&cc=max-age%3D60&chunk=262144&chunk_ms=5");
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let t = t.clone();
+        let pq = pq.clone();
+        clients.spawn(async move { get(t.edge_url(0, &pq)).await });
+    }
+    let want = expected_body(&pq, size);
+    while let Some(r) = clients.join_next().await {
+        let r = r.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body == want, "body differs ({} bytes)", r.body.len());
+    }
+    assert_eq!(t.origin.hits(&pq), 1);
+}
