@@ -57,19 +57,35 @@ impl Edge {
         name: &str,
         state: Option<&std::path::Path>,
     ) -> Result<Edge> {
+        Edge::start_as(
+            cluster,
+            Role::Edge,
+            &["--origin", &origin.url()],
+            name,
+            state,
+        )
+        .await
+    }
+
+    /// A node of `role` with `upstream` flags (`--origin URL` or `--shield URL`).
+    async fn start_as(
+        cluster: &Cluster,
+        role: Role,
+        upstream: &[&str],
+        name: &str,
+        state: Option<&std::path::Path>,
+    ) -> Result<Edge> {
         let servers: Vec<String> = (0..cluster.nodes.len()).map(|i| cluster.url(i)).collect();
-        let origin_url = origin.url();
         let mut argv = vec![
-            "tiercel-edge".to_string(),
+            "tiercel-node".to_string(),
             "--listen".into(),
             "127.0.0.1:0".into(),
-            "--origin".into(),
-            origin_url,
             "--name".into(),
             name.into(),
             "--purge-token".into(),
             ADMIN.into(),
         ];
+        argv.extend(upstream.iter().map(|s| s.to_string()));
         for s in servers {
             argv.push("--purge-service".into());
             argv.push(s);
@@ -79,8 +95,8 @@ impl Edge {
             argv.push(dir.display().to_string());
         }
         let args = Args::try_parse_from(argv)?;
-        let cfg = NodeConfig::load(Role::Edge, &args.node, std::iter::empty())?;
-        let node = node::start(Role::Edge, &cfg).await?;
+        let cfg = NodeConfig::load(role, &args.node, std::iter::empty())?;
+        let node = node::start(role, &cfg).await?;
         let e = Edge { node };
         e.wait_following().await?;
         Ok(e)
@@ -242,6 +258,41 @@ async fn every_purge_kind_takes_effect_on_the_edge() -> Result<()> {
         "{text}"
     );
     e.node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_reaches_both_tiers() -> Result<()> {
+    tiercel_cluster::telemetry::init("warn");
+    let c = Cluster::builder().start().await?;
+    let o = Origin::start("127.0.0.1:0".parse()?).await?;
+    let origin_url = o.url();
+    let shield = Edge::start_as(
+        &c,
+        Role::Shield,
+        &["--origin", &origin_url],
+        "shield-p",
+        None,
+    )
+    .await?;
+    let shield_url = format!("http://{}", shield.node.listen.context("shield listens")?);
+    let edge = Edge::start_as(&c, Role::Edge, &["--shield", &shield_url], "edge-p", None).await?;
+    let a = "cdn-a.example";
+    let pq = "/tiers/x?cc=max-age%3D600&tags=both";
+    warm(&edge, &o, a, pq).await?;
+    let p = purge(&c, r#"{"tags":["both"]}"#).await?;
+    edge.applied(p.index).await?;
+    shield.applied(p.index).await?;
+    // Both tiers dropped it: the edge misses, and so does the shield behind it.
+    let after = edge.get(a, pq).await?;
+    assert_eq!(after.status, 200);
+    assert!(!after.hit());
+    assert!(
+        !after.cache_status.starts_with("shield-p; hit"),
+        "{}",
+        after.cache_status
+    );
+    assert_eq!(o.hits(pq), 2);
     Ok(())
 }
 
