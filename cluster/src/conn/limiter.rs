@@ -113,6 +113,7 @@ impl ConnLimiter {
         activity: Arc<Activity>,
     ) -> Option<Admitted> {
         let ip = if self.per_ip > 0 {
+            let peer = address_group(peer);
             let mut by_ip = self.by_ip.lock();
             let n = by_ip.entry(peer).or_insert(0);
             if *n >= self.per_ip {
@@ -159,6 +160,15 @@ impl ConnLimiter {
         for (_, activity) in idle.into_iter().take(n) {
             activity.ask_to_close();
         }
+    }
+}
+
+/// What the per-address cap counts: an IPv4 address (also when mapped into IPv6), or an IPv6
+/// /64, the smallest block one subscriber is usually given.
+fn address_group(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
     }
 }
 
@@ -215,6 +225,20 @@ mod tests {
         assert!(old.close_asked_now());
         assert!(!young.close_asked_now());
         assert!(!busy.close_asked_now());
+    }
+
+    #[test]
+    fn addresses_are_grouped_as_subscribers_get_them() {
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(address_group("::ffff:10.0.0.1".parse().unwrap()), v4);
+        assert_eq!(
+            address_group("2001:db8:1:2:aaaa::1".parse().unwrap()),
+            address_group("2001:db8:1:2:bbbb::9".parse().unwrap())
+        );
+        assert_ne!(
+            address_group("2001:db8:1:2::1".parse().unwrap()),
+            address_group("2001:db8:1:3::1".parse().unwrap())
+        );
     }
 
     #[test]

@@ -152,6 +152,12 @@ impl Engine {
         ))
     }
 
+    /// The fill slots of a connection from a trusted forwarder (an edge, at a shield): one such
+    /// connection carries every miss of a whole edge, so only the node's cap applies to it.
+    pub fn forwarder_fill_slots(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::new(tokio::sync::Semaphore::new(self.cfg.max_fills.max(1)))
+    }
+
     /// The upstream's members (shields) and whether each is up.
     pub fn upstream_members(&self) -> Vec<(String, bool)> {
         self.upstream.members_up()

@@ -101,8 +101,12 @@ pub async fn serve(
     let trusted = opts.trusted_forwarders.clone();
     let handler = move |peer: std::net::SocketAddr| {
         let engine = engine.clone();
-        let fills = engine.connection_fill_slots();
         let believed = trusted.iter().any(|range| range.contains(peer.ip()));
+        let fills = if believed {
+            engine.forwarder_fill_slots()
+        } else {
+            engine.connection_fill_slots()
+        };
         move |req: http::Request<hyper::body::Incoming>| {
             let engine = engine.clone();
             // A trusted forwarder (a shield's edge) says which scheme the client used, so http

@@ -1,12 +1,19 @@
-//! One multiplexed HTTP/2 connection to a shield, shared by every request of the node and made
-//! again when it breaks.
+//! A few multiplexed HTTP/2 connections to a shield, shared by every request of the node and
+//! made again when they break.
+//!
+//! Requests take the connections in turn ([`CONNECTIONS`] of them), so a handful of slow
+//! client streams holding flow-control credit, or the shield's cap on concurrent streams, bound
+//! one connection's share of the traffic rather than all of it. After a failed connect, further
+//! requests fail at once for [`CONNECT_HOLD_DOWN`] instead of queueing behind connects to a dead
+//! shield (the shield set moves them to the next shield).
 //!
 //! hyper-util's pooled client picks connections by the request's authority, but an edge asks a
 //! shield for another site's URL: the connection goes to the shield while `:authority` names the
 //! site (a `Host` that disagreed with `:authority` would be refused, RFC 9113 §8.3.1). So the
 //! connection is hyper's own HTTP/2 client connection, opened to the shield's address.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -18,53 +25,101 @@ use tower_service::Service;
 
 use super::{UpstreamBody, UpstreamError};
 
-/// A shield's HTTP/2 connection, opened on first use.
+/// Connections per shield.
+pub const CONNECTIONS: usize = 4;
+
+/// How long after a failed connect requests fail at once instead of connecting again.
+pub const CONNECT_HOLD_DOWN: Duration = Duration::from_millis(500);
+
+/// Per-stream receive window: a stream whose reader is slow holds at most this much of the
+/// connection's window.
+const STREAM_WINDOW: u32 = 1024 * 1024;
+
+/// Per-connection receive window.
+const CONNECTION_WINDOW: u32 = 64 * 1024 * 1024;
+
+/// A shield's HTTP/2 connections, opened on first use.
 pub struct H2Connection {
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+}
+
+struct Slot {
     /// `scheme://host:port` of the shield.
     base: Uri,
     connector: tokio::sync::Mutex<HttpsConnector<HttpConnector>>,
     sender: parking_lot::Mutex<Option<SendRequest<UpstreamBody>>>,
+    /// The last failed connect, answered at once for [`CONNECT_HOLD_DOWN`].
+    failed: parking_lot::Mutex<Option<(Instant, UpstreamError)>>,
     connect_timeout: Duration,
 }
 
 impl H2Connection {
-    /// A connection to `base`, made with `connector` (which applies the connect timeout).
+    /// Connections to `base`, made with `connector` (which applies the connect timeout).
     pub fn new(
         base: Uri,
         connector: HttpsConnector<HttpConnector>,
         connect_timeout: Duration,
     ) -> Self {
+        let slots = (0..CONNECTIONS)
+            .map(|_| Slot {
+                base: base.clone(),
+                connector: tokio::sync::Mutex::new(connector.clone()),
+                sender: parking_lot::Mutex::new(None),
+                failed: parking_lot::Mutex::new(None),
+                connect_timeout,
+            })
+            .collect();
         H2Connection {
-            base,
-            connector: tokio::sync::Mutex::new(connector),
-            sender: parking_lot::Mutex::new(None),
-            connect_timeout,
+            slots,
+            next: AtomicUsize::new(0),
         }
     }
 
+    /// Sends `req` (an absolute URI naming the site) on the next connection in turn. A
+    /// connection found closed (GOAWAY, reset) is forgotten, and the request tries once more on
+    /// a fresh one if it was not sent.
+    pub async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        self.slots[i].send(req).await
+    }
+}
+
+impl Slot {
     /// A sender on a live connection: the current one, or a new one.
     async fn sender(&self) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
         if let Some(s) = self.live() {
             return Ok(s);
         }
+        self.recently_failed()?;
         // One connect at a time: requests arriving meanwhile wait for it and share it.
         let mut connector = self.connector.lock().await;
         if let Some(s) = self.live() {
             return Ok(s);
         }
-        let stream = tokio::time::timeout(self.connect_timeout, connector.call(self.base.clone()))
-            .await
-            .map_err(|_| UpstreamError::ConnectTimeout)?
-            .map_err(|e| connect_error(e.as_ref()))?;
+        self.recently_failed()?;
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, connector.call(self.base.clone()))
+                .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Err(self.connect_failed(connect_error(e.as_ref()))),
+                Err(_) => return Err(self.connect_failed(UpstreamError::ConnectTimeout)),
+            };
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .initial_stream_window_size(4 * 1024 * 1024)
-            .initial_connection_window_size(32 * 1024 * 1024)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
             .handshake(stream)
             .await
-            .map_err(|e| UpstreamError::Connect(format!("h2 handshake: {e}")))?;
+            .map_err(|e| {
+                self.connect_failed(UpstreamError::Connect(format!("h2 handshake: {e}")))
+            })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "shield connection ended");
@@ -86,20 +141,37 @@ impl H2Connection {
         }
     }
 
-    /// Sends `req` (an absolute URI naming the site) on the connection.
-    pub async fn send(
-        &self,
-        req: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    fn recently_failed(&self) -> Result<(), UpstreamError> {
+        match &*self.failed.lock() {
+            Some((at, e)) if at.elapsed() < CONNECT_HOLD_DOWN => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    fn connect_failed(&self, e: UpstreamError) -> UpstreamError {
+        *self.failed.lock() = Some((Instant::now(), e.clone()));
+        e
+    }
+
+    fn forget(&self) {
+        *self.sender.lock() = None;
+    }
+
+    async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
         let mut sender = self.sender().await?;
-        sender
-            .ready()
-            .await
-            .map_err(|e| UpstreamError::Refused(format!("shield connection closed: {e}")))?;
-        sender
-            .send_request(req)
-            .await
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))
+        if sender.ready().await.is_err() {
+            // Closed since it was cached (GOAWAY): nothing was sent; once more, fresh.
+            self.forget();
+            sender = self.sender().await?;
+            sender
+                .ready()
+                .await
+                .map_err(|e| UpstreamError::Refused(format!("shield connection closed: {e}")))?;
+        }
+        sender.send_request(req).await.map_err(|e| {
+            self.forget();
+            UpstreamError::Protocol(e.to_string())
+        })
     }
 }
 

@@ -48,8 +48,9 @@ impl Health {
 
     /// An exchange or probe succeeded: up at once.
     pub fn succeeded(&self) {
-        if self.failures.load(Relaxed) != 0 {
-            self.failures.store(0, Relaxed);
+        // Both are checked, so a failure racing this success cannot leave it down with no
+        // failure counted.
+        if self.failures.swap(0, Relaxed) != 0 || self.down_until.load(Relaxed) != 0 {
             self.down_until.store(0, Relaxed);
         }
     }

@@ -4,12 +4,16 @@
 //! | the attempt failed | replayable, idempotent | replayable, not idempotent | not replayable |
 //! |---|---|---|---|
 //! | before the request left (refused, connect timeout, DNS/TLS) | retry | retry | retry |
-//! | after it left, before a response head (timeout, reset) | retry | no | no |
+//! | after it left, the connection broke before a response head | retry | no | no |
+//! | after it left, no response head within `first_byte` | no | no | no |
 //! | any byte already went to the client | no | no | no |
 //!
 //! "Replayable" means the request can be sent again as it was: it has no body (fills, GET,
-//! HEAD), or its body was never read. A request that reached an upstream and got no answer may
-//! have had its effect there: only an idempotent method (RFC 9110 §9.2.2) may be repeated.
+//! HEAD). A request that reached an upstream and got no answer may have had its effect there:
+//! only an idempotent method (RFC 9110 §9.2.2) may be repeated. A first-byte timeout is not
+//! retried: it usually means a slow object behind the shield, and asking the next shield (and
+//! then the origin) would triple the wait and the origin's load; a hung shield is caught by its
+//! probes instead.
 
 use super::UpstreamError;
 
@@ -34,12 +38,7 @@ pub fn may_retry(facts: AttemptFacts, error: &UpstreamError) -> bool {
     if error.not_sent() {
         return true;
     }
-    facts.replayable
-        && facts.idempotent
-        && matches!(
-            error,
-            UpstreamError::FirstByteTimeout | UpstreamError::Protocol(_)
-        )
+    facts.replayable && facts.idempotent && matches!(error, UpstreamError::Protocol(_))
 }
 
 #[cfg(test)]
@@ -61,10 +60,7 @@ mod tests {
             UpstreamError::ConnectTimeout,
             UpstreamError::Connect("dns".into()),
         ];
-        let after = [
-            UpstreamError::FirstByteTimeout,
-            UpstreamError::Protocol("reset".into()),
-        ];
+        let after = [UpstreamError::Protocol("reset".into())];
         for e in &before {
             for (i, r) in [(true, true), (false, true), (true, false), (false, false)] {
                 assert!(may_retry(facts(i, r, false), e), "{e} {i} {r}");
@@ -82,6 +78,7 @@ mod tests {
         }
         // Failures that say nothing about the next upstream.
         for e in [
+            UpstreamError::FirstByteTimeout,
             UpstreamError::IdleTimeout,
             UpstreamError::Request("bug".into()),
         ] {

@@ -9,7 +9,8 @@
 //!                                 └─ mark down (back-off)          probes: OPTIONS, Max-Forwards: 0
 //! ```
 //!
-//! Health is passive (a connect error or timeout takes a shield down, with exponential back-off)
+//! Health is passive (a connect error or connect timeout takes a shield down, with exponential
+//! back-off)
 //! and active (every [`PROBE_EVERY`], `OPTIONS /` with `Max-Forwards: 0`, which a Tiercel node
 //! answers itself, RFC 9110 §9.3.7, without asking its origin). A shield's 5xx is passed on, not
 //! held against it: it is usually its origin's answer.
@@ -187,13 +188,9 @@ impl Upstream for ShieldUpstream {
                         return Ok(resp);
                     }
                     Err(e) => {
-                        if matches!(
-                            e,
-                            UpstreamError::Refused(_)
-                                | UpstreamError::ConnectTimeout
-                                | UpstreamError::Connect(_)
-                                | UpstreamError::FirstByteTimeout
-                        ) {
+                        // Only a shield that cannot be reached is marked down: a slow answer is
+                        // usually a slow object, and a hung shield fails its probes.
+                        if e.not_sent() {
                             members[i].health.failed();
                         }
                         tracing::warn!(error = %e, shield = %members[i].client.describe(), "shield failed");

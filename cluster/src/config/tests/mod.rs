@@ -503,7 +503,7 @@ fn flags_parse_and_help_shows_the_defaults() {
         .to_string();
     for needle in [
         "[default: 256MiB]",
-        "[default: 1GiB]",
+        "[default: 1GiB; shield: 8GiB]",
         "[default: 5s]",
         "[default: 30s]",
         "[default: 127.0.0.1:8080 on an edge, 127.0.0.1:8081 on a shield]",
