@@ -55,6 +55,26 @@ impl Candidate {
     }
 }
 
+/// A configured shield: `URL` or `URL#weight=W` (W > 0, default 1). The fragment is ours: a
+/// URL's fragment never travels, so it cannot mean anything else. Returns the URL without it
+/// and the weight.
+pub fn parse_shield(spec: &str) -> Result<(String, f64), String> {
+    let (url, weight) = match spec.split_once('#') {
+        None => (spec, 1.0),
+        Some((url, fragment)) => {
+            let w = fragment
+                .strip_prefix("weight=")
+                .and_then(|w| w.parse::<f64>().ok())
+                .filter(|w| w.is_finite() && *w > 0.0 && *w <= 1000.0)
+                .ok_or_else(|| {
+                    format!("expected URL or URL#weight=W (0 < W <= 1000), got {spec:?}")
+                })?;
+            (url, w)
+        }
+    };
+    Ok((url.trim_end_matches('/').to_owned(), weight))
+}
+
 /// The candidates ranked for `key`, best first: indices into `shields`. Ties (practically
 /// impossible) fall to the lower index, so the order is total and the same everywhere.
 pub fn rank(shields: &[Candidate], key: &[u8]) -> Vec<usize> {
@@ -146,6 +166,26 @@ mod tests {
         );
         assert_eq!(pick(&s, &key(0), |_| true), Some(got[0][0]));
         assert_eq!(pick(&s, &key(0), |_| false), None);
+    }
+
+    #[test]
+    fn shield_specs_carry_an_optional_weight() {
+        assert_eq!(parse_shield("http://a:1"), Ok(("http://a:1".into(), 1.0)));
+        assert_eq!(parse_shield("http://a:1/"), Ok(("http://a:1".into(), 1.0)));
+        assert_eq!(
+            parse_shield("http://a:1#weight=2.5"),
+            Ok(("http://a:1".into(), 2.5))
+        );
+        for bad in [
+            "http://a:1#weight=0",
+            "http://a:1#weight=-1",
+            "http://a:1#weight=x",
+            "http://a:1#w=2",
+            "http://a:1#weight=1e9",
+            "http://a:1#weight=NaN",
+        ] {
+            assert!(parse_shield(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -367,3 +367,41 @@ async fn an_edge_is_not_held_to_one_client_connections_fill_cap_at_its_shield() 
     assert_eq!(refused, 0);
     assert_eq!(t.origin.hits_prefix("/wide/"), 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shield_weights_set_their_share_of_keys() {
+    let t = Tier::start(0, 2, false).await;
+    let a = format!("http://{}#weight=3", t.shields[0].listen.unwrap());
+    let b = format!("http://{}", t.shields[1].listen.unwrap());
+    let list = format!("{a},{b}");
+    let cfg = config(
+        Role::Edge,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--shield",
+            &list,
+            "--name",
+            "edge-w",
+        ],
+    );
+    let edge = node::start(Role::Edge, &cfg).await.unwrap();
+    let mut heavy = 0;
+    for i in 0..200 {
+        let r = get(format!(
+            "http://{}/w/{i}?size=10&cc=max-age%3D60",
+            edge.listen.unwrap()
+        ))
+        .await;
+        assert_eq!(r.status, 200);
+        if r.header("cache-status").starts_with("shield-0;") {
+            heavy += 1;
+        }
+    }
+    // Weight 3 against 1: three quarters of the keys, within sampling noise.
+    assert!(
+        (130..=170).contains(&heavy),
+        "{heavy} of 200 keys on the weight-3 shield"
+    );
+    edge.shutdown().await;
+}

@@ -81,10 +81,18 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
     if cfg.origin.as_deref().is_some_and(|o| !valid_base_url(o)) {
         return Err(fail("origin", URL_EXPECTED.to_owned()));
     }
-    for (list, key) in [
-        (&cfg.shields, "shields"),
-        (&cfg.purge_services, "purge_services"),
-    ] {
+    for (i, spec) in cfg.shields.iter().enumerate() {
+        let url = crate::shield_select::parse_shield(spec)
+            .map_err(|reason| fail(&format!("shields[{i}]"), reason))?
+            .0;
+        if !valid_base_url(&url) {
+            return Err(fail(
+                &format!("shields[{i}]"),
+                format!("{URL_EXPECTED} (optionally #weight=W), got {spec:?}"),
+            ));
+        }
+    }
+    for (list, key) in [(&cfg.purge_services, "purge_services")] {
         for (i, url) in list.iter().enumerate() {
             if !valid_base_url(url) {
                 return Err(fail(

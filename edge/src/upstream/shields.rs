@@ -22,7 +22,7 @@ use futures_util::future::BoxFuture;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use tiercel_cluster::shield_select::{Candidate, rank};
+use tiercel_cluster::shield_select::{Candidate, parse_shield, rank};
 use tokio::task::AbortHandle;
 
 use super::health::Health;
@@ -61,8 +61,8 @@ impl Drop for ShieldUpstream {
 }
 
 impl ShieldUpstream {
-    /// Shields at `urls` (base URLs, each weight 1) spoken to over `protocol`, the origin as
-    /// fallback when given. Starts the probes: call inside the runtime.
+    /// Shields at `urls` (base URLs, each optionally `#weight=W`) spoken to over `protocol`,
+    /// the origin as fallback when given. Starts the probes: call inside the runtime.
     pub fn new(
         urls: &[String],
         protocol: WireProtocol,
@@ -72,10 +72,12 @@ impl ShieldUpstream {
     ) -> Result<Arc<Self>, OriginUrlError> {
         let mut candidates = Vec::with_capacity(urls.len());
         let mut members = Vec::with_capacity(urls.len());
-        for url in urls {
-            candidates.push(Candidate::new(url.trim_end_matches('/'), 1.0));
+        for spec in urls {
+            let (url, weight) =
+                parse_shield(spec).map_err(|_| OriginUrlError::Invalid(spec.clone()))?;
+            candidates.push(Candidate::new(url.clone(), weight));
             members.push(Member {
-                client: OriginUpstream::with_protocol(url, timeouts, protocol, roots)?,
+                client: OriginUpstream::with_protocol(&url, timeouts, protocol, roots)?,
                 health: Health::default(),
             });
         }

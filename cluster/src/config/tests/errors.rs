@@ -115,7 +115,7 @@ fn every_error_message() {
     );
     assert_eq!(
         load_err(&none, &[("TIERCEL_SHIELDS", "http://a:1,ftp://x")]),
-        "config error: shields[1] (from TIERCEL_SHIELDS): expected http://host[:port] or https://host[:port], got \"ftp://x\""
+        "config error: shields[1] (from TIERCEL_SHIELDS): expected http://host[:port] or https://host[:port] (optionally #weight=W), got \"ftp://x\""
     );
     let (a, p) = f("list.toml", "shields = \"http://a:1\"");
     assert_eq!(
