@@ -288,6 +288,21 @@ pub async fn start_with_purges(
     let conns = Arc::new(server::ConnectionStats::default());
     // One limit across every client listener: the node's, not each port's.
     let limiter = ConnLimiter::new(opts.max_connections, opts.max_connections_per_ip);
+    if role == Role::Shield
+        && let Some(addr) = cfg.listen.or(cfg.tls_listen)
+        && !addr.ip().is_loopback()
+        && cfg
+            .trusted_forwarders
+            .iter()
+            .all(|r| r.starts_with("127.") || r.starts_with("::1"))
+    {
+        // Edges on other hosts would have their scheme ignored: https objects keyed as http.
+        tracing::warn!(
+            listen = %addr,
+            "this shield listens beyond loopback but trusts X-Forwarded-Proto only from \
+             loopback: list the edges' addresses in trusted_forwarders"
+        );
+    }
 
     let bind = |addr: SocketAddr| async move {
         server::bind(addr)
