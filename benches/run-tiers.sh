@@ -20,6 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/target/release"
 DURATION=20
 DIRECT_DURATION=""
+NGINX_DURATION=""
 OBJECTS=100000
 BUILD=1
 while [[ $# -gt 0 ]]; do
@@ -27,6 +28,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) BUILD=0 ;;
         --duration) DURATION="$2"; shift ;;
         --direct-duration) DIRECT_DURATION="$2"; shift ;;
+        --nginx-duration) NGINX_DURATION="$2"; shift ;;
         --objects) OBJECTS="$2"; shift ;;
         -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -35,7 +37,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $BUILD == 1 ]] && cargo build --release -p tiercel-edge -p tiercel-shield -p tiercel-testbed -p tiercel-benches >&2
 
-for port in 18200 18205 18201 18202 18203 18210 18211 18220 18221 18230 18231 18232; do
+for port in 18206 18241 18242 18243 18251 18252 18200 18205 18201 18202 18203 18210 18211 18220 18221 18230 18231 18232; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "port $port is in use (a previous run still going?)" >&2
         exit 1
@@ -130,8 +132,64 @@ PY
     PIDS=()
 }
 
+# The same workload on nginx configured as a two-tier cache (peers/nginx-tiers.conf.tmpl).
+run_nginx() {
+    local duration="$1" origin=127.0.0.1:18206 dir
+    dir=$(mktemp -d /dev/shm/tiercel-tiers.XXXXXX)
+    taskset -c 1 "$BIN/tiercel-testbed" demo-origin --listen "$origin" >"$RUN/origin-nginx.log" 2>&1 &
+    PIDS+=($!)
+    local user=""
+    [[ $EUID -eq 0 ]] && user="user root;"
+    sed -e "s#@RUN_DIR@#$dir#g" -e "s#@ORIGIN@#$origin#g" -e "s#@USER_DIRECTIVE@#$user#g" \
+        -e "s#@EDGE0@#18241#g" -e "s#@EDGE1@#18242#g" -e "s#@EDGE2@#18243#g" \
+        -e "s#@SHIELD0@#18251#g" -e "s#@SHIELD1@#18252#g" \
+        "$ROOT/benches/peers/nginx-tiers.conf.tmpl" >"$dir/nginx-tiers.conf"
+    taskset -c 0 nginx -p "$dir" -e stderr -c "$dir/nginx-tiers.conf" >"$RUN/nginx.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/18243) 2>/dev/null && break
+        sleep 0.1
+    done
+    local loads=()
+    for i in 0 1 2; do
+        taskset -c 1 "$BIN/tiercel-load" --connections 8 --warmup 0s --duration "${duration}s" \
+            --zipf "$OBJECTS" --expect-length 1024 -H "Host: site.example" --json \
+            "http://127.0.0.1:1824$((i + 1))/z/{n}?size=1024&cc=max-age%3D3600" \
+            >"$RUN/load-nginx-$i.json" 2>"$RUN/load-nginx-$i.err" &
+        loads+=($!)
+    done
+    wait "${loads[@]}" || true
+    kill "${PIDS[@]}" 2>/dev/null || true
+    wait "${PIDS[@]}" 2>/dev/null || true
+    PIDS=()
+    local origin_requests served
+    origin_requests=$(cat "$dir"/nt-shield*.log | grep -cE '^(MISS|EXPIRED)$' || true)
+    served=$(cat "$dir"/nt-edge*.log | wc -l)
+    rm -rf "$dir"
+    python3 - "$origin_requests" "$served" "$RUN"/load-nginx-*.json <<'PY'
+import json, sys
+origin, served = int(sys.argv[1]), int(sys.argv[2])
+reports = [json.load(open(p)) for p in sys.argv[3:]]
+rps = sum(r["rps"] for r in reports)
+p99 = max(r["latency_us"]["p99"] for r in reports) / 1000
+errors = sum(r["errors"] for r in reports)
+kinds = {}
+for r in reports:
+    for k, v in r.get("error_kinds", {}).items():
+        kinds[k] = kinds.get(k, 0) + v
+detail = "/".join(f"{k}:{v}" for k, v in sorted(kinds.items())) or "-"
+print(origin, served, f"{rps:.0f}", f"{p99:.2f}", errors, detail)
+PY
+}
+
 read -r with_origin with_requests with_rps with_p99 with_errors with_kinds < <(run_setup shields "$DURATION")
 read -r direct_origin direct_requests direct_rps direct_p99 direct_errors direct_kinds < <(run_setup direct "${DIRECT_DURATION:-$DURATION}")
+nginx_row=""
+if command -v nginx >/dev/null; then
+    read -r ng_origin ng_requests ng_rps ng_p99 ng_errors ng_kinds < <(run_nginx "${NGINX_DURATION:-$DURATION}")
+    nginx_row=$(awk -v r="$ng_requests" -v o="$ng_origin" -v rps="$ng_rps" -v p="$ng_p99" -v e="$ng_errors ($ng_kinds)" \
+        'BEGIN { printf "| nginx: 3 edges → 2 shields → origin | %d | %s | %s | %s | %d | %.3f |\n", r, rps, p, e, o, o / r }')
+fi
 
 OUT="$ROOT/benches/results/$(date +%F)-tiers.md"
 {
@@ -145,7 +203,8 @@ OUT="$ROOT/benches/results/$(date +%F)-tiers.md"
     echo "| setup | requests served by the edges | client req/s (3 edges) | worst p99 ms | client errors | origin requests | origin requests / served |"
     echo "|---|--:|--:|--:|--:|--:|--:|"
     awk -v r="$with_requests" -v o="$with_origin" -v rps="$with_rps" -v p="$with_p99" -v e="$with_errors ($with_kinds)" \
-        'BEGIN { printf "| 3 edges → 2 shields → origin | %d | %s | %s | %s | %d | %.3f |\n", r, rps, p, e, o, o / r }'
+        'BEGIN { printf "| Tiercel: 3 edges → 2 shields → origin | %d | %s | %s | %s | %d | %.3f |\n", r, rps, p, e, o, o / r }'
     awk -v r="$direct_requests" -v o="$direct_origin" -v rps="$direct_rps" -v p="$direct_p99" -v e="$direct_errors ($direct_kinds)" \
-        'BEGIN { printf "| 3 edges → origin | %d | %s | %s | %s | %d | %.3f |\n", r, rps, p, e, o, o / r }'
+        'BEGIN { printf "| Tiercel: 3 edges → origin | %d | %s | %s | %s | %d | %.3f |\n", r, rps, p, e, o, o / r }'
+    [[ -n $nginx_row ]] && echo "$nginx_row"
 } | tee "$OUT"
