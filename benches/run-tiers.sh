@@ -63,6 +63,25 @@ wait_ready() {
     exit 1
 }
 
+# Prints "origin served req/s worst_p99_ms errors error_kinds" from the origin request count, the
+# requests served and the load generators' JSON reports.
+summarize() {
+    python3 - "$@" <<'PY'
+import json, sys
+origin, served = int(sys.argv[1]), int(sys.argv[2])
+reports = [json.load(open(p)) for p in sys.argv[3:]]
+rps = sum(r["rps"] for r in reports)
+p99 = max(r["latency_us"]["p99"] for r in reports) / 1000
+errors = sum(r["errors"] for r in reports)
+kinds = {}
+for r in reports:
+    for k, v in r.get("error_kinds", {}).items():
+        kinds[k] = kinds.get(k, 0) + v
+detail = "/".join(f"{k}:{v}" for k, v in sorted(kinds.items())) or "-"
+print(origin, served, f"{rps:.0f}", f"{p99:.2f}", errors, detail)
+PY
+}
+
 # One setup: $1 = "shields" or "direct". Prints "origin_requests total_rps worst_p99_ms errors".
 run_setup() {
     local mode="$1" duration="$2" upstream_admins=() origin=127.0.0.1:18200
@@ -113,20 +132,7 @@ run_setup() {
         served=$((served + $(metric "127.0.0.1:1823$i" tiercel_cache_hits_total) \
             + $(metric "127.0.0.1:1823$i" tiercel_cache_misses_total)))
     done
-    python3 - "$origin_requests" "$served" "$RUN"/load-"$mode"-*.json <<'PY'
-import json, sys
-origin, served = int(sys.argv[1]), int(sys.argv[2])
-reports = [json.load(open(p)) for p in sys.argv[3:]]
-rps = sum(r["rps"] for r in reports)
-p99 = max(r["latency_us"]["p99"] for r in reports) / 1000
-errors = sum(r["errors"] for r in reports)
-kinds = {}
-for r in reports:
-    for k, v in r.get("error_kinds", {}).items():
-        kinds[k] = kinds.get(k, 0) + v
-detail = "/".join(f"{k}:{v}" for k, v in sorted(kinds.items())) or "-"
-print(origin, served, f"{rps:.0f}", f"{p99:.2f}", errors, detail)
-PY
+    summarize "$origin_requests" "$served" "$RUN"/load-"$mode"-*.json
     kill "${PIDS[@]}" 2>/dev/null || true
     wait "${PIDS[@]}" 2>/dev/null || true
     PIDS=()
@@ -166,20 +172,7 @@ run_nginx() {
     origin_requests=$(cat "$dir"/nt-shield*.log | grep -cE '^(MISS|EXPIRED)$' || true)
     served=$(cat "$dir"/nt-edge*.log | wc -l)
     rm -rf "$dir"
-    python3 - "$origin_requests" "$served" "$RUN"/load-nginx-*.json <<'PY'
-import json, sys
-origin, served = int(sys.argv[1]), int(sys.argv[2])
-reports = [json.load(open(p)) for p in sys.argv[3:]]
-rps = sum(r["rps"] for r in reports)
-p99 = max(r["latency_us"]["p99"] for r in reports) / 1000
-errors = sum(r["errors"] for r in reports)
-kinds = {}
-for r in reports:
-    for k, v in r.get("error_kinds", {}).items():
-        kinds[k] = kinds.get(k, 0) + v
-detail = "/".join(f"{k}:{v}" for k, v in sorted(kinds.items())) or "-"
-print(origin, served, f"{rps:.0f}", f"{p99:.2f}", errors, detail)
-PY
+    summarize "$origin_requests" "$served" "$RUN"/load-nginx-*.json
 }
 
 read -r with_origin with_requests with_rps with_p99 with_errors with_kinds < <(run_setup shields "$DURATION")

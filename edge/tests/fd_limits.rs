@@ -4,63 +4,19 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use support::{WAIT, h1_client, metric, send};
+use support::{EdgeProcess, WAIT, h1_client, metric, send};
 use tiercel_testbed::origin::Origin;
 use tokio::net::TcpStream;
 
-struct EdgeProcess {
-    child: Child,
-    listen: String,
-    admin: String,
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The edge binary with at most `nofile` open files, in front of `origin`.
 async fn spawn_limited(nofile: u32, origin: &str) -> EdgeProcess {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let admin = format!("127.0.0.1:{}", free_port());
-    let edge = support::edge_binary();
-    let child = std::process::Command::new("prlimit")
-        .arg(format!("--nofile={nofile}:{nofile}"))
-        .arg(edge.get_program())
-        .args(["--listen", &listen, "--admin-listen", &admin])
-        .args(["--origin", origin])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prlimit runs the edge");
-    let e = EdgeProcess {
-        child,
-        listen,
-        admin,
-    };
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(&e.admin).await.is_err() {
-        assert!(Instant::now() < deadline, "the edge listens");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    e
+    let limit = vec!["prlimit".to_owned(), format!("--nofile={nofile}:{nofile}")];
+    EdgeProcess::spawn(&limit, &["--origin", origin]).await
 }
 
 fn open_fds(pid: u32) -> usize {

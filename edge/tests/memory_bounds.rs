@@ -3,9 +3,7 @@
 //! objects, the three kinds that used to be held at several times what they were counted; and
 //! the caps on tags, Vary width and variants, each said in Cache-Status.
 
-use std::process::{Child, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
@@ -13,53 +11,12 @@ use http_body_util::Full;
 use tiercel_testbed::origin::Origin;
 
 mod support;
-use support::{Edge, Resp, WAIT, h1_client, metric, send};
+use support::{Edge, EdgeProcess, Resp, h1_client, metric, send};
 
 const TIER: u64 = 64 * 1024 * 1024;
 
-/// The edge binary as a child process (its RSS is its own, not the test's).
-struct EdgeProcess {
-    child: Child,
-    listen: String,
-    admin: String,
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn spawn_edge(origin: &str) -> EdgeProcess {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let admin = format!("127.0.0.1:{}", free_port());
-    let child = support::edge_binary()
-        .args(["--listen", &listen, "--admin-listen", &admin])
-        .args(["--origin", origin, "--memory-cache", "64MiB"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("edge binary starts");
-    let edge = EdgeProcess {
-        child,
-        listen,
-        admin,
-    };
-    let deadline = Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(&edge.listen).await.is_err() {
-        assert!(Instant::now() < deadline, "the edge listens");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    edge
+    EdgeProcess::spawn(&[], &["--origin", origin, "--memory-cache", "64MiB"]).await
 }
 
 fn rss_bytes(pid: u32) -> u64 {

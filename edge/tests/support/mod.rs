@@ -326,6 +326,63 @@ pub fn edge_binary() -> std::process::Command {
     c
 }
 
+/// A free TCP port on loopback (free when asked; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real `tiercel-edge` binary as a child process (its memory and descriptors are its own,
+/// not the test's), killed when dropped.
+pub struct EdgeProcess {
+    pub child: std::process::Child,
+    pub listen: String,
+    pub admin: String,
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl EdgeProcess {
+    /// Runs the edge with `--listen` and `--admin-listen` on free ports and `args`, under
+    /// `wrapper` when given (e.g. `prlimit --nofile=N:N`), and waits until it listens.
+    pub async fn spawn(wrapper: &[String], args: &[&str]) -> EdgeProcess {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{}", free_port());
+        let mut cmd = edge_binary();
+        if let Some((program, rest)) = wrapper.split_first() {
+            let edge = cmd.get_program().to_owned();
+            cmd = std::process::Command::new(program);
+            cmd.args(rest).arg(edge).env_remove("RUST_LOG");
+        }
+        let child = cmd
+            .args(["--listen", &listen, "--admin-listen", &admin])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the edge binary starts");
+        let e = EdgeProcess {
+            child,
+            listen,
+            admin,
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(&e.listen).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "the edge listens");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        e
+    }
+}
+
 /// The value of a metric line `name value` in Prometheus text.
 pub fn metric(text: &str, name: &str) -> Option<String> {
     text.lines()
