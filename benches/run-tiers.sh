@@ -63,6 +63,21 @@ wait_ready() {
     exit 1
 }
 
+# One tiercel-load per edge (ports PREFIX1..PREFIX3), the same Zipf object space, for DURATION
+# seconds; reports go to $RUN/load-LABEL-i.json. A load generator exits 2 when requests failed:
+# the failures are in its report.
+load_edges() {
+    local label="$1" prefix="$2" duration="$3" loads=()
+    for i in 0 1 2; do
+        taskset -c 1 "$BIN/tiercel-load" --connections 8 --warmup 0s --duration "${duration}s" \
+            --zipf "$OBJECTS" --expect-length 1024 -H "Host: site.example" --json \
+            "http://127.0.0.1:${prefix}$((i + 1))/z/{n}?size=1024&cc=max-age%3D3600" \
+            >"$RUN/load-$label-$i.json" 2>"$RUN/load-$label-$i.err" &
+        loads+=($!)
+    done
+    wait "${loads[@]}" || true
+}
+
 # Prints "origin served req/s worst_p99_ms errors error_kinds" from the origin request count, the
 # requests served and the load generators' JSON reports.
 summarize() {
@@ -113,16 +128,7 @@ run_setup() {
         PIDS+=($!)
         wait_ready "127.0.0.1:1823$i"
     done
-    local loads=()
-    for i in 0 1 2; do
-        taskset -c 1 "$BIN/tiercel-load" --connections 8 --warmup 0s --duration "${duration}s" \
-            --zipf "$OBJECTS" --expect-length 1024 -H "Host: site.example" --json \
-            "http://127.0.0.1:1820$((i + 1))/z/{n}?size=1024&cc=max-age%3D3600" \
-            >"$RUN/load-$mode-$i.json" 2>"$RUN/load-$mode-$i.err" &
-        loads+=($!)
-    done
-    # A load generator exits 2 when requests failed; the failures are in its report.
-    wait "${loads[@]}" || true
+    load_edges "$mode" 1820 "$duration"
     local origin_requests=0 served=0
     for a in "${upstream_admins[@]}"; do
         origin_requests=$((origin_requests + $(metric "$a" tiercel_upstream_requests_total)))
@@ -156,15 +162,7 @@ run_nginx() {
         (exec 3<>/dev/tcp/127.0.0.1/18243) 2>/dev/null && break
         sleep 0.1
     done
-    local loads=()
-    for i in 0 1 2; do
-        taskset -c 1 "$BIN/tiercel-load" --connections 8 --warmup 0s --duration "${duration}s" \
-            --zipf "$OBJECTS" --expect-length 1024 -H "Host: site.example" --json \
-            "http://127.0.0.1:1824$((i + 1))/z/{n}?size=1024&cc=max-age%3D3600" \
-            >"$RUN/load-nginx-$i.json" 2>"$RUN/load-nginx-$i.err" &
-        loads+=($!)
-    done
-    wait "${loads[@]}" || true
+    load_edges nginx 1824 "$duration"
     kill "${PIDS[@]}" 2>/dev/null || true
     wait "${PIDS[@]}" 2>/dev/null || true
     PIDS=()

@@ -8,27 +8,15 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Request;
 use support::{Edge, WAIT};
-use tokio::net::TcpStream;
-
-async fn h2(e: &Edge) -> h2::client::SendRequest<Bytes> {
-    let tcp = TcpStream::connect(e.addr()).await.unwrap();
-    let (client, connection) = h2::client::Builder::new()
-        .handshake::<_, Bytes>(tcp)
-        .await
-        .expect("h2c handshake");
-    tokio::spawn(connection);
-    client.ready().await.expect("h2 ready")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_opened_and_reset_on_one_connection_start_at_most_its_fill_cap() {
     // Slow 2 MB objects (about 2.5 s each): fills outlast the storm, as they would from a real
     // origin over a real WAN, so every slot stays taken while the client resets streams.
     let e = Edge::start(&[]).await;
-    let mut client = h2(&e).await;
+    let mut client = support::h2_connect(e.addr()).await;
     let authority = e.addr().to_string();
     for batch in 0..10 {
         let mut streams = Vec::new();
@@ -67,7 +55,7 @@ async fn over_the_cap_a_request_waits_then_gets_503_with_retry_after() {
         c.timeouts.fill_queue = Duration::from_millis(300);
     })
     .await;
-    let mut client = h2(&e).await;
+    let mut client = support::h2_connect(e.addr()).await;
     let authority = e.addr().to_string();
     let mut slow = Vec::new();
     for n in 0..2 {
@@ -124,7 +112,7 @@ async fn a_fill_nobody_reads_stops_at_its_budget_and_stores_nothing() {
     .await;
     // 32 MiB, slowly: the client reads the head and leaves.
     let pq = "/abandon?size=33554432&chunk=262144&chunk_ms=5&cc=max-age%3D60";
-    let mut client = h2(&e).await;
+    let mut client = support::h2_connect(e.addr()).await;
     let req = Request::get(format!("http://{}{pq}", e.addr()))
         .body(())
         .unwrap();

@@ -15,16 +15,6 @@ use support::{Edge, WAIT, metric, raw, raw_status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-async fn h2(addr: std::net::SocketAddr) -> h2::client::SendRequest<Bytes> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::Builder::new()
-        .handshake::<_, Bytes>(tcp)
-        .await
-        .expect("h2c handshake");
-    tokio::spawn(connection);
-    client.ready().await.expect("h2 ready")
-}
-
 async fn metrics(e: &Edge) -> String {
     let admin = e.node.admin_listen.expect("--admin-listen");
     let req = Request::get(format!("http://{admin}/metrics"))
@@ -43,7 +33,7 @@ async fn post_streams_whose_bodies_never_start_open_no_upstream_connection() {
         c.timeouts.client_body = Duration::from_secs(1);
     })
     .await;
-    let mut client = h2(e.addr()).await;
+    let mut client = support::h2_connect(e.addr()).await;
     let authority = e.addr().to_string();
     let mut waiting = Vec::new();
     for i in 0..256 {
@@ -214,7 +204,7 @@ async fn chunked_bodies_are_coalesced_and_tiny_pieces_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_heads_are_held_to_the_field_limit() {
     let e = Edge::start(&[]).await;
-    let mut client = h2(e.addr()).await;
+    let mut client = support::h2_connect(e.addr()).await;
     let authority = e.addr().to_string();
     let mut req = Request::get(format!("http://{authority}/many-fields"))
         .body(())

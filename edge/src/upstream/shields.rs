@@ -156,11 +156,12 @@ impl Upstream for ShieldUpstream {
         Box::pin(async move {
             let idempotent = req.method().is_idempotent();
             let replayable = http_body::Body::is_end_stream(req.body());
-            let replay = Replay {
+            // Only a request without a body can be sent again; its parts are kept for that.
+            let replay = replayable.then(|| Replay {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
                 headers: req.headers().clone(),
-            };
+            });
             let facts = AttemptFacts {
                 idempotent,
                 replayable,
@@ -176,14 +177,15 @@ impl Upstream for ShieldUpstream {
             if tries.is_empty() && fallback.is_none() {
                 tries.extend(order.first());
             }
-            let mut req = Some(req);
+            let mut first = Some(req);
+            let mut next_attempt = || {
+                first
+                    .take()
+                    .or_else(|| replay.as_ref().map(Replay::request))
+            };
             let mut last = None;
             for i in tries {
-                let attempt = match req.take() {
-                    Some(r) => r,
-                    None if replayable => replay.request(),
-                    None => break,
-                };
+                let Some(attempt) = next_attempt() else { break };
                 match members[i].client.send(attempt, &ctx).await {
                     Ok(resp) => {
                         members[i].health.succeeded();
@@ -204,16 +206,10 @@ impl Upstream for ShieldUpstream {
                 }
             }
             match fallback {
-                Some(origin) => {
-                    let attempt = match req.take() {
-                        Some(r) => r,
-                        None if replayable => replay.request(),
-                        None => {
-                            return Err(last.unwrap_or(UpstreamError::Request("no shield".into())));
-                        }
-                    };
-                    origin.send(attempt, &ctx).await
-                }
+                Some(origin) => match next_attempt() {
+                    Some(attempt) => origin.send(attempt, &ctx).await,
+                    None => Err(last.unwrap_or(UpstreamError::Request("no shield".into()))),
+                },
                 None => Err(last.unwrap_or_else(|| {
                     UpstreamError::Connect("no shield is up and origin_fallback is off".into())
                 })),

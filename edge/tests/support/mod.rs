@@ -326,6 +326,21 @@ pub fn edge_binary() -> std::process::Command {
     c
 }
 
+/// A raw h2c (prior knowledge) client connection to `addr`, for tests that need frame-level
+/// control (streams opened and left, headers only, resets).
+pub async fn h2_connect(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
+    let tcp = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let (client, connection) = h2::client::Builder::new()
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .expect("h2c handshake");
+    tokio::spawn(connection);
+    client.ready().await.expect("h2 ready")
+}
+
 /// A free TCP port on loopback (free when asked; the caller binds it soon after).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
