@@ -24,7 +24,7 @@ use crate::protocol::HeadLimits;
 use crate::server::{self, Readiness, ServerOptions};
 use crate::storage::{Storage, StorageError, StorageOptions};
 use crate::upstream::{
-    OriginUpstream, OriginUrlError, ShieldUpstream, Upstream, UpstreamTimeouts, WireProtocol,
+    OriginUpstream, OriginUrlError, Reach, ShieldUpstream, Upstream, UpstreamTimeouts, WireProtocol,
 };
 
 /// Why a node could not start.
@@ -222,10 +222,30 @@ pub async fn start_with_purges(
         Some(path) => Some(tiercel_cluster::tls::load_certs(path).map_err(server::TlsError::from)?),
         None => None,
     };
+    // Validated with the config: every entry parses.
+    let origin_addresses: Vec<_> = cfg
+        .origin_addresses
+        .iter()
+        .filter_map(|a| tiercel_cluster::config::origin_address(a))
+        .collect();
     let origin = cfg
         .origin
         .as_deref()
-        .map(|o| OriginUpstream::with_protocol(o, timeouts, WireProtocol::Http1, roots.as_deref()))
+        .map(|o| {
+            OriginUpstream::connect(
+                o,
+                timeouts,
+                Reach {
+                    protocol: match cfg.origin_protocol.as_str() {
+                        "h2" => WireProtocol::Http2,
+                        "auto" => WireProtocol::Negotiated,
+                        _ => WireProtocol::Http1,
+                    },
+                    roots: roots.as_deref(),
+                    addresses: &origin_addresses,
+                },
+            )
+        })
         .transpose()?;
     // Misses go to the shield tier when there is one (the origin standing in when no shield
     // answers, if allowed), else to the origin.

@@ -43,6 +43,7 @@ pub use error::{ConfigError, Source};
 pub use load::{ENV_CONFIG, ENV_PREFIX, env_name};
 pub use schema::{CacheSettings, Limits, NodeConfig, Role, Timeouts, defaults};
 pub use units::ByteSize;
+pub use validate::origin_address;
 
 impl NodeConfig {
     /// Loads the configuration of a `role` node: defaults < TOML file (`--config`, else

@@ -173,6 +173,14 @@ pub struct NodeConfig {
     /// How edges speak to shields: `h2` (one multiplexed connection per shield) or `http/1.1`
     /// (a pool of keep-alive connections).
     pub shield_protocol: String,
+    /// How nodes speak to the origin: `http/1.1` (a keep-alive pool), `auto` (over TLS, HTTP/2
+    /// when the origin picks `h2` by ALPN, else HTTP/1.1) or `h2` (HTTP/2 only: ALPN over TLS,
+    /// prior knowledge over cleartext).
+    pub origin_protocol: String,
+    /// Addresses (`IP` or `IP:PORT`) to connect to for the origin instead of resolving its host
+    /// name, which still names it in TLS (SNI, certificate check): several servers behind one
+    /// name. Connections rotate over them; a refused connect moves on to the next.
+    pub origin_addresses: Vec<String>,
     /// Peers (addresses or `ADDR/PREFIX` ranges) whose `X-Forwarded-Proto` names the scheme a
     /// request is keyed and forwarded under: a shield's edges (loopback by default), or a
     /// TLS-terminating load balancer in front of an edge (none by default). Anyone else's is
@@ -390,6 +398,8 @@ impl NodeConfig {
             shields: Vec::new(),
             origin_fallback: defaults::ORIGIN_FALLBACK,
             shield_protocol: "h2".to_owned(),
+            origin_protocol: "http/1.1".to_owned(),
+            origin_addresses: Vec::new(),
             trusted_forwarders: match role {
                 Role::Edge => Vec::new(),
                 Role::Shield => vec!["127.0.0.0/8".to_owned(), "::1".to_owned()],

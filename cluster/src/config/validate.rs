@@ -111,6 +111,18 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
             ),
         ));
     }
+    if !matches!(cfg.origin_protocol.as_str(), "http/1.1" | "auto" | "h2") {
+        return Err(fail(
+            "origin_protocol",
+            format!(
+                "expected \"http/1.1\", \"auto\" or \"h2\", got {:?}",
+                cfg.origin_protocol
+            ),
+        ));
+    }
+    if let Err((key, message)) = validate_origin_addresses(cfg) {
+        return Err(fail(&key, message));
+    }
     for (i, range) in cfg.trusted_forwarders.iter().enumerate() {
         if let Err(e) = range.parse::<crate::cidr::Cidr>() {
             return Err(fail(&format!("trusted_forwarders[{i}]"), e.to_string()));
@@ -249,6 +261,58 @@ fn valid_name(name: &str) -> bool {
 
 /// `http://host[:port]` or `https://host[:port]`, optionally with a trailing `/`; host is a
 /// DNS name, an IPv4 address or a bracketed IPv6 address; no user info, path, query or fragment.
+/// `origin_addresses`: each an IP or socket address, and only for an origin named by host name
+/// (an IP literal is connected to as is); a port, when given, agrees with the URL's.
+/// Errs with the key at fault and why.
+fn validate_origin_addresses(cfg: &NodeConfig) -> Result<(), (String, String)> {
+    let fail = |key: &str, message: String| (key.to_owned(), message);
+    if cfg.origin_addresses.is_empty() {
+        return Ok(());
+    }
+    let Some(origin) = cfg.origin.as_deref() else {
+        return Err(fail(
+            "origin_addresses",
+            "set without an origin to reach".to_owned(),
+        ));
+    };
+    let uri: Option<http::Uri> = origin.parse().ok();
+    let host = uri.as_ref().and_then(|u| u.host()).unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Err(fail(
+            "origin_addresses",
+            format!("the origin {origin:?} is an address already; name it by host name"),
+        ));
+    }
+    let url_port = uri.as_ref().and_then(|u| u.port_u16());
+    for (i, spec) in cfg.origin_addresses.iter().enumerate() {
+        let key = format!("origin_addresses[{i}]");
+        let Some(addr) = origin_address(spec) else {
+            return Err(fail(&key, format!("expected IP or IP:PORT, got {spec:?}")));
+        };
+        if let Some(p) = url_port
+            && addr.port() != 0
+            && addr.port() != p
+        {
+            return Err(fail(
+                &key,
+                format!("port {} disagrees with the origin's port {p}", addr.port()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An `origin_addresses` entry as a socket address, port 0 when it names none (the origin
+/// URL's port, or its scheme's, then applies).
+pub fn origin_address(spec: &str) -> Option<SocketAddr> {
+    spec.parse::<SocketAddr>().ok().or_else(|| {
+        spec.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 0))
+    })
+}
+
 pub(crate) fn valid_base_url(url: &str) -> bool {
     let Some(rest) = url
         .strip_prefix("http://")

@@ -11,6 +11,10 @@
 //! shield for another site's URL: the connection goes to the shield while `:authority` names the
 //! site (a `Host` that disagreed with `:authority` would be refused, RFC 9113 §8.3.1). So the
 //! connection is hyper's own HTTP/2 client connection, opened to the shield's address.
+//!
+//! Over TLS the peer must pick `h2` by ALPN; one that does not (an origin speaking only
+//! HTTP/1.1) *declines*, and [`H2Connection::try_send`] hands the unsent request back so the
+//! caller can take it over HTTP/1.1.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,11 +23,15 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
+use super::resolve::UpstreamResolver;
 use super::{UpstreamBody, UpstreamError};
+
+/// The connector of every upstream: TCP through our resolver, TLS for `https://`.
+pub type Connector = HttpsConnector<HttpConnector<UpstreamResolver>>;
 
 /// Connections per shield.
 pub const CONNECTIONS: usize = 4;
@@ -38,16 +46,30 @@ const STREAM_WINDOW: u32 = 1024 * 1024;
 /// Per-connection receive window.
 const CONNECTION_WINDOW: u32 = 64 * 1024 * 1024;
 
-/// A shield's HTTP/2 connections, opened on first use.
+/// A shield's (or an origin's) HTTP/2 connections, opened on first use.
 pub struct H2Connection {
     slots: Vec<Slot>,
     next: AtomicUsize,
 }
 
+/// What a send came to when it did not get a response.
+pub enum SendFailure {
+    /// The peer did not pick `h2` by ALPN: the request, unsent, is handed back.
+    Declined(Box<Request<UpstreamBody>>),
+    /// Any other failure.
+    Failed(UpstreamError),
+}
+
+impl From<UpstreamError> for SendFailure {
+    fn from(e: UpstreamError) -> Self {
+        SendFailure::Failed(e)
+    }
+}
+
 struct Slot {
     /// `scheme://host:port` of the shield.
     base: Uri,
-    connector: tokio::sync::Mutex<HttpsConnector<HttpConnector>>,
+    connector: tokio::sync::Mutex<Connector>,
     sender: parking_lot::Mutex<Option<SendRequest<UpstreamBody>>>,
     /// The last failed connect, answered at once for [`CONNECT_HOLD_DOWN`].
     failed: parking_lot::Mutex<Option<(Instant, UpstreamError)>>,
@@ -56,11 +78,7 @@ struct Slot {
 
 impl H2Connection {
     /// Connections to `base`, made with `connector` (which applies the connect timeout).
-    pub fn new(
-        base: Uri,
-        connector: HttpsConnector<HttpConnector>,
-        connect_timeout: Duration,
-    ) -> Self {
+    pub fn new(base: Uri, connector: Connector, connect_timeout: Duration) -> Self {
         let slots = (0..CONNECTIONS)
             .map(|_| Slot {
                 base: base.clone(),
@@ -83,22 +101,41 @@ impl H2Connection {
         &self,
         req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        self.try_send(req).await.map_err(|f| match f {
+            SendFailure::Declined(_) => {
+                UpstreamError::Connect("the upstream did not pick h2 by ALPN".into())
+            }
+            SendFailure::Failed(e) => e,
+        })
+    }
+
+    /// As [`H2Connection::send`], but a peer that declines h2 gives the request back.
+    pub async fn try_send(
+        &self,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, SendFailure> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         self.slots[i].send(req).await
     }
 }
 
+/// A connection attempt's outcome short of an error.
+enum Opened {
+    Sender(SendRequest<UpstreamBody>),
+    Declined,
+}
+
 impl Slot {
     /// A sender on a live connection: the current one, or a new one.
-    async fn sender(&self) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+    async fn sender(&self) -> Result<Opened, UpstreamError> {
         if let Some(s) = self.live() {
-            return Ok(s);
+            return Ok(Opened::Sender(s));
         }
         self.recently_failed()?;
         // One connect at a time: requests arriving meanwhile wait for it and share it.
         let mut connector = self.connector.lock().await;
         if let Some(s) = self.live() {
-            return Ok(s);
+            return Ok(Opened::Sender(s));
         }
         self.recently_failed()?;
         let stream =
@@ -109,6 +146,11 @@ impl Slot {
                 Ok(Err(e)) => return Err(self.connect_failed(connect_error(e.as_ref()))),
                 Err(_) => return Err(self.connect_failed(UpstreamError::ConnectTimeout)),
             };
+        if self.base.scheme() == Some(&http::uri::Scheme::HTTPS)
+            && !stream.connected().is_negotiated_h2()
+        {
+            return Ok(Opened::Declined);
+        }
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(STREAM_WINDOW)
@@ -126,7 +168,7 @@ impl Slot {
             }
         });
         *self.sender.lock() = Some(sender.clone());
-        Ok(sender)
+        Ok(Opened::Sender(sender))
     }
 
     fn live(&self) -> Option<SendRequest<UpstreamBody>> {
@@ -157,20 +199,24 @@ impl Slot {
         *self.sender.lock() = None;
     }
 
-    async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
-        let mut sender = self.sender().await?;
+    async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, SendFailure> {
+        let Opened::Sender(mut sender) = self.sender().await? else {
+            return Err(SendFailure::Declined(Box::new(req)));
+        };
         if sender.ready().await.is_err() {
             // Closed since it was cached (GOAWAY): nothing was sent; once more, fresh.
             self.forget();
-            sender = self.sender().await?;
-            sender
-                .ready()
-                .await
-                .map_err(|e| UpstreamError::Refused(format!("shield connection closed: {e}")))?;
+            let Opened::Sender(fresh) = self.sender().await? else {
+                return Err(SendFailure::Declined(Box::new(req)));
+            };
+            sender = fresh;
+            sender.ready().await.map_err(|e| {
+                UpstreamError::Refused(format!("upstream h2 connection closed: {e}"))
+            })?;
         }
         sender.send_request(req).await.map_err(|e| {
             self.forget();
-            UpstreamError::Protocol(e.to_string())
+            SendFailure::Failed(UpstreamError::Protocol(e.to_string()))
         })
     }
 }

@@ -11,6 +11,7 @@ mod h2conn;
 mod health;
 mod idle;
 mod origin;
+mod resolve;
 mod retry;
 mod shields;
 
@@ -25,7 +26,7 @@ use hyper::body::Incoming;
 pub use error::UpstreamError;
 pub use health::{Health, backoff};
 pub use idle::IdleTimeout;
-pub use origin::{OriginUpstream, OriginUrlError, WireProtocol};
+pub use origin::{OriginUpstream, OriginUrlError, Reach, WireProtocol};
 pub use retry::{AttemptFacts, may_retry};
 pub use shields::{PROBE_EVERY, ShieldUpstream};
 

@@ -1,19 +1,21 @@
-//! The origin as an upstream: a pooled HTTP/1.1 client (TLS when the origin URL is https).
+//! The origin (or one shield) as an upstream: pooled HTTP/1.1, multiplexed HTTP/2, or whichever
+//! the origin picks by ALPN; TLS when the URL is https.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 
-use super::h2conn::H2Connection;
+use super::h2conn::{Connector, H2Connection, SendFailure};
+use super::resolve::UpstreamResolver;
 use super::{Upstream, UpstreamBody, UpstreamCtx, UpstreamError, UpstreamTimeouts};
 
 /// An origin URL that cannot be used.
@@ -55,9 +57,35 @@ fn client_tls(
 pub enum WireProtocol {
     /// HTTP/1.1, a pool of keep-alive connections (one request each at a time).
     Http1,
-    /// HTTP/2 (prior knowledge on cleartext, ALPN on TLS): one multiplexed connection carries
+    /// HTTP/2 (prior knowledge on cleartext, ALPN on TLS): a few multiplexed connections carry
     /// every concurrent request, as edges speak to their shields.
     Http2,
+    /// Over TLS, HTTP/2 when the upstream picks `h2` by ALPN and HTTP/1.1 when it does not;
+    /// HTTP/1.1 over cleartext (there is nothing to negotiate with).
+    Negotiated,
+}
+
+/// How often a declined ALPN offer is made again, in case the origin has learnt h2.
+const RENEGOTIATE_EVERY: Duration = Duration::from_secs(600);
+
+/// How to reach an upstream beyond its URL.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach<'a> {
+    /// The HTTP version(s) to speak.
+    pub protocol: WireProtocol,
+    /// CA certificates for TLS (`origin_ca_file`); Mozilla's roots when `None`.
+    pub roots: Option<&'a [CertificateDer<'static>]>,
+    /// Addresses to connect to instead of resolving the URL's host (`origin_addresses`).
+    pub addresses: &'a [SocketAddr],
+}
+
+impl Reach<'_> {
+    /// HTTP/1.1, Mozilla's roots, the system resolver.
+    pub const DEFAULT: Reach<'static> = Reach {
+        protocol: WireProtocol::Http1,
+        roots: None,
+        addresses: &[],
+    };
 }
 
 /// A pooled client for one origin (or one shield).
@@ -68,81 +96,95 @@ pub struct OriginUpstream {
     timeouts: UpstreamTimeouts,
 }
 
+type H1Client = Client<Connector, UpstreamBody>;
+
 enum Transport {
     /// HTTP/1.1 keep-alive pool, keyed by the upstream's own authority.
-    Http1(Box<Client<HttpsConnector<HttpConnector>, UpstreamBody>>),
-    /// One HTTP/2 connection; requests name the site in `:authority`.
+    Http1(Box<H1Client>),
+    /// HTTP/2 connections; requests name the site in `:authority`.
     Http2(Arc<H2Connection>),
+    /// HTTP/2 while the upstream picks it by ALPN, else the HTTP/1.1 pool.
+    Negotiated {
+        h2: Arc<H2Connection>,
+        h1: Box<H1Client>,
+        /// When the upstream last declined h2: HTTP/1.1 until [`RENEGOTIATE_EVERY`] passes.
+        declined_at: Arc<parking_lot::Mutex<Option<Instant>>>,
+    },
 }
 
 impl OriginUpstream {
     /// Builds a pooled HTTP/1.1 client for `origin` (e.g. `http://127.0.0.1:9000`), TLS verified
     /// against Mozilla's roots.
     pub fn new(origin: &str, timeouts: UpstreamTimeouts) -> Result<Arc<Self>, OriginUrlError> {
-        Self::with_protocol(origin, timeouts, WireProtocol::Http1, None)
+        Self::connect(origin, timeouts, Reach::DEFAULT)
     }
 
-    /// Builds a client for `origin` speaking `protocol`, verifying TLS against `roots` (the
-    /// certificates of `origin_ca_file`) or, when `None`, Mozilla's roots.
-    pub fn with_protocol(
+    /// Builds a client for `origin` reached as `reach` says.
+    pub fn connect(
         origin: &str,
         timeouts: UpstreamTimeouts,
-        protocol: WireProtocol,
-        roots: Option<&[CertificateDer<'static>]>,
+        reach: Reach<'_>,
     ) -> Result<Arc<Self>, OriginUrlError> {
-        let uri: Uri = origin
-            .parse()
-            .map_err(|_| OriginUrlError::Invalid(origin.to_string()))?;
-        let scheme = uri
-            .scheme()
-            .cloned()
-            .ok_or_else(|| OriginUrlError::Invalid(origin.to_string()))?;
+        let invalid = || OriginUrlError::Invalid(origin.to_string());
+        let uri: Uri = origin.parse().map_err(|_| invalid())?;
+        let scheme = uri.scheme().cloned().ok_or_else(invalid)?;
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
-            return Err(OriginUrlError::Invalid(origin.to_string()));
+            return Err(invalid());
         }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| OriginUrlError::Invalid(origin.to_string()))?;
+        let authority = uri.authority().cloned().ok_or_else(invalid)?;
         if uri
             .path_and_query()
             .is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty())
         {
             return Err(OriginUrlError::HasPath(origin.to_string()));
         }
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(UpstreamResolver::new(reach.addresses));
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(client_tls(roots).map_err(|e| OriginUrlError::Tls(e.to_string()))?)
-            .https_or_http();
-        let transport = match protocol {
-            WireProtocol::Http1 => Transport::Http1(Box::new(
+        let tls = client_tls(reach.roots).map_err(|e| OriginUrlError::Tls(e.to_string()))?;
+        let builder = || {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+        };
+        let h1 = || -> Box<H1Client> {
+            Box::new(
                 Client::builder(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(Duration::from_secs(50))
                     .pool_max_idle_per_host(256)
-                    // HTTP/1.1 even over TLS: with h2, `:authority` would have to be the
-                    // origin's name (the pool keys on it) while `Host` carries the site's, and
-                    // RFC 9113 §8.3.1 lets a server refuse that disagreement.
-                    .build(connector.enable_http1().wrap_connector(http)),
-            )),
-            WireProtocol::Http2 => {
-                let base = Uri::builder()
-                    .scheme(scheme.clone())
-                    .authority(authority.clone())
-                    .path_and_query("/")
-                    .build()
-                    .map_err(|_| OriginUrlError::Invalid(origin.to_string()))?;
-                Transport::Http2(Arc::new(H2Connection::new(
+                    // HTTP/1.1 only: with h2 this pool would send the origin's name in
+                    // `:authority` (it keys on it) while `Host` carries the site's, and RFC 9113
+                    // §8.3.1 lets a server refuse that disagreement. h2 goes by H2Connection.
+                    .build(builder().enable_http1().wrap_connector(http.clone())),
+            )
+        };
+        let base = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| invalid())?;
+        let transport = match reach.protocol {
+            WireProtocol::Http1 => Transport::Http1(h1()),
+            WireProtocol::Negotiated if scheme == Scheme::HTTP => Transport::Http1(h1()),
+            WireProtocol::Http2 => Transport::Http2(Arc::new(H2Connection::new(
+                base,
+                builder().enable_http2().wrap_connector(http.clone()),
+                timeouts.connect,
+            ))),
+            WireProtocol::Negotiated => Transport::Negotiated {
+                h2: Arc::new(H2Connection::new(
                     base,
-                    connector.enable_http2().wrap_connector(http),
+                    builder().enable_all_versions().wrap_connector(http.clone()),
                     timeouts.connect,
-                )))
-            }
+                )),
+                h1: h1(),
+                declined_at: Arc::default(),
+            },
         };
         Ok(Arc::new(OriginUpstream {
             scheme,
@@ -150,6 +192,63 @@ impl OriginUpstream {
             transport,
             timeouts,
         }))
+    }
+
+    /// The HTTP/1.1 request URI for `pq`: it names the upstream (the pool keys on it), while
+    /// `Host` names the site.
+    fn h1_uri(&self, pq: String) -> Result<Uri, UpstreamError> {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| UpstreamError::Request(e.to_string()))
+    }
+
+    /// `req` made ready for HTTP/1.1.
+    fn for_h1(&self, req: &mut Request<UpstreamBody>) -> Result<(), UpstreamError> {
+        *req.uri_mut() = self.h1_uri(path_and_query(req))?;
+        *req.version_mut() = http::Version::HTTP_11;
+        Ok(())
+    }
+
+    /// `req` made ready for HTTP/2: `:authority` is the site the request is for (its `Host`,
+    /// which is removed), not the upstream.
+    fn for_h2(&self, req: &mut Request<UpstreamBody>) -> Result<(), UpstreamError> {
+        let pq = path_and_query(req);
+        let site = req
+            .headers_mut()
+            .remove(http::header::HOST)
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
+            .unwrap_or_else(|| self.authority.to_string());
+        *req.uri_mut() = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(site)
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| UpstreamError::Request(e.to_string()))?;
+        *req.version_mut() = http::Version::HTTP_2;
+        Ok(())
+    }
+}
+
+fn path_and_query(req: &Request<UpstreamBody>) -> String {
+    req.uri()
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_string()
+}
+
+/// One exchange over the HTTP/1.1 pool, bounded by the first-byte timeout.
+async fn send_h1(
+    client: H1Client,
+    req: Request<UpstreamBody>,
+    first_byte: Duration,
+) -> Result<Response<Incoming>, UpstreamError> {
+    match tokio::time::timeout(first_byte, client.request(req)).await {
+        Err(_) => Err(UpstreamError::FirstByteTimeout),
+        Ok(Err(e)) => Err(UpstreamError::from_client(&e)),
+        Ok(Ok(resp)) => Ok(resp),
     }
 }
 
@@ -159,49 +258,67 @@ impl Upstream for OriginUpstream {
         mut req: Request<UpstreamBody>,
         _ctx: &UpstreamCtx,
     ) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>> {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string();
         let first_byte = self.timeouts.first_byte;
         match &self.transport {
             Transport::Http1(client) => {
-                let uri = Uri::builder()
-                    .scheme(self.scheme.clone())
-                    .authority(self.authority.clone())
-                    .path_and_query(pq)
-                    .build();
-                let client = Client::clone(client);
+                let prepared = self.for_h1(&mut req);
+                let client = H1Client::clone(client);
                 Box::pin(async move {
-                    *req.uri_mut() = uri.map_err(|e| UpstreamError::Request(e.to_string()))?;
-                    *req.version_mut() = http::Version::HTTP_11;
-                    match tokio::time::timeout(first_byte, client.request(req)).await {
-                        Err(_) => Err(UpstreamError::FirstByteTimeout),
-                        Ok(Err(e)) => Err(UpstreamError::from_client(&e)),
-                        Ok(Ok(resp)) => Ok(resp),
-                    }
+                    prepared?;
+                    send_h1(client, req, first_byte).await
                 })
             }
             Transport::Http2(conn) => {
-                // `:authority` is the site the request is for (its Host), not the upstream.
-                let site = req
-                    .headers_mut()
-                    .remove(http::header::HOST)
-                    .and_then(|h| h.to_str().ok().map(str::to_owned))
-                    .unwrap_or_else(|| self.authority.to_string());
-                let uri = Uri::builder()
-                    .scheme(self.scheme.clone())
-                    .authority(site)
-                    .path_and_query(pq)
-                    .build();
+                let prepared = self.for_h2(&mut req);
                 let conn = conn.clone();
                 Box::pin(async move {
-                    *req.uri_mut() = uri.map_err(|e| UpstreamError::Request(e.to_string()))?;
-                    *req.version_mut() = http::Version::HTTP_2;
+                    prepared?;
                     match tokio::time::timeout(first_byte, conn.send(req)).await {
                         Err(_) => Err(UpstreamError::FirstByteTimeout),
                         Ok(r) => r,
+                    }
+                })
+            }
+            Transport::Negotiated {
+                h2,
+                h1,
+                declined_at,
+            } => {
+                let client = H1Client::clone(h1);
+                let speaks_h1 = declined_at
+                    .lock()
+                    .is_some_and(|at| at.elapsed() < RENEGOTIATE_EVERY);
+                if speaks_h1 {
+                    let prepared = self.for_h1(&mut req);
+                    return Box::pin(async move {
+                        prepared?;
+                        send_h1(client, req, first_byte).await
+                    });
+                }
+                let site = req.headers().get(http::header::HOST).cloned();
+                let h1_uri = self.h1_uri(path_and_query(&req));
+                let prepared = self.for_h2(&mut req);
+                let (h2, declined_at) = (h2.clone(), declined_at.clone());
+                Box::pin(async move {
+                    prepared?;
+                    let started = tokio::time::Instant::now();
+                    let sent = tokio::time::timeout(first_byte, h2.try_send(req)).await;
+                    match sent {
+                        Err(_) => Err(UpstreamError::FirstByteTimeout),
+                        Ok(Ok(resp)) => Ok(resp),
+                        Ok(Err(SendFailure::Failed(e))) => Err(e),
+                        Ok(Err(SendFailure::Declined(req))) => {
+                            let mut req = *req;
+                            // Nothing was sent: the same request over HTTP/1.1.
+                            *declined_at.lock() = Some(Instant::now());
+                            *req.uri_mut() = h1_uri?;
+                            *req.version_mut() = http::Version::HTTP_11;
+                            if let Some(site) = site {
+                                req.headers_mut().insert(http::header::HOST, site);
+                            }
+                            let left = first_byte.saturating_sub(started.elapsed());
+                            send_h1(client, req, left).await
+                        }
                     }
                 })
             }

@@ -28,7 +28,7 @@ use tokio::task::AbortHandle;
 use super::health::Health;
 use super::retry::{AttemptFacts, may_retry};
 use super::{
-    OriginUpstream, OriginUrlError, Upstream, UpstreamBody, UpstreamCtx, UpstreamError,
+    OriginUpstream, OriginUrlError, Reach, Upstream, UpstreamBody, UpstreamCtx, UpstreamError,
     UpstreamTimeouts, WireProtocol,
 };
 
@@ -77,7 +77,15 @@ impl ShieldUpstream {
                 parse_shield(spec).map_err(|_| OriginUrlError::Invalid(spec.clone()))?;
             candidates.push(Candidate::new(url.clone(), weight));
             members.push(Member {
-                client: OriginUpstream::with_protocol(&url, timeouts, protocol, roots)?,
+                client: OriginUpstream::connect(
+                    &url,
+                    timeouts,
+                    Reach {
+                        protocol,
+                        roots,
+                        addresses: &[],
+                    },
+                )?,
                 health: Health::default(),
             });
         }

@@ -341,6 +341,8 @@ fn everything_set() -> NodeConfig {
         shields: vec!["http://s1:8081".into(), "http://s2:8081".into()],
         origin_fallback: false,
         shield_protocol: "http/1.1".into(),
+        origin_protocol: "auto".into(),
+        origin_addresses: vec!["192.0.2.1".into(), "[2001:db8::2]:8443".into()],
         trusted_forwarders: vec!["10.0.0.0/8".into(), "2001:db8::1".into()],
         purge_services: vec!["http://p1:7070".into()],
         purge_token: Some("t0ken-0123456789abcdef".into()),
