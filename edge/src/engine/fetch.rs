@@ -526,10 +526,10 @@ impl Engine {
             self.unregister(fill, job);
             return fill.end(result);
         }
-        let (inline, chunk_hashes) = match finished {
+        let inline = match finished {
             FinishedBody::Failed => return fill.end(result),
-            FinishedBody::Inline(b) => (Some(b), Vec::new()),
-            FinishedBody::Chunked(h) => (None, h),
+            FinishedBody::Inline(b) => Some(b),
+            FinishedBody::Chunked => None,
         };
         let meta = ObjectMeta {
             key: job.key,
@@ -547,7 +547,6 @@ impl Engine {
             size: fill.received(),
             chunk_size: u32::try_from(self.cfg.chunk_size).unwrap_or(u32::MAX),
             generation: head.generation,
-            chunk_hashes,
             inline,
         };
         self.storage.put_object(Arc::new(meta), variants);

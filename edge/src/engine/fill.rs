@@ -114,8 +114,6 @@ struct BodyState {
     current_len: usize,
     /// Bytes received in total.
     total: u64,
-    /// blake3 of every completed chunk.
-    hashes: Vec<[u8; 32]>,
     /// Chunks written to storage (a prefix of the completed ones: writing stops, never
     /// resumes, when the object turns out too large).
     stored_chunks: u32,
@@ -168,7 +166,6 @@ impl Fill {
                     current: Vec::new(),
                     current_len: 0,
                     total: 0,
-                    hashes: Vec::new(),
                     stored_chunks: 0,
                     end: None,
                 },
@@ -252,7 +249,6 @@ impl Fill {
         let chunk = concat(std::mem::take(&mut b.current));
         b.current_len = 0;
         let index = b.completed;
-        b.hashes.push(*blake3::hash(&chunk).as_bytes());
         if self.storing() {
             self.storage.put_chunk(
                 &head.key,
@@ -273,8 +269,7 @@ impl Fill {
     /// Completes the last chunk of a body that ended with `result`, without telling readers
     /// yet: the caller stores the object first, then calls [`Fill::end`], so a client that has
     /// read the last byte and asks again finds the object stored. Returns the whole body when
-    /// it fits in `inline_max` bytes (small objects are stored inline, without chunks), and the
-    /// chunk hashes otherwise.
+    /// it fits in `inline_max` bytes (small objects are stored inline, without chunks).
     pub fn seal(
         &self,
         result: &Result<(), FillError>,
@@ -291,7 +286,7 @@ impl Fill {
                 if b.current_len > 0 {
                     self.complete_chunk(b, head);
                 }
-                FinishedBody::Chunked(b.hashes.clone())
+                FinishedBody::Chunked
             }
             Err(_) => FinishedBody::Failed,
         }
@@ -335,8 +330,8 @@ impl Fill {
 pub enum FinishedBody {
     /// Small enough to live in the metadata entry.
     Inline(Bytes),
-    /// Stored in chunks with these hashes.
-    Chunked(Vec<[u8; 32]>),
+    /// Stored in chunks.
+    Chunked,
     /// The body failed: nothing to store.
     Failed,
 }
@@ -456,28 +451,20 @@ impl FillReader {
                     }
                 }
                 Step::FromStorage(index, offset) => {
-                    let expected = self
-                        .fill
-                        .state
-                        .lock()
-                        .body
-                        .hashes
-                        .get(index as usize)
-                        .copied();
-                    let chunk = match expected {
-                        Some(h) => {
-                            self.fill
-                                .storage
-                                .chunk_raw(
-                                    &self.head.key,
-                                    &self.head.variant,
-                                    self.head.generation,
-                                    index,
-                                    &h,
-                                )
-                                .await
-                        }
-                        None => None,
+                    // Only a completed chunk was ever written.
+                    let written = index < self.fill.state.lock().body.completed;
+                    let chunk = if written {
+                        self.fill
+                            .storage
+                            .chunk_raw(
+                                &self.head.key,
+                                &self.head.variant,
+                                self.head.generation,
+                                index,
+                            )
+                            .await
+                    } else {
+                        None
                     };
                     let Some(chunk) = chunk else {
                         return Some(Err(FillError::Evicted(index)));

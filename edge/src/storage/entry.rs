@@ -7,6 +7,12 @@
 //! variant(key, variant)              -> Entry::Object            (responses with Vary)
 //! chunk(key, variant, generation, i) -> Entry::Chunk             (body bytes i*chunk_size..)
 //! ```
+//!
+//! On disk every value is `FORMAT, kind, len (u32 LE), blake3(payload), payload`: metadata and
+//! Vary heads as postcard, chunks as their bytes. Each entry carries its own hash, so a chunk
+//! written long after its object's metadata needs nothing from it to be checked, and a damaged
+//! entry of any kind is detected when it is read back from disk ([`Entry::Unreadable`]), never
+//! served. Entries of an earlier format read back as `Unreadable` too: misses, not errors.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -90,6 +96,9 @@ pub enum Entry {
     Vary(Arc<VaryHead>),
     /// A body chunk.
     Chunk(Bytes),
+    /// Read back from disk but not usable: damaged (its blake3 does not match), or written by
+    /// an earlier format. Treated as missing and removed; never inserted.
+    Unreadable(&'static str),
 }
 
 impl Entry {
@@ -101,92 +110,100 @@ impl Entry {
                 ENTRY_OVERHEAD + std::mem::size_of::<VaryHead>() + vary_weight(&v.vary)
             }
             Entry::Chunk(b) => ENTRY_OVERHEAD + b.len(),
+            Entry::Unreadable(_) => ENTRY_OVERHEAD,
         }
     }
 }
 
-const TAG_OBJECT: u8 = 1;
-const TAG_VARY: u8 = 2;
-const TAG_CHUNK: u8 = 3;
+/// The on-disk format this build writes. Format 1 (no version byte: JSON metadata, bare
+/// chunks) began with a kind byte of 1 to 3, so it can never be mistaken for this one.
+const FORMAT: u8 = 0xB2;
+const KIND_OBJECT: u8 = 1;
+const KIND_VARY: u8 = 2;
+const KIND_CHUNK: u8 = 3;
+const KIND_UNREADABLE: u8 = 0;
 
 fn invalid(msg: &'static str) -> FoyerError {
     FoyerError::io_error(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
 }
 
-fn write_len_prefixed(writer: &mut impl Write, bytes: &[u8]) -> foyer::Result<()> {
-    let len = u32::try_from(bytes.len()).map_err(|_| invalid("entry too large"))?;
-    writer
-        .write_all(&len.to_le_bytes())
-        .map_err(FoyerError::io_error)?;
-    writer.write_all(bytes).map_err(FoyerError::io_error)
-}
-
-fn read_len_prefixed(reader: &mut impl Read) -> foyer::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    reader.read_exact(&mut len).map_err(FoyerError::io_error)?;
-    let len = u32::from_le_bytes(len) as usize;
-    // Entries are at most one disk block; refuse anything absurd rather than allocate it.
-    if len > 256 * 1024 * 1024 {
-        return Err(invalid("entry length out of range"));
-    }
-    let mut buf = vec![0u8; len];
-    reader.read_exact(&mut buf).map_err(FoyerError::io_error)?;
-    Ok(buf)
+/// Writes one entry in the current format.
+fn write_entry(writer: &mut impl Write, kind: u8, payload: &[u8]) -> foyer::Result<()> {
+    let len = u32::try_from(payload.len()).map_err(|_| invalid("entry too large"))?;
+    let mut head = [0u8; 2 + 4 + 32];
+    head[0] = FORMAT;
+    head[1] = kind;
+    head[2..6].copy_from_slice(&len.to_le_bytes());
+    head[6..].copy_from_slice(blake3::hash(payload).as_bytes());
+    writer.write_all(&head).map_err(FoyerError::io_error)?;
+    writer.write_all(payload).map_err(FoyerError::io_error)
 }
 
 impl Code for Entry {
     fn encode(&self, writer: &mut impl Write) -> foyer::Result<()> {
         match self {
             Entry::Object(meta) => {
-                writer
-                    .write_all(&[TAG_OBJECT])
-                    .map_err(FoyerError::io_error)?;
-                let json = serde_json::to_vec(&MetaWire::from(meta.as_ref()))
+                let bytes = postcard::to_stdvec(&MetaWire::from(meta.as_ref()))
                     .map_err(|_| invalid("metadata does not serialise"))?;
-                write_len_prefixed(writer, &json)
+                write_entry(writer, KIND_OBJECT, &bytes)
             }
-            Entry::Vary(fields) => {
-                writer
-                    .write_all(&[TAG_VARY])
-                    .map_err(FoyerError::io_error)?;
-                let json = serde_json::to_vec(fields.as_ref())
+            Entry::Vary(head) => {
+                let bytes = postcard::to_stdvec(head.as_ref())
                     .map_err(|_| invalid("vary does not serialise"))?;
-                write_len_prefixed(writer, &json)
+                write_entry(writer, KIND_VARY, &bytes)
             }
-            Entry::Chunk(bytes) => {
-                writer
-                    .write_all(&[TAG_CHUNK])
-                    .map_err(FoyerError::io_error)?;
-                write_len_prefixed(writer, bytes)
-            }
+            Entry::Chunk(bytes) => write_entry(writer, KIND_CHUNK, bytes),
+            Entry::Unreadable(_) => write_entry(writer, KIND_UNREADABLE, &[]),
         }
     }
 
+    /// Errs only when the reader fails; what it reads that cannot be used is
+    /// [`Entry::Unreadable`].
     fn decode(reader: &mut impl Read) -> foyer::Result<Self> {
-        let mut tag = [0u8; 1];
-        reader.read_exact(&mut tag).map_err(FoyerError::io_error)?;
-        let body = read_len_prefixed(reader)?;
-        match tag[0] {
-            TAG_OBJECT => {
-                let wire: MetaWire = serde_json::from_slice(&body)
-                    .map_err(|_| invalid("metadata does not parse"))?;
-                let meta = ObjectMeta::try_from(wire).map_err(|e| invalid(e.0))?;
-                Ok(Entry::Object(Arc::new(meta)))
-            }
-            TAG_VARY => {
-                let head: VaryHead =
-                    serde_json::from_slice(&body).map_err(|_| invalid("vary does not parse"))?;
-                Ok(Entry::Vary(Arc::new(head)))
-            }
-            TAG_CHUNK => Ok(Entry::Chunk(Bytes::from(body))),
-            _ => Err(invalid("unknown entry tag")),
+        let mut start = [0u8; 2];
+        reader
+            .read_exact(&mut start)
+            .map_err(FoyerError::io_error)?;
+        if start[0] != FORMAT {
+            return Ok(Entry::Unreadable("earlier format"));
         }
+        let mut len = [0u8; 4];
+        reader.read_exact(&mut len).map_err(FoyerError::io_error)?;
+        let len = u32::from_le_bytes(len) as usize;
+        // Entries are at most one disk block; refuse anything absurd rather than allocate it.
+        if len > 256 * 1024 * 1024 {
+            return Ok(Entry::Unreadable("length out of range"));
+        }
+        let mut hash = [0u8; 32];
+        reader.read_exact(&mut hash).map_err(FoyerError::io_error)?;
+        let mut payload = vec![0u8; len];
+        reader
+            .read_exact(&mut payload)
+            .map_err(FoyerError::io_error)?;
+        if blake3::hash(&payload).as_bytes() != &hash {
+            return Ok(Entry::Unreadable("blake3 mismatch"));
+        }
+        Ok(match start[1] {
+            KIND_OBJECT => match postcard::from_bytes::<MetaWire>(&payload) {
+                Ok(wire) => match ObjectMeta::try_from(wire) {
+                    Ok(meta) => Entry::Object(Arc::new(meta)),
+                    Err(e) => Entry::Unreadable(e.0),
+                },
+                Err(_) => Entry::Unreadable("metadata does not parse"),
+            },
+            KIND_VARY => match postcard::from_bytes::<VaryHead>(&payload) {
+                Ok(head) => Entry::Vary(Arc::new(head)),
+                Err(_) => Entry::Unreadable("vary does not parse"),
+            },
+            KIND_CHUNK => Entry::Chunk(Bytes::from(payload)),
+            _ => Entry::Unreadable("unknown kind"),
+        })
     }
 
     fn estimated_size(&self) -> usize {
         match self {
-            Entry::Chunk(b) => 5 + b.len(),
-            other => 5 + other.weight(),
+            Entry::Chunk(b) => 38 + b.len(),
+            other => 38 + other.weight(),
         }
     }
 }
@@ -215,6 +232,12 @@ mod tests {
         }
     }
 
+    fn roundtrip(e: &Entry) -> Entry {
+        let mut buf = Vec::new();
+        e.encode(&mut buf).unwrap();
+        Entry::decode(&mut buf.as_slice()).unwrap()
+    }
+
     #[test]
     fn chunk_and_vary_roundtrip() {
         for e in [
@@ -225,26 +248,121 @@ mod tests {
                 variants: 3,
             })),
         ] {
-            let mut buf = Vec::new();
-            e.encode(&mut buf).unwrap();
-            let back = Entry::decode(&mut buf.as_slice()).unwrap();
-            match (e, back) {
-                (Entry::Chunk(a), Entry::Chunk(b)) => assert_eq!(a, b),
-                (Entry::Vary(a), Entry::Vary(b)) => assert_eq!(a, b),
-                _ => panic!("tag changed"),
+            match (&e, roundtrip(&e)) {
+                (Entry::Chunk(a), Entry::Chunk(b)) => assert_eq!(a, &b),
+                (Entry::Vary(a), Entry::Vary(b)) => assert_eq!(a, &b),
+                _ => panic!("kind changed"),
+            }
+        }
+    }
+
+    fn object(inline: Option<Bytes>, size: u64) -> ObjectMeta {
+        let now = std::time::SystemTime::now();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("etag", http::HeaderValue::from_static("\"v1\""));
+        ObjectMeta {
+            key: [1; 32],
+            variant: [2; 32],
+            vary: VarySpec::None,
+            head_epoch: 0,
+            status: http::StatusCode::OK,
+            headers,
+            age: crate::policy::AgeClock::new(&http::HeaderMap::new(), now, now),
+            policy: crate::policy::StoredPolicy {
+                freshness_lifetime: std::time::Duration::from_secs(60),
+                heuristic: false,
+                no_cache: false,
+                no_cache_fields: Vec::new(),
+                must_revalidate: false,
+                stale_while_revalidate: None,
+                stale_if_error: Some(std::time::Duration::from_secs(5)),
+                immutable: false,
+            },
+            url: "example.com/a".into(),
+            host: "example.com".into(),
+            tags: vec!["t1".into()],
+            purge_index: 9,
+            size,
+            chunk_size: 1 << 20,
+            generation: 3,
+            inline,
+        }
+    }
+
+    #[test]
+    fn metadata_roundtrips_and_an_inline_body_costs_its_own_size() {
+        let body = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let meta = object(Some(body.clone()), 10_000);
+        let mut buf = Vec::new();
+        Entry::Object(Arc::new(meta.clone()))
+            .encode(&mut buf)
+            .unwrap();
+        // JSON wrote each byte as a decimal number and a comma: 3-4 bytes per byte.
+        assert!(buf.len() < 10_000 + 400, "{} bytes on disk", buf.len());
+        let Entry::Object(back) = Entry::decode(&mut buf.as_slice()).unwrap() else {
+            panic!("not an object");
+        };
+        assert_eq!(back.inline.as_deref(), Some(&body[..]));
+        assert_eq!(
+            (back.size, back.generation, back.purge_index),
+            (10_000, 3, 9)
+        );
+        assert_eq!(back.headers, meta.headers);
+        assert_eq!(back.policy, meta.policy);
+        assert_eq!(back.age, meta.age);
+        assert_eq!((&back.url, &back.tags), (&meta.url, &meta.tags));
+
+        // A chunked 5 GiB object's metadata holds no per-chunk list: a few hundred bytes.
+        let big = object(None, 5 << 30);
+        assert_eq!(big.chunk_count(), 5 * 1024);
+        let mut buf = Vec::new();
+        Entry::Object(Arc::new(big)).encode(&mut buf).unwrap();
+        assert!(buf.len() < 400, "{} bytes on disk", buf.len());
+    }
+
+    #[test]
+    fn every_flipped_byte_of_a_chunk_is_caught() {
+        let mut buf = Vec::new();
+        Entry::Chunk(Bytes::from(vec![7u8; 300]))
+            .encode(&mut buf)
+            .unwrap();
+        for i in 0..buf.len() {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x20;
+            match Entry::decode(&mut bad.as_slice()) {
+                Ok(Entry::Unreadable(_)) | Err(_) => {}
+                Ok(other) => panic!("byte {i} flipped, read back as {other:?}"),
             }
         }
     }
 
     #[test]
-    fn garbage_is_an_error_not_a_panic() {
+    fn entries_of_the_json_format_are_unreadable_not_errors() {
+        // Format 1: a kind byte, a length, then JSON or bare bytes.
+        for old in [
+            &[1u8, 2, 0, 0, 0, b'{', b'}'][..],
+            &[2, 2, 0, 0, 0, b'{', b'}'],
+            &[3, 3, 0, 0, 0, b'a', b'b', b'c'],
+        ] {
+            assert!(matches!(
+                Entry::decode(&mut &old[..]),
+                Ok(Entry::Unreadable("earlier format"))
+            ));
+        }
+    }
+
+    #[test]
+    fn garbage_is_unreadable_or_an_error_never_a_panic() {
         for bytes in [
             &b""[..],
             &[9, 0, 0, 0, 0],
-            &[1, 3, 0, 0, 0, b'{', b'x', b'}'],
-            &[3, 255, 255, 255, 255],
+            &[FORMAT, 1, 3, 0, 0, 0, b'{', b'x', b'}'],
+            &[FORMAT, 3, 255, 255, 255, 255],
         ] {
-            assert!(Entry::decode(&mut &bytes[..]).is_err());
+            assert!(!matches!(
+                Entry::decode(&mut &bytes[..]),
+                Ok(Entry::Chunk(_) | Entry::Object(_) | Entry::Vary(_))
+            ));
         }
     }
 }

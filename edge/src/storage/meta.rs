@@ -3,9 +3,7 @@
 //! One [`ObjectMeta`] describes one variant of one URL: the stored header section, the RFC 9111
 //! inputs computed when it arrived ([`AgeClock`], [`StoredPolicy`]), what purges match on (URL,
 //! host, tags, the purge-log index at store time) and how its body is laid out (inline, or in
-//! fixed-size chunks each with its blake3 hash).
-
-use std::time::SystemTime;
+//! fixed-size chunks, each entry carrying its own blake3: see `entry.rs`).
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -47,16 +45,18 @@ pub struct ObjectMeta {
     /// Distinguishes this fill's chunks from any earlier or later body stored under the same
     /// key, so a metadata entry can never be combined with another response's chunks.
     pub generation: u64,
-    /// blake3 of every chunk, checked when a chunk comes back from disk.
-    pub chunk_hashes: Vec<[u8; 32]>,
     /// Small bodies live in the metadata entry itself: one lookup per hit.
     pub inline: Option<Bytes>,
 }
 
 impl ObjectMeta {
     /// Number of chunks the body occupies (0 when inline or empty).
-    pub fn chunk_count(&self) -> usize {
-        self.chunk_hashes.len()
+    pub fn chunk_count(&self) -> u64 {
+        if self.inline.is_some() || self.chunk_size == 0 {
+            0
+        } else {
+            self.size.div_ceil(u64::from(self.chunk_size))
+        }
     }
 
     /// Bytes of memory this entry holds, for the memory tier's weigher: every heap field plus
@@ -70,7 +70,6 @@ impl ObjectMeta {
             + self.url.capacity()
             + self.host.capacity()
             + strings_weight(&self.tags)
-            + self.chunk_hashes.capacity() * 32
             + self.inline.as_ref().map_or(0, Bytes::len)
     }
 }
@@ -134,10 +133,7 @@ pub(crate) struct MetaWire {
     size: u64,
     chunk_size: u32,
     generation: u64,
-    chunk_hashes: Vec<[u8; 32]>,
     inline: Option<Vec<u8>>,
-    #[serde(default)]
-    written_at: Option<SystemTime>,
 }
 
 impl From<&ObjectMeta> for MetaWire {
@@ -162,9 +158,7 @@ impl From<&ObjectMeta> for MetaWire {
             size: m.size,
             chunk_size: m.chunk_size,
             generation: m.generation,
-            chunk_hashes: m.chunk_hashes.clone(),
             inline: m.inline.as_ref().map(|b| b.to_vec()),
-            written_at: None,
         }
     }
 }
@@ -187,11 +181,9 @@ impl TryFrom<MetaWire> for ObjectMeta {
             headers.append(name, value);
         }
         let inline_len = w.inline.as_ref().map(|b| b.len() as u64);
-        let chunked_ok = w.chunk_size > 0
-            && w.chunk_hashes.len() as u64 == w.size.div_ceil(u64::from(w.chunk_size));
         match inline_len {
             Some(len) if len != w.size => return Err(CorruptMeta("inline length")),
-            None if !chunked_ok => return Err(CorruptMeta("chunk layout")),
+            None if w.chunk_size == 0 => return Err(CorruptMeta("chunk layout")),
             _ => {}
         }
         Ok(ObjectMeta {
@@ -210,7 +202,6 @@ impl TryFrom<MetaWire> for ObjectMeta {
             size: w.size,
             chunk_size: w.chunk_size,
             generation: w.generation,
-            chunk_hashes: w.chunk_hashes,
             // Exact size: a decoded Vec may have grown past its length.
             inline: w.inline.map(|b| Bytes::copy_from_slice(&b)),
         })

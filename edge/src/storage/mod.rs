@@ -4,8 +4,8 @@
 //! large object never has to fit one foyer block and a reader can start at any chunk. Small
 //! bodies are inlined in the metadata entry. Both tiers are bounded by their configured sizes;
 //! the disk tier is written on insertion and recovered when a node restarts on the same
-//! directory. A chunk read back from disk whose blake3 does not match its metadata is dropped
-//! and reported missing, never served.
+//! directory. An entry read back from disk whose blake3 does not match (each carries its own),
+//! or written by an earlier format, is dropped and reported missing, never served.
 
 mod entry;
 mod meta;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, RecoverMode, Source,
+    HybridCachePolicy, RecoverMode,
 };
 
 pub use entry::{Entry, EntryKey, VaryHead};
@@ -134,12 +134,21 @@ impl Storage {
         self.hybrid
     }
 
-    async fn get(&self, key: &EntryKey) -> Option<(Entry, Source)> {
+    async fn get(&self, key: &EntryKey) -> Option<Entry> {
         match self.cache.get(key).await {
-            Ok(Some(e)) => Some((e.value().clone(), e.source())),
+            Ok(Some(e)) => match e.value() {
+                Entry::Unreadable(why) => {
+                    tracing::warn!(key = %hex(&key.0), why, "stored entry unreadable; dropped");
+                    self.cache.remove(key);
+                    None
+                }
+                value => Some(value.clone()),
+            },
             Ok(None) => None,
             Err(error) => {
-                tracing::warn!(%error, "cache read failed; treating as a miss");
+                // foyer's own checksum failed, or the read did: the entry is of no use.
+                tracing::warn!(%error, key = %hex(&key.0), "cache read failed; entry dropped");
+                self.cache.remove(key);
                 None
             }
         }
@@ -148,8 +157,8 @@ impl Storage {
     /// The head entry of a URL.
     pub async fn head(&self, key: &[u8; 32]) -> Head {
         match self.get(&EntryKey::head(key)).await {
-            Some((Entry::Object(m), _)) if m.key == *key => Head::Object(m),
-            Some((Entry::Vary(v), _)) => Head::Vary(v),
+            Some(Entry::Object(m)) if m.key == *key => Head::Object(m),
+            Some(Entry::Vary(v)) => Head::Vary(v),
             _ => Head::Missing,
         }
     }
@@ -162,7 +171,7 @@ impl Storage {
         variant: &VariantId,
     ) -> Option<Arc<ObjectMeta>> {
         match self.get(&EntryKey::variant(key, variant)).await {
-            Some((Entry::Object(m), _))
+            Some(Entry::Object(m))
                 if m.key == *key && m.variant == *variant && m.head_epoch == head.epoch =>
             {
                 Some(m)
@@ -171,11 +180,13 @@ impl Storage {
         }
     }
 
-    /// Body chunk `index` of a stored response, verified against its blake3 when it came from
-    /// disk. `None` when evicted or corrupt (a corrupt chunk is removed).
+    /// Body chunk `index` of a stored response. `None` when evicted or damaged (checked
+    /// against the blake3 it was stored with when it comes back from disk, and then removed).
     pub async fn chunk(&self, meta: &ObjectMeta, index: u32) -> Option<Bytes> {
-        let expected = meta.chunk_hashes.get(index as usize)?;
-        self.chunk_raw(&meta.key, &meta.variant, meta.generation, index, expected)
+        if u64::from(index) >= meta.chunk_count() {
+            return None;
+        }
+        self.chunk_raw(&meta.key, &meta.variant, meta.generation, index)
             .await
     }
 
@@ -186,18 +197,12 @@ impl Storage {
         variant: &VariantId,
         generation: u64,
         index: u32,
-        expected: &[u8; 32],
     ) -> Option<Bytes> {
-        let entry_key = EntryKey::chunk(key, variant, generation, index);
-        match self.get(&entry_key).await {
-            Some((Entry::Chunk(bytes), source)) => {
-                if source == Source::Disk && blake3::hash(&bytes).as_bytes() != expected {
-                    tracing::warn!(key = %hex(key), index, "chunk failed its blake3 check; dropped");
-                    self.cache.remove(&entry_key);
-                    return None;
-                }
-                Some(bytes)
-            }
+        match self
+            .get(&EntryKey::chunk(key, variant, generation, index))
+            .await
+        {
+            Some(Entry::Chunk(bytes)) => Some(bytes),
             _ => None,
         }
     }
