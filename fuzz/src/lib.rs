@@ -21,6 +21,7 @@ pub mod purge_wire;
 pub mod range;
 pub mod request_head;
 pub mod request_target;
+pub mod storage_entry;
 pub mod structured_fields;
 
 /// A property check: panics when `data` breaks the property.
@@ -37,5 +38,6 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("range", range::check),
     ("request_head", request_head::check),
     ("request_target", request_target::check),
+    ("storage_entry", storage_entry::check),
     ("structured_fields", structured_fields::check),
 ];

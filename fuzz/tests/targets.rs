@@ -111,5 +111,6 @@ target_props!(
     range,
     request_head,
     request_target,
+    storage_entry,
     structured_fields,
 );
