@@ -15,28 +15,29 @@ use super::admission::{OverCap, admit, variants_after};
 use super::fill::{Fill, FillError, FillHead, FinishedBody, Outcome};
 use super::fills::{FillKey, FillSlot};
 use super::lookup::FillTarget;
+use super::parts::fills_by_parts;
 use super::{Engine, RequestCtx};
 use crate::policy::{
     AgeClock, FreshenOutcome, NotStorable, Storability, StorePlan, StoredPolicy, VarySpec,
     conditional_request_headers, ensure_date, freshen, has_validator, storability, variant_id,
 };
 use crate::protocol::strip_hop_by_hop;
-use crate::storage::{Head, ObjectMeta, VaryHead, owned_headers};
+use crate::storage::{ChunkSet, Head, ObjectMeta, VaryHead, owned_headers};
 use crate::upstream::{IdleTimeout, UpstreamBody, UpstreamCtx};
 
 /// Everything the fetch task needs, copied out of the leader's request so it can outlive it.
 pub(super) struct FillJob {
-    key: [u8; 32],
-    url: String,
-    host: String,
-    target: http::Uri,
+    pub(super) key: [u8; 32],
+    pub(super) url: String,
+    pub(super) host: String,
+    pub(super) target: http::Uri,
     /// The header section sent upstream (forwarding headers added, conditionals removed).
-    upstream_headers: HeaderMap,
+    pub(super) upstream_headers: HeaderMap,
     /// The leader's request header section as received (storability, variant).
-    request_headers: HeaderMap,
+    pub(super) request_headers: HeaderMap,
     head: Option<Arc<VaryHead>>,
     stale: Option<Arc<ObjectMeta>>,
-    purge_index: u64,
+    pub(super) purge_index: u64,
     /// Where the fill is registered for coalescing (`None` for a fetch made alone).
     table_key: Option<FillKey>,
     /// A revalidation nobody waits for (stale-while-revalidate): never "abandoned".
@@ -517,12 +518,50 @@ impl Engine {
             });
         }
         let finished = fill.seal(&result, &head, self.cfg.inline_max);
+        let object = |size: u64, inline: Option<Bytes>, present: Option<ChunkSet>| ObjectMeta {
+            key: job.key,
+            variant,
+            vary: vary.clone(),
+            head_epoch,
+            status: head.status,
+            headers: head.headers.clone(),
+            age: head.age,
+            policy: head.policy.clone(),
+            url: job.url.clone(),
+            host: job.host.clone(),
+            tags: tags.clone(),
+            purge_index: job.purge_index,
+            size,
+            chunk_size: u32::try_from(self.cfg.chunk_size).unwrap_or(u32::MAX),
+            generation: head.generation,
+            inline,
+            present,
+        };
         let not_stored = matches!(finished, FinishedBody::Failed) || oversized.is_some();
         if not_stored {
-            // Nothing partial stays behind: the chunks written so far go.
             let written = oversized.unwrap_or_else(|| fill.stop_storing());
-            self.storage
-                .remove_chunks(&head.key, &head.variant, head.generation, written);
+            // A body cut short (every reader left, or the upstream broke) keeps its complete
+            // chunks as an object stored in part, when the rest can be fetched by range and
+            // checked against a strong validator; otherwise nothing partial stays behind.
+            let cs = self.cfg.chunk_size.max(1) as u64;
+            let partial = match (oversized, length) {
+                (None, Some(total)) if written > 0 => u32::try_from(total.div_ceil(cs))
+                    .ok()
+                    .map(|chunks| {
+                        let mut present = ChunkSet::new(chunks);
+                        (0..written).for_each(|i| present.insert(i));
+                        object(total, None, Some(present))
+                    })
+                    .filter(fills_by_parts),
+                _ => None,
+            };
+            match partial {
+                Some(meta) => self.storage.put_object(Arc::new(meta), variants),
+                None => {
+                    self.storage
+                        .remove_chunks(&head.key, &head.variant, head.generation, written)
+                }
+            }
             self.unregister(fill, job);
             return fill.end(result);
         }
@@ -531,24 +570,7 @@ impl Engine {
             FinishedBody::Inline(b) => Some(b),
             FinishedBody::Chunked => None,
         };
-        let meta = ObjectMeta {
-            key: job.key,
-            variant,
-            vary,
-            head_epoch,
-            status: head.status,
-            headers: head.headers.clone(),
-            age: head.age,
-            policy: head.policy.clone(),
-            url: job.url.clone(),
-            host: job.host.clone(),
-            tags,
-            purge_index: job.purge_index,
-            size: fill.received(),
-            chunk_size: u32::try_from(self.cfg.chunk_size).unwrap_or(u32::MAX),
-            generation: head.generation,
-            inline,
-        };
+        let meta = object(fill.received(), inline, None);
         self.storage.put_object(Arc::new(meta), variants);
         self.unregister(fill, job);
         fill.end(result);

@@ -3,10 +3,12 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use http::{Response, StatusCode};
+use http::header::RANGE;
+use http::{Method, Response, StatusCode};
 
 use super::fill::{Fill, Outcome};
 use super::fills::{FillKey, FillSlot};
+use super::parts::ColdRange;
 use super::purge::PurgeVerdict;
 use super::serve::CacheInfo;
 use super::{Body, Engine, RequestCtx};
@@ -14,6 +16,7 @@ use crate::policy::{
     Reuse, RevalidateReason, VariantId, VarySpec, reuse, stale_if_error_allows, variant_id,
 };
 use crate::protocol::FwdReason;
+use crate::protocol::slicing::single_range_start;
 use crate::storage::{Head, ObjectMeta, VaryHead};
 
 /// What storage holds for a request.
@@ -123,6 +126,24 @@ impl Engine {
             if !alone && self.hit_for_miss.is_marked(&ctx.key, Instant::now()) {
                 alone = true;
             }
+            if ctx.method == Method::GET && ctx.headers.contains_key(RANGE) {
+                if alone {
+                    // Not stored: the client's own range goes upstream, not a whole object.
+                    return self.pass_range(ctx).await;
+                }
+                let first = single_range_start(&ctx.headers);
+                // A whole fetch of the object in flight serves the range as its bytes arrive.
+                let in_flight = self.fills.get(&(ctx.key, target.variant)).is_some();
+                if let (Some(first), None, None, false) =
+                    (first, &target.stale, &target.head, in_flight)
+                {
+                    match self.cold_range(&ctx, first).await {
+                        ColdRange::Done(resp) => return resp,
+                        ColdRange::Private => return self.pass_range(ctx).await,
+                        ColdRange::Whole => {}
+                    }
+                }
+            }
             match self.fill_and_serve(&ctx, target, alone).await {
                 Served::Done(resp) => return resp,
                 Served::Alone => alone = true,
@@ -166,6 +187,18 @@ impl Engine {
             force_stale,
             &self.cfg.policy,
         );
+        if meta.present.is_some() && !matches!(decision, Reuse::Fresh { .. }) {
+            // An object stored in part is served only while fresh: revalidating it would
+            // still leave its missing parts to fetch, so it is filled afresh instead.
+            self.storage.remove_object(&meta);
+            return Err(FillTarget {
+                variant: meta.variant,
+                head: None,
+                stale: None,
+                soft_purged: false,
+                fwd: FwdReason::Stale,
+            });
+        }
         let fill_key: FillKey = (ctx.key, meta.variant);
         match decision {
             Reuse::Fresh { .. } | Reuse::StaleAccepted => {}

@@ -20,6 +20,7 @@ mod fill;
 mod fills;
 mod follower;
 mod lookup;
+mod parts;
 mod pass;
 mod purge;
 mod request;
@@ -81,6 +82,10 @@ pub struct Engine {
     stats: EngineStats,
     /// Our `Via` entry for responses received over HTTP/1.1, built once.
     via: Option<http::HeaderValue>,
+    /// Chunk fetches in flight (objects filled by ranges).
+    parts: parts::PartTable,
+    /// Serialises updates of stored chunk sets.
+    present_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -115,6 +120,8 @@ impl Engine {
             hit_for_miss,
             stats: EngineStats::default(),
             via,
+            parts: parts::PartTable::default(),
+            present_lock: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -9,6 +9,7 @@ use http::header::{AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 
 use super::fill::{Fill, FillHead, FillReader};
+use super::parts::{PartFailure, PartJob, fills_by_parts};
 use super::{Body, Engine, RequestCtx};
 use crate::policy::ttl_seconds;
 use crate::protocol::{
@@ -81,7 +82,9 @@ struct Representation<'a> {
 
 /// Where the body bytes come from.
 enum BodySource {
-    Object(Arc<ObjectMeta>, Option<Bytes>),
+    /// A stored object, its first needed chunk already read, and for an object stored in part
+    /// the means to fetch the chunks it lacks.
+    Object(Arc<ObjectMeta>, Option<Bytes>, Option<PartJob>),
     Fill(Arc<Fill>, Arc<FillHead>),
 }
 
@@ -125,9 +128,10 @@ impl Engine {
         h
     }
 
-    /// Serves a stored response. Fails only when its first needed chunk has been evicted.
+    /// Serves a stored response. Fails only when its first needed chunk has been evicted (and,
+    /// for an object stored in part, could not be fetched by range either).
     pub(super) async fn serve_object(
-        &self,
+        self: &Arc<Self>,
         ctx: &RequestCtx,
         meta: &Arc<ObjectMeta>,
         info: CacheInfo,
@@ -147,6 +151,9 @@ impl Engine {
             size: Some(meta.size),
             withhold,
         };
+        // An object stored in part fetches the chunks it lacks as the body needs them.
+        let parts = (meta.present.is_some() && fills_by_parts(meta) && !ctx.is_head())
+            .then(|| self.part_job(ctx));
         // Fetch the first chunk the response needs before committing to a 200: an evicted
         // object is then a clean miss instead of a truncated response.
         let first = if meta.inline.is_none() && meta.size > 0 && !ctx.is_head() {
@@ -155,9 +162,25 @@ impl Engine {
                 _ => 0,
             };
             let index = (start / u64::from(meta.chunk_size.max(1))) as u32;
-            match self.storage.chunk(meta, index).await {
-                Some(c) => Some(c),
-                None => return Err(Evicted),
+            let chunk = match &parts {
+                Some(job) => job.chunk(meta, index).await,
+                None => self
+                    .storage
+                    .chunk(meta, index)
+                    .await
+                    .ok_or(PartFailure::Gone),
+            };
+            match chunk {
+                Ok(c) => Some(c),
+                Err(PartFailure::Busy) => return Ok(self.too_many_fills()),
+                Err(PartFailure::Failed(e)) => {
+                    return Ok(self.plain_error(
+                        e.status(),
+                        e.client_text(),
+                        Some(FwdReason::Miss),
+                    ));
+                }
+                Err(_) => return Err(Evicted),
             }
         } else {
             None
@@ -165,7 +188,12 @@ impl Engine {
         self.stats
             .hits
             .fetch_add(u64::from(info.hit), std::sync::atomic::Ordering::Relaxed);
-        Ok(self.respond(ctx, &rep, info, BodySource::Object(meta.clone(), first)))
+        Ok(self.respond(
+            ctx,
+            &rep,
+            info,
+            BodySource::Object(meta.clone(), first, parts),
+        ))
     }
 
     /// Serves a response still arriving from upstream.
@@ -359,8 +387,8 @@ impl Engine {
             return build(status, h, Body::Empty);
         }
         let body = match source {
-            BodySource::Object(meta, first) => {
-                self.object_body(meta, first, start, end.unwrap_or(0))
+            BodySource::Object(meta, first, parts) => {
+                self.object_body(meta, first, parts, start, end.unwrap_or(0))
             }
             BodySource::Fill(fill, head) => {
                 let reader = FillReader::new(fill, head, start, end);
@@ -390,6 +418,7 @@ impl Engine {
         &self,
         meta: Arc<ObjectMeta>,
         first: Option<Bytes>,
+        parts: Option<PartJob>,
         start: u64,
         end: u64,
     ) -> Body {
@@ -400,29 +429,38 @@ impl Engine {
         }
         let storage = self.storage.clone();
         let cs = u64::from(meta.chunk_size.max(1));
-        let state = (meta, first, start, storage);
+        let state = (meta, first, start, (storage, parts));
         let stream =
-            futures_util::stream::unfold(state, move |(meta, first, pos, storage)| async move {
+            futures_util::stream::unfold(state, move |(meta, first, pos, src)| async move {
                 if pos >= end {
                     return None;
                 }
                 let index = (pos / cs) as u32;
-                let chunk = match first {
-                    Some(c) => Some(c),
-                    None => storage.chunk(&meta, index).await,
+                let (storage, parts) = &src;
+                let chunk = match (first, parts) {
+                    (Some(c), _) => Ok(c),
+                    (None, Some(job)) => job.chunk(&meta, index).await,
+                    (None, None) => storage.chunk(&meta, index).await.ok_or(PartFailure::Gone),
                 };
-                let Some(chunk) = chunk else {
-                    tracing::warn!(index, "stored chunk evicted mid-response; aborting it");
-                    storage.remove_object(&meta);
-                    let err: crate::upstream::BoxError = "stored chunk evicted".into();
-                    return Some((Err(err), (meta, None, end, storage)));
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(why) => {
+                        // Never a gap and never another representation's bytes: the response
+                        // is cut short, and a stored object that cannot be completed goes.
+                        tracing::warn!(index, ?why, "chunk unavailable mid-response; aborting it");
+                        if matches!(why, PartFailure::Gone) {
+                            storage.remove_object(&meta);
+                        }
+                        let err: crate::upstream::BoxError = "stored chunk unavailable".into();
+                        return Some((Err(err), (meta, None, end, src)));
+                    }
                 };
                 let offset = (pos % cs) as usize;
                 let n = ((end - pos) as usize).min(chunk.len().saturating_sub(offset));
                 let piece = chunk.slice(offset..offset + n);
                 let next = pos + n as u64;
                 let next = if n == 0 { end } else { next };
-                Some((Ok(piece), (meta, None, next, storage)))
+                Some((Ok(piece), (meta, None, next, src)))
             });
         Body::from_stream(stream, Some(len))
     }

@@ -22,6 +22,7 @@ pub mod head_limits;
 pub mod preconditions;
 pub mod range;
 pub mod request_target;
+pub mod slicing;
 pub mod trace;
 
 mod lists;

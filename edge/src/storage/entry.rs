@@ -286,6 +286,7 @@ mod tests {
             chunk_size: 1 << 20,
             generation: 3,
             inline,
+            present: None,
         }
     }
 
@@ -318,6 +319,20 @@ mod tests {
         let mut buf = Vec::new();
         Entry::Object(Arc::new(big)).encode(&mut buf).unwrap();
         assert!(buf.len() < 400, "{} bytes on disk", buf.len());
+    }
+
+    #[test]
+    fn a_partly_stored_object_keeps_its_chunk_set() {
+        let mut present = crate::storage::ChunkSet::new(16);
+        present.insert(5);
+        let meta = ObjectMeta {
+            present: Some(present.clone()),
+            ..object(None, 16 << 20)
+        };
+        match roundtrip(&Entry::Object(Arc::new(meta))) {
+            Entry::Object(back) => assert_eq!(back.present, Some(present)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

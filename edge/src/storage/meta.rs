@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::ChunkSet;
 use crate::policy::{AgeClock, StoredPolicy, VariantId, VarySpec};
 
 /// One stored response (one variant of one URL).
@@ -47,6 +48,10 @@ pub struct ObjectMeta {
     pub generation: u64,
     /// Small bodies live in the metadata entry itself: one lookup per hit.
     pub inline: Option<Bytes>,
+    /// For an object stored in part (filled by ranges): the chunks stored when this entry was
+    /// written. A chunk missing from storage is fetched, whatever this says; `None` when the
+    /// whole body is stored.
+    pub present: Option<ChunkSet>,
 }
 
 impl ObjectMeta {
@@ -71,6 +76,7 @@ impl ObjectMeta {
             + self.host.capacity()
             + strings_weight(&self.tags)
             + self.inline.as_ref().map_or(0, Bytes::len)
+            + self.present.as_ref().map_or(0, ChunkSet::weight)
     }
 }
 
@@ -134,6 +140,7 @@ pub(crate) struct MetaWire {
     chunk_size: u32,
     generation: u64,
     inline: Option<Vec<u8>>,
+    present: Option<ChunkSet>,
 }
 
 impl From<&ObjectMeta> for MetaWire {
@@ -159,6 +166,7 @@ impl From<&ObjectMeta> for MetaWire {
             chunk_size: m.chunk_size,
             generation: m.generation,
             inline: m.inline.as_ref().map(|b| b.to_vec()),
+            present: m.present.clone(),
         }
     }
 }
@@ -186,6 +194,12 @@ impl TryFrom<MetaWire> for ObjectMeta {
             None if w.chunk_size == 0 => return Err(CorruptMeta("chunk layout")),
             _ => {}
         }
+        if let Some(p) = &w.present {
+            let chunks = w.size.div_ceil(u64::from(w.chunk_size.max(1)));
+            if w.inline.is_some() || !p.is_valid() || u64::from(p.len()) != chunks {
+                return Err(CorruptMeta("chunk set"));
+            }
+        }
         Ok(ObjectMeta {
             key: w.key,
             variant: w.variant,
@@ -204,6 +218,7 @@ impl TryFrom<MetaWire> for ObjectMeta {
             generation: w.generation,
             // Exact size: a decoded Vec may have grown past its length.
             inline: w.inline.map(|b| Bytes::copy_from_slice(&b)),
+            present: w.present,
         })
     }
 }

@@ -7,6 +7,7 @@
 //! directory. An entry read back from disk whose blake3 does not match (each carries its own),
 //! or written by an earlier format, is dropped and reported missing, never served.
 
+mod chunkset;
 mod entry;
 mod meta;
 
@@ -19,6 +20,7 @@ use foyer::{
     HybridCachePolicy, RecoverMode,
 };
 
+pub use chunkset::ChunkSet;
 pub use entry::{Entry, EntryKey, VaryHead};
 pub use meta::{CorruptMeta, ENTRY_OVERHEAD, ObjectMeta, headers_weight, owned_headers};
 

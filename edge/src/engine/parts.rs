@@ -1,0 +1,540 @@
+//! Objects filled by ranges, one chunk at a time: a client's range request for an object the
+//! cache does not hold asks the upstream only for the chunks it covers, and the object is then
+//! stored in part (`ObjectMeta::present`); a later request that needs a chunk not yet stored
+//! fetches just that chunk, whether it asks for a range or the whole object.
+//!
+//! ```text
+//! GET Range: bytes=900000000-  (cold)  ─▶ upstream Range: bytes=899678208-900726783 (chunk 858)
+//!   206 Content-Range: bytes 899678208-900726783/1073741824, ETag "v1"
+//!   ─▶ metadata {size 1 GiB, ETag "v1", present {858}} + chunk 858 ─▶ client 206 from storage
+//! next chunk needed ─▶ Range: bytes=900726784-901775359, If-Range: "v1"
+//!   206, same length and validator ─▶ chunk 859 stored, present {858, 859}
+//!   200 / other validator / other length ─▶ the object is dropped, never spliced
+//! ```
+//!
+//! Chunk fetches are coalesced per (key, generation, chunk): fifty clients seeking to the same
+//! minute make one upstream request. A cold object's first chunk is keyed with generation 0,
+//! so fifty cold seeks to one place make one request too. The pure rules (which ranges, which
+//! validators, what combines) are in `protocol::slicing`.
+//!
+//! When the upstream cannot serve parts to store (it ignores `Range`, the response varies or
+//! has no strong validator), the object is fetched whole as before. When the response may not
+//! be stored at all (private, no-store, over a cap), the key is marked hit-for-miss and the
+//! client's own `Range` and `If-Range` go upstream: a private video still seeks without a full
+//! download.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use parking_lot::Mutex;
+
+use super::admission::admit;
+use super::fetch::{FillJob, response_tags};
+use super::fills::FillSlot;
+use super::lookup::FillTarget;
+use super::serve::CacheInfo;
+use super::{Body, Engine, RequestCtx};
+use crate::policy::{
+    AgeClock, NO_VARY_VARIANT, NotStorable, Storability, VarySpec, ensure_date, storability,
+};
+use crate::protocol::slicing::{
+    ContentRange, part_validator, response_content_range, same_representation,
+};
+use crate::protocol::{FwdReason, strip_hop_by_hop, unsatisfied_range};
+use crate::storage::{ChunkSet, Head, ObjectMeta, owned_headers};
+use crate::upstream::{IdleTimeout, UpstreamBody, UpstreamCtx, UpstreamError};
+
+/// What fetching a chunk needs from the request that asked for it, owned so the fetch (and a
+/// response body that fetches chunks as it goes) can outlive the request's handler.
+#[derive(Clone)]
+pub(super) struct PartJob {
+    engine: Arc<Engine>,
+    job: Arc<FillJob>,
+    conn_fills: Arc<tokio::sync::Semaphore>,
+}
+
+/// A chunk obtained, with the metadata of the object it belongs to.
+#[derive(Clone)]
+pub(super) struct Part {
+    pub meta: Arc<ObjectMeta>,
+    pub bytes: Bytes,
+}
+
+/// Why a chunk could not be had.
+#[derive(Debug, Clone)]
+pub(super) enum PartFailure {
+    /// The stored object is no longer usable: the upstream's representation changed (another
+    /// validator or length, or a 200 to `If-Range`), or a chunk is gone and cannot be fetched
+    /// by range. The object is dropped and filled afresh.
+    Gone,
+    /// The upstream's answer cannot be stored by parts (it ignores `Range`, varies, has no
+    /// strong validator, or is an error): the object is fetched whole, as before.
+    Whole,
+    /// The response may not be stored or shared: the client's own range goes upstream.
+    Private,
+    /// The range starts past the end of a representation of this many bytes.
+    Unsatisfiable(u64),
+    /// No fill slot came free within `timeouts.fill_queue`.
+    Busy,
+    /// The exchange failed.
+    Failed(UpstreamError),
+}
+
+type PartFuture = Shared<BoxFuture<'static, Result<Part, PartFailure>>>;
+
+/// (key, generation, chunk index).
+type PartKey = ([u8; 32], u64, u32);
+
+/// Chunk fetches in flight, one per (key, generation, chunk).
+#[derive(Default)]
+pub(super) struct PartTable {
+    parts: Mutex<HashMap<PartKey, PartFuture>>,
+}
+
+/// How a range request for an object the cache does not hold was answered.
+pub(super) enum ColdRange {
+    /// Served (or answered with an error).
+    Done(Response<Body>),
+    /// Fetch the whole object the usual way.
+    Whole,
+    /// Forward the client's own range: the response is not to be stored.
+    Private,
+}
+
+/// Whether missing chunks of `meta` may be fetched by range: a 200 stored without Vary, in
+/// chunks, with a strong validator to fetch them against.
+pub(super) fn fills_by_parts(meta: &ObjectMeta) -> bool {
+    meta.inline.is_none()
+        && meta.status == StatusCode::OK
+        && matches!(meta.vary, VarySpec::None)
+        && part_validator(&meta.headers).is_some()
+}
+
+impl PartJob {
+    /// Chunk `index` of `meta`: from storage, else fetched by range, joining a fetch of it
+    /// already in flight.
+    pub(super) async fn chunk(
+        &self,
+        meta: &Arc<ObjectMeta>,
+        index: u32,
+    ) -> Result<Bytes, PartFailure> {
+        if let Some(b) = self.engine.storage.chunk(meta, index).await {
+            return Ok(b);
+        }
+        if !fills_by_parts(meta) {
+            return Err(PartFailure::Gone);
+        }
+        let part = self
+            .engine
+            .fetch_part(self.clone(), Some(meta.clone()), index)
+            .await?;
+        Ok(part.bytes)
+    }
+}
+
+impl Engine {
+    /// The chunk-fetching context of a request.
+    pub(super) fn part_job(self: &Arc<Self>, ctx: &RequestCtx) -> PartJob {
+        let target = FillTarget {
+            variant: NO_VARY_VARIANT,
+            head: None,
+            stale: None,
+            soft_purged: false,
+            fwd: FwdReason::Miss,
+        };
+        PartJob {
+            engine: self.clone(),
+            job: Arc::new(self.fill_job(ctx, &target)),
+            conn_fills: ctx.conn_fills.clone(),
+        }
+    }
+
+    /// Answers a range request starting at `first_byte` for an object storage does not hold,
+    /// by fetching only the chunk that byte is in.
+    pub(super) async fn cold_range(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        first_byte: u64,
+    ) -> ColdRange {
+        let cs = self.cfg.chunk_size.max(1) as u64;
+        let Ok(index) = u32::try_from(first_byte / cs) else {
+            return ColdRange::Whole;
+        };
+        self.stats
+            .misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let job = self.part_job(ctx);
+        match self.fetch_part(job, None, index).await {
+            Ok(part) => {
+                let info = CacheInfo::forwarded(FwdReason::UriMiss)
+                    .fwd_status(206)
+                    .stored(true);
+                match self
+                    .serve_object(ctx, &part.meta, info, SystemTime::now())
+                    .await
+                {
+                    Ok(resp) => ColdRange::Done(resp),
+                    Err(_) => ColdRange::Whole,
+                }
+            }
+            Err(PartFailure::Unsatisfiable(len)) => ColdRange::Done(self.unsatisfiable(len)),
+            Err(PartFailure::Private) => ColdRange::Private,
+            Err(PartFailure::Whole | PartFailure::Gone) => ColdRange::Whole,
+            Err(PartFailure::Busy) => ColdRange::Done(self.too_many_fills()),
+            Err(PartFailure::Failed(e)) => {
+                tracing::warn!(error = %e, upstream = %self.upstream.describe(), "upstream failed");
+                ColdRange::Done(self.plain_error(
+                    e.status(),
+                    e.client_text(),
+                    Some(FwdReason::UriMiss),
+                ))
+            }
+        }
+    }
+
+    /// Forwards a GET with its own `Range` and `If-Range`: for responses that are not stored.
+    pub(super) async fn pass_range(self: &Arc<Self>, ctx: RequestCtx) -> Response<Body> {
+        self.pass(ctx, Empty::<Bytes>::new(), FwdReason::Miss).await
+    }
+
+    /// 416 for a range past the end of a representation of `len` bytes.
+    fn unsatisfiable(&self, len: u64) -> Response<Body> {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_RANGE, unsatisfied_range(len));
+        h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+        self.set_cache_status(
+            &mut h,
+            &CacheInfo::forwarded(FwdReason::UriMiss).fwd_status(416),
+            None,
+        );
+        let mut resp = Response::new(Body::Empty);
+        *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+        *resp.headers_mut() = h;
+        resp
+    }
+
+    /// The fetch of chunk `index` (of `meta`, or of a cold object when `None`), joined if one
+    /// is in flight. It runs in its own task: a client that leaves does not cut it short for
+    /// the others.
+    fn fetch_part(
+        self: &Arc<Self>,
+        job: PartJob,
+        meta: Option<Arc<ObjectMeta>>,
+        index: u32,
+    ) -> PartFuture {
+        let slot_key = (
+            job.job.key,
+            meta.as_ref().map_or(0, |m| m.generation),
+            index,
+        );
+        let mut table = self.parts.parts.lock();
+        if let Some(f) = table.get(&slot_key) {
+            self.stats
+                .collapsed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return f.clone();
+        }
+        let engine = self.clone();
+        let task = tokio::spawn(async move {
+            let r = engine.fetch_part_now(&job, meta.as_ref(), index).await;
+            engine.parts.parts.lock().remove(&slot_key);
+            r
+        });
+        let fut = async move {
+            task.await.unwrap_or_else(|e| {
+                Err(PartFailure::Failed(UpstreamError::Protocol(format!(
+                    "chunk fetch: {e}"
+                ))))
+            })
+        }
+        .boxed()
+        .shared();
+        table.insert(slot_key, fut.clone());
+        fut
+    }
+
+    async fn fetch_part_now(
+        &self,
+        job: &PartJob,
+        meta: Option<&Arc<ObjectMeta>>,
+        index: u32,
+    ) -> Result<Part, PartFailure> {
+        if meta.is_none()
+            && let Head::Object(m) = self.storage.head(&job.job.key).await
+            && m.present.as_ref().is_none_or(|p| p.contains(index))
+            && let Some(bytes) = self.storage.chunk(&m, index).await
+        {
+            // Stored by a fetch that finished between this request's lookup and now.
+            return Ok(Part { meta: m, bytes });
+        }
+        let cs = meta.map_or(self.cfg.chunk_size as u64, |m| u64::from(m.chunk_size));
+        let cs = cs.max(1);
+        let first = u64::from(index) * cs;
+        let mut last = first + cs - 1;
+        if let Some(m) = meta {
+            if first >= m.size {
+                return Err(PartFailure::Gone);
+            }
+            last = last.min(m.size - 1);
+        }
+        let mut headers = job.job.upstream_headers.clone();
+        let range = HeaderValue::try_from(format!("bytes={first}-{last}"))
+            .map_err(|e| PartFailure::Failed(UpstreamError::Request(e.to_string())))?;
+        headers.insert(RANGE, range);
+        //= https://www.rfc-editor.org/rfc/rfc9111#section-3.4
+        //# A cache MUST NOT combine partial content responses unless both the stored response
+        //# and the incoming response have strong validators that match
+        if let Some(v) = meta.and_then(|m| part_validator(&m.headers)) {
+            headers.insert(IF_RANGE, v);
+        }
+        let deadline = tokio::time::Instant::now() + self.cfg.fill_queue;
+        let Some(_slot) = FillSlot::acquire(&self.fill_slots, &job.conn_fills, deadline).await
+        else {
+            self.stats
+                .fills_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(PartFailure::Busy);
+        };
+        let mut req = Request::new(empty_body());
+        *req.uri_mut() = job.job.target.clone();
+        *req.headers_mut() = headers;
+        self.stats
+            .upstream_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let request_time = SystemTime::now();
+        let resp = self
+            .upstream
+            .send(req, &UpstreamCtx { key: job.job.key })
+            .await
+            .map_err(PartFailure::Failed)?;
+        let response_time = SystemTime::now();
+        let (mut parts, body) = resp.into_parts();
+        ensure_date(&mut parts.headers, response_time);
+        let status = parts.status;
+        let content_range = response_content_range(&parts.headers);
+        let (got_first, got_last, total) = match (status, content_range, meta) {
+            (
+                StatusCode::PARTIAL_CONTENT,
+                Some(ContentRange::Bytes {
+                    first,
+                    last,
+                    len: Some(len),
+                }),
+                _,
+            ) => (first, last, len),
+            (StatusCode::RANGE_NOT_SATISFIABLE, Some(ContentRange::Unsatisfied { len }), None) => {
+                return Err(PartFailure::Unsatisfiable(len));
+            }
+            // A stored object's part answered with the whole representation (If-Range failed:
+            // it changed) or with anything unexpected.
+            (
+                StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE,
+                _,
+                Some(_),
+            ) => {
+                return Err(PartFailure::Gone);
+            }
+            (s, _, Some(_)) => {
+                return Err(PartFailure::Failed(UpstreamError::Protocol(format!(
+                    "chunk {index}: upstream answered {s}"
+                ))));
+            }
+            (_, _, None) => return Err(PartFailure::Whole),
+        };
+        match meta {
+            Some(m) => {
+                if got_first != first
+                    || got_last != last
+                    || total != m.size
+                    || !same_representation(&m.headers, &parts.headers)
+                {
+                    tracing::info!(url = %m.url, index, "representation changed mid-fill; dropped");
+                    return Err(PartFailure::Gone);
+                }
+            }
+            None => {
+                if got_first != first || got_last != (first + cs).min(total) - 1 {
+                    return Err(PartFailure::Whole);
+                }
+            }
+        }
+        let want = got_last - got_first + 1;
+        let bytes = read_part(body, want, self.upstream.idle_timeout()).await?;
+        match meta {
+            Some(m) => {
+                self.storage
+                    .put_chunk(&m.key, &m.variant, m.generation, index, bytes.clone());
+                self.mark_present(m, index).await;
+                Ok(Part {
+                    meta: m.clone(),
+                    bytes,
+                })
+            }
+            None => {
+                let meta = self.first_part_meta(
+                    &job.job,
+                    parts.headers,
+                    total,
+                    cs,
+                    index,
+                    request_time,
+                    response_time,
+                )?;
+                self.storage.put_chunk(
+                    &meta.key,
+                    &meta.variant,
+                    meta.generation,
+                    index,
+                    bytes.clone(),
+                );
+                self.storage.put_object(meta.clone(), 0);
+                self.hit_for_miss.clear(&meta.key);
+                Ok(Part { meta, bytes })
+            }
+        }
+    }
+
+    /// The metadata of an object whose first stored part just arrived with `headers`, or why
+    /// it is not stored by parts.
+    #[allow(clippy::too_many_arguments)]
+    fn first_part_meta(
+        &self,
+        job: &FillJob,
+        mut headers: HeaderMap,
+        total: u64,
+        cs: u64,
+        index: u32,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Result<Arc<ObjectMeta>, PartFailure> {
+        // The part's header section describes the representation (RFC 9110 §15.3.7): judged
+        // as the 200 it is part of.
+        let plan = match storability(
+            &Method::GET,
+            &job.request_headers,
+            StatusCode::OK,
+            &headers,
+            &self.cfg.policy,
+        ) {
+            Storability::Store(plan) => plan,
+            Storability::DoNotStore(reason) => {
+                if !matches!(
+                    reason,
+                    NotStorable::Authorization | NotStorable::RequestNoStore
+                ) {
+                    self.hit_for_miss.mark(job.key, Instant::now());
+                }
+                return Err(PartFailure::Private);
+            }
+        };
+        if !matches!(plan.vary, VarySpec::None) || part_validator(&headers).is_none() {
+            return Err(PartFailure::Whole);
+        }
+        let max = self.cfg.max_object_size;
+        let tags = response_tags(&headers);
+        if (max > 0 && total > max)
+            || admit(&self.cfg.store_caps, &tags, &VarySpec::None, None, 0, true).is_err()
+        {
+            self.hit_for_miss.mark(job.key, Instant::now());
+            return Err(PartFailure::Private);
+        }
+        let Ok(chunks) = u32::try_from(total.div_ceil(cs)) else {
+            return Err(PartFailure::Whole);
+        };
+        let age = AgeClock::new(&headers, request_time, response_time);
+        strip_hop_by_hop(&mut headers);
+        for name in &plan.strip_fields {
+            headers.remove(name.as_str());
+        }
+        headers.remove(CONTENT_RANGE);
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(total));
+        let mut present = ChunkSet::new(chunks);
+        present.insert(index);
+        Ok(Arc::new(ObjectMeta {
+            key: job.key,
+            variant: NO_VARY_VARIANT,
+            vary: VarySpec::None,
+            head_epoch: 0,
+            status: StatusCode::OK,
+            headers: owned_headers(&headers),
+            age,
+            policy: plan.policy,
+            url: job.url.clone(),
+            host: job.host.clone(),
+            tags,
+            purge_index: job.purge_index,
+            size: total,
+            chunk_size: u32::try_from(cs).unwrap_or(u32::MAX),
+            // Never 0: a cold object's first chunk is coalesced under generation 0.
+            generation: rand::random::<u64>() | 1,
+            inline: None,
+            present: (!present.is_full()).then_some(present),
+        }))
+    }
+
+    /// Records chunk `index` in the stored metadata's set, if that is still `meta`'s object;
+    /// the set full, the object is complete. The set is a hint (a missing chunk is fetched
+    /// whatever it says), so a lost race costs nothing but a later refetch.
+    async fn mark_present(&self, meta: &ObjectMeta, index: u32) {
+        let _one_at_a_time = self.present_lock.lock().await;
+        let Head::Object(current) = self.storage.head(&meta.key).await else {
+            return;
+        };
+        if current.generation != meta.generation {
+            return;
+        }
+        let Some(present) = &current.present else {
+            return;
+        };
+        if present.contains(index) {
+            return;
+        }
+        let mut present = present.clone();
+        present.insert(index);
+        let updated = ObjectMeta {
+            present: (!present.is_full()).then_some(present),
+            ..ObjectMeta::clone(&current)
+        };
+        self.storage.put_object(Arc::new(updated), 0);
+    }
+}
+
+/// Reads a part's body: exactly `want` bytes, into one exact-size buffer (never a slice of the
+/// connection's read buffer), each piece within the upstream idle timeout.
+async fn read_part(
+    body: Incoming,
+    want: u64,
+    idle: std::time::Duration,
+) -> Result<Bytes, PartFailure> {
+    let failed = |msg: &str| PartFailure::Failed(UpstreamError::Protocol(msg.to_owned()));
+    let want = usize::try_from(want).map_err(|_| failed("part too large"))?;
+    let mut body = std::pin::pin!(IdleTimeout::new(body, idle));
+    let mut buf = BytesMut::with_capacity(want);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(PartFailure::Failed)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > want {
+                return Err(failed("part longer than its Content-Range"));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    if buf.len() != want {
+        return Err(failed("part shorter than its Content-Range"));
+    }
+    Ok(buf.freeze())
+}
+
+fn empty_body() -> UpstreamBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}

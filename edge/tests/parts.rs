@@ -1,0 +1,353 @@
+//! Objects filled by ranges, chunk by chunk (1 MiB chunks), against the real demo origin with
+//! `ranges=1` and a strong ETag: a cold seek asks for the one chunk it lands in, chunks are
+//! coalesced, a full GET of a partly stored object asks only for what is missing, a changed
+//! representation is never spliced, and what may not be stored is fetched by the client's own
+//! range.
+
+mod support;
+
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use support::*;
+use tiercel_cluster::config::Role;
+use tiercel_edge::node;
+use tiercel_testbed::origin::{Origin, Spec, expected_body};
+
+const MIB: u64 = 1024 * 1024;
+const SIZE: u64 = 16 * MIB;
+
+fn media(path: &str, extra: &str) -> String {
+    format!("{path}?size={SIZE}&ranges=1&etag=v1&cc=max-age%3D600{extra}")
+}
+
+/// The `Range` headers the origin received for `path`, oldest first.
+fn ranges_asked(origin: &Origin, path: &str) -> Vec<String> {
+    origin
+        .requests()
+        .iter()
+        .filter(|r| r.uri.path() == path)
+        .map(|r| {
+            r.headers
+                .get("range")
+                .map_or("-", |v| v.to_str().unwrap_or("?"))
+                .to_string()
+        })
+        .collect()
+}
+
+fn slice(body: &bytes::Bytes, first: u64, last: u64) -> bytes::Bytes {
+    body.slice(first as usize..=last as usize)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_seek_fetches_only_the_chunk_it_lands_in() {
+    let e = Edge::start(&[]).await;
+    let pq = media("/p/seek", "");
+    let full = expected_body(&pq, SIZE as usize);
+
+    let r = e
+        .get_with(&pq, &[("range", "bytes=10000000-10000999")])
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        r.header("content-range"),
+        "bytes 10000000-10000999/16777216"
+    );
+    assert_eq!(r.body, slice(&full, 10_000_000, 10_000_999));
+    assert!(r.cache_status().contains("stored"), "{}", r.cache_status());
+    assert_eq!(
+        ranges_asked(&e.origin, "/p/seek"),
+        ["bytes=9437184-10485759"]
+    );
+
+    // The same bytes again: from storage.
+    let r = e
+        .get_with(&pq, &[("range", "bytes=10000000-10000999")])
+        .await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    assert_eq!(r.body, slice(&full, 10_000_000, 10_000_999));
+    assert_eq!(e.origin.hits(&pq), 1);
+
+    // A range across into the next chunk: that chunk alone, checked against the stored ETag.
+    let r = e
+        .get_with(&pq, &[("range", "bytes=10485000-10486000")])
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, slice(&full, 10_485_000, 10_486_000));
+    assert_eq!(
+        ranges_asked(&e.origin, "/p/seek"),
+        ["bytes=9437184-10485759", "bytes=10485760-11534335"]
+    );
+    let if_range: Vec<_> = e
+        .origin
+        .requests()
+        .iter()
+        .filter_map(|r| r.headers.get("if-range").cloned())
+        .collect();
+    assert_eq!(if_range, ["\"v1\""]);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_cold_seeks_to_one_place_make_one_upstream_request() {
+    let e = Edge::start(&[]).await;
+    let pq = media("/p/crowd", "");
+    let full = expected_body(&pq, SIZE as usize);
+    let gets = (0..50).map(|_| e.get_with(&pq, &[("range", "bytes=5000000-5000099")]));
+    for r in futures_util::future::join_all(gets).await {
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body, slice(&full, 5_000_000, 5_000_099));
+    }
+    assert_eq!(e.origin.hits(&pq), 1);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_get_of_a_partly_stored_object_asks_only_for_the_missing_chunks() {
+    let e = Edge::start(&[]).await;
+    let pq = media("/p/whole", "");
+    let full = expected_body(&pq, SIZE as usize);
+    let r = e.get_with(&pq, &[("range", "bytes=3145728-3145827")]).await;
+    assert_eq!(r.status, 206);
+
+    let r = e.get(&pq).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), SIZE.to_string());
+    assert!(r.body == full, "the whole body, byte for byte");
+    let asked = ranges_asked(&e.origin, "/p/whole");
+    assert_eq!(
+        asked.len(),
+        16,
+        "one request per chunk, chunk 3 once: {asked:?}"
+    );
+    assert_eq!(
+        asked
+            .iter()
+            .filter(|a| *a == "bytes=3145728-4194303")
+            .count(),
+        1
+    );
+    assert!(asked.iter().all(|a| a.starts_with("bytes=")), "{asked:?}");
+
+    // Complete now: served from storage.
+    let r = e.get(&pq).await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    assert!(r.body == full);
+    assert_eq!(e.origin.hits(&pq), 16);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_representation_that_changes_mid_fill_is_never_spliced() {
+    let e = Edge::start(&[]).await;
+    let pq = media("/p/changing", "");
+    let v1 = expected_body(&pq, SIZE as usize);
+    let r = e.get_with(&pq, &[("range", "bytes=0-99")]).await;
+    assert_eq!(r.body, slice(&v1, 0, 99));
+
+    // The origin publishes another version under the same URL.
+    e.origin
+        .set("/p/changing", Spec::parse("etag=v2&version=2"));
+    let v2 = expected_body(&format!("{pq}&version=2"), SIZE as usize);
+    assert_ne!(v1.slice(..100), v2.slice(..100));
+
+    // Chunk 0 is stored (v1); chunk 1 comes back as v2: the response stops, never mixing them.
+    let req = Request::get(e.url(&pq))
+        .header("range", "bytes=0-2097151")
+        .body(Full::<bytes::Bytes>::default())
+        .unwrap();
+    let resp = e.client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 206);
+    let body = resp.into_body().collect().await;
+    assert!(body.is_err(), "a spliced body must not complete");
+
+    // The next request fills afresh, all v2.
+    let r = e.get_with(&pq, &[("range", "bytes=0-2097151")]).await;
+    assert_eq!(r.status, 206);
+    assert!(r.body == slice(&v2, 0, 2_097_151), "all of the new version");
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_ignores_ranges_is_fetched_whole() {
+    let e = Edge::start(&[]).await;
+    // Smaller than `cache.abandoned_fill_max`: the whole fetch finishes after the client left.
+    let size = 4 * MIB;
+    let pq = format!("/p/noranges?size={size}&etag=v1&cc=max-age%3D600");
+    let full = expected_body(&pq, size as usize);
+    let r = e.get_with(&pq, &[("range", "bytes=100-199")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, slice(&full, 100, 199));
+    assert_eq!(
+        e.origin.hits(&pq),
+        2,
+        "the chunk asked, then the whole object"
+    );
+    // Served from the whole object (still arriving, or stored): no third request.
+    let r = e.get_with(&pq, &[("range", "bytes=3000000-3000099")]).await;
+    assert_eq!(r.body, slice(&full, 3_000_000, 3_000_099));
+    assert_eq!(e.origin.hits(&pq), 2);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_may_not_be_stored_is_fetched_by_the_clients_own_range() {
+    let e = Edge::start(&[]).await;
+    let path = "/p/private";
+    let pq = format!("{path}?size={SIZE}&ranges=1&etag=v1&cc=private");
+    let full = expected_body(&pq, SIZE as usize);
+    let r = e.get_with(&pq, &[("range", "bytes=3000000-3000099")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, slice(&full, 3_000_000, 3_000_099));
+    assert_eq!(
+        ranges_asked(&e.origin, path),
+        ["bytes=2097152-3145727", "bytes=3000000-3000099"]
+    );
+    // Known private now: the next seek goes upstream as it is, and nothing whole is fetched.
+    let r = e
+        .get_with(
+            &pq,
+            &[("range", "bytes=7000000-7000009"), ("if-range", "\"v1\"")],
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, slice(&full, 7_000_000, 7_000_009));
+    let asked = ranges_asked(&e.origin, path);
+    assert_eq!(
+        asked.last().map(String::as_str),
+        Some("bytes=7000000-7000009")
+    );
+    assert_eq!(asked.len(), 3);
+    let forwarded_if_range = e
+        .origin
+        .requests()
+        .last()
+        .unwrap()
+        .headers
+        .get("if-range")
+        .cloned();
+    assert_eq!(forwarded_if_range.unwrap(), "\"v1\"");
+
+    // A client's no-store: its range goes upstream too.
+    let pq2 = media("/p/nostore", "");
+    let r = e
+        .get_with(
+            &pq2,
+            &[("range", "bytes=10-19"), ("cache-control", "no-store")],
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(ranges_asked(&e.origin, "/p/nostore"), ["bytes=10-19"]);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_past_the_end_is_416_with_the_length() {
+    let e = Edge::start(&[]).await;
+    let pq = media("/p/short", "");
+    let r = e.get_with(&pq, &[("range", "bytes=20000000-")]).await;
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range"), "bytes */16777216");
+    assert!(r.body.is_empty());
+    assert_eq!(e.origin.hits(&pq), 1);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_chunks_of_a_partial_object_survive_a_restart() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().to_str().unwrap().to_string();
+    let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = origin.url();
+    let flags = [
+        "--listen",
+        "127.0.0.1:0",
+        "--origin",
+        url.as_str(),
+        "--disk-cache",
+        disk.as_str(),
+        "--disk-cache-size",
+        "64MiB",
+    ];
+    let pq = media("/p/restart", "");
+    let full = expected_body(&pq, SIZE as usize);
+    let get = |addr: std::net::SocketAddr, range: &'static str| {
+        let pq = pq.clone();
+        async move {
+            let req = Request::get(format!("http://{addr}{pq}"))
+                .header("range", range)
+                // The key holds the host: the same one across the restart's new port.
+                .header("host", "cdn.example")
+                .body(Full::default())
+                .unwrap();
+            send(&h1_client(), req).await
+        }
+    };
+    let n = node::start(Role::Edge, &config_from_flags(&flags))
+        .await
+        .unwrap();
+    let r = get(n.listen.unwrap(), "bytes=6000000-6000099").await;
+    assert_eq!(r.body, slice(&full, 6_000_000, 6_000_099));
+    n.shutdown().await;
+
+    let n = node::start(Role::Edge, &config_from_flags(&flags))
+        .await
+        .unwrap();
+    let r = get(n.listen.unwrap(), "bytes=6000000-6000099").await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    assert_eq!(r.body, slice(&full, 6_000_000, 6_000_099));
+    assert_eq!(origin.hits(&pq), 1);
+    // Another chunk of the same object: fetched alone, and the two never mix.
+    let r = get(n.listen.unwrap(), "bytes=1000-1099").await;
+    assert_eq!(r.body, slice(&full, 1000, 1099));
+    assert_eq!(origin.hits(&pq), 2);
+    n.shutdown().await;
+    origin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_fetch_cut_short_keeps_its_complete_chunks() {
+    let e = Edge::start(&[]).await;
+    let pq = media("/p/abandoned", "");
+    let full = expected_body(&pq, SIZE as usize);
+    // A client starts the whole object and leaves: the fetch stops past
+    // `cache.abandoned_fill_max` (8 MiB), keeping the chunks it completed.
+    let req = Request::get(e.url(&pq))
+        .body(Full::<bytes::Bytes>::default())
+        .unwrap();
+    let resp = e.client.request(req).await.unwrap();
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.is_data());
+    drop(body);
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while e.node.engine.fills_in_flight() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fetch never stopped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let abandoned = &e.node.engine.stats().fills_abandoned;
+    assert_eq!(abandoned.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let r = e.get_with(&pq, &[("range", "bytes=2000000-2000099")]).await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    assert_eq!(r.body, slice(&full, 2_000_000, 2_000_099));
+    assert_eq!(
+        e.origin.hits(&pq),
+        1,
+        "chunk 1 came from the abandoned fetch"
+    );
+    // Past what it fetched: that chunk alone, by range.
+    let r = e
+        .get_with(&pq, &[("range", "bytes=13000000-13000099")])
+        .await;
+    assert_eq!(r.body, slice(&full, 13_000_000, 13_000_099));
+    assert_eq!(
+        ranges_asked(&e.origin, "/p/abandoned"),
+        ["-", "bytes=12582912-13631487"]
+    );
+    e.shutdown().await;
+}
