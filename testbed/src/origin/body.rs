@@ -96,6 +96,13 @@ pub fn expected_body(target: &str, size: usize) -> Bytes {
     Pattern::new(path, version.as_deref(), None, size as u64).slice(0, size)
 }
 
+/// Bytes `offset..offset + len` of [`expected_body`]`(target, size)`, without making the rest (a
+/// seek into a 1 GiB object checks 1000 bytes, not a gigabyte).
+pub fn expected_range(target: &str, size: u64, offset: u64, len: usize) -> Bytes {
+    let (path, version) = split_target(target);
+    Pattern::new(path, version.as_deref(), None, size).slice(offset, len)
+}
+
 /// The body the origin serves for `target` when the response has `vary=H`.
 ///
 /// `header_value` is the request's value of header `H` (`""` when the request lacks it); with

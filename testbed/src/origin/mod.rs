@@ -58,7 +58,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use body::{expected_body, expected_variant_body};
+pub use body::{expected_body, expected_range, expected_variant_body};
 pub use recorder::{MAX_RECORDED, RecordedRequest};
 pub use respond::{ECHO_HEADER, HITS_HEADER};
 pub use spec::Spec;
