@@ -351,3 +351,86 @@ async fn a_whole_fetch_cut_short_keeps_its_complete_chunks() {
     );
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_9_mid_fill_objects_are_served_whole_or_fetched_again_never_torn() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().to_str().unwrap().to_string();
+    let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = origin.url();
+    let args = [
+        "--origin",
+        url.as_str(),
+        "--disk-cache",
+        disk.as_str(),
+        "--disk-cache-size",
+        "128MiB",
+    ];
+    let client = h1_client();
+    let get = |listen: String, pq: String, range: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let mut b = Request::get(format!("http://{listen}{pq}")).header("host", "cdn.example");
+            if let Some(r) = range {
+                b = b.header("range", r);
+            }
+            send(&client, b.body(Full::default()).unwrap()).await
+        }
+    };
+    // A: stored in part. B: a whole fetch in the middle of its body (256 KiB every 20 ms).
+    let a = media("/p/kill-a", "");
+    let b =
+        format!("/p/kill-b?size={SIZE}&etag=v1&ranges=1&cc=max-age%3D600&chunk=262144&chunk_ms=20");
+    let (full_a, full_b) = (
+        expected_body(&a, SIZE as usize),
+        expected_body(&b, SIZE as usize),
+    );
+
+    let mut edge = EdgeProcess::spawn(&[], &args).await;
+    let r = get(
+        edge.listen.clone(),
+        a.clone(),
+        Some("bytes=3200000-3200099"),
+    )
+    .await;
+    assert_eq!(r.body, slice(&full_a, 3_200_000, 3_200_099));
+    let req = Request::get(format!("http://{}{b}", edge.listen))
+        .header("host", "cdn.example")
+        .body(Full::<bytes::Bytes>::default())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let mut body = resp.into_body();
+    let mut got = 0;
+    while got < 2 * MIB as usize {
+        let frame = body.frame().await.unwrap().unwrap();
+        got += frame.data_ref().map_or(0, |d| d.len());
+    }
+    edge.child.kill().unwrap();
+    edge.child.wait().unwrap();
+    drop(body);
+
+    let edge = EdgeProcess::spawn(&[], &args).await;
+    let r = get(
+        edge.listen.clone(),
+        a.clone(),
+        Some("bytes=3200000-3200099"),
+    )
+    .await;
+    assert_eq!(r.body, slice(&full_a, 3_200_000, 3_200_099));
+    let r = get(edge.listen.clone(), a.clone(), None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body == full_a, "A whole after the restart");
+    let r = get(edge.listen.clone(), b.clone(), None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body == full_b, "B whole after the restart");
+    let r = get(
+        edge.listen.clone(),
+        b.clone(),
+        Some("bytes=1000000-1000099"),
+    )
+    .await;
+    assert_eq!(r.body, slice(&full_b, 1_000_000, 1_000_099));
+    drop(edge);
+    origin.shutdown().await;
+}

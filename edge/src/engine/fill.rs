@@ -25,6 +25,7 @@ use hyper::body::Incoming;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::parts::Behind;
 use crate::policy::{AgeClock, StoredPolicy, VariantId, VarySpec};
 use crate::storage::{ObjectMeta, Storage};
 use crate::upstream::UpstreamError;
@@ -355,6 +356,9 @@ pub struct FillReader {
     rx: watch::Receiver<u64>,
     pos: u64,
     end: Option<u64>,
+    /// For a reader that falls behind the window: how to fetch a chunk that storage no longer
+    /// holds by range (see `parts::Behind`); without it such a reader's response is cut short.
+    behind: Option<Behind>,
     _interest: Interest,
 }
 
@@ -368,7 +372,13 @@ enum Step {
 
 impl FillReader {
     /// Reads from byte `start` up to `end` (exclusive; `None`: to the end of the body).
-    pub fn new(fill: Arc<Fill>, head: Arc<FillHead>, start: u64, end: Option<u64>) -> Self {
+    pub fn new(
+        fill: Arc<Fill>,
+        head: Arc<FillHead>,
+        start: u64,
+        end: Option<u64>,
+        behind: Option<Behind>,
+    ) -> Self {
         let rx = fill.version.subscribe();
         let interest = fill.interest();
         FillReader {
@@ -377,6 +387,7 @@ impl FillReader {
             rx,
             pos: start,
             end,
+            behind,
             _interest: interest,
         }
     }
@@ -465,6 +476,11 @@ impl FillReader {
                             .await
                     } else {
                         None
+                    };
+                    let chunk = match (chunk, &self.behind) {
+                        (Some(c), _) => Some(c),
+                        (None, Some(behind)) => behind.chunk(index).await,
+                        (None, None) => None,
                     };
                     let Some(chunk) = chunk else {
                         return Some(Err(FillError::Evicted(index)));

@@ -38,6 +38,7 @@ use parking_lot::Mutex;
 
 use super::admission::admit;
 use super::fetch::{FillJob, response_tags};
+use super::fill::FillHead;
 use super::fills::FillSlot;
 use super::lookup::FillTarget;
 use super::serve::CacheInfo;
@@ -59,7 +60,14 @@ pub(super) struct PartJob {
     engine: Arc<Engine>,
     job: Arc<FillJob>,
     conn_fills: Arc<tokio::sync::Semaphore>,
+    /// How long a fetch waits for a fill slot: `timeouts.fill_queue` for a request that has
+    /// not been answered yet (it gets a 503 and may retry), [`LAGGING_READER_QUEUE`] for a
+    /// reader already part-way through a body (cutting it short would waste what it has).
+    queue: std::time::Duration,
 }
+
+/// How long a reader part-way through a body waits for a fill slot to fetch its next chunk.
+pub(super) const LAGGING_READER_QUEUE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A chunk obtained, with the metadata of the object it belongs to.
 #[derive(Clone)]
@@ -82,7 +90,7 @@ pub(super) enum PartFailure {
     Private,
     /// The range starts past the end of a representation of this many bytes.
     Unsatisfiable(u64),
-    /// No fill slot came free within `timeouts.fill_queue`.
+    /// No fill slot came free in time (`timeouts.fill_queue`, or [`LAGGING_READER_QUEUE`]).
     Busy,
     /// The exchange failed.
     Failed(UpstreamError),
@@ -118,7 +126,43 @@ pub(super) fn fills_by_parts(meta: &ObjectMeta) -> bool {
         && part_validator(&meta.headers).is_some()
 }
 
+/// How a reader of a fill in flight that fell behind its window gets a chunk storage no longer
+/// holds (a small memory tier evicts it while the fill races on): by range, against the fill's
+/// own validator and length, stored under the fill's generation, and coalesced with every other
+/// reader that needs it. Only for fills that could be stored by parts (200, a length, a strong
+/// validator, no Vary); any other lagging reader's response is cut short, never stalled and
+/// never buffered.
+pub(crate) struct Behind {
+    job: PartJob,
+    meta: Arc<ObjectMeta>,
+}
+
+impl Behind {
+    /// Chunk `index` of the fill's body, or `None` when it cannot be had.
+    pub(super) async fn chunk(&self, index: u32) -> Option<Bytes> {
+        match self.job.chunk(&self.meta, index).await {
+            Ok(b) => Some(b),
+            Err(why) => {
+                tracing::warn!(
+                    index,
+                    ?why,
+                    "a reader behind the fill could not get its chunk"
+                );
+                None
+            }
+        }
+    }
+}
+
 impl PartJob {
+    /// The same job for a reader already part-way through its body.
+    pub(super) fn patient(self) -> Self {
+        PartJob {
+            queue: LAGGING_READER_QUEUE,
+            ..self
+        }
+    }
+
     /// Chunk `index` of `meta`: from storage, else fetched by range, joining a fetch of it
     /// already in flight.
     pub(super) async fn chunk(
@@ -154,7 +198,37 @@ impl Engine {
             engine: self.clone(),
             job: Arc::new(self.fill_job(ctx, &target)),
             conn_fills: ctx.conn_fills.clone(),
+            queue: self.cfg.fill_queue,
         }
+    }
+
+    /// The means for a reader of `fill_head`'s fill to fetch what fell out of storage.
+    pub(super) fn behind(self: &Arc<Self>, ctx: &RequestCtx, head: &FillHead) -> Option<Behind> {
+        let size = head.length?;
+        let meta = ObjectMeta {
+            key: head.key,
+            variant: head.variant,
+            vary: head.vary.clone(),
+            head_epoch: head.head_epoch,
+            status: head.status,
+            headers: head.headers.clone(),
+            age: head.age,
+            policy: head.policy.clone(),
+            url: String::new(),
+            host: String::new(),
+            tags: Vec::new(),
+            purge_index: 0,
+            size,
+            chunk_size: u32::try_from(self.cfg.chunk_size).ok()?,
+            generation: head.generation,
+            inline: None,
+            // Never stored: its chunk set only keeps `mark_present` away from the real one.
+            present: Some(ChunkSet::new(0)),
+        };
+        fills_by_parts(&meta).then(|| Behind {
+            job: self.part_job(ctx).patient(),
+            meta: Arc::new(meta),
+        })
     }
 
     /// Answers a range request starting at `first_byte` for an object storage does not hold,
@@ -295,7 +369,7 @@ impl Engine {
         if let Some(v) = meta.and_then(|m| part_validator(&m.headers)) {
             headers.insert(IF_RANGE, v);
         }
-        let deadline = tokio::time::Instant::now() + self.cfg.fill_queue;
+        let deadline = tokio::time::Instant::now() + job.queue;
         let Some(_slot) = FillSlot::acquire(&self.fill_slots, &job.conn_fills, deadline).await
         else {
             self.stats

@@ -9,7 +9,7 @@ use http::header::{AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 
 use super::fill::{Fill, FillHead, FillReader};
-use super::parts::{PartFailure, PartJob, fills_by_parts};
+use super::parts::{Behind, PartFailure, PartJob, fills_by_parts};
 use super::{Body, Engine, RequestCtx};
 use crate::policy::ttl_seconds;
 use crate::protocol::{
@@ -85,7 +85,7 @@ enum BodySource {
     /// A stored object, its first needed chunk already read, and for an object stored in part
     /// the means to fetch the chunks it lacks.
     Object(Arc<ObjectMeta>, Option<Bytes>, Option<PartJob>),
-    Fill(Arc<Fill>, Arc<FillHead>),
+    Fill(Arc<Fill>, Arc<FillHead>, Option<Behind>),
 }
 
 impl Engine {
@@ -192,19 +192,24 @@ impl Engine {
             ctx,
             &rep,
             info,
-            BodySource::Object(meta.clone(), first, parts),
+            // Past its first chunk, a response waits for fill slots rather than stop short.
+            BodySource::Object(meta.clone(), first, parts.map(PartJob::patient)),
         ))
     }
 
     /// Serves a response still arriving from upstream.
     pub(super) fn serve_fill(
-        &self,
+        self: &Arc<Self>,
         ctx: &RequestCtx,
         fill: &Arc<Fill>,
         head: &Arc<FillHead>,
         info: CacheInfo,
     ) -> Response<Body> {
         let now = SystemTime::now();
+        // Only a response the fill stores can be completed by range from what it stored.
+        let behind = (!ctx.is_head() && fill.storing())
+            .then(|| self.behind(ctx, head))
+            .flatten();
         // The client that started the fill also gets the fields withheld from storage.
         let with_private;
         let headers = if info.collapsed || head.withheld.is_empty() {
@@ -229,7 +234,7 @@ impl Engine {
             ctx,
             &rep,
             info,
-            BodySource::Fill(fill.clone(), head.clone()),
+            BodySource::Fill(fill.clone(), head.clone(), behind),
         )
     }
 
@@ -390,8 +395,8 @@ impl Engine {
             BodySource::Object(meta, first, parts) => {
                 self.object_body(meta, first, parts, start, end.unwrap_or(0))
             }
-            BodySource::Fill(fill, head) => {
-                let reader = FillReader::new(fill, head, start, end);
+            BodySource::Fill(fill, head, behind) => {
+                let reader = FillReader::new(fill, head, start, end, behind);
                 let stream = futures_util::stream::unfold(reader, |mut r| async move {
                     r.next().await.map(|item| (item, r))
                 });

@@ -369,6 +369,15 @@ impl EdgeProcess {
     /// Runs the edge with `--listen` and `--admin-listen` on free ports and `args`, under
     /// `wrapper` when given (e.g. `prlimit --nofile=N:N`), and waits until it listens.
     pub async fn spawn(wrapper: &[String], args: &[&str]) -> EdgeProcess {
+        Self::spawn_logged(wrapper, args, None).await
+    }
+
+    /// Like [`EdgeProcess::spawn`], its log (stderr) going to `log`.
+    pub async fn spawn_logged(
+        wrapper: &[String],
+        args: &[&str],
+        log: Option<&std::fs::File>,
+    ) -> EdgeProcess {
         let listen = format!("127.0.0.1:{}", free_port());
         let admin = format!("127.0.0.1:{}", free_port());
         let mut cmd = edge_binary();
@@ -381,7 +390,9 @@ impl EdgeProcess {
             .args(["--listen", &listen, "--admin-listen", &admin])
             .args(args)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log.map_or_else(std::process::Stdio::null, |f| {
+                std::process::Stdio::from(f.try_clone().expect("log file"))
+            }))
             .spawn()
             .expect("the edge binary starts");
         let e = EdgeProcess {
