@@ -309,7 +309,8 @@ async fn stored_chunks_of_a_partial_object_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_fetch_cut_short_keeps_its_complete_chunks() {
     let e = Edge::start(&[]).await;
-    let pq = media("/p/abandoned", "");
+    // 256 KiB every 10 ms: the client is seen gone long before the body could end.
+    let pq = media("/p/abandoned", "&chunk=262144&chunk_ms=10");
     let full = expected_body(&pq, SIZE as usize);
     // A client starts the whole object and leaves: the fetch stops past
     // `cache.abandoned_fill_max` (8 MiB), keeping the chunks it completed.
