@@ -404,3 +404,42 @@ async fn shield_weights_set_their_share_of_keys() {
     );
     edge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_seek_through_both_tiers_asks_the_origin_for_one_chunk() {
+    let t = Tier::start(3, 2, false).await;
+    let size: usize = 64 * 1024 * 1024;
+    let pq = format!("/film?size={size}&ranges=1&etag=v1&cc=max-age%3D600");
+    let full = expected_body(&pq, size);
+    let client = h1_client();
+    let seek = |edge: usize, range: &'static str| {
+        let req = Request::get(t.edge_url(edge, &pq))
+            .header("host", "site.example")
+            .header("range", range)
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        send(&client, req)
+    };
+    // Three edges seek to the same minute: each asks its shield for one chunk, and the shield
+    // that owns the key asks the origin once.
+    for edge in 0..3 {
+        let r = seek(edge, "bytes=40000000-40000999").await;
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body, full.slice(40_000_000..40_001_000));
+        assert_eq!(
+            r.header("content-range"),
+            "bytes 40000000-40000999/67108864"
+        );
+    }
+    let asked: Vec<String> = t
+        .origin
+        .requests()
+        .iter()
+        .filter(|r| r.uri.path() == "/film")
+        .map(|r| format!("{:?}", r.headers.get("range")))
+        .collect();
+    assert_eq!(asked, ["Some(\"bytes=39845888-40894463\")"]);
+    // The edges stored it in part: the same seek again is a hit at the edge.
+    let r = seek(1, "bytes=40000000-40000999").await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+}
