@@ -435,3 +435,100 @@ async fn after_a_kill_9_mid_fill_objects_are_served_whole_or_fetched_again_never
     drop(edge);
     origin.shutdown().await;
 }
+
+/// The parts of a `multipart/byteranges` body: (Content-Range, bytes).
+fn byteranges(r: &Resp) -> Vec<(String, bytes::Bytes)> {
+    let ct = r.header("content-type");
+    let boundary = ct
+        .split("boundary=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no boundary in {ct:?}"));
+    let delim = format!("\r\n--{boundary}");
+    let body = &r.body[..];
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        assert!(rest.starts_with(delim.as_bytes()), "a delimiter");
+        rest = &rest[delim.len()..];
+        if rest == b"--\r\n" {
+            return out;
+        }
+        let head_end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = std::str::from_utf8(&rest[..head_end]).unwrap();
+        let range = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Range: "))
+            .unwrap()
+            .to_string();
+        let (a, b) = range
+            .strip_prefix("bytes ")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .split_once('-')
+            .unwrap();
+        let n = b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1;
+        rest = &rest[head_end..];
+        out.push((range, bytes::Bytes::copy_from_slice(&rest[..n])));
+        rest = &rest[n..];
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_ranges_are_a_multipart_answer_from_whole_and_partial_objects() {
+    let e = Edge::start(&[]).await;
+    // A whole stored object.
+    let pq = "/p/multi?size=5000&cc=max-age%3D600&h=content-type:text/plain";
+    let full = expected_body(pq, 5000);
+    assert_eq!(e.get(pq).await.status, 200);
+    let r = e
+        .get_with(pq, &[("range", "bytes=0-9, 100-109, 4990-")])
+        .await;
+    assert_eq!(r.status, 206);
+    assert!(r.is_hit());
+    assert_eq!(r.header("content-length"), r.body.len().to_string());
+    let parts = byteranges(&r);
+    assert_eq!(
+        parts,
+        [
+            ("bytes 0-9/5000".to_string(), slice(&full, 0, 9)),
+            ("bytes 100-109/5000".to_string(), slice(&full, 100, 109)),
+            ("bytes 4990-4999/5000".to_string(), slice(&full, 4990, 4999)),
+        ]
+    );
+    let part_heads = r
+        .body
+        .windows(26)
+        .filter(|w| w == b"Content-Type: text/plain\r\n")
+        .count();
+    assert_eq!(part_heads, 3, "each part names the representation's type");
+    // Overlapping ranges: the whole representation.
+    let r = e.get_with(pq, &[("range", "bytes=0-9,5-20")]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, full);
+
+    // An object stored in part: the missing chunk is fetched by range, then both parts sent.
+    let big = media("/p/multi-big", "");
+    let full = expected_body(&big, SIZE as usize);
+    e.get_with(&big, &[("range", "bytes=0-99")]).await;
+    let r = e
+        .get_with(&big, &[("range", "bytes=0-99,8000000-8000099")])
+        .await;
+    assert_eq!(r.status, 206);
+    let parts = byteranges(&r);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].1, slice(&full, 0, 99));
+    assert_eq!(
+        parts[1],
+        (
+            "bytes 8000000-8000099/16777216".to_string(),
+            slice(&full, 8_000_000, 8_000_099)
+        )
+    );
+    assert_eq!(
+        ranges_asked(&e.origin, "/p/multi-big"),
+        ["bytes=0-1048575", "bytes=7340032-8388607"]
+    );
+    e.shutdown().await;
+}

@@ -1,11 +1,13 @@
 //! `Range` and `If-Range` against a representation of any length.
 
 use http::{HeaderMap, HeaderValue, Method, header};
+use tiercel_edge::protocol::range::MAX_PARTS;
 use tiercel_edge::protocol::{RangeOutcome, content_range, evaluate_range, unsatisfied_range};
 
 use crate::input::{headers, take, uint};
 
-/// Properties: a partial answer lies inside the representation (`start <= end < len`); without
+/// Properties: a partial answer lies inside the representation (`start <= end < len`); a
+/// multipart one has 2 to `MAX_PARTS` such ranges, ascending and apart; without
 /// a `Range` field, or for a method other than GET, the answer is the whole representation; a
 /// 416 only answers a request that had a `Range`; the `Content-Range` values are well formed.
 pub fn check(data: &[u8]) {
@@ -32,6 +34,15 @@ pub fn check(data: &[u8]) {
                 v.to_str().ok(),
                 Some(format!("bytes {start}-{end}/{len}").as_str())
             );
+        }
+        RangeOutcome::Multi(ranges) => {
+            assert!(req.contains_key(header::RANGE));
+            assert!((2..=MAX_PARTS).contains(&ranges.len()), "{ranges:?}");
+            assert!(
+                ranges.iter().all(|&(s, e)| s <= e && e < len),
+                "{ranges:?} of {len}"
+            );
+            assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "{ranges:?}");
         }
         RangeOutcome::Unsatisfiable => {
             assert!(req.contains_key(header::RANGE));

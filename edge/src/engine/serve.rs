@@ -159,6 +159,7 @@ impl Engine {
         let first = if meta.inline.is_none() && meta.size > 0 && !ctx.is_head() {
             let start = match self.planned_range(ctx, &rep) {
                 Some(RangeOutcome::Partial { start, .. }) => start,
+                Some(RangeOutcome::Multi(ranges)) => ranges.first().map_or(0, |r| r.0),
                 _ => 0,
             };
             let index = (start / u64::from(meta.chunk_size.max(1))) as u32;
@@ -364,7 +365,16 @@ impl Engine {
         }
         self.strip_for_client(&mut h);
         self.decorate(&mut h, rep, &info);
-        let (status, start, end) = match self.planned_range(ctx, rep) {
+        let plan = self.planned_range(ctx, rep);
+        // Several ranges of a stored object are a multipart answer; of a body still arriving,
+        // the whole of it is sent (a 200, RFC 9110 §14.2).
+        let source = match (&plan, source) {
+            (Some(RangeOutcome::Multi(ranges)), BodySource::Object(meta, first, parts)) => {
+                return self.multipart(h, meta, first, parts, ranges, ctx.is_head());
+            }
+            (_, source) => source,
+        };
+        let (status, start, end) = match plan {
             Some(RangeOutcome::Partial { start, end }) => {
                 let len = rep.size.unwrap_or(0);
                 h.insert(CONTENT_RANGE, content_range(start, end, len));
@@ -432,42 +442,119 @@ impl Engine {
             let (s, e) = (start as usize, (end as usize).min(inline.len()));
             return Body::Full(Some(inline.slice(s.min(e)..e)));
         }
+        Body::from_stream(
+            self.object_stream(meta, first, parts, start, end),
+            Some(len),
+        )
+    }
+
+    /// Bytes `start..end` of a stored object, chunk by chunk (`first` is the chunk `start` is
+    /// in, when already read).
+    fn object_stream(
+        &self,
+        meta: Arc<ObjectMeta>,
+        first: Option<Bytes>,
+        parts: Option<PartJob>,
+        start: u64,
+        end: u64,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, crate::upstream::BoxError>> + Send + 'static
+    {
         let storage = self.storage.clone();
         let cs = u64::from(meta.chunk_size.max(1));
         let state = (meta, first, start, (storage, parts));
-        let stream =
-            futures_util::stream::unfold(state, move |(meta, first, pos, src)| async move {
-                if pos >= end {
-                    return None;
-                }
-                let index = (pos / cs) as u32;
-                let (storage, parts) = &src;
-                let chunk = match (first, parts) {
-                    (Some(c), _) => Ok(c),
-                    (None, Some(job)) => job.chunk(&meta, index).await,
-                    (None, None) => storage.chunk(&meta, index).await.ok_or(PartFailure::Gone),
-                };
-                let chunk = match chunk {
-                    Ok(c) => c,
-                    Err(why) => {
-                        // Never a gap and never another representation's bytes: the response
-                        // is cut short, and a stored object that cannot be completed goes.
-                        tracing::warn!(index, ?why, "chunk unavailable mid-response; aborting it");
-                        if matches!(why, PartFailure::Gone) {
-                            storage.remove_object(&meta);
-                        }
-                        let err: crate::upstream::BoxError = "stored chunk unavailable".into();
-                        return Some((Err(err), (meta, None, end, src)));
+        futures_util::stream::unfold(state, move |(meta, first, pos, src)| async move {
+            if pos >= end {
+                return None;
+            }
+            if let Some(inline) = &meta.inline {
+                let (s, e) = (pos as usize, (end as usize).min(inline.len()));
+                let piece = inline.slice(s.min(e)..e);
+                return Some((Ok(piece), (meta, None, end, src)));
+            }
+            let index = (pos / cs) as u32;
+            let (storage, parts) = &src;
+            let chunk = match (first, parts) {
+                (Some(c), _) => Ok(c),
+                (None, Some(job)) => job.chunk(&meta, index).await,
+                (None, None) => storage.chunk(&meta, index).await.ok_or(PartFailure::Gone),
+            };
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(why) => {
+                    // Never a gap and never another representation's bytes: the response is
+                    // cut short, and a stored object that cannot be completed goes.
+                    tracing::warn!(index, ?why, "chunk unavailable mid-response; aborting it");
+                    if matches!(why, PartFailure::Gone) {
+                        storage.remove_object(&meta);
                     }
-                };
-                let offset = (pos % cs) as usize;
-                let n = ((end - pos) as usize).min(chunk.len().saturating_sub(offset));
-                let piece = chunk.slice(offset..offset + n);
-                let next = pos + n as u64;
-                let next = if n == 0 { end } else { next };
-                Some((Ok(piece), (meta, None, next, src)))
-            });
-        Body::from_stream(stream, Some(len))
+                    let err: crate::upstream::BoxError = "stored chunk unavailable".into();
+                    return Some((Err(err), (meta, None, end, src)));
+                }
+            };
+            let offset = (pos % cs) as usize;
+            let n = ((end - pos) as usize).min(chunk.len().saturating_sub(offset));
+            let piece = chunk.slice(offset..offset + n);
+            let next = pos + n as u64;
+            let next = if n == 0 { end } else { next };
+            Some((Ok(piece), (meta, None, next, src)))
+        })
+    }
+
+    /// A 206 `multipart/byteranges` (RFC 9110 §14.6) of `ranges` of a stored object: each part
+    /// with the representation's Content-Type and its own Content-Range.
+    fn multipart(
+        &self,
+        mut h: HeaderMap,
+        meta: Arc<ObjectMeta>,
+        first: Option<Bytes>,
+        parts: Option<PartJob>,
+        ranges: &[(u64, u64)],
+        head_only: bool,
+    ) -> Response<Body> {
+        let boundary = format!("{:016x}", rand::random::<u64>());
+        let type_line = h
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|t| format!("Content-Type: {t}\r\n"))
+            .unwrap_or_default();
+        let heads: Vec<Bytes> = ranges
+            .iter()
+            .map(|(a, b)| {
+                Bytes::from(format!(
+                    "\r\n--{boundary}\r\n{type_line}Content-Range: bytes {a}-{b}/{}\r\n\r\n",
+                    meta.size
+                ))
+            })
+            .collect();
+        let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+        let len = heads.iter().map(|b| b.len() as u64).sum::<u64>()
+            + ranges.iter().map(|(a, b)| b - a + 1).sum::<u64>()
+            + tail.len() as u64;
+        h.remove(CONTENT_RANGE);
+        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::try_from(format!("multipart/byteranges; boundary={boundary}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("multipart/byteranges")),
+        );
+        if head_only {
+            return build(StatusCode::PARTIAL_CONTENT, h, Body::Empty);
+        }
+        use futures_util::StreamExt;
+        let mut first = first;
+        let mut pieces = Vec::with_capacity(ranges.len() * 2 + 1);
+        for (head, (a, b)) in heads.into_iter().zip(ranges) {
+            pieces.push(futures_util::stream::once(async move { Ok(head) }).boxed());
+            let body = self.object_stream(meta.clone(), first.take(), parts.clone(), *a, b + 1);
+            pieces.push(body.boxed());
+        }
+        pieces.push(futures_util::stream::once(async move { Ok(tail) }).boxed());
+        let stream = futures_util::stream::iter(pieces).flatten();
+        build(
+            StatusCode::PARTIAL_CONTENT,
+            h,
+            Body::from_stream(stream, Some(len)),
+        )
     }
 }
 

@@ -1,9 +1,11 @@
 //! Range requests (RFC 9110 §14) over a representation whose length is known.
 //!
-//! We serve one range as a 206 and never generate `multipart/byteranges`: a request for several
-//! satisfiable ranges gets the whole representation (a 200), which §14.2 allows ("A server MAY
-//! ignore the Range header field"). Parsing is strict about the grammar and lenient only where
-//! the list rules of §5.6.1 are (optional whitespace around and empty elements between specs).
+//! One satisfiable range is a 206 with `Content-Range`; two to [`MAX_PARTS`] of them, in
+//! ascending order and not overlapping, a 206 `multipart/byteranges` (§14.6). Any other set of
+//! ranges (more parts, overlapping or out of order, the request shapes §14.2 names as abuse)
+//! gets the whole representation (a 200), which §14.2 allows ("A server MAY ignore the Range
+//! header field"). Parsing is strict about the grammar and lenient only where the list rules
+//! of §5.6.1 are (optional whitespace around and empty elements between specs).
 
 use std::cmp::Ordering;
 
@@ -14,8 +16,17 @@ use super::lists::trim_ows;
 use super::preconditions::single_date;
 use super::value_from;
 
+/// Most parts a `multipart/byteranges` answer has; a request for more gets a 200.
+//= https://www.rfc-editor.org/rfc/rfc9110#section-14.2
+//# A server that supports range requests MAY ignore or reject a Range header field that
+//# contains an invalid ranges-specifier (Section 14.1.1), a ranges-specifier with more than two
+//# overlapping ranges, or a set of many small ranges that are not listed in ascending order,
+//# since these are indications of either a broken client or a deliberate denial-of-service
+//# attack (Section 17.15).
+pub const MAX_PARTS: usize = 16;
+
 /// How to answer a request given its `Range` and `If-Range`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RangeOutcome {
     /// Send the whole representation (200): no range, an ignored range, or several ranges.
     Full,
@@ -26,6 +37,9 @@ pub enum RangeOutcome {
         /// Last byte, inclusive.
         end: u64,
     },
+    /// Send these ranges (inclusive, ascending, not overlapping, 2 to [`MAX_PARTS`] of them)
+    /// as a 206 `multipart/byteranges`.
+    Multi(Vec<(u64, u64)>),
     /// No requested range overlaps the representation: 416 with [`unsatisfied_range`].
     Unsatisfiable,
 }
@@ -64,16 +78,21 @@ pub fn evaluate_range(
     }
     match parse_byte_ranges(range.as_bytes(), len) {
         Parsed::Ignore => RangeOutcome::Full,
-        Parsed::Satisfiable { count: 0, .. } => RangeOutcome::Unsatisfiable,
+        Parsed::Satisfiable { ranges } if ranges.is_empty() => RangeOutcome::Unsatisfiable,
         //= https://www.rfc-editor.org/rfc/rfc9110#section-14.1.2
         //# If the selected representation is shorter than the specified suffix-length, the
         //# entire representation is used.
         // On an empty representation that is zero bytes, which a 206 cannot express.
         Parsed::Satisfiable { .. } if len == 0 => RangeOutcome::Full,
-        Parsed::Satisfiable {
-            count: 1,
-            first: Some((start, end)),
-        } => RangeOutcome::Partial { start, end },
+        Parsed::Satisfiable { ranges } if ranges.len() == 1 => RangeOutcome::Partial {
+            start: ranges[0].0,
+            end: ranges[0].1,
+        },
+        Parsed::Satisfiable { ranges }
+            if ranges.len() <= MAX_PARTS && ranges.windows(2).all(|w| w[0].1 < w[1].0) =>
+        {
+            RangeOutcome::Multi(ranges)
+        }
         Parsed::Satisfiable { .. } => RangeOutcome::Full,
     }
 }
@@ -135,11 +154,9 @@ fn if_range_holds(req: &HeaderMap, resp: &HeaderMap) -> bool {
 enum Parsed {
     /// Not a syntactically valid `bytes` range: the field is ignored.
     Ignore,
-    /// Valid; `count` specs are satisfiable and `first` is the first of them, clamped.
-    Satisfiable {
-        count: usize,
-        first: Option<(u64, u64)>,
-    },
+    /// Valid; the satisfiable specs, clamped, in request order: at most [`MAX_PARTS`] + 1 of
+    /// them (one more says "too many" as well as any number would).
+    Satisfiable { ranges: Vec<(u64, u64)> },
 }
 
 /// Parses a `Range` value and resolves each spec against `len`.
@@ -162,8 +179,7 @@ fn parse_byte_ranges(value: &[u8], len: u64) -> Parsed {
         //# does not understand.
         return Parsed::Ignore;
     }
-    let mut count = 0usize;
-    let mut first = None;
+    let mut ranges = Vec::new();
     let mut specs = 0usize;
     for spec in value[eq + 1..].split(|&b| b == b',') {
         let spec = trim_ows(spec);
@@ -176,15 +192,16 @@ fn parse_byte_ranges(value: &[u8], len: u64) -> Parsed {
             //# A server MAY ignore the Range header field.
             return Parsed::Ignore;
         };
-        if let Some(r) = resolved {
-            count += 1;
-            first.get_or_insert(r);
+        if let Some(r) = resolved
+            && ranges.len() <= MAX_PARTS
+        {
+            ranges.push(r);
         }
     }
     if specs == 0 {
         return Parsed::Ignore;
     }
-    Parsed::Satisfiable { count, first }
+    Parsed::Satisfiable { ranges }
 }
 
 /// One range-spec: `None` if invalid, `Some(None)` if valid but unsatisfiable, else the

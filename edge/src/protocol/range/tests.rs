@@ -104,7 +104,11 @@ fn range_forms() {
         // whitespace: OWS around list elements is accepted, inside a spec it is not
         ("bytes= 0-1", 1000, p(0, 1)),
         ("bytes=0-1 ", 1000, p(0, 1)),
-        ("bytes=0-1 , 5-6", 1000, Full),
+        (
+            "bytes=0-1 , 5-6",
+            1000,
+            RangeOutcome::Multi(vec![(0, 1), (5, 6)]),
+        ),
         ("bytes =0-1", 1000, Full),
         ("bytes=0 -1", 1000, Full),
         ("bytes=0- 1", 1000, Full),
@@ -122,9 +126,26 @@ fn range_forms() {
         ("bytes=0-1,x", 1000, Full),
         ("bytes=0-1;q=1", 1000, Full),
         ("", 1000, Full),
-        // several ranges
-        ("bytes=0-1,5-6", 1000, Full),
+        // several ranges: ascending and apart → multipart; overlapping or out of order → 200
+        (
+            "bytes=0-1,5-6",
+            1000,
+            RangeOutcome::Multi(vec![(0, 1), (5, 6)]),
+        ),
+        (
+            "bytes=0-1,2-3",
+            1000,
+            RangeOutcome::Multi(vec![(0, 1), (2, 3)]),
+        ),
+        (
+            "bytes=0-1,-5",
+            1000,
+            RangeOutcome::Multi(vec![(0, 1), (995, 999)]),
+        ),
         ("bytes=0-1,0-1", 1000, Full),
+        ("bytes=0-5,3-9", 1000, Full),
+        ("bytes=5-6,0-1", 1000, Full),
+        ("bytes=0-1,1-", 1000, Full),
         ("bytes=0-1,2000-3000", 1000, p(0, 1)),
         ("bytes=2000-3000, -5", 1000, p(995, 999)),
         ("bytes=2000-,3000-", 1000, Unsat),
