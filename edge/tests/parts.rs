@@ -183,10 +183,23 @@ async fn an_origin_that_ignores_ranges_is_fetched_whole() {
         2,
         "the chunk asked, then the whole object"
     );
-    // Served from the whole object (still arriving, or stored): no third request.
+    // Served from the whole object (still arriving, or stored); a seek far ahead of a whole
+    // fetch still arriving asks for its chunk first, and gets a 200 again.
     let r = e.get_with(&pq, &[("range", "bytes=3000000-3000099")]).await;
     assert_eq!(r.body, slice(&full, 3_000_000, 3_000_099));
-    assert_eq!(e.origin.hits(&pq), 2);
+    assert!(e.origin.hits(&pq) <= 3);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while e.node.engine.fills_in_flight() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the whole fetch never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = e.origin.hits(&pq);
+    let r = e.get_with(&pq, &[("range", "bytes=3000000-3000099")]).await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    assert_eq!(e.origin.hits(&pq), before, "stored whole");
     e.shutdown().await;
 }
 
@@ -529,6 +542,40 @@ async fn several_ranges_are_a_multipart_answer_from_whole_and_partial_objects() 
     assert_eq!(
         ranges_asked(&e.origin, "/p/multi-big"),
         ["bytes=0-1048575", "bytes=7340032-8388607"]
+    );
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seek_far_ahead_of_a_whole_fetch_does_not_wait_for_it() {
+    let e = Edge::start(&[]).await;
+    // 256 KiB every 20 ms: the whole body takes 1.3 s.
+    let pq = media("/p/ahead", "&chunk=262144&chunk_ms=20");
+    let full = expected_body(&pq, SIZE as usize);
+    let req = Request::get(e.url(&pq))
+        .body(Full::<bytes::Bytes>::default())
+        .unwrap();
+    let resp = e.client.request(req).await.unwrap();
+    let whole = tokio::spawn(async move { resp.into_body().collect().await.map(|b| b.to_bytes()) });
+
+    let started = std::time::Instant::now();
+    let r = e
+        .get_with(&pq, &[("range", "bytes=15000000-15000099")])
+        .await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, slice(&full, 15_000_000, 15_000_099));
+    assert!(
+        took < std::time::Duration::from_millis(900),
+        "waited {took:?}"
+    );
+    assert_eq!(
+        ranges_asked(&e.origin, "/p/ahead"),
+        ["-", "bytes=14680064-15728639"]
+    );
+    assert!(
+        whole.await.unwrap().unwrap() == full,
+        "the whole fetch is unharmed"
     );
     e.shutdown().await;
 }

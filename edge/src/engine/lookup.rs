@@ -132,8 +132,14 @@ impl Engine {
                     return self.pass_range(ctx).await;
                 }
                 let first = single_range_start(&ctx.headers);
-                // A whole fetch of the object in flight serves the range as its bytes arrive.
-                let in_flight = self.fills.get(&(ctx.key, target.variant)).is_some();
+                // A whole fetch of the object in flight serves the range as its bytes arrive,
+                // when they are near; a seek far ahead of it fetches its own chunk instead of
+                // waiting for the whole fetch to get there.
+                let reach = self.cfg.window_chunks.max(1) as u64 * self.cfg.chunk_size as u64;
+                let in_flight = self
+                    .fills
+                    .get(&(ctx.key, target.variant))
+                    .is_some_and(|f| first.is_none_or(|at| at <= f.received() + reach));
                 if let (Some(first), None, None, false) =
                     (first, &target.stale, &target.head, in_flight)
                 {
