@@ -15,7 +15,7 @@ use super::admission::{OverCap, admit, variants_after};
 use super::fill::{Fill, FillError, FillHead, FinishedBody, Outcome};
 use super::fills::{FillKey, FillSlot};
 use super::lookup::FillTarget;
-use super::parts::fills_by_parts;
+use super::parts::{MAX_CHUNKS, fills_by_parts};
 use super::{Engine, RequestCtx};
 use crate::policy::{
     AgeClock, FreshenOutcome, NotStorable, Storability, StorePlan, StoredPolicy, VarySpec,
@@ -545,14 +545,16 @@ impl Engine {
             // checked against a strong validator; otherwise nothing partial stays behind.
             let cs = self.cfg.chunk_size.max(1) as u64;
             let partial = match (oversized, length) {
-                (None, Some(total)) if written > 0 => u32::try_from(total.div_ceil(cs))
-                    .ok()
-                    .map(|chunks| {
-                        let mut present = ChunkSet::new(chunks);
-                        (0..written).for_each(|i| present.insert(i));
-                        object(total, None, Some(present))
-                    })
-                    .filter(fills_by_parts),
+                (None, Some(total)) if written > 0 && total.div_ceil(cs) <= MAX_CHUNKS => {
+                    u32::try_from(total.div_ceil(cs))
+                        .ok()
+                        .map(|chunks| {
+                            let mut present = ChunkSet::new(chunks);
+                            (0..written).for_each(|i| present.insert(i));
+                            object(total, None, Some(present))
+                        })
+                        .filter(fills_by_parts)
+                }
                 _ => None,
             };
             match partial {

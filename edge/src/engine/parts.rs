@@ -66,6 +66,10 @@ pub(super) struct PartJob {
     queue: std::time::Duration,
 }
 
+/// Most chunks an object stored in part may have (1 TiB in 1 MiB chunks; its chunk set is then
+/// 128 KiB). The complete length comes from the upstream: a larger one is fetched whole.
+pub(super) const MAX_CHUNKS: u64 = 1 << 20;
+
 /// How long a reader part-way through a body waits for a fill slot to fetch its next chunk.
 pub(super) const LAGGING_READER_QUEUE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -259,6 +263,10 @@ impl Engine {
                     Err(_) => ColdRange::Whole,
                 }
             }
+            // With If-Range the range may be for another version: the whole one then (§13.1.5).
+            Err(PartFailure::Unsatisfiable(_)) if ctx.headers.contains_key(IF_RANGE) => {
+                ColdRange::Whole
+            }
             Err(PartFailure::Unsatisfiable(len)) => ColdRange::Done(self.unsatisfiable(len)),
             Err(PartFailure::Private) => ColdRange::Private,
             Err(PartFailure::Whole | PartFailure::Gone) => ColdRange::Whole,
@@ -318,9 +326,16 @@ impl Engine {
         }
         let engine = self.clone();
         let task = tokio::spawn(async move {
-            let r = engine.fetch_part_now(&job, meta.as_ref(), index).await;
-            engine.parts.parts.lock().remove(&slot_key);
-            r
+            // Out of the table however the fetch ends (a panic included), so the next request
+            // starts afresh instead of joining a dead one.
+            struct Leave(Arc<Engine>, PartKey);
+            impl Drop for Leave {
+                fn drop(&mut self) {
+                    self.0.parts.parts.lock().remove(&self.1);
+                }
+            }
+            let _leave = Leave(engine.clone(), slot_key);
+            engine.fetch_part_now(&job, meta.as_ref(), index).await
         });
         let fut = async move {
             task.await.unwrap_or_else(|e| {
@@ -341,14 +356,27 @@ impl Engine {
         meta: Option<&Arc<ObjectMeta>>,
         index: u32,
     ) -> Result<Part, PartFailure> {
-        if meta.is_none()
-            && let Head::Object(m) = self.storage.head(&job.job.key).await
-            && m.present.as_ref().is_none_or(|p| p.contains(index))
-            && let Some(bytes) = self.storage.chunk(&m, index).await
-        {
-            // Stored by a fetch that finished between this request's lookup and now.
-            return Ok(Part { meta: m, bytes });
-        }
+        // A cold request finds the object stored meanwhile (by a fetch that finished between
+        // its lookup and now): the chunk is read, or fetched against that object.
+        let adopted;
+        let meta = match meta {
+            Some(m) => Some(m),
+            None => {
+                adopted = match self.storage.head(&job.job.key).await {
+                    Head::Object(m) if fills_by_parts(&m) => Some(m),
+                    _ => None,
+                };
+                if let Some(m) = &adopted
+                    && let Some(bytes) = self.storage.chunk(m, index).await
+                {
+                    return Ok(Part {
+                        meta: m.clone(),
+                        bytes,
+                    });
+                }
+                adopted.as_ref()
+            }
+        };
         let cs = meta.map_or(self.cfg.chunk_size as u64, |m| u64::from(m.chunk_size));
         let cs = cs.max(1);
         let first = u64::from(index) * cs;
@@ -453,6 +481,19 @@ impl Engine {
                 })
             }
             None => {
+                // Another cold fetch of the same representation may have stored its object
+                // meanwhile: this chunk joins it rather than starting a rival generation.
+                if let Head::Object(m) = self.storage.head(&job.job.key).await
+                    && m.present.is_some()
+                    && m.size == total
+                    && u64::from(m.chunk_size) == cs
+                    && same_representation(&m.headers, &parts.headers)
+                {
+                    self.storage
+                        .put_chunk(&m.key, &m.variant, m.generation, index, bytes.clone());
+                    self.mark_present(&m, index).await;
+                    return Ok(Part { meta: m, bytes });
+                }
                 let meta = self.first_part_meta(
                     &job.job,
                     parts.headers,
@@ -520,7 +561,11 @@ impl Engine {
             self.hit_for_miss.mark(job.key, Instant::now());
             return Err(PartFailure::Private);
         }
-        let Ok(chunks) = u32::try_from(total.div_ceil(cs)) else {
+        let chunks = total.div_ceil(cs);
+        if chunks > MAX_CHUNKS {
+            return Err(PartFailure::Whole);
+        }
+        let Ok(chunks) = u32::try_from(chunks) else {
             return Err(PartFailure::Whole);
         };
         let age = AgeClock::new(&headers, request_time, response_time);

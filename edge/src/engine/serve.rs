@@ -152,7 +152,11 @@ impl Engine {
             withhold,
         };
         // An object stored in part fetches the chunks it lacks as the body needs them.
-        let parts = (meta.present.is_some() && fills_by_parts(meta) && !ctx.is_head())
+        // Never for only-if-cached: such a request is not forwarded (RFC 9111 §5.2.1.7).
+        let parts = (meta.present.is_some()
+            && fills_by_parts(meta)
+            && !ctx.is_head()
+            && !ctx.directives.only_if_cached)
             .then(|| self.part_job(ctx));
         // Fetch the first chunk the response needs before committing to a 200: an evicted
         // object is then a clean miss instead of a truncated response.

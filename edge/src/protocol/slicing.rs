@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderValue, header};
 
 use super::etag::response_etag;
 use super::lists::trim_ows;
+use super::preconditions::single_date;
 
 /// A `Content-Range` of a 206 or 416.
 //= https://www.rfc-editor.org/rfc/rfc9110#section-14.4
@@ -115,20 +116,29 @@ pub fn single_range_start(req: &HeaderMap) -> Option<u64> {
     Some(first)
 }
 
+/// The response's Last-Modified when it is a strong validator: its Date at least one second
+/// later (a file rewritten within the second it was served would otherwise keep its date).
+//= https://www.rfc-editor.org/rfc/rfc9110#section-8.8.2.2
+//# The validator is being compared by an intermediate cache to the validator stored in its
+//# cache entry for the representation, and that cache entry includes a Date value that is at
+//# least one second after the Last-Modified value
+fn strong_last_modified(h: &HeaderMap) -> Option<std::time::SystemTime> {
+    let modified = single_date(h, &header::LAST_MODIFIED)?;
+    let date = single_date(h, &header::DATE)?;
+    (date.duration_since(modified).ok()?.as_secs() >= 1).then_some(modified)
+}
+
 /// The validator a part is fetched with (`If-Range`) and checked against: the stored
-/// response's strong ETag, else its Last-Modified; `None` when it has neither, and then it
-/// must not be filled by ranges.
+/// response's strong ETag, else its Last-Modified when that is strong; `None` otherwise, and
+/// then it must not be filled by ranges.
 pub fn part_validator(stored: &HeaderMap) -> Option<HeaderValue> {
     if let Some(tag) = response_etag(stored) {
         return (!tag.weak)
             .then(|| stored.get(header::ETAG).cloned())
             .flatten();
     }
-    let mut lines = stored.get_all(header::LAST_MODIFIED).into_iter();
-    match (lines.next(), lines.next()) {
-        (Some(v), None) => Some(v.clone()),
-        _ => None,
-    }
+    strong_last_modified(stored)?;
+    stored.get(header::LAST_MODIFIED).cloned()
 }
 
 /// Whether a part's response header section names the same representation as `stored`
@@ -142,14 +152,13 @@ pub fn same_representation(stored: &HeaderMap, part: &HeaderMap) -> bool {
         (Some(_), None) | (None, Some(_)) => return false,
         (None, None) => {}
     }
-    let lm = |h: &HeaderMap| {
-        let mut lines = h.get_all(header::LAST_MODIFIED).into_iter();
-        match (lines.next(), lines.next()) {
-            (Some(v), None) => Some(trim_ows(v.as_bytes()).to_vec()),
-            _ => None,
-        }
-    };
-    matches!((lm(stored), lm(part)), (Some(a), Some(b)) if a == b)
+    match (
+        strong_last_modified(stored),
+        single_date(part, &header::LAST_MODIFIED),
+    ) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -246,7 +255,17 @@ mod tests {
             ("etag", "W/\"v1\""),
             ("last-modified", "Tue, 01 Dec 2026 00:00:00 GMT"),
         ]);
-        let dated = h(&[("last-modified", "Tue, 01 Dec 2026 00:00:00 GMT")]);
+        let dated = h(&[
+            ("last-modified", "Tue, 01 Dec 2026 00:00:00 GMT"),
+            ("date", "Tue, 01 Dec 2026 00:00:01 GMT"),
+        ]);
+        // Served within the second it was modified: the date is not a strong validator.
+        let same_second = h(&[
+            ("last-modified", "Tue, 01 Dec 2026 00:00:00 GMT"),
+            ("date", "Tue, 01 Dec 2026 00:00:00 GMT"),
+        ]);
+        assert_eq!(part_validator(&same_second), None);
+        assert!(!same_representation(&same_second, &same_second));
         assert_eq!(part_validator(&strong).unwrap(), "\"v1\"");
         assert_eq!(
             part_validator(&weak),
