@@ -579,3 +579,28 @@ async fn a_seek_far_ahead_of_a_whole_fetch_does_not_wait_for_it() {
     );
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_no_cache_is_forwarded_and_leaves_a_partly_stored_object_alone() {
+    let e = Edge::start(&[]).await;
+    let pq = media("/p/nocache", "");
+    let full = expected_body(&pq, SIZE as usize);
+    e.get_with(&pq, &[("range", "bytes=100-199")]).await;
+    let r = e
+        .get_with(
+            &pq,
+            &[("range", "bytes=100-199"), ("cache-control", "no-cache")],
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, slice(&full, 100, 199));
+    assert_eq!(
+        ranges_asked(&e.origin, "/p/nocache"),
+        ["bytes=0-1048575", "bytes=100-199"],
+        "the validated answer came from the origin, for the client's own range"
+    );
+    let r = e.get_with(&pq, &[("range", "bytes=100-199")]).await;
+    assert!(r.is_hit(), "still stored: {}", r.cache_status());
+    assert_eq!(e.origin.hits(&pq), 2);
+    e.shutdown().await;
+}

@@ -126,6 +126,11 @@ impl Engine {
             if !alone && self.hit_for_miss.is_marked(&ctx.key, Instant::now()) {
                 alone = true;
             }
+            // A partly stored object the client wants validated (see `reuse_stored`): its own
+            // request goes upstream, the object stays.
+            if target.fwd == FwdReason::Request && target.stale.is_none() {
+                return self.pass_range(ctx).await;
+            }
             if ctx.method == Method::GET && ctx.headers.contains_key(RANGE) {
                 if alone {
                     // Not stored: the client's own range goes upstream, not a whole object.
@@ -194,6 +199,22 @@ impl Engine {
             &self.cfg.policy,
         );
         if meta.present.is_some() && !matches!(decision, Reuse::Fresh { .. }) {
+            if let Reuse::Revalidate(
+                RevalidateReason::RequestNoCache
+                | RevalidateReason::RequestMaxAge
+                | RevalidateReason::RequestMinFresh,
+            ) = decision
+            {
+                // One client's wish for a validated answer is met by forwarding its request;
+                // it does not make the object, and everyone's chunks of it, go.
+                return Err(FillTarget {
+                    variant: meta.variant,
+                    head: None,
+                    stale: None,
+                    soft_purged: false,
+                    fwd: FwdReason::Request,
+                });
+            }
             // An object stored in part is served only while fresh: revalidating it would
             // still leave its missing parts to fetch, so it is filled afresh instead.
             self.storage.remove_object(&meta);
