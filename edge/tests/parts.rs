@@ -604,3 +604,26 @@ async fn a_clients_no_cache_is_forwarded_and_leaves_a_partly_stored_object_alone
     assert_eq!(e.origin.hits(&pq), 2);
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_304_or_416_from_a_partly_stored_object_fetches_no_chunk() {
+    let e = Edge::start(&[]).await;
+    let pq = media("/p/cond", "");
+    e.get_with(&pq, &[("range", "bytes=0-9")]).await;
+    // Chunk 12 is not stored; the answer needs none of it.
+    let r = e
+        .get_with(
+            &pq,
+            &[
+                ("range", "bytes=13000000-13000009"),
+                ("if-none-match", "\"v1\""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 304);
+    let r = e.get_with(&pq, &[("range", "bytes=99999999-")]).await;
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range"), "bytes */16777216");
+    assert_eq!(ranges_asked(&e.origin, "/p/cond"), ["bytes=0-1048575"]);
+    e.shutdown().await;
+}

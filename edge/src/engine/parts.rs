@@ -469,32 +469,36 @@ impl Engine {
             }
         }
         let want = got_last - got_first + 1;
-        let bytes = read_part(body, want, self.upstream.idle_timeout()).await?;
-        match meta {
-            Some(m) => {
-                self.storage
-                    .put_chunk(&m.key, &m.variant, m.generation, index, bytes.clone());
-                self.mark_present(m, index).await;
-                Ok(Part {
-                    meta: m.clone(),
-                    bytes,
-                })
-            }
-            None => {
-                // Another cold fetch of the same representation may have stored its object
-                // meanwhile: this chunk joins it rather than starting a rival generation.
-                if let Head::Object(m) = self.storage.head(&job.job.key).await
-                    && m.present.is_some()
+        let idle = self.upstream.idle_timeout();
+        if let Some(m) = meta {
+            let bytes = read_part(body, want, idle).await?;
+            self.storage
+                .put_chunk(&m.key, &m.variant, m.generation, index, bytes.clone());
+            self.mark_present(m, index).await;
+            return Ok(Part {
+                meta: m.clone(),
+                bytes,
+            });
+        }
+        // Whether and where the chunk is stored is decided from the header section, before
+        // its body is read: a part that may not be stored costs no more than its head.
+        // Another cold fetch of the same representation may have stored its object meanwhile:
+        // this chunk joins it rather than starting a rival generation.
+        let joined = match self.storage.head(&job.job.key).await {
+            Head::Object(m)
+                if m.present.is_some()
                     && m.size == total
                     && u64::from(m.chunk_size) == cs
-                    && same_representation(&m.headers, &parts.headers)
-                {
-                    self.storage
-                        .put_chunk(&m.key, &m.variant, m.generation, index, bytes.clone());
-                    self.mark_present(&m, index).await;
-                    return Ok(Part { meta: m, bytes });
-                }
-                let meta = self.first_part_meta(
+                    && same_representation(&m.headers, &parts.headers) =>
+            {
+                Some(m)
+            }
+            _ => None,
+        };
+        let (meta, fresh) = match joined {
+            Some(m) => (m, false),
+            None => {
+                let m = self.first_part_meta(
                     &job.job,
                     parts.headers,
                     total,
@@ -503,18 +507,24 @@ impl Engine {
                     request_time,
                     response_time,
                 )?;
-                self.storage.put_chunk(
-                    &meta.key,
-                    &meta.variant,
-                    meta.generation,
-                    index,
-                    bytes.clone(),
-                );
-                self.storage.put_object(meta.clone(), 0);
-                self.hit_for_miss.clear(&meta.key);
-                Ok(Part { meta, bytes })
+                (m, true)
             }
+        };
+        let bytes = read_part(body, want, idle).await?;
+        self.storage.put_chunk(
+            &meta.key,
+            &meta.variant,
+            meta.generation,
+            index,
+            bytes.clone(),
+        );
+        if fresh {
+            self.storage.put_object(meta.clone(), 0);
+            self.hit_for_miss.clear(&meta.key);
+        } else {
+            self.mark_present(&meta, index).await;
         }
+        Ok(Part { meta, bytes })
     }
 
     /// The metadata of an object whose first stored part just arrived with `headers`, or why

@@ -160,8 +160,15 @@ impl Engine {
             .then(|| self.part_job(ctx));
         // Fetch the first chunk the response needs before committing to a 200: an evicted
         // object is then a clean miss instead of a truncated response.
-        let first = if meta.inline.is_none() && meta.size > 0 && !ctx.is_head() {
-            let start = match self.planned_range(ctx, &rep) {
+        // Only when a body will be sent: a 304, 412 or 416 needs no chunk (and for an object
+        // stored in part must not make the edge fetch one).
+        let plan = self.planned_range(ctx, &rep);
+        let sends_body = !ctx.is_head()
+            && plan != Some(RangeOutcome::Unsatisfiable)
+            && evaluate_preconditions(&ctx.method, &ctx.headers, rep.status, rep.headers)
+                == Precondition::Proceed;
+        let first = if meta.inline.is_none() && meta.size > 0 && sends_body {
+            let start = match plan {
                 Some(RangeOutcome::Partial { start, .. }) => start,
                 Some(RangeOutcome::Multi(ranges)) => ranges.first().map_or(0, |r| r.0),
                 _ => 0,
