@@ -35,6 +35,26 @@ fn ranges_asked(origin: &Origin, path: &str) -> Vec<String> {
         .collect()
 }
 
+/// A plain GET through the edge whose body is left for the caller to read (or not).
+async fn start_get(e: &Edge, pq: &str) -> http::Response<hyper::body::Incoming> {
+    let req = Request::get(e.url(pq))
+        .body(Full::<bytes::Bytes>::default())
+        .unwrap();
+    e.client.request(req).await.unwrap()
+}
+
+/// Waits until no fill is in flight on the edge.
+async fn no_fills_in_flight(e: &Edge) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while e.node.engine.fills_in_flight() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a fetch never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn slice(body: &bytes::Bytes, first: u64, last: u64) -> bytes::Bytes {
     body.slice(first as usize..=last as usize)
 }
@@ -188,14 +208,7 @@ async fn an_origin_that_ignores_ranges_is_fetched_whole() {
     let r = e.get_with(&pq, &[("range", "bytes=3000000-3000099")]).await;
     assert_eq!(r.body, slice(&full, 3_000_000, 3_000_099));
     assert!(e.origin.hits(&pq) <= 3);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while e.node.engine.fills_in_flight() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the whole fetch never ended"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    no_fills_in_flight(&e).await;
     let before = e.origin.hits(&pq);
     let r = e.get_with(&pq, &[("range", "bytes=3000000-3000099")]).await;
     assert!(r.is_hit(), "{}", r.cache_status());
@@ -327,23 +340,13 @@ async fn a_whole_fetch_cut_short_keeps_its_complete_chunks() {
     let full = expected_body(&pq, SIZE as usize);
     // A client starts the whole object and leaves: the fetch stops past
     // `cache.abandoned_fill_max` (8 MiB), keeping the chunks it completed.
-    let req = Request::get(e.url(&pq))
-        .body(Full::<bytes::Bytes>::default())
-        .unwrap();
-    let resp = e.client.request(req).await.unwrap();
+    let resp = start_get(&e, &pq).await;
     let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap();
     assert!(first.is_data());
     drop(body);
 
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while e.node.engine.fills_in_flight() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the fetch never stopped"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    no_fills_in_flight(&e).await;
     let abandoned = &e.node.engine.stats().fills_abandoned;
     assert_eq!(abandoned.load(std::sync::atomic::Ordering::Relaxed), 1);
     let r = e.get_with(&pq, &[("range", "bytes=2000000-2000099")]).await;
@@ -552,10 +555,7 @@ async fn a_seek_far_ahead_of_a_whole_fetch_does_not_wait_for_it() {
     // 256 KiB every 20 ms: the whole body takes 1.3 s.
     let pq = media("/p/ahead", "&chunk=262144&chunk_ms=20");
     let full = expected_body(&pq, SIZE as usize);
-    let req = Request::get(e.url(&pq))
-        .body(Full::<bytes::Bytes>::default())
-        .unwrap();
-    let resp = e.client.request(req).await.unwrap();
+    let resp = start_get(&e, &pq).await;
     let whole = tokio::spawn(async move { resp.into_body().collect().await.map(|b| b.to_bytes()) });
 
     let started = std::time::Instant::now();

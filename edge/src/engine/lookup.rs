@@ -46,6 +46,19 @@ pub(super) struct FillTarget {
     pub fwd: FwdReason,
 }
 
+impl FillTarget {
+    /// A fill of `variant` from nothing stored (no Vary head, no stale response).
+    pub(super) fn anew(variant: VariantId, fwd: FwdReason) -> Self {
+        FillTarget {
+            variant,
+            head: None,
+            stale: None,
+            soft_purged: false,
+            fwd,
+        }
+    }
+}
+
 /// A waiter's reading of a fill outcome.
 enum Served {
     Done(Response<Body>),
@@ -179,13 +192,7 @@ impl Engine {
             .verdict(&meta.url, &meta.host, &meta.tags, meta.purge_index);
         if verdict == PurgeVerdict::Hard {
             self.storage.remove_object(&meta);
-            return Err(FillTarget {
-                variant: meta.variant,
-                head: None,
-                stale: None,
-                soft_purged: false,
-                fwd: FwdReason::Miss,
-            });
+            return Err(FillTarget::anew(meta.variant, FwdReason::Miss));
         }
         let soft = verdict == PurgeVerdict::Soft;
         let force_stale = soft || self.purges.lagging();
@@ -207,24 +214,12 @@ impl Engine {
             {
                 // One client's wish for a validated answer is met by forwarding its request;
                 // it does not make the object, and everyone's chunks of it, go.
-                return Err(FillTarget {
-                    variant: meta.variant,
-                    head: None,
-                    stale: None,
-                    soft_purged: false,
-                    fwd: FwdReason::Request,
-                });
+                return Err(FillTarget::anew(meta.variant, FwdReason::Request));
             }
             // An object stored in part is served only while fresh: revalidating it would
             // still leave its missing parts to fetch, so it is filled afresh instead.
             self.storage.remove_object(&meta);
-            return Err(FillTarget {
-                variant: meta.variant,
-                head: None,
-                stale: None,
-                soft_purged: false,
-                fwd: FwdReason::Stale,
-            });
+            return Err(FillTarget::anew(meta.variant, FwdReason::Stale));
         }
         let fill_key: FillKey = (ctx.key, meta.variant);
         match decision {
@@ -264,13 +259,7 @@ impl Engine {
             Ok(resp) => Ok(resp),
             Err(_evicted) => {
                 self.storage.remove_object(&meta);
-                Err(FillTarget {
-                    variant: meta.variant,
-                    head: None,
-                    stale: None,
-                    soft_purged: false,
-                    fwd: FwdReason::Miss,
-                })
+                Err(FillTarget::anew(meta.variant, FwdReason::Miss))
             }
         }
     }

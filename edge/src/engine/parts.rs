@@ -191,13 +191,7 @@ impl PartJob {
 impl Engine {
     /// The chunk-fetching context of a request.
     pub(super) fn part_job(self: &Arc<Self>, ctx: &RequestCtx) -> PartJob {
-        let target = FillTarget {
-            variant: NO_VARY_VARIANT,
-            head: None,
-            stale: None,
-            soft_purged: false,
-            fwd: FwdReason::Miss,
-        };
+        let target = FillTarget::anew(NO_VARY_VARIANT, FwdReason::Miss);
         PartJob {
             engine: self.clone(),
             job: Arc::new(self.fill_job(ctx, &target)),
