@@ -132,6 +132,12 @@ async fn a_full_get_of_a_partly_stored_object_asks_only_for_the_missing_chunks()
 
     let r = e.get(&pq).await;
     assert_eq!(r.status, 200);
+    assert!(
+        r.cache_status().contains("fwd=partial"),
+        "{}",
+        r.cache_status()
+    );
+    assert!(!r.is_hit());
     assert_eq!(r.header("content-length"), SIZE.to_string());
     assert!(r.body == full, "the whole body, byte for byte");
     let asked = ranges_asked(&e.origin, "/p/whole");

@@ -168,8 +168,8 @@ impl Engine {
             && evaluate_preconditions(&ctx.method, &ctx.headers, rep.status, rep.headers)
                 == Precondition::Proceed;
         let first = if meta.inline.is_none() && meta.size > 0 && sends_body {
-            let start = match plan {
-                Some(RangeOutcome::Partial { start, .. }) => start,
+            let start = match &plan {
+                Some(RangeOutcome::Partial { start, .. }) => *start,
                 Some(RangeOutcome::Multi(ranges)) => ranges.first().map_or(0, |r| r.0),
                 _ => 0,
             };
@@ -196,6 +196,27 @@ impl Engine {
             }
         } else {
             None
+        };
+        // An object stored in part whose chunk set lacks some of what this answer needs is
+        // completed from upstream as the body goes: not a hit (RFC 9211 `fwd=partial`).
+        let info = match &meta.present {
+            Some(present) if info.hit && sends_body => {
+                let cs = u64::from(meta.chunk_size.max(1));
+                let spans: Vec<(u64, u64)> = match &plan {
+                    Some(RangeOutcome::Partial { start, end }) => vec![(*start, *end)],
+                    Some(RangeOutcome::Multi(ranges)) => ranges.clone(),
+                    _ => vec![(0, meta.size.saturating_sub(1))],
+                };
+                let complete = spans.iter().all(|&(a, b)| {
+                    (a / cs..=b / cs).all(|i| u32::try_from(i).is_ok_and(|i| present.contains(i)))
+                });
+                if complete {
+                    info
+                } else {
+                    CacheInfo::forwarded(FwdReason::Partial)
+                }
+            }
+            _ => info,
         };
         self.stats
             .hits
