@@ -14,21 +14,8 @@ use tiercel_testbed::origin::{Origin, expected_body};
 async fn a_restart_on_the_same_directory_recovers_the_cache() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().to_str().unwrap().to_string();
     let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let url = origin.url();
-    let flags = [
-        "--listen",
-        "127.0.0.1:0",
-        "--origin",
-        url.as_str(),
-        "--disk-cache",
-        disk.as_str(),
-        "--disk-cache-size",
-        "64MiB",
-        "--memory-cache",
-        "8MiB",
-    ];
+    let cfg = disk_config(&origin.url(), dir.path(), &["--memory-cache", "8MiB"]);
     let small = "/d/small?cc=max-age%3D600&size=1000";
     let large = "/d/large?cc=max-age%3D600&size=3500000";
     let get = |addr: std::net::SocketAddr, pq: &'static str| async move {
@@ -39,18 +26,14 @@ async fn a_restart_on_the_same_directory_recovers_the_cache() {
         send(&h1_client(), req).await
     };
 
-    let n = node::start(Role::Edge, &config_from_flags(&flags))
-        .await
-        .unwrap();
+    let n = node::start(Role::Edge, &cfg).await.unwrap();
     let addr = n.listen.unwrap();
     assert_eq!(get(addr, small).await.body, expected_body(small, 1000));
     assert_eq!(get(addr, large).await.body, expected_body(large, 3_500_000));
     assert!(get(addr, large).await.is_hit());
     n.shutdown().await;
 
-    let n = node::start(Role::Edge, &config_from_flags(&flags))
-        .await
-        .unwrap();
+    let n = node::start(Role::Edge, &cfg).await.unwrap();
     let addr = n.listen.unwrap();
     let s = get(addr, small).await;
     let l = get(addr, large).await;
@@ -114,19 +97,8 @@ fn find_in_files(dir: &std::path::Path, needle: &[u8]) -> Vec<(std::path::PathBu
 async fn a_chunk_damaged_on_disk_is_never_served_and_is_fetched_again() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().to_str().unwrap().to_string();
     let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let url = origin.url();
-    let flags = [
-        "--listen",
-        "127.0.0.1:0",
-        "--origin",
-        url.as_str(),
-        "--disk-cache",
-        disk.as_str(),
-        "--disk-cache-size",
-        "64MiB",
-    ];
+    let cfg = disk_config(&origin.url(), dir.path(), &[]);
     let large = "/dmg/large?cc=max-age%3D600&size=3500000";
     let small = "/dmg/small?cc=max-age%3D600&size=1000";
     let get = |addr: std::net::SocketAddr, pq: &'static str| async move {
@@ -138,9 +110,7 @@ async fn a_chunk_damaged_on_disk_is_never_served_and_is_fetched_again() {
     };
     let want = expected_body(large, 3_500_000);
 
-    let n = node::start(Role::Edge, &config_from_flags(&flags))
-        .await
-        .unwrap();
+    let n = node::start(Role::Edge, &cfg).await.unwrap();
     assert_eq!(get(n.listen.unwrap(), large).await.body, want);
     assert_eq!(get(n.listen.unwrap(), small).await.status, 200);
     n.shutdown().await;
@@ -156,9 +126,7 @@ async fn a_chunk_damaged_on_disk_is_never_served_and_is_fetched_again() {
         std::fs::write(file, bytes).unwrap();
     }
 
-    let n = node::start(Role::Edge, &config_from_flags(&flags))
-        .await
-        .unwrap();
+    let n = node::start(Role::Edge, &cfg).await.unwrap();
     let addr = n.listen.unwrap();
     let again = get(addr, large).await;
     assert_eq!(again.status, 200);

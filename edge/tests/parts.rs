@@ -289,19 +289,8 @@ async fn a_range_past_the_end_is_416_with_the_length() {
 async fn stored_chunks_of_a_partial_object_survive_a_restart() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().to_str().unwrap().to_string();
     let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let url = origin.url();
-    let flags = [
-        "--listen",
-        "127.0.0.1:0",
-        "--origin",
-        url.as_str(),
-        "--disk-cache",
-        disk.as_str(),
-        "--disk-cache-size",
-        "64MiB",
-    ];
+    let cfg = disk_config(&origin.url(), dir.path(), &[]);
     let pq = media("/p/restart", "");
     let full = expected_body(&pq, SIZE as usize);
     let get = |addr: std::net::SocketAddr, range: &'static str| {
@@ -316,16 +305,12 @@ async fn stored_chunks_of_a_partial_object_survive_a_restart() {
             send(&h1_client(), req).await
         }
     };
-    let n = node::start(Role::Edge, &config_from_flags(&flags))
-        .await
-        .unwrap();
+    let n = node::start(Role::Edge, &cfg).await.unwrap();
     let r = get(n.listen.unwrap(), "bytes=6000000-6000099").await;
     assert_eq!(r.body, slice(&full, 6_000_000, 6_000_099));
     n.shutdown().await;
 
-    let n = node::start(Role::Edge, &config_from_flags(&flags))
-        .await
-        .unwrap();
+    let n = node::start(Role::Edge, &cfg).await.unwrap();
     let r = get(n.listen.unwrap(), "bytes=6000000-6000099").await;
     assert!(r.is_hit(), "{}", r.cache_status());
     assert_eq!(r.body, slice(&full, 6_000_000, 6_000_099));

@@ -579,7 +579,8 @@ impl Engine {
     }
 }
 
-fn empty_body() -> UpstreamBody {
+/// An empty request body for the upstream.
+pub(super) fn empty_body() -> UpstreamBody {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed_unsync()

@@ -37,7 +37,7 @@ use hyper::body::Incoming;
 use parking_lot::Mutex;
 
 use super::admission::admit;
-use super::fetch::{FillJob, response_tags};
+use super::fetch::{FillJob, empty_body, response_tags};
 use super::fill::FillHead;
 use super::fills::FillSlot;
 use super::lookup::FillTarget;
@@ -51,7 +51,7 @@ use crate::protocol::slicing::{
 };
 use crate::protocol::{FwdReason, strip_hop_by_hop, unsatisfied_range};
 use crate::storage::{ChunkSet, Head, ObjectMeta, owned_headers};
-use crate::upstream::{IdleTimeout, UpstreamBody, UpstreamCtx, UpstreamError};
+use crate::upstream::{IdleTimeout, UpstreamCtx, UpstreamError};
 
 /// What fetching a chunk needs from the request that asked for it, owned so the fetch (and a
 /// response body that fetches chunks as it goes) can outlive the request's handler.
@@ -654,10 +654,4 @@ async fn read_part(
         return Err(failed("part shorter than its Content-Range"));
     }
     Ok(buf.freeze())
-}
-
-fn empty_body() -> UpstreamBody {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }

@@ -471,8 +471,7 @@ impl Engine {
     ) -> Body {
         let len = end.saturating_sub(start);
         if let Some(inline) = &meta.inline {
-            let (s, e) = (start as usize, (end as usize).min(inline.len()));
-            return Body::Full(Some(inline.slice(s.min(e)..e)));
+            return Body::Full(Some(inline_slice(inline, start, end)));
         }
         Body::from_stream(
             self.object_stream(meta, first, parts, start, end),
@@ -499,8 +498,7 @@ impl Engine {
                 return None;
             }
             if let Some(inline) = &meta.inline {
-                let (s, e) = (pos as usize, (end as usize).min(inline.len()));
-                let piece = inline.slice(s.min(e)..e);
+                let piece = inline_slice(inline, pos, end);
                 return Some((Ok(piece), (meta, None, end, src)));
             }
             let index = (pos / cs) as u32;
@@ -588,6 +586,12 @@ impl Engine {
             Body::from_stream(stream, Some(len)),
         )
     }
+}
+
+/// Bytes `start..end` of an inline body, clamped to it.
+fn inline_slice(inline: &Bytes, start: u64, end: u64) -> Bytes {
+    let (s, e) = (start as usize, (end as usize).min(inline.len()));
+    inline.slice(s.min(e)..e)
 }
 
 fn build(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {

@@ -74,6 +74,24 @@ pub fn config_from_flags(flags: &[&str]) -> NodeConfig {
     NodeConfig::load(Role::Edge, &args.node, std::iter::empty()).expect("config loads")
 }
 
+/// An edge in front of `origin` with a 64 MiB disk tier in `dir` (and `extra` flags): start it
+/// twice on the same directory for a restart.
+pub fn disk_config(origin: &str, dir: &std::path::Path, extra: &[&str]) -> NodeConfig {
+    let disk = dir.to_str().expect("a UTF-8 temp dir");
+    let mut flags = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--origin",
+        origin,
+        "--disk-cache",
+        disk,
+        "--disk-cache-size",
+        "64MiB",
+    ];
+    flags.extend_from_slice(extra);
+    config_from_flags(&flags)
+}
+
 impl Edge {
     /// Origin + edge with `--listen` and `--tls-listen` on ephemeral ports and extra flags.
     pub async fn start(extra: &[&str]) -> Edge {
