@@ -132,6 +132,13 @@ pub fn engine_config(role: Role, cfg: &NodeConfig) -> EngineConfig {
             ..PolicyConfig::default()
         },
         chunk_size: c.chunk_size.as_usize(),
+        // Objects are sliced by the tier that fetches from the origin: an edge with shields
+        // asks its shield for whole objects and streams them as the shield slices.
+        slice_threshold: if cfg.shields.is_empty() {
+            c.slice_threshold.as_u64()
+        } else {
+            0
+        },
         hit_for_miss_ttl: c.hit_for_miss_ttl,
         max_object_size: c.max_object_size.as_u64(),
         max_fills: match cfg.limits.max_fills {

@@ -55,6 +55,12 @@ async fn no_fills_in_flight(e: &Edge) {
     }
 }
 
+/// Cold whole GETs in one request (`cache.slice_threshold = 0`), as for an upstream that
+/// ignores ranges: for tests of what a whole fetch does.
+fn whole_fetches(c: &mut tiercel_cluster::config::NodeConfig) {
+    c.cache.slice_threshold = tiercel_cluster::config::ByteSize(0);
+}
+
 fn slice(body: &bytes::Bytes, first: u64, last: u64) -> bytes::Bytes {
     body.slice(first as usize..=last as usize)
 }
@@ -325,7 +331,7 @@ async fn stored_chunks_of_a_partial_object_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_fetch_cut_short_keeps_its_complete_chunks() {
-    let e = Edge::start(&[]).await;
+    let e = Edge::start_cfg(&[], whole_fetches).await;
     // 256 KiB every 10 ms: the client is seen gone long before the body could end.
     let pq = media("/p/abandoned", "&chunk=262144&chunk_ms=10");
     let full = expected_body(&pq, SIZE as usize);
@@ -542,7 +548,7 @@ async fn several_ranges_are_a_multipart_answer_from_whole_and_partial_objects() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seek_far_ahead_of_a_whole_fetch_does_not_wait_for_it() {
-    let e = Edge::start(&[]).await;
+    let e = Edge::start_cfg(&[], whole_fetches).await;
     // 256 KiB every 20 ms: the whole body takes 1.3 s.
     let pq = media("/p/ahead", "&chunk=262144&chunk_ms=20");
     let full = expected_body(&pq, SIZE as usize);
@@ -616,5 +622,94 @@ async fn a_304_or_416_from_a_partly_stored_object_fetches_no_chunk() {
     assert_eq!(r.status, 416);
     assert_eq!(r.header("content-range"), "bytes */16777216");
     assert_eq!(ranges_asked(&e.origin, "/p/cond"), ["bytes=0-1048575"]);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_whole_get_asks_for_a_slice_then_the_rest_chunk_by_chunk() {
+    let e = Edge::start(&[]).await;
+    let pq = media("/p/sliced", "");
+    let full = expected_body(&pq, SIZE as usize);
+    let r = e.get(&pq).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), SIZE.to_string());
+    assert!(
+        r.body == full,
+        "the body is the representation, byte for byte"
+    );
+    // `cache.slice_threshold` (8 MiB) first, then each later 1 MiB chunk against the ETag.
+    // (A chunk is fetched while the one before it is sent: they may arrive in either order.)
+    let mut asked = ranges_asked(&e.origin, "/p/sliced");
+    asked[1..].sort();
+    let mut want = vec!["bytes=0-8388607".to_string()];
+    want.extend((8..16).map(|i| format!("bytes={}-{}", i * MIB, (i + 1) * MIB - 1)));
+    want[1..].sort();
+    assert_eq!(asked, want);
+    let if_range = e
+        .origin
+        .requests()
+        .iter()
+        .filter(|r| r.headers.contains_key("if-range"))
+        .count();
+    assert_eq!(
+        if_range, 8,
+        "every chunk after the slice is checked against it"
+    );
+
+    // Complete now: a hit, nothing more asked.
+    no_fills_in_flight(&e).await;
+    let r = e.get(&pq).await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    assert!(r.body == full);
+    assert_eq!(e.origin.hits(&pq), 9);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_within_the_slice_and_origins_that_ignore_ranges_take_one_request() {
+    let e = Edge::start(&[]).await;
+    // 3 MiB: all of it in the answer to the slice, stored whole.
+    let small = "/p/small?size=3145728&ranges=1&etag=v1&cc=max-age%3D600";
+    let r = e.get(small).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body == expected_body(small, 3 * MIB as usize));
+    assert_eq!(ranges_asked(&e.origin, "/p/small"), ["bytes=0-8388607"]);
+    no_fills_in_flight(&e).await;
+    assert!(e.get(small).await.is_hit());
+
+    // 16 MiB from an origin that answers 200 to a Range: streamed whole from that answer.
+    let big = "/p/noranges?size=16777216&etag=v1&cc=max-age%3D600";
+    let r = e.get(big).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body == expected_body(big, SIZE as usize));
+    assert_eq!(e.origin.hits(big), 1);
+    no_fills_in_flight(&e).await;
+    let r = e.get(big).await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    assert_eq!(e.origin.hits(big), 1);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_private_object_costs_one_wasted_slice_then_passes_whole() {
+    let e = Edge::start(&[]).await;
+    let pq = format!("/p/private?size={SIZE}&ranges=1&etag=v1&cc=private");
+    let full = expected_body(&pq, SIZE as usize);
+    let r = e.get(&pq).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body == full);
+    // The slice may not be stored: the whole object is asked for instead, never spliced
+    // from parts that are not kept.
+    assert_eq!(
+        ranges_asked(&e.origin, "/p/private"),
+        ["bytes=0-8388607", "-"]
+    );
+    // Marked hit-for-miss: the next request goes whole at once.
+    let r = e.get(&pq).await;
+    assert!(r.body == full);
+    assert_eq!(
+        ranges_asked(&e.origin, "/p/private"),
+        ["bytes=0-8388607", "-", "-"]
+    );
     e.shutdown().await;
 }

@@ -384,6 +384,7 @@ mod tests {
                 ("cache.max_tags_bytes", Text),
                 ("cache.max_variants", Integer),
                 ("cache.max_vary_fields", Integer),
+                ("cache.slice_threshold", Text),
                 ("cache.store_set_cookie", Boolean),
                 ("cert", Text),
                 ("disk_cache", Text),

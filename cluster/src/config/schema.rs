@@ -107,6 +107,9 @@ pub mod defaults {
     pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
     /// How far a fill nobody reads any more goes on before it is dropped.
     pub const ABANDONED_FILL_MAX: ByteSize = ByteSize::mib(8);
+    /// A cold whole GET asks the upstream for this many bytes first; a larger object is
+    /// completed chunk by chunk.
+    pub const SLICE_THRESHOLD: ByteSize = ByteSize::mib(8);
     /// Storage chunk size.
     pub const CHUNK_SIZE: ByteSize = ByteSize::mib(1);
     /// Smallest chunk size accepted.
@@ -323,6 +326,11 @@ impl Default for Limits {
 pub struct CacheSettings {
     /// Objects are stored in chunks of this size (64KiB..=16MiB).
     pub chunk_size: ByteSize,
+    /// A cold whole GET asks the upstream for `Range: bytes=0-(this - 1)` (rounded down to
+    /// whole chunks, at least one); an object no larger comes in that one answer, a larger one is completed
+    /// chunk by chunk with aligned range requests as clients read it, as nginx's slice module
+    /// does. `0` = always fetch whole objects in one request.
+    pub slice_threshold: ByteSize,
     /// Heuristic freshness = this fraction of (Date − Last-Modified), 0..=1.
     pub heuristic_fraction: f64,
     /// Upper bound of heuristic freshness.
@@ -361,6 +369,7 @@ impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             chunk_size: defaults::CHUNK_SIZE,
+            slice_threshold: defaults::SLICE_THRESHOLD,
             heuristic_fraction: defaults::HEURISTIC_FRACTION,
             heuristic_max: defaults::HEURISTIC_MAX,
             store_set_cookie: defaults::STORE_SET_COOKIE,

@@ -24,6 +24,10 @@ pub struct EngineConfig {
     pub policy: PolicyConfig,
     /// Bytes per stored body chunk.
     pub chunk_size: usize,
+    /// A cold whole GET first asks for this many bytes by range (whole chunks, at least one);
+    /// a larger object is completed chunk by chunk as clients read it. 0: whole objects in
+    /// one request.
+    pub slice_threshold: u64,
     /// Bodies up to this size are stored inside the metadata entry.
     pub inline_max: usize,
     /// Completed chunks a fill keeps in memory for readers close behind the writer.
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
             key_rules: KeyRules::default(),
             policy: PolicyConfig::default(),
             chunk_size: 1024 * 1024,
+            slice_threshold: 8 * 1024 * 1024,
             inline_max: 64 * 1024,
             window_chunks: 4,
             hit_for_miss_ttl: Duration::from_secs(30),

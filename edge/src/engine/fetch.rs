@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
@@ -21,6 +21,7 @@ use crate::policy::{
     AgeClock, FreshenOutcome, NotStorable, Storability, StorePlan, StoredPolicy, VarySpec,
     conditional_request_headers, ensure_date, freshen, has_validator, storability, variant_id,
 };
+use crate::protocol::slicing::{ContentRange, response_content_range};
 use crate::protocol::strip_hop_by_hop;
 use crate::storage::{ChunkSet, Head, ObjectMeta, VaryHead, owned_headers};
 use crate::upstream::{IdleTimeout, UpstreamBody, UpstreamCtx};
@@ -42,6 +43,22 @@ pub(super) struct FillJob {
     table_key: Option<FillKey>,
     /// A revalidation nobody waits for (stale-while-revalidate): never "abandoned".
     pub(super) background: bool,
+    /// For a cold whole GET: the bytes the first exchange asks for by range
+    /// (`cache.slice_threshold`, see [`Engine::slice_for`]).
+    slice: Option<u64>,
+}
+
+/// What the answer to a sliced first exchange (`Range: bytes=0-(slice - 1)`) turned out to be.
+enum Sliced {
+    /// Not a range answer (a 200 from an upstream that ignores Range, a 404, a 5xx), or a 206
+    /// that holds the whole representation, rewritten as the 200 it equals: handled as usual.
+    AsUsual,
+    /// The first `.0` bytes of a larger representation that may be stored by parts: streamed
+    /// as the start of the 200, the rest fetched chunk by chunk.
+    Segment(u64),
+    /// A part that cannot be used (not to be stored by parts, or not the range asked for):
+    /// the object is asked for again, whole.
+    Refetch,
 }
 
 /// Request fields that never reach the upstream on a shared fill.
@@ -148,6 +165,72 @@ impl Engine {
             purge_index: self.purges.applied_index(),
             table_key: None,
             background: false,
+            slice: self.slice_for(ctx, target),
+        }
+    }
+
+    /// How many bytes a fill for `ctx` asks for first, by range: only for a cold whole GET
+    /// (or HEAD) that may be shared. Not for a revalidation (the stored object is whole), not
+    /// for a known Vary (variants are stored whole), not for a client's own range (that one
+    /// already tried chunks), and not for a request whose answer will not be stored
+    /// (Authorization, `no-store`): those would pay a wasted part.
+    fn slice_for(&self, ctx: &RequestCtx, target: &FillTarget) -> Option<u64> {
+        let cs = self.cfg.chunk_size.max(1) as u64;
+        let wanted = self.cfg.slice_threshold;
+        let cold = target.stale.is_none() && target.head.is_none();
+        let shareable =
+            !ctx.headers.contains_key(http::header::AUTHORIZATION) && !ctx.directives.no_store;
+        (wanted > 0
+            && cold
+            && shareable
+            && matches!(ctx.method, http::Method::GET | http::Method::HEAD)
+            && !ctx.headers.contains_key(RANGE))
+        .then(|| (wanted / cs).max(1) * cs)
+    }
+
+    /// Classifies the answer to a sliced first exchange that asked for bytes `0..asked`,
+    /// rewriting a part that holds the whole representation, or the first slice of one to be
+    /// stored by parts, into the 200 it is (or starts).
+    fn sliced_answer(
+        &self,
+        job: &FillJob,
+        parts: &mut http::response::Parts,
+        asked: u64,
+    ) -> Sliced {
+        let range = response_content_range(&parts.headers);
+        let (last, total) = match (parts.status, range) {
+            (
+                StatusCode::PARTIAL_CONTENT,
+                Some(ContentRange::Bytes {
+                    first: 0,
+                    last,
+                    len: Some(total),
+                }),
+            ) if last < total => (last, total),
+            (StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE, _) => {
+                return Sliced::Refetch;
+            }
+            _ => return Sliced::AsUsual,
+        };
+        let whole = last + 1 == total;
+        let cs = self.cfg.chunk_size.max(1) as u64;
+        if !whole && (last + 1 != asked || self.part_plan(job, &parts.headers, total, cs).is_err())
+        {
+            return Sliced::Refetch;
+        }
+        //= https://www.rfc-editor.org/rfc/rfc9111#section-3.4
+        //# If the new response is a 206 (Partial Content) and both the stored and the new
+        //# response have strong validators that match, then the cache MAY combine them
+        // A part holding every byte is the representation itself: stored and served as a 200.
+        parts.status = StatusCode::OK;
+        parts.headers.remove(CONTENT_RANGE);
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(total));
+        if whole {
+            Sliced::AsUsual
+        } else {
+            Sliced::Segment(last + 1)
         }
     }
 
@@ -164,6 +247,10 @@ impl Engine {
     ) {
         let _slot = slot;
         job.table_key = table_key;
+        // A fill made alone (hit-for-miss) is not stored: one request for all of it.
+        if table_key.is_none() {
+            job.slice = None;
+        }
         // Whatever happens to this task (even a panic), the fill leaves the table and resolves
         // for its readers: nobody waits forever, and the next request starts afresh.
         struct Abandon(Arc<Engine>, Arc<Fill>, Option<FillKey>);
@@ -199,13 +286,22 @@ impl Engine {
             .as_ref()
             .filter(|m| has_validator(&m.headers))
             .cloned();
+        let mut slice = job.slice;
         // At most two exchanges: a conditional one, and an unconditional one when the 304 did
-        // not select the stored response (RFC 9111 §4.3.4).
+        // not select the stored response (RFC 9111 §4.3.4); or, for a cold object (never
+        // validated), a sliced one and a whole one when the part could not be used.
         for _ in 0..2 {
             let mut headers = job.upstream_headers.clone();
             if let Some(m) = &validate {
                 for (name, value) in conditional_request_headers(&m.headers).iter() {
                     headers.insert(name.clone(), value.clone());
+                }
+            }
+            let asked = slice.take();
+            if let Some(n) = asked {
+                let range = format!("bytes=0-{}", n - 1);
+                if let Ok(v) = HeaderValue::try_from(range) {
+                    headers.insert(RANGE, v);
                 }
             }
             let mut req = Request::new(empty_body());
@@ -227,6 +323,14 @@ impl Engine {
             //# header field to the message's header section if it is cached or forwarded
             //# downstream.
             ensure_date(&mut parts.headers, response_time);
+            let segment = match asked.map(|n| self.sliced_answer(job, &mut parts, n)) {
+                None | Some(Sliced::AsUsual) => None,
+                Some(Sliced::Segment(n)) => Some(n),
+                Some(Sliced::Refetch) => {
+                    tracing::debug!(url = %job.url, status = %parts.status, "slice not usable; fetching whole");
+                    continue;
+                }
+            };
             let status = parts.status;
             if status == StatusCode::NOT_MODIFIED {
                 let Some(stored) = &validate else {
@@ -298,15 +402,15 @@ impl Engine {
                 }
                 Storability::Store(plan) => {
                     let resp = Response::from_parts(parts, body);
-                    self.stream_into(fill, job, resp, plan, request_time, response_time)
+                    let times = (request_time, response_time);
+                    self.stream_into(fill, job, resp, plan, times, segment)
                         .await;
                     return;
                 }
             }
         }
-        let err = crate::upstream::UpstreamError::Protocol(
-            "304 did not select the stored response twice".into(),
-        );
+        let err =
+            crate::upstream::UpstreamError::Protocol("no usable response in two exchanges".into());
         self.settle(fill, job, Outcome::Failed(err));
     }
 
@@ -401,8 +505,8 @@ impl Engine {
         job: &FillJob,
         resp: Response<Incoming>,
         plan: StorePlan,
-        request_time: SystemTime,
-        response_time: SystemTime,
+        (request_time, response_time): (SystemTime, SystemTime),
+        segment: Option<u64>,
     ) {
         let StorePlan {
             policy,
@@ -508,8 +612,9 @@ impl Engine {
                 }
             }
         }
+        // A sliced fill ends after its first slice; the rest is fetched by parts.
         if result.is_ok()
-            && let Some(want) = length
+            && let Some(want) = segment.or(length)
             && fill.received() != want
         {
             result = Err(FillError::Truncated {
@@ -572,7 +677,18 @@ impl Engine {
             FinishedBody::Inline(b) => Some(b),
             FinishedBody::Chunked => None,
         };
-        let meta = object(fill.received(), inline, None);
+        let meta = match (segment, length, inline) {
+            (Some(got), Some(total), None) => {
+                let cs = self.cfg.chunk_size.max(1) as u64;
+                let present = u32::try_from(total.div_ceil(cs)).ok().map(|chunks| {
+                    let mut present = ChunkSet::new(chunks);
+                    (0..got / cs).for_each(|i| present.insert(i as u32));
+                    present
+                });
+                object(total, None, present)
+            }
+            (_, _, inline) => object(fill.received(), inline, None),
+        };
         self.storage.put_object(Arc::new(meta), variants);
         self.unregister(fill, job);
         fill.end(result);

@@ -421,6 +421,11 @@ impl FillReader {
             }
         }
         match &b.end {
+            // A fill that fetched the first slice of a larger object (`cache.slice_threshold`)
+            // ends before the body does: the rest is read chunk by chunk, fetched by range.
+            Some(Ok(())) if self.head.length.is_some_and(|len| self.pos < len) => {
+                Step::FromStorage((self.pos / cs) as u32, self.pos % cs)
+            }
             Some(Ok(())) => Step::Done,
             Some(Err(e)) => Step::Fail(e.clone()),
             None => Step::Wait,
@@ -479,7 +484,15 @@ impl FillReader {
                     };
                     let chunk = match (chunk, &self.behind) {
                         (Some(c), _) => Some(c),
-                        (None, Some(behind)) => behind.chunk(index).await,
+                        (None, Some(behind)) => {
+                            // Past the end of a sliced fill, the next chunk is fetched while
+                            // this one is sent.
+                            let sliced = !written && self.fill.ended();
+                            if sliced {
+                                behind.prefetch(index.saturating_add(1));
+                            }
+                            behind.chunk(index).await
+                        }
                         (None, None) => None,
                     };
                     let Some(chunk) = chunk else {

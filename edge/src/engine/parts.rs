@@ -44,7 +44,8 @@ use super::lookup::FillTarget;
 use super::serve::CacheInfo;
 use super::{Body, Engine, RequestCtx};
 use crate::policy::{
-    AgeClock, NO_VARY_VARIANT, NotStorable, Storability, VarySpec, ensure_date, storability,
+    AgeClock, NO_VARY_VARIANT, NotStorable, Storability, StorePlan, VarySpec, ensure_date,
+    storability,
 };
 use crate::protocol::slicing::{
     ContentRange, part_validator, response_content_range, same_representation,
@@ -158,7 +159,29 @@ impl Behind {
     }
 }
 
+impl Behind {
+    /// Starts fetching chunk `index` ahead of the reader (see [`PartJob::prefetch`]).
+    pub(super) fn prefetch(&self, index: u32) {
+        self.job.prefetch(&self.meta, index);
+    }
+}
+
 impl PartJob {
+    /// Starts getting chunk `index` of `meta` in the background, so a reader streaming an
+    /// object chunk by chunk finds its next chunk on the way instead of paying an upstream
+    /// round trip at every chunk boundary. Coalesced like any chunk fetch; nothing past the
+    /// object's end.
+    pub(super) fn prefetch(&self, meta: &Arc<ObjectMeta>, index: u32) {
+        if u64::from(index) >= meta.size.div_ceil(u64::from(meta.chunk_size.max(1))) {
+            return;
+        }
+        let (job, meta) = (self.clone(), meta.clone());
+        tokio::spawn(async move {
+            // Whoever reads the chunk reports a failure; this is only a head start.
+            let _ = job.chunk(&meta, index).await;
+        });
+    }
+
     /// The same job for a reader already part-way through its body.
     pub(super) fn patient(self) -> Self {
         PartJob {
@@ -354,7 +377,17 @@ impl Engine {
         // its lookup and now): the chunk is read, or fetched against that object.
         let adopted;
         let meta = match meta {
-            Some(m) => Some(m),
+            Some(m) => {
+                // A fetch of this chunk that ended between the caller's look in storage and
+                // this one's registration stored it first: no second request for it.
+                if let Some(bytes) = self.storage.chunk(m, index).await {
+                    return Ok(Part {
+                        meta: m.clone(),
+                        bytes,
+                    });
+                }
+                Some(m)
+            }
             None => {
                 adopted = match self.storage.head(&job.job.key).await {
                     Head::Object(m) if fills_by_parts(&m) => Some(m),
@@ -521,26 +554,22 @@ impl Engine {
         Ok(Part { meta, bytes })
     }
 
-    /// The metadata of an object whose first stored part just arrived with `headers`, or why
-    /// it is not stored by parts.
-    #[allow(clippy::too_many_arguments)]
-    fn first_part_meta(
+    /// Whether a representation of `total` bytes, whose header section is `headers` (a part's,
+    /// judged as the 200 it is part of: RFC 9110 §15.3.7), may be stored in parts of `cs`
+    /// bytes: how (the plan, its tags and its number of chunks), or why not. A response that
+    /// may not be stored marks its key hit-for-miss, as a whole fill's would.
+    pub(super) fn part_plan(
         &self,
         job: &FillJob,
-        mut headers: HeaderMap,
+        headers: &HeaderMap,
         total: u64,
         cs: u64,
-        index: u32,
-        request_time: SystemTime,
-        response_time: SystemTime,
-    ) -> Result<Arc<ObjectMeta>, PartFailure> {
-        // The part's header section describes the representation (RFC 9110 §15.3.7): judged
-        // as the 200 it is part of.
+    ) -> Result<(StorePlan, Vec<String>, u32), PartFailure> {
         let plan = match storability(
             &Method::GET,
             &job.request_headers,
             StatusCode::OK,
-            &headers,
+            headers,
             &self.cfg.policy,
         ) {
             Storability::Store(plan) => plan,
@@ -554,24 +583,38 @@ impl Engine {
                 return Err(PartFailure::Private);
             }
         };
-        if !matches!(plan.vary, VarySpec::None) || part_validator(&headers).is_none() {
+        if !matches!(plan.vary, VarySpec::None) || part_validator(headers).is_none() {
             return Err(PartFailure::Whole);
         }
         let max = self.cfg.max_object_size;
-        let tags = response_tags(&headers);
+        let tags = response_tags(headers);
         if (max > 0 && total > max)
             || admit(&self.cfg.store_caps, &tags, &VarySpec::None, None, 0, true).is_err()
         {
             self.hit_for_miss.mark(job.key, Instant::now());
             return Err(PartFailure::Private);
         }
-        let chunks = total.div_ceil(cs);
-        if chunks > MAX_CHUNKS {
-            return Err(PartFailure::Whole);
+        let chunks = total.div_ceil(cs.max(1));
+        match u32::try_from(chunks) {
+            Ok(n) if chunks <= MAX_CHUNKS => Ok((plan, tags, n)),
+            _ => Err(PartFailure::Whole),
         }
-        let Ok(chunks) = u32::try_from(chunks) else {
-            return Err(PartFailure::Whole);
-        };
+    }
+
+    /// The metadata of an object whose first stored part just arrived with `headers`, or why
+    /// it is not stored by parts.
+    #[allow(clippy::too_many_arguments)]
+    fn first_part_meta(
+        &self,
+        job: &FillJob,
+        mut headers: HeaderMap,
+        total: u64,
+        cs: u64,
+        index: u32,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Result<Arc<ObjectMeta>, PartFailure> {
+        let (plan, tags, chunks) = self.part_plan(job, &headers, total, cs)?;
         let age = AgeClock::new(&headers, request_time, response_time);
         strip_hop_by_hop(&mut headers);
         for name in &plan.strip_fields {

@@ -503,6 +503,15 @@ impl Engine {
             }
             let index = (pos / cs) as u32;
             let (storage, parts) = &src;
+            // The chunk after this one, if the answer needs it and the object lacks it, is
+            // fetched while this one is sent.
+            let next = index.saturating_add(1);
+            if let Some(job) = parts
+                && u64::from(next) * cs < end
+                && !meta.present.as_ref().is_some_and(|p| p.contains(next))
+            {
+                job.prefetch(&meta, next);
+            }
             let chunk = match (first, parts) {
                 (Some(c), _) => Ok(c),
                 (None, Some(job)) => job.chunk(&meta, index).await,

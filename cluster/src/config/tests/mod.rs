@@ -375,6 +375,7 @@ fn everything_set() -> NodeConfig {
         },
         cache: CacheSettings {
             chunk_size: ByteSize::mib(4),
+            slice_threshold: ByteSize::mib(16),
             heuristic_fraction: 0.05,
             heuristic_max: Duration::from_secs(7200),
             store_set_cookie: true,
