@@ -104,6 +104,44 @@ async fn the_origin_is_asked_for_the_canonical_target_the_key_names() {
     )
     .await;
     assert_eq!(raw_status(&out), 400, "{out}");
+    // Nor are targets that are not origin-form or a valid absolute-form: authority-form
+    // (CONNECT's alone), userinfo, a scheme that is not HTTP, port 0. Each gets 400 with
+    // nothing forwarded.
+    for target in [
+        "victim.example:80",
+        "http://user:pw@victim.example/x",
+        "ftp://victim.example/x",
+        "http://victim.example:0/x",
+    ] {
+        let out = raw(
+            e.addr(),
+            format!("GET {target} HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert_eq!(raw_status(&out), 400, "{target}: {out}");
+    }
+    assert_eq!(
+        e.origin.total_hits(),
+        before,
+        "nothing refused was forwarded"
+    );
+    // An absolute-form target with an empty path names `/` (RFC 9110 §4.2.3).
+    let out = raw(
+        e.addr(),
+        b"GET http://root.example HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&out), 200, "{out}");
+    let seen: Vec<_> = e
+        .origin
+        .requests()
+        .into_iter()
+        .filter(|r| r.headers.get("host").is_some_and(|h| h == "root.example"))
+        .collect();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target(), "/");
+    let before = e.origin.total_hits();
     // Nor is a Host whose name holds a colon: one parser reads port `b.example:80`, another
     // host `a:b.example`.
     let out = raw(

@@ -247,8 +247,19 @@ impl Engine {
                 )
             };
         }
+        //= https://www.rfc-editor.org/rfc/rfc9112#section-3.2.3
+        //# The authority-form of request-target is only used for CONNECT requests
+        // (`GET victim.example:80`): never read as `/` of that host.
+        if parts.uri.scheme().is_none() && parts.uri.authority().is_some() {
+            return self.plain_error(
+                StatusCode::BAD_REQUEST,
+                "bad request: invalid target\n",
+                None,
+            );
+        }
         // The one canonical target: the key, the upstream request line and Host, purges and
-        // logs all use it (urlnorm's module docs list the rules).
+        // logs all use it (urlnorm's module docs list the rules). An absolute-form target with
+        // an empty path names `/` (RFC 9110 §4.2.3).
         let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let canonical = urlnorm::normalize(conn.scheme, &authority, pq)
             .ok()
