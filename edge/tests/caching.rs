@@ -454,6 +454,17 @@ async fn date_formats_age_lists_and_invalid_targeted_fields() {
         assert!(r.is_hit(), "{name}: {}", r.cache_status());
         assert_eq!(e.origin.hits(&pq), 1, "{name}");
     }
+    // A Last-Modified in either obsolete format gives heuristic freshness (RFC 9111 §4.2.2).
+    for (name, modified) in [
+        ("rfc850", "Sunday,%2006-Nov-94%2008:49:37%20GMT"),
+        ("asctime", "Sun%20Nov%20%206%2008:49:37%201994"),
+    ] {
+        let pq = format!("/c/lm-{name}?h=Last-Modified:{modified}");
+        e.get(&pq).await;
+        let r = e.get(&pq).await;
+        assert!(r.is_hit(), "{name}: {}", r.cache_status());
+        assert_eq!(e.origin.hits(&pq), 1, "{name}");
+    }
     // Age: 50, 70 is an Age of 50: ten seconds of a max-age=60 are left.
     let aged = "/c/age-list?cc=max-age%3D60&h=Age:50,%2070";
     e.get(aged).await;

@@ -114,3 +114,28 @@ target_props!(
     storage_entry,
     structured_fields,
 );
+
+/// A libFuzzer target added without its stable twin in `TARGETS` would only ever run on
+/// nightly: each file under `libfuzzer/fuzz_targets/` names a target this suite checks.
+#[test]
+fn every_libfuzzer_target_is_checked_on_stable() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("libfuzzer/fuzz_targets");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("a directory entry").path();
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        assert!(
+            TARGETS.iter().any(|(t, _)| *t == name),
+            "{} has no stable twin in TARGETS",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert_eq!(
+        seen,
+        TARGETS.len(),
+        "one libFuzzer target per entry of TARGETS"
+    );
+}

@@ -377,7 +377,11 @@ impl Engine {
                 // no size cap applies; otherwise Cache-Status does not claim it.
                 let stored =
                     fill.storing() && (self.cfg.max_object_size == 0 || head.length.is_some());
-                let info = info.fwd_status(head.status.as_u16()).stored(stored);
+                let mut info = info.fwd_status(head.status.as_u16()).stored(stored);
+                if !fill.storing() {
+                    // Joined after the body outgrew `cache.max_object_size`.
+                    info = info.detail("not-stored");
+                }
                 Served::Done(self.serve_fill(ctx, fill, &head, info))
             }
             Outcome::Stored(meta) => {

@@ -218,6 +218,26 @@ fn lifetime_precedence_table() {
                 true,
             ),
             row(
+                "heuristic from Date and Last-Modified in rfc850 format",
+                200,
+                &[
+                    ("date", "Monday, 01-Jan-24 00:00:00 GMT"),
+                    ("last-modified", "Sunday, 31-Dec-23 21:13:20 GMT"),
+                ],
+                1_000,
+                true,
+            ),
+            row(
+                "heuristic from Date and Last-Modified in asctime format",
+                200,
+                &[
+                    ("date", "Mon Jan  1 00:00:00 2024"),
+                    ("last-modified", "Sun Dec 31 21:13:20 2023"),
+                ],
+                1_000,
+                true,
+            ),
+            row(
                 "heuristic on 404",
                 404,
                 &[("date", &d0), ("last-modified", &lm)],
