@@ -194,6 +194,31 @@ async fn every_purge_kind_takes_effect_on_the_edge() -> Result<()> {
     assert!(e.get(a, u2).await?.hit(), "other URLs stay");
     assert_eq!(o.hits(u1), 2);
 
+    // url, spelled otherwise: a purge names the canonical URL whatever spelling stored it,
+    // and an odd spelling in the purge names it too (one normalisation for keys and purges).
+    let odd = "/n/%7euser/./a/../x?cc=max-age%3D600";
+    let canonical = "/n/~user/x?cc=max-age%3D600";
+    e.get(a, odd).await?;
+    assert!(
+        e.get(a, canonical).await?.hit(),
+        "one object for both spellings"
+    );
+    let p = purge(&c, &format!(r#"{{"urls":["http://{a}{canonical}"]}}"#)).await?;
+    e.applied(p.index).await?;
+    assert!(!e.get(a, odd).await?.hit(), "purged by its canonical URL");
+    assert!(e.get(a, canonical).await?.hit());
+    let p = purge(
+        &c,
+        &format!(r#"{{"urls":["http://{a}/n/%2e%2e/n/%7Euser//x?cc=max-age%3D600"]}}"#),
+    )
+    .await?;
+    e.applied(p.index).await?;
+    assert!(
+        !e.get(a, canonical).await?.hit(),
+        "purged by an odd spelling"
+    );
+    assert_eq!(o.hits(canonical), 3);
+
     // prefix: everything under a path.
     let s1 = "/static/x.css?cc=max-age%3D600";
     let s2 = "/static/img/y.png?cc=max-age%3D600";
@@ -250,8 +275,9 @@ async fn every_purge_kind_takes_effect_on_the_edge() -> Result<()> {
         gauge("tiercel_purge_applied_index") >= Some(p.index as f64),
         "{text}"
     );
-    // url, prefix, tag, host, and the `all` mark.
-    assert_eq!(gauge("tiercel_purge_rules"), Some(5.0), "{text}");
+    // Two urls (the odd spelling is the canonical URL's pattern again), prefix, tag, host,
+    // and the `all` mark.
+    assert_eq!(gauge("tiercel_purge_rules"), Some(6.0), "{text}");
     assert_eq!(gauge("tiercel_purge_lagging"), Some(0.0), "{text}");
     assert!(
         gauge("tiercel_purge_log_silence_seconds").is_some_and(|s| s < 5.0),
