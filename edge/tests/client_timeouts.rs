@@ -117,6 +117,22 @@ async fn a_stalled_head_is_cut_at_the_header_timeout_fresh_or_after_keep_alive()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_preface_with_no_request_is_cut_at_the_header_timeout() {
+    let e = edge().await;
+    // The h2 preface and an empty SETTINGS frame, then nothing: one deadline from accept to
+    // the first request, whatever the protocol, not the idle timeout.
+    let mut s = TcpStream::connect(e.addr()).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let closed_after = time_to_close(&mut s).await;
+    assert_closed_within("h2 preface, no request", closed_after, HEADER, IDLE);
+    e.wait_for_metric("tiercel_client_header_timeouts_total", "1")
+        .await;
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_outlasts_both_timeouts() {
     let e = edge().await;
     let mut s = TcpStream::connect(e.addr()).await.unwrap();

@@ -41,8 +41,13 @@ pub struct Snapshot {
     pub quiet_since: u64,
     /// When bytes of a next request head began to arrive while nothing was in flight.
     pub head_started: Option<u64>,
-    /// HTTP/2: no request heads to time, only streams.
+    /// HTTP/2: no request heads to time, only streams (but see `awaiting_first`).
     pub h2: bool,
+    /// No request has started on the connection yet: from accept to its first complete
+    /// request head, TLS handshake and h2 preface included, one deadline (`header`) holds
+    /// whatever the protocol, so a client that sends the h2 preface and then nothing is held
+    /// no longer than one that sends nothing at all.
+    pub awaiting_first: bool,
     /// Since when the socket has refused every write (the client is not reading).
     pub write_blocked_since: Option<u64>,
     /// Response bodies that produced a frame and have not been asked for the next one.
@@ -100,7 +105,7 @@ pub fn verdict(s: &Snapshot, now: u64, limits: &QuietLimits) -> Verdict {
         return Verdict::LookAgainAt(next_look);
     }
     let (deadline, on_expiry) = match s.head_started {
-        Some(start) if !s.h2 => (
+        Some(start) if !s.h2 || s.awaiting_first => (
             start.saturating_add(header),
             Verdict::Close(Closing::HeadTimeout),
         ),
@@ -131,6 +136,8 @@ pub struct Activity {
     /// 0 = none, else ms since accept + 1.
     head_started: AtomicU64,
     h2: AtomicBool,
+    /// A request has started on this connection.
+    served: AtomicBool,
     /// Bytes of [`H2_PREFACE_START`] seen so far, or [`PREFACE_DECIDED`].
     preface_matched: AtomicU8,
     /// 0 = writes are going through, else ms since accept + 1 of the first refused write.
@@ -164,6 +171,7 @@ impl Activity {
             quiet_since: AtomicU64::new(0),
             head_started: AtomicU64::new(1),
             h2: AtomicBool::new(false),
+            served: AtomicBool::new(false),
             preface_matched: AtomicU8::new(0),
             write_blocked: AtomicU64::new(0),
             bodies_waiting: AtomicUsize::new(0),
@@ -286,6 +294,7 @@ impl Activity {
     pub fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
         self.head_started.store(0, Relaxed);
+        self.served.store(true, Relaxed);
         InFlight(self.clone())
     }
 
@@ -338,6 +347,7 @@ impl Activity {
             quiet_since: self.quiet_since.load(Relaxed),
             head_started: head.checked_sub(1),
             h2: self.h2.load(Relaxed),
+            awaiting_first: !self.served.load(Relaxed),
             write_blocked_since: self.write_blocked.load(Relaxed).checked_sub(1),
             bodies_waiting_on_client: self.bodies_waiting.load(Relaxed),
             body_progress: self.body_progress.load(Relaxed),
@@ -395,6 +405,7 @@ mod tests {
             quiet_since,
             head_started,
             h2,
+            awaiting_first: false,
             write_blocked_since: None,
             bodies_waiting_on_client: 0,
             body_progress: 0,
@@ -452,6 +463,18 @@ mod tests {
         // A head that starts just before the idle deadline still gets its full time.
         let s = snap(0, 5_000, Some(64_000), false);
         assert_eq!(verdict(&s, 65_000, &LIMITS), Verdict::LookAgainAt(74_000));
+    }
+
+    #[test]
+    fn an_h2_connection_that_sends_no_first_request_gets_the_header_timeout() {
+        // Preface and SETTINGS arrived, no HEADERS: held to the one deadline from accept.
+        let mut s = snap(0, 0, Some(0), true);
+        s.awaiting_first = true;
+        assert_eq!(verdict(&s, 9_999, &LIMITS), Verdict::LookAgainAt(10_000));
+        assert_eq!(
+            verdict(&s, 10_000, &LIMITS),
+            Verdict::Close(Closing::HeadTimeout)
+        );
     }
 
     #[test]

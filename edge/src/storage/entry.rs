@@ -291,6 +291,17 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_weighs_every_list_it_holds() {
+        let plain = object(None, 1 << 20);
+        let mut heavy = plain.clone();
+        heavy.policy.no_cache_fields = (0..100).map(|i| format!("x-field-{i:04}")).collect();
+        heavy.tags = (0..100).map(|i| format!("tag-{i:06}")).collect();
+        // Each list counts at least its bytes: a header-heavy `no-cache="…"` or tag list cannot
+        // hide from the memory tier's budget.
+        assert!(heavy.weight() >= plain.weight() + 100 * 12 + 100 * 10);
+    }
+
+    #[test]
     fn metadata_roundtrips_and_an_inline_body_costs_its_own_size() {
         let body = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
         let meta = object(Some(body.clone()), 10_000);

@@ -75,6 +75,7 @@ impl ObjectMeta {
             + self.url.capacity()
             + self.host.capacity()
             + strings_weight(&self.tags)
+            + strings_weight(&self.policy.no_cache_fields)
             + self.inline.as_ref().map_or(0, Bytes::len)
             + self.present.as_ref().map_or(0, ChunkSet::weight)
     }
