@@ -127,3 +127,97 @@ async fn an_admin_listener_out_of_descriptors_backs_off_and_counts() {
     assert!(errors > 0, "accept errors counted");
     origin.shutdown().await;
 }
+
+/// The soft open-file limit of `pid`, from /proc.
+fn soft_nofile(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .expect("a Max open files line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
+    let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let limit = vec!["prlimit".to_owned(), "--nofile=256:1024".to_owned()];
+    let e = EdgeProcess::spawn(&limit, &["--origin", &origin.url()]).await;
+    assert_eq!(soft_nofile(e.child.id()), 1024);
+    assert_eq!(get(format!("http://{}/healthz", e.admin)).await, 200);
+    origin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_listener_out_of_descriptors_backs_off_and_counts() {
+    let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let e = spawn_limited(48, &origin.url()).await;
+    let pid = e.child.id();
+    // Admin connections take the descriptors (up to the admin cap), then clients arrive:
+    // the client accept loop meets EMFILE.
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        flood.push(TcpStream::connect(&e.admin).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        flood.push(TcpStream::connect(&e.listen).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 0.3,
+        "{used:.2} s of CPU in 1 s while out of descriptors"
+    );
+    drop(flood);
+    // Once descriptors free up, clients are served again and the errors were counted.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let client = h1_client();
+        let req = Request::get(format!("http://{}/back?size=10", e.listen))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), send(&client, req)).await
+            && r.status == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "clients are served again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = h1_client();
+    let req = Request::get(format!("http://{}/metrics", e.admin))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let text = String::from_utf8_lossy(&send(&client, req).await.body).into_owned();
+    let errors: u64 = metric(&text, "tiercel_accept_errors_total")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(errors > 0, "client accept errors counted: {text}");
+    origin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_holds_at_most_its_cap_of_connections() {
+    let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let e = EdgeProcess::spawn(&[], &["--origin", &origin.url()]).await;
+    // 64 idle connections fill the admin listener's cap: the next one is not served...
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(TcpStream::connect(&e.admin).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = h1_client();
+    let req = Request::get(format!("http://{}/healthz", e.admin))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let over = tokio::time::timeout(Duration::from_secs(1), send(&client, req)).await;
+    assert!(over.is_err(), "a 65th admin connection was served");
+    // ...until one of them goes.
+    idle.pop();
+    assert_eq!(get(format!("http://{}/healthz", e.admin)).await, 200);
+    origin.shutdown().await;
+}

@@ -144,10 +144,14 @@ async fn rss_stays_within_one_and_a_half_tiers_for_small_objects_variants_and_ta
         mib(tagged),
         mib(bound)
     );
+    // The high-water mark too: RSS stayed under the bound all along, not only at the three
+    // moments measured.
+    let peak = peak_rss_bytes(pid);
     for (what, rss) in [
         ("small objects", small),
         ("variants", variants),
         ("tags", tagged),
+        ("peak over the whole run", peak),
     ] {
         assert!(
             rss <= bound,

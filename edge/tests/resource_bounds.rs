@@ -103,6 +103,43 @@ async fn passes_share_the_upstream_cap_and_get_503_over_it() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_on_one_connection_are_held_to_its_share() {
+    let e = Edge::start_cfg(&[], |c| {
+        c.limits.max_fills_per_connection = 2;
+        c.timeouts.fill_queue = Duration::from_millis(200);
+    })
+    .await;
+    // Four slow POSTs as streams of one h2 connection: two go upstream, two get 503.
+    let client = support::h2_connect(e.addr()).await;
+    let mut streams = Vec::new();
+    for i in 0..4 {
+        let req = Request::post(format!("http://{}/conn-post/{i}?delay_ms=1500", e.addr()))
+            .body(())
+            .unwrap();
+        let mut c = client.clone().ready().await.unwrap();
+        let (resp, mut body) = c.send_request(req, false).unwrap();
+        body.send_data(bytes::Bytes::from_static(b"x"), true)
+            .unwrap();
+        streams.push(resp);
+    }
+    let mut statuses = Vec::new();
+    for resp in streams {
+        let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(resp.headers()["retry-after"], "1");
+        }
+        statuses.push(resp.status().as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 200, 503, 503]);
+    assert_eq!(e.origin.hits_prefix("/conn-post/"), 2);
+    // Another connection is not held to the first one's share.
+    let r = e.request(Method::POST, "/conn-post/other", &[], b"x").await;
+    assert_eq!(r.status, 200);
+    e.shutdown().await;
+}
+
 /// A raw HTTP/1.1 origin that answers each request with how many chunks its chunked body
 /// came in (or `length` for a Content-Length body).
 async fn chunk_counting_origin() -> std::net::SocketAddr {
@@ -236,6 +273,19 @@ async fn h2_heads_are_held_to_the_field_limit() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(e.origin.hits_prefix("/many-fields"), 0);
     assert_eq!(e.origin.hits_prefix("/some-fields"), 1);
+    // One field whose value alone is over `limits.max_request_head` (64 KiB): 431 as well.
+    let mut req = Request::get(format!("http://{authority}/long-field"))
+        .body(())
+        .unwrap();
+    req.headers_mut().insert(
+        "x-long",
+        http::HeaderValue::from_str(&"v".repeat(70 * 1024)).unwrap(),
+    );
+    client = client.ready().await.unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(e.origin.hits_prefix("/long-field"), 0);
     e.shutdown().await;
 }
 
