@@ -249,6 +249,9 @@ async fn drain(resp: hyper::Response<hyper::body::Incoming>) -> (u64, bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_1_gib_object_streams_through_a_16_mib_tier_and_slow_readers_are_not_buffered() {
     const GIB: u64 = 1 << 30;
+    const SLOW_READERS: u64 = 1000;
+    // A thousand client sockets here, as many in the edge: more than a default 1024.
+    tiercel_cluster::conn::raise_fd_limit();
     let origin = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let log_file = tempfile::NamedTempFile::new().unwrap();
     let edge = EdgeProcess::spawn_logged(
@@ -275,10 +278,10 @@ async fn a_1_gib_object_streams_through_a_16_mib_tier_and_slow_readers_are_not_b
             .body(Full::<Bytes>::default())
             .unwrap()
     };
-    // 200 readers that take the first bytes and then stop reading, and one that reads it all.
+    // 1000 readers that take the first bytes and then stop reading, and one that reads it all.
     let mut stalled = Vec::new();
     let mut cut = 0;
-    for _ in 0..200 {
+    for _ in 0..SLOW_READERS {
         let resp = client.request(request()).await.unwrap();
         let mut body = resp.into_body();
         use http_body_util::BodyExt;
@@ -304,7 +307,7 @@ async fn a_1_gib_object_streams_through_a_16_mib_tier_and_slow_readers_are_not_b
     // stalled reader's connection took before its socket filled (bounded, not the object).
     let asked = origin.hits(&pq);
     assert!(
-        (1..=1 + 1024 + 200 * 4).contains(&asked),
+        (1..=1 + 1024 + SLOW_READERS * 4).contains(&asked),
         "{asked} origin requests"
     );
     eprintln!("peak RSS {} MiB, {asked} origin requests", peak >> 20);

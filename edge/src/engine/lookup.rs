@@ -206,14 +206,21 @@ impl Engine {
             &self.cfg.policy,
         );
         if meta.present.is_some() && !matches!(decision, Reuse::Fresh { .. }) {
-            if let Reuse::Revalidate(
-                RevalidateReason::RequestNoCache
-                | RevalidateReason::RequestMaxAge
-                | RevalidateReason::RequestMinFresh,
-            ) = decision
-            {
+            let forward = match decision {
                 // One client's wish for a validated answer is met by forwarding its request;
                 // it does not make the object, and everyone's chunks of it, go.
+                Reuse::Revalidate(
+                    RevalidateReason::RequestNoCache
+                    | RevalidateReason::RequestMaxAge
+                    | RevalidateReason::RequestMinFresh,
+                ) => true,
+                // Nor does a purge log this node has not heard from lately: nothing says the
+                // object was purged, so requests are forwarded until the log is back, and the
+                // object stays for then.
+                Reuse::Revalidate(RevalidateReason::ForcedStale) => !soft,
+                _ => false,
+            };
+            if forward {
                 return Err(FillTarget::anew(meta.variant, FwdReason::Request));
             }
             // An object stored in part is served only while fresh: revalidating it would

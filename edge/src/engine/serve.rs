@@ -162,12 +162,20 @@ impl Engine {
         // object is then a clean miss instead of a truncated response.
         // Only when a body will be sent: a 304, 412 or 416 needs no chunk (and for an object
         // stored in part must not make the edge fetch one).
-        let plan = self.planned_range(ctx, &rep);
-        let sends_body = !ctx.is_head()
-            && plan != Some(RangeOutcome::Unsatisfiable)
-            && evaluate_preconditions(&ctx.method, &ctx.headers, rep.status, rep.headers)
-                == Precondition::Proceed;
-        let first = if meta.inline.is_none() && meta.size > 0 && sends_body {
+        // Worked out here only for a body in chunks (an inline body needs no read, and the
+        // hot path of small hits does not evaluate the request's conditionals twice).
+        let chunked = meta.inline.is_none() && meta.size > 0;
+        let (plan, sends_body) = if chunked || meta.present.is_some() {
+            let plan = self.planned_range(ctx, &rep);
+            let sends_body = !ctx.is_head()
+                && plan != Some(RangeOutcome::Unsatisfiable)
+                && evaluate_preconditions(&ctx.method, &ctx.headers, rep.status, rep.headers)
+                    == Precondition::Proceed;
+            (plan, sends_body)
+        } else {
+            (None, false)
+        };
+        let first = if chunked && sends_body {
             let start = match &plan {
                 Some(RangeOutcome::Partial { start, .. }) => *start,
                 Some(RangeOutcome::Multi(ranges)) => ranges.first().map_or(0, |r| r.0),

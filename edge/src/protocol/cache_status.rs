@@ -164,6 +164,11 @@ pub fn append_cache_status_lines<'h>(
     existing: impl IntoIterator<Item = &'h HeaderValue>,
     ours: &CacheStatus<'_>,
 ) -> HeaderValue {
+    let mut existing = existing.into_iter().peekable();
+    if existing.peek().is_none() {
+        // The usual case: ours is the only member.
+        return value_from(ours.to_member().into_bytes());
+    }
     let mut out = Vec::new();
     for line in existing {
         let line = trim_ows(line.as_bytes());
