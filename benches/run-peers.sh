@@ -41,6 +41,8 @@ RETRIES=""       # runs disturbed by other processes are measured again this man
 DISCARDED=0
 KEEP=0
 MISS=0
+TIERCEL_MEMORY=512MiB
+TIERCEL_DISK=""  # size of a disk tier for Tiercel (in the run directory); empty: memory only
 ARGS="$*"
 
 usage() {
@@ -66,6 +68,9 @@ Options:
   --quiet-max PCT       busy percent that counts as idle (default $QUIET_MAX); a run during
                         which other processes used more is measured again
   --retries N           how many times such a run is measured again (default 2; --quick: 0)
+  --tiercel-memory SIZE Tiercel's memory tier (default 512MiB)
+  --tiercel-disk SIZE   give Tiercel a disk tier of SIZE in the run directory; with a small
+                        --tiercel-memory, hits come from disk as nginx's do (default: none)
   --no-build            use the binaries already in target/release
   --out FILE            markdown output (default benches/results/<date>.md; --quick: none)
   --keep                keep the run directory (logs, rendered configs)
@@ -93,6 +98,8 @@ while [[ $# -gt 0 ]]; do
         --quiet-wait) QUIET_WAIT="$2"; shift ;;
         --quiet-max) QUIET_MAX="$2"; shift ;;
         --retries) RETRIES="$2"; shift ;;
+        --tiercel-memory) TIERCEL_MEMORY="$2"; shift ;;
+        --tiercel-disk) TIERCEL_DISK="$2"; shift ;;
         --no-build) BUILD=0 ;;
         --out) OUT="$2"; shift ;;
         --keep) KEEP=1 ;;
@@ -310,7 +317,8 @@ ORIGIN="127.0.0.1:$ORIGIN_PORT"
 
 start_tiercel() {
     start_bg tiercel "${BOOST[@]}" env RUST_LOG=warn taskset -c "$SERVER_CPU" "${NICE[@]}" "$BIN/tiercel-edge" \
-        --listen "127.0.0.1:${H1_PORT[tiercel]}" --origin "http://$ORIGIN" --memory-cache 512MiB
+        --listen "127.0.0.1:${H1_PORT[tiercel]}" --origin "http://$ORIGIN" --memory-cache "$TIERCEL_MEMORY" \
+        ${TIERCEL_DISK:+--disk-cache "$RUN/tiercel-disk" --disk-cache-size "$TIERCEL_DISK"}
 }
 
 start_nginx() {
