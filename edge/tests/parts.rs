@@ -713,3 +713,27 @@ async fn a_large_private_object_costs_one_wasted_slice_then_passes_whole() {
     );
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seek_with_authorization_goes_upstream_as_it_came() {
+    let e = Edge::start(&[]).await;
+    let pq = media("/p/auth", "");
+    let full = expected_body(&pq, SIZE as usize);
+    let r = e
+        .get_with(
+            &pq,
+            &[
+                ("range", "bytes=3000000-3000099"),
+                ("authorization", "Bearer viewer-7"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, slice(&full, 3_000_000, 3_000_099));
+    // One request, the client's own range: no aligned part first.
+    assert_eq!(
+        ranges_asked(&e.origin, "/p/auth"),
+        ["bytes=3000000-3000099"]
+    );
+    e.shutdown().await;
+}

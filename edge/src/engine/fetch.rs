@@ -623,24 +623,15 @@ impl Engine {
             });
         }
         let finished = fill.seal(&result, &head, self.cfg.inline_max);
+        let chunk_size = u32::try_from(self.cfg.chunk_size).unwrap_or(u32::MAX);
         let object = |size: u64, inline: Option<Bytes>, present: Option<ChunkSet>| ObjectMeta {
-            key: job.key,
-            variant,
-            vary: vary.clone(),
-            head_epoch,
-            status: head.status,
-            headers: head.headers.clone(),
-            age: head.age,
-            policy: head.policy.clone(),
             url: job.url.clone(),
             host: job.host.clone(),
             tags: tags.clone(),
             purge_index: job.purge_index,
-            size,
-            chunk_size: u32::try_from(self.cfg.chunk_size).unwrap_or(u32::MAX),
-            generation: head.generation,
             inline,
             present,
+            ..head.object_meta(size, chunk_size)
         };
         let not_stored = matches!(finished, FinishedBody::Failed) || oversized.is_some();
         if not_stored {

@@ -60,6 +60,32 @@ pub struct FillHead {
     pub withheld: HeaderMap,
 }
 
+impl FillHead {
+    /// The metadata of the object this fill stores, `size` bytes in chunks of `chunk_size`:
+    /// what the fill knows of it (the URL, host, tags and purge index are the caller's to add).
+    pub(super) fn object_meta(&self, size: u64, chunk_size: u32) -> ObjectMeta {
+        ObjectMeta {
+            key: self.key,
+            variant: self.variant,
+            vary: self.vary.clone(),
+            head_epoch: self.head_epoch,
+            status: self.status,
+            headers: self.headers.clone(),
+            age: self.age,
+            policy: self.policy.clone(),
+            url: String::new(),
+            host: String::new(),
+            tags: Vec::new(),
+            purge_index: 0,
+            size,
+            chunk_size,
+            generation: self.generation,
+            inline: None,
+            present: None,
+        }
+    }
+}
+
 /// What became of the fetch, as seen by a waiting client.
 #[derive(Debug, Clone)]
 pub enum Outcome {

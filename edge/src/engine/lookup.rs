@@ -145,8 +145,11 @@ impl Engine {
                 return self.pass_range(ctx).await;
             }
             if ctx.method == Method::GET && ctx.headers.contains_key(RANGE) {
-                if alone {
-                    // Not stored: the client's own range goes upstream, not a whole object.
+                // Not stored: the client's own range goes upstream, not a whole object. An
+                // answer to a request with Authorization is stored only if it says so (RFC
+                // 9111 §3.5), which shared media seldom does: its range goes upstream as it
+                // came, one request, instead of an aligned part first.
+                if alone || ctx.headers.contains_key(http::header::AUTHORIZATION) {
                     return self.pass_range(ctx).await;
                 }
                 let first = single_range_start(&ctx.headers);

@@ -227,24 +227,9 @@ impl Engine {
     pub(super) fn behind(self: &Arc<Self>, ctx: &RequestCtx, head: &FillHead) -> Option<Behind> {
         let size = head.length?;
         let meta = ObjectMeta {
-            key: head.key,
-            variant: head.variant,
-            vary: head.vary.clone(),
-            head_epoch: head.head_epoch,
-            status: head.status,
-            headers: head.headers.clone(),
-            age: head.age,
-            policy: head.policy.clone(),
-            url: String::new(),
-            host: String::new(),
-            tags: Vec::new(),
-            purge_index: 0,
-            size,
-            chunk_size: u32::try_from(self.cfg.chunk_size).ok()?,
-            generation: head.generation,
-            inline: None,
             // Never stored: its chunk set only keeps `mark_present` away from the real one.
             present: Some(ChunkSet::new(0)),
+            ..head.object_meta(size, u32::try_from(self.cfg.chunk_size).ok()?)
         };
         fills_by_parts(&meta).then(|| Behind {
             job: self.part_job(ctx).patient(),
