@@ -249,8 +249,12 @@ impl Engine {
         }
         //= https://www.rfc-editor.org/rfc/rfc9112#section-3.2.3
         //# The authority-form of request-target is only used for CONNECT requests
-        // (`GET victim.example:80`): never read as `/` of that host.
-        if parts.uri.scheme().is_none() && parts.uri.authority().is_some() {
+        // (`GET victim.example:80`): never read as `/` of that host. CONNECT itself is
+        // refused below with 405.
+        if parts.method != Method::CONNECT
+            && parts.uri.scheme().is_none()
+            && parts.uri.authority().is_some()
+        {
             return self.plain_error(
                 StatusCode::BAD_REQUEST,
                 "bad request: invalid target\n",
