@@ -75,6 +75,18 @@ impl Edge {
         name: &str,
         state: Option<&std::path::Path>,
     ) -> Result<Edge> {
+        Edge::start_tweaked(cluster, role, upstream, name, state, |_| {}).await
+    }
+
+    /// Like [`Edge::start_as`], with a last word on the loaded configuration.
+    async fn start_tweaked(
+        cluster: &Cluster,
+        role: Role,
+        upstream: &[&str],
+        name: &str,
+        state: Option<&std::path::Path>,
+        tweak: impl FnOnce(&mut NodeConfig),
+    ) -> Result<Edge> {
         let servers: Vec<String> = (0..cluster.nodes.len()).map(|i| cluster.url(i)).collect();
         let mut argv = vec![
             "tiercel-node".to_string(),
@@ -95,7 +107,8 @@ impl Edge {
             argv.push(dir.display().to_string());
         }
         let args = Args::try_parse_from(argv)?;
-        let cfg = NodeConfig::load(role, &args.node, std::iter::empty())?;
+        let mut cfg = NodeConfig::load(role, &args.node, std::iter::empty())?;
+        tweak(&mut cfg);
         let node = node::start(role, &cfg).await?;
         let e = Edge { node };
         e.wait_following().await?;
@@ -434,5 +447,90 @@ async fn tiercelctl_wait_returns_once_every_edge_applied_and_state_survives_rest
     e1.applied(p.index).await?;
     e1.node.shutdown().await;
     e2.node.shutdown().await;
+    Ok(())
+}
+
+/// A purge log the edge has not heard from lately says nothing about any object: a partly
+/// stored one is neither served unchecked nor dropped; the client's request is forwarded as
+/// it came, and the object stays for when the log is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_purge_log_lags_a_partly_stored_object_is_forwarded_not_dropped() -> Result<()> {
+    tiercel_cluster::telemetry::init("warn");
+    let mut c = Cluster::builder().start().await?;
+    let o = Origin::start("127.0.0.1:0".parse()?).await?;
+    let e = Edge::start_tweaked(
+        &c,
+        Role::Edge,
+        &["--origin", &o.url()],
+        "edge-lag",
+        None,
+        |cfg| cfg.cache.max_purge_lag = Duration::from_millis(1500),
+    )
+    .await?;
+    let pq = "/lag/film?size=16777216&ranges=1&etag=v1&cc=max-age%3D600";
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let addr = e.node.listen.context("listening")?;
+    let seek = |r: &'static str| {
+        let client = client.clone();
+        async move {
+            let req = Request::get(format!("http://{addr}{pq}"))
+                .header("host", "cdn-a.example")
+                .header("range", r)
+                .body(Full::<Bytes>::default())?;
+            let resp = tokio::time::timeout(T, client.request(req)).await??;
+            let status = resp.status().as_u16();
+            let cache_status = resp
+                .headers()
+                .get("cache-status")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body = tokio::time::timeout(T, resp.into_body().collect())
+                .await??
+                .to_bytes();
+            anyhow::Ok((status, cache_status, body))
+        }
+    };
+    let ranges_asked = || -> Vec<String> {
+        o.requests()
+            .iter()
+            .filter(|r| r.uri.path() == "/lag/film")
+            .map(|r| {
+                r.headers
+                    .get("range")
+                    .map_or("-", |v| v.to_str().unwrap_or("?"))
+                    .to_string()
+            })
+            .collect()
+    };
+    // A cold seek stores the chunk it lands in; the same bytes again are a hit.
+    let (status, _, body) = seek("bytes=100-199").await?;
+    assert_eq!((status, body.len()), (206, 100));
+    let (_, cs, _) = seek("bytes=100-199").await?;
+    assert!(cs.contains("hit"), "{cs}");
+    assert_eq!(ranges_asked(), ["bytes=0-1048575"]);
+
+    // The purge-service goes silent: past `cache.max_purge_lag` the edge lags.
+    for i in 0..c.nodes.len() {
+        c.kill(i);
+    }
+    let state = e.node.purge_state.clone().context("follower running")?;
+    let deadline = tokio::time::Instant::now() + T;
+    while !state.lagging() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never lagged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The client's own range goes upstream (not a refill of the object's chunk), twice: the
+    // object was not dropped and refilled by the first.
+    for _ in 0..2 {
+        let (status, cs, body) = seek("bytes=100-199").await?;
+        assert_eq!((status, body.len()), (206, 100), "{cs}");
+        assert!(!cs.contains("hit"), "{cs}");
+    }
+    assert_eq!(
+        ranges_asked(),
+        ["bytes=0-1048575", "bytes=100-199", "bytes=100-199"]
+    );
+    e.node.shutdown().await;
     Ok(())
 }
