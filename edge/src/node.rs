@@ -44,6 +44,9 @@ pub enum NodeError {
     /// TLS set-up failed.
     #[error(transparent)]
     Tls(#[from] server::TlsError),
+    /// The HTTP/3 endpoint could not be set up.
+    #[error(transparent)]
+    Quic(#[from] server::QuicError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -69,6 +72,8 @@ pub struct RunningNode {
     pub listen: Option<SocketAddr>,
     /// Where TLS (h1/h2) is served.
     pub tls_listen: Option<SocketAddr>,
+    /// Where HTTP/3 is served (UDP, the TLS listener's port).
+    pub quic_listen: Option<SocketAddr>,
     /// Where the admin endpoints are served.
     pub admin_listen: Option<SocketAddr>,
     /// The engine (for tests and admin).
@@ -90,6 +95,7 @@ impl std::fmt::Debug for RunningNode {
         f.debug_struct("RunningNode")
             .field("listen", &self.listen)
             .field("tls_listen", &self.tls_listen)
+            .field("quic_listen", &self.quic_listen)
             .field("admin_listen", &self.admin_listen)
             .finish()
     }
@@ -116,6 +122,24 @@ impl RunningNode {
     /// A token that stops the node when cancelled (e.g. on SIGTERM).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+}
+
+/// The HTTP/3 endpoint's settings, from `[quic]` and the client timeouts.
+fn quic_options(cfg: &NodeConfig) -> server::QuicOptions {
+    let q = &cfg.quic;
+    server::QuicOptions {
+        handshake_timeout: cfg.timeouts.client_header,
+        idle_timeout: cfg.timeouts.client_idle,
+        max_concurrent_streams: q.max_concurrent_streams,
+        stream_receive_window: q.stream_receive_window.as_u64(),
+        receive_window: q.receive_window.as_u64(),
+        // Validated with the configuration.
+        congestion: server::Congestion::from_name(&q.congestion)
+            .unwrap_or(server::Congestion::Cubic),
+        max_udp_payload: q.max_udp_payload,
+        max_request_head: cfg.limits.max_request_head.as_usize(),
+        shutdown_grace: cfg.timeouts.shutdown_grace,
     }
 }
 
@@ -308,6 +332,7 @@ pub async fn start_with_purges(
                 .collect(),
         ),
         shutdown_grace: cfg.timeouts.shutdown_grace,
+        alt_svc: None,
     };
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -351,6 +376,7 @@ pub async fn start_with_purges(
         ));
     }
     let mut tls_listen = None;
+    let mut quic_listen = None;
     let mut certificate = None;
     if let Some(addr) = cfg.tls_listen {
         let names = vec![
@@ -360,14 +386,35 @@ pub async fn start_with_purges(
         ];
         let (certs, key) = server::certified_key(cfg.cert.as_deref(), cfg.key.as_deref(), &names)?;
         certificate = certs.first().map(|c| c.to_vec());
-        let tls = server::server_config(certs, key, &server::TCP_ALPN)?;
+        let tls = server::server_config(certs.clone(), key.clone_key(), &server::TCP_ALPN)?;
         let l = bind(addr).await?;
         tls_listen = l.local_addr().ok();
+        // HTTP/3 on the same port over UDP (the port the TCP listener got, when it was 0).
+        let mut tls_opts = opts.clone();
+        if cfg.quic.enabled
+            && let Some(tcp) = tls_listen
+        {
+            let quic_opts = quic_options(cfg);
+            let endpoint = server::quic_endpoint(tcp, certs, key, &quic_opts)?;
+            quic_listen = endpoint.local_addr().ok();
+            let max_age = cfg.quic.alt_svc_max_age.as_secs();
+            if max_age > 0 {
+                tls_opts.alt_svc =
+                    http::HeaderValue::try_from(format!("h3=\":{}\"; ma={max_age}", tcp.port()))
+                        .ok();
+            }
+            tasks.spawn(server::serve_h3(
+                endpoint,
+                engine.clone(),
+                quic_opts,
+                shutdown.clone(),
+            ));
+        }
         tasks.spawn(server::serve(
             l,
             Some(TlsAcceptor::from(tls)),
             engine.clone(),
-            opts.clone(),
+            tls_opts,
             limiter.clone(),
             conns.clone(),
             shutdown.clone(),
@@ -391,6 +438,7 @@ pub async fn start_with_purges(
     Ok(RunningNode {
         listen,
         tls_listen,
+        quic_listen,
         admin_listen,
         engine,
         certificate,

@@ -41,7 +41,7 @@ mod validate;
 pub use args::NodeArgs;
 pub use error::{ConfigError, Source};
 pub use load::{ENV_CONFIG, ENV_PREFIX, env_name};
-pub use schema::{CacheSettings, Limits, NodeConfig, Role, Timeouts, defaults};
+pub use schema::{CacheSettings, Limits, NodeConfig, QuicSettings, Role, Timeouts, defaults};
 pub use units::ByteSize;
 pub use validate::origin_address;
 

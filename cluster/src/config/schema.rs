@@ -227,6 +227,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Caching behaviour.
     pub cache: CacheSettings,
+    /// HTTP/3 on the TLS listener's port (UDP).
+    pub quic: QuicSettings,
     /// Services (`[[services]]`, DESIGN.md §8): kept as TOML tables here; the service schema
     /// is parsed and validated by its owner, the engine's routing table. File only.
     pub services: Vec<toml::Table>,
@@ -316,6 +318,48 @@ impl Default for Limits {
             max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
             max_fills: defaults::MAX_FILLS,
             max_fills_per_connection: defaults::MAX_FILLS_PER_CONNECTION,
+        }
+    }
+}
+
+/// HTTP/3 (QUIC) on the TLS listener's port, over UDP: the same certificates, the same
+/// handler as HTTP/1.1 and HTTP/2.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicSettings {
+    /// Serve HTTP/3 when `tls_listen` is set.
+    pub enabled: bool,
+    /// `Alt-Svc: h3=":PORT"; ma=…` on HTTP/1.1 and HTTP/2 responses over TLS, so clients
+    /// find HTTP/3; `0s`: none sent.
+    #[serde(with = "duration")]
+    pub alt_svc_max_age: Duration,
+    /// Request streams one client connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Flow-control window of one request stream (what a client may send ahead).
+    pub stream_receive_window: ByteSize,
+    /// Flow-control window of a whole connection.
+    pub receive_window: ByteSize,
+    /// Congestion controller: `cubic`, `new_reno` or `bbr`.
+    pub congestion: String,
+    /// Largest UDP payload this node accepts (1200..=65527); path MTU discovery finds what
+    /// a path carries.
+    pub max_udp_payload: u16,
+    /// 0-RTT (early data). Off, and refused when set: replay protection (425 Too Early for
+    /// unsafe methods, RFC 8470) is not in place yet.
+    pub early_data: bool,
+}
+
+impl Default for QuicSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            alt_svc_max_age: Duration::from_secs(86_400),
+            max_concurrent_streams: 256,
+            stream_receive_window: ByteSize::mib(1),
+            receive_window: ByteSize::mib(8),
+            congestion: "cubic".to_owned(),
+            max_udp_payload: 1472,
+            early_data: false,
         }
     }
 }
@@ -430,6 +474,7 @@ impl NodeConfig {
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             cache: CacheSettings::default(),
+            quic: QuicSettings::default(),
             services: Vec::new(),
         }
     }

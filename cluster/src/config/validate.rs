@@ -140,6 +140,47 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
         ));
     }
 
+    let quic = &cfg.quic;
+    if !matches!(quic.congestion.as_str(), "cubic" | "new_reno" | "bbr") {
+        return Err(fail(
+            "quic.congestion",
+            format!("must be cubic, new_reno or bbr, got {:?}", quic.congestion),
+        ));
+    }
+    if !(1200..=65527).contains(&quic.max_udp_payload) {
+        return Err(fail(
+            "quic.max_udp_payload",
+            format!(
+                "must be between 1200 and 65527, got {}",
+                quic.max_udp_payload
+            ),
+        ));
+    }
+    if quic.max_concurrent_streams == 0 {
+        return Err(fail(
+            "quic.max_concurrent_streams",
+            "must be at least 1".to_owned(),
+        ));
+    }
+    for (key, size) in [
+        ("quic.stream_receive_window", quic.stream_receive_window),
+        ("quic.receive_window", quic.receive_window),
+    ] {
+        if size < ByteSize::kib(16) || size > ByteSize::gib(1) {
+            return Err(fail(
+                key,
+                format!("must be between 16KiB and 1GiB, got {size}"),
+            ));
+        }
+    }
+    if quic.early_data {
+        return Err(fail(
+            "quic.early_data",
+            "0-RTT is not supported yet (replayed requests would not be refused); leave it off"
+                .to_owned(),
+        ));
+    }
+
     let chunk = cfg.cache.chunk_size;
     if chunk < defaults::MIN_CHUNK_SIZE || chunk > defaults::MAX_CHUNK_SIZE {
         return Err(fail(

@@ -37,6 +37,9 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Peers whose `X-Forwarded-Proto` is believed (`trusted_forwarders`).
     pub trusted_forwarders: Arc<Vec<Cidr>>,
+    /// `Alt-Svc` added to every response of this listener (the TLS one, when HTTP/3 is
+    /// served on its port: RFC 7838).
+    pub alt_svc: Option<http::HeaderValue>,
 }
 
 impl Default for ServerOptions {
@@ -50,6 +53,7 @@ impl Default for ServerOptions {
             max_connections_per_ip: 0,
             shutdown_grace: Duration::from_secs(10),
             trusted_forwarders: Arc::new(Vec::new()),
+            alt_svc: None,
         }
     }
 }
@@ -99,8 +103,10 @@ pub async fn serve(
         shutdown_grace: opts.shutdown_grace,
     };
     let trusted = opts.trusted_forwarders.clone();
+    let alt_svc = opts.alt_svc.clone();
     let handler = move |peer: std::net::SocketAddr| {
         let engine = engine.clone();
+        let alt_svc = alt_svc.clone();
         let believed = trusted.iter().any(|range| range.contains(peer.ip()));
         let fills = if believed {
             engine.forwarder_fill_slots()
@@ -109,6 +115,7 @@ pub async fn serve(
         };
         move |req: http::Request<hyper::body::Incoming>| {
             let engine = engine.clone();
+            let alt_svc = alt_svc.clone();
             // A trusted forwarder (a shield's edge) says which scheme the client used, so http
             // and https objects keep apart across tiers.
             let scheme = if believed {
@@ -121,7 +128,13 @@ pub async fn serve(
                 scheme,
                 fills: fills.clone(),
             };
-            async move { engine.handle(req, conn).await }
+            async move {
+                let mut resp = engine.handle(req, conn).await;
+                if let Some(v) = alt_svc {
+                    resp.headers_mut().insert(http::header::ALT_SVC, v);
+                }
+                resp
+            }
         }
     };
     conn::serve(

@@ -218,6 +218,22 @@ fn validation_rules() {
             "config error: cache.chunk_size: must be between 64KiB and 16MiB, got 17MiB",
         ),
         (
+            |c| c.quic.congestion = "vegas".into(),
+            "config error: quic.congestion: must be cubic, new_reno or bbr, got \"vegas\"",
+        ),
+        (
+            |c| c.quic.max_udp_payload = 1000,
+            "config error: quic.max_udp_payload: must be between 1200 and 65527, got 1000",
+        ),
+        (
+            |c| c.quic.stream_receive_window = ByteSize::kib(8),
+            "config error: quic.stream_receive_window: must be between 16KiB and 1GiB, got 8KiB",
+        ),
+        (
+            |c| c.quic.early_data = true,
+            "config error: quic.early_data: 0-RTT is not supported yet (replayed requests would not be refused); leave it off",
+        ),
+        (
             |c| c.memory_cache = ByteSize::kib(512),
             "config error: memory_cache: must be at least cache.chunk_size (1MiB), got 512KiB",
         ),

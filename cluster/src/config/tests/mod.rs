@@ -390,6 +390,16 @@ fn everything_set() -> NodeConfig {
             max_vary_fields: 4,
             max_variants: 20,
         },
+        quic: QuicSettings {
+            enabled: false,
+            alt_svc_max_age: Duration::from_secs(3600),
+            max_concurrent_streams: 100,
+            stream_receive_window: ByteSize::kib(512),
+            receive_window: ByteSize::mib(4),
+            congestion: "bbr".to_owned(),
+            max_udp_payload: 1350,
+            early_data: false,
+        },
         services: vec![service],
     }
 }

@@ -1,0 +1,329 @@
+//! HTTP/3 on the TLS listener's port, over UDP (quinn + h3): every request stream goes
+//! through `Engine::handle`, exactly as HTTP/1.1 and HTTP/2 requests do, so cache semantics,
+//! ranges, streaming, coalescing and Cache-Status are one and the same for all three.
+//!
+//! ```text
+//! UDP ─▶ quinn Endpoint ─▶ Incoming ─(handshake within client_header)─▶ h3 Connection
+//!          each request stream ─▶ http::Request<H3Body> ─▶ Engine::handle ─▶ Response<Body>
+//!          response head ─▶ send_response, body frames ─▶ send_data, then finish
+//! ```
+//!
+//! On shutdown each connection sends GOAWAY (h3) and its requests in flight finish within
+//! `timeouts.shutdown_grace`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, Request, Response};
+use http_body_util::BodyExt;
+use tiercel_cluster::urlnorm::Scheme;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::engine::{ConnInfo, Engine};
+use crate::upstream::BoxError;
+
+/// Why the HTTP/3 endpoint could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    /// rustls refused the certificate, key or protocol set.
+    #[error("QUIC TLS configuration: {0}")]
+    Tls(String),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Congestion controllers a node may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Congestion {
+    /// CUBIC (RFC 9438), the default.
+    Cubic,
+    /// NewReno (RFC 6582).
+    NewReno,
+    /// BBR (v1, as quinn implements it).
+    Bbr,
+}
+
+impl Congestion {
+    /// From `quic.congestion` (validated with the configuration).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "cubic" => Some(Congestion::Cubic),
+            "new_reno" => Some(Congestion::NewReno),
+            "bbr" => Some(Congestion::Bbr),
+            _ => None,
+        }
+    }
+}
+
+/// How the HTTP/3 endpoint serves.
+#[derive(Debug, Clone)]
+pub struct QuicOptions {
+    /// The QUIC handshake must complete within this (the same deadline as a TLS handshake
+    /// and first head on TCP).
+    pub handshake_timeout: Duration,
+    /// A connection with nothing sent or received for this long is closed.
+    pub idle_timeout: Duration,
+    /// Request streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Flow-control window of one stream.
+    pub stream_receive_window: u64,
+    /// Flow-control window of a connection.
+    pub receive_window: u64,
+    /// The congestion controller.
+    pub congestion: Congestion,
+    /// Largest UDP payload accepted.
+    pub max_udp_payload: u16,
+    /// Largest request field section (QPACK-decoded); larger requests are refused.
+    pub max_request_head: usize,
+    /// How long requests in flight may finish after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+/// ALPN of HTTP/3.
+pub const H3_ALPN: &[u8] = b"h3";
+
+/// Binds the UDP endpoint for `addr` with `tls` (its certificate; ALPN and TLS 1.3 are set
+/// here, as QUIC requires).
+pub fn endpoint(
+    addr: SocketAddr,
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    opts: &QuicOptions,
+) -> Result<quinn::Endpoint, QuicError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| QuicError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| QuicError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![H3_ALPN.to_vec()];
+    // No 0-RTT: `quic.early_data` is refused until replays can be refused (RFC 8470).
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| QuicError::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(transport(opts)));
+    quinn::Endpoint::server(server, addr).map_err(|source| QuicError::Bind { addr, source })
+}
+
+fn transport(opts: &QuicOptions) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(opts.max_concurrent_streams));
+    // Control, QPACK encoder and decoder streams of the client, plus a little room.
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
+    let window = |n: u64| quinn::VarInt::from_u64(n).unwrap_or(quinn::VarInt::MAX);
+    t.stream_receive_window(window(opts.stream_receive_window));
+    t.receive_window(window(opts.receive_window));
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(opts.idle_timeout).ok());
+    t.initial_mtu(1200);
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(opts.max_udp_payload);
+    t.mtu_discovery_config(Some(mtu));
+    match opts.congestion {
+        Congestion::Cubic => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()))
+        }
+        Congestion::NewReno => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()))
+        }
+        Congestion::Bbr => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
+        }
+    };
+    t
+}
+
+/// Serves HTTP/3 on `endpoint` until `shutdown` is cancelled, then sends GOAWAY on every
+/// connection and lets requests in flight finish for the grace period.
+pub async fn serve_h3(
+    endpoint: quinn::Endpoint,
+    engine: Arc<Engine>,
+    opts: QuicOptions,
+    shutdown: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    loop {
+        let incoming = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            incoming = endpoint.accept() => match incoming {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        connections.spawn(connection(
+            incoming,
+            engine.clone(),
+            opts.clone(),
+            shutdown.clone(),
+        ));
+    }
+    connections.close();
+    // Each connection bounds its own wait by the grace period; this one is a backstop.
+    let _ = tokio::time::timeout(opts.shutdown_grace * 2, connections.wait()).await;
+    endpoint.close(quinn::VarInt::from_u32(0x100), b"shutting down");
+}
+
+async fn connection(
+    incoming: quinn::Incoming,
+    engine: Arc<Engine>,
+    opts: QuicOptions,
+    shutdown: CancellationToken,
+) {
+    let conn = match tokio::time::timeout(opts.handshake_timeout, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "QUIC handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("QUIC handshake timed out");
+            return;
+        }
+    };
+    let peer = conn.remote_address();
+    let quic = conn.clone();
+    let fills = engine.connection_fill_slots();
+    let mut h3 = match h3::server::builder()
+        .max_field_section_size(u64::try_from(opts.max_request_head).unwrap_or(u64::MAX))
+        .build::<_, Bytes>(h3_quinn::Connection::new(conn))
+        .await
+    {
+        Ok(h3) => h3,
+        Err(e) => {
+            tracing::debug!(error = %e, %peer, "HTTP/3 connection setup failed");
+            return;
+        }
+    };
+    let requests = TaskTracker::new();
+    let mut draining = false;
+    loop {
+        let resolver = tokio::select! {
+            _ = shutdown.cancelled() => {
+                draining = true;
+                // GOAWAY naming the stream after the last one accepted (RFC 9114 §5.2): no
+                // new requests, and those already accepted finish.
+                let _ = h3.shutdown(1).await;
+                break;
+            }
+            accepted = h3.accept() => match accepted {
+                Ok(Some(resolver)) => resolver,
+                Ok(None) => break,
+                Err(e) => {
+                    if !e.is_h3_no_error() {
+                        tracing::debug!(error = %e, %peer, "HTTP/3 connection ended");
+                    }
+                    break;
+                }
+            },
+        };
+        let conn = ConnInfo {
+            peer,
+            scheme: Scheme::Https,
+            fills: fills.clone(),
+        };
+        requests.spawn(request(resolver, engine.clone(), conn));
+    }
+    let deadline = tokio::time::Instant::now() + opts.shutdown_grace;
+    requests.close();
+    let _ = tokio::time::timeout_at(deadline, requests.wait()).await;
+    if draining {
+        // Dropping the connection closes it at once, and a close discards stream data still
+        // in flight: the last responses would never arrive. The client closes once it has
+        // them (it got GOAWAY); a client that does not is given DRAIN, within the grace.
+        let drain = (tokio::time::Instant::now() + DRAIN).min(deadline);
+        let _ = tokio::time::timeout_at(drain, quic.closed()).await;
+    }
+}
+
+/// After GOAWAY and the last response, how long a connection waits for its client to close.
+const DRAIN: Duration = Duration::from_secs(2);
+
+type Resolver = h3::server::RequestResolver<h3_quinn::Connection, Bytes>;
+
+async fn request(resolver: Resolver, engine: Arc<Engine>, conn: ConnInfo) {
+    let (req, stream) = match resolver.resolve_request().await {
+        Ok(r) => r,
+        Err(e) => {
+            // A malformed request: h3 has reset the stream (or closed the connection) with
+            // the error code RFC 9114 names.
+            tracing::debug!(error = %e, peer = %conn.peer, "HTTP/3 request refused");
+            return;
+        }
+    };
+    let (mut send, recv) = stream.split();
+    let (parts, ()) = req.into_parts();
+    let req = Request::from_parts(parts, request_body(recv));
+    let resp = engine.handle(req, conn).await;
+    let (mut head, body) = resp.into_parts();
+    strip_connection_fields(&mut head.headers);
+    if let Err(e) = send.send_response(Response::from_parts(head, ())).await {
+        tracing::debug!(error = %e, "HTTP/3 response head not sent");
+        return;
+    }
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                    && send.send_data(data).await.is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                // The body failed mid-way (an upstream cut): the client must not take a
+                // truncated body for a whole one.
+                tracing::debug!(error = %e, "HTTP/3 response body failed");
+                send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
+                return;
+            }
+        }
+    }
+    let _ = send.finish().await;
+}
+
+/// A request stream's DATA frames as an `http_body::Body`.
+fn request_body(
+    recv: h3::server::RequestStream<h3_quinn::RecvStream, Bytes>,
+) -> http_body_util::StreamBody<
+    impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, BoxError>> + Send + 'static,
+> {
+    let frames = futures_util::stream::unfold(Some(recv), |recv| async move {
+        let mut recv = recv?;
+        match recv.recv_data().await {
+            Ok(Some(mut buf)) => {
+                let data = buf.copy_to_bytes(buf.remaining());
+                Some((Ok(http_body::Frame::data(data)), Some(recv)))
+            }
+            Ok(None) => None,
+            Err(e) => Some((Err(BoxError::from(e.to_string())), None)),
+        }
+    });
+    http_body_util::StreamBody::new(frames)
+}
+
+/// Connection-specific fields are not allowed in HTTP/3 (RFC 9114 §4.2).
+fn strip_connection_fields(h: &mut HeaderMap) {
+    for name in [
+        http::header::CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        http::header::TE,
+    ] {
+        h.remove(name);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}

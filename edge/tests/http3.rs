@@ -1,0 +1,269 @@
+//! HTTP/3 against the real edge: a quinn + h3 client over real QUIC on loopback, trusting the
+//! edge's self-signed certificate. The same handler as h1 and h2: hits, HEAD, ranges, a large
+//! streamed body byte for byte, many streams on one connection, one origin fetch for a cold
+//! object asked for over h1, h2 and h3 at once, Alt-Svc on TCP, and a graceful shutdown.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, Response};
+use http_body_util::Full;
+use support::*;
+use tiercel_testbed::origin::expected_body;
+
+type H3Send = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+
+/// An HTTP/3 connection to the edge, its driver polled in its own task.
+async fn h3_connect(e: &Edge) -> (H3Send, quinn::Endpoint) {
+    let cert = e.node.certificate.clone().expect("a TLS listener");
+    let tls = tls_config(&cert, &[b"h3"]);
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("TLS 1.3");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let addr = e.node.quic_listen.expect("HTTP/3 on the TLS port");
+    let conn = tokio::time::timeout(WAIT, endpoint.connect(addr, "localhost").unwrap())
+        .await
+        .expect("handshake in time")
+        .expect("QUIC handshake");
+    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
+        .await
+        .expect("h3 connection");
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    (send, endpoint)
+}
+
+/// One request over HTTP/3: the response head and the whole body.
+async fn h3_request(send: &mut H3Send, req: Request<()>) -> (Response<()>, Bytes) {
+    tokio::time::timeout(WAIT, async {
+        let mut stream = send.send_request(req).await.expect("request sent");
+        stream.finish().await.expect("request finished");
+        let resp = stream.recv_response().await.expect("response head");
+        let mut body = BytesMut::new();
+        while let Some(mut chunk) = stream.recv_data().await.expect("body data") {
+            body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+        }
+        (resp, body.freeze())
+    })
+    .await
+    .expect("answered in time")
+}
+
+fn get(e: &Edge, pq: &str, headers: &[(&str, &str)]) -> Request<()> {
+    let port = e.node.tls_listen.unwrap().port();
+    let mut b = Request::get(format!("https://localhost:{port}{pq}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap()
+}
+
+fn cache_status(resp: &Response<()>) -> String {
+    resp.headers()
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_head_and_ranges_are_served_from_one_cache() {
+    let e = Edge::start(&[]).await;
+    let (mut h3, _ep) = h3_connect(&e).await;
+    let pq = "/h3/a?size=5000&cc=max-age%3D60";
+    let full = expected_body(pq, 5000);
+
+    let (resp, body) = h3_request(&mut h3, get(&e, pq, &[])).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_3);
+    assert_eq!(body, full);
+    assert!(
+        cache_status(&resp).contains("stored"),
+        "{}",
+        cache_status(&resp)
+    );
+
+    // The same object over HTTP/1.1 on the TLS port (the same https key): a hit on what
+    // HTTP/3 stored.
+    let cert = e.node.certificate.clone().unwrap();
+    let port = e.node.tls_listen.unwrap().port();
+    let r = send(
+        &tls_client(&cert, false),
+        Request::get(format!("https://localhost:{port}{pq}"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    assert_eq!(e.origin.hits(pq), 1);
+
+    let (resp, body) = h3_request(&mut h3, get(&e, pq, &[])).await;
+    assert!(
+        cache_status(&resp).contains("hit"),
+        "{}",
+        cache_status(&resp)
+    );
+    assert_eq!(body, full);
+
+    let head = Request::head(format!("https://localhost:{port}{pq}"))
+        .body(())
+        .unwrap();
+    let (resp, body) = h3_request(&mut h3, head).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], "5000");
+    assert!(body.is_empty());
+
+    let (resp, body) = h3_request(&mut h3, get(&e, pq, &[("range", "bytes=100-199")])).await;
+    assert_eq!(resp.status(), 206);
+    assert_eq!(resp.headers()["content-range"], "bytes 100-199/5000");
+    assert_eq!(body, full.slice(100..200));
+    assert_eq!(e.origin.hits(pq), 1);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_streams_byte_for_byte() {
+    let e = Edge::start(&[]).await;
+    let (mut h3, _ep) = h3_connect(&e).await;
+    // 24 MiB (bounded for CI time): a slice, then chunks fetched as the body goes.
+    let size = 24 << 20;
+    let pq = format!("/h3/big?size={size}&ranges=1&etag=v1&cc=max-age%3D60");
+    let (resp, body) = h3_request(&mut h3, get(&e, &pq, &[])).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(body.len(), size);
+    assert!(body == expected_body(&pq, size), "the body, byte for byte");
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_streams_on_one_connection() {
+    let e = Edge::start(&[]).await;
+    let (h3, _ep) = h3_connect(&e).await;
+    let e = Arc::new(e);
+    let mut streams = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let mut h3 = h3.clone();
+        let e = e.clone();
+        streams.spawn(async move {
+            let pq = format!("/h3/many/{}?size=2000&cc=max-age%3D60", i % 10);
+            let (resp, body) = h3_request(&mut h3, get(&e, &pq, &[])).await;
+            assert_eq!(resp.status(), 200);
+            assert_eq!(body, expected_body(&pq, 2000));
+        });
+    }
+    while let Some(r) = streams.join_next().await {
+        r.unwrap();
+    }
+    // Ten objects, each fetched once however many streams asked at the same time.
+    assert_eq!(e.origin.hits_prefix("/h3/many/"), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_object_asked_for_over_h1_h2_and_h3_at_once_is_fetched_once() {
+    let e = Edge::start(&[]).await;
+    let (h3, _ep) = h3_connect(&e).await;
+    let cert = e.node.certificate.clone().unwrap();
+    let port = e.node.tls_listen.unwrap().port();
+    // The origin takes 300 ms: every client arrives while the one fetch is in flight.
+    let pq = "/h3/cold?size=100000&delay_ms=300&cc=max-age%3D60";
+    let full = expected_body(pq, 100_000);
+    let url = format!("https://localhost:{port}{pq}");
+    let h1 = tls_client(&cert, false);
+    let h2 = tls_client(&cert, true);
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..9 {
+        let (h1, h2, mut h3, url) = (h1.clone(), h2.clone(), h3.clone(), url.clone());
+        let full = full.clone();
+        let e_url = get(&e, pq, &[]);
+        clients.spawn(async move {
+            let body = match i % 3 {
+                0 => {
+                    send(&h1, Request::get(&url).body(Full::default()).unwrap())
+                        .await
+                        .body
+                }
+                1 => {
+                    send(&h2, Request::get(&url).body(Full::default()).unwrap())
+                        .await
+                        .body
+                }
+                _ => h3_request(&mut h3, e_url).await.1,
+            };
+            assert!(body == full);
+        });
+    }
+    while let Some(r) = clients.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(e.origin.hits(pq), 1);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_responses_over_tls_advertise_h3_and_plain_ones_do_not() {
+    let e = Edge::start(&[]).await;
+    let cert = e.node.certificate.clone().unwrap();
+    let port = e.node.tls_listen.unwrap().port();
+    assert_eq!(
+        e.node.quic_listen.unwrap().port(),
+        port,
+        "the same port, over UDP"
+    );
+    let url = format!("https://localhost:{port}/alt?size=10");
+    for h2 in [false, true] {
+        let r = send(
+            &tls_client(&cert, h2),
+            Request::get(&url).body(Full::default()).unwrap(),
+        )
+        .await;
+        assert_eq!(
+            r.header("alt-svc"),
+            format!("h3=\":{port}\"; ma=86400"),
+            "h2: {h2}"
+        );
+    }
+    let plain = e.get("/alt?size=10").await;
+    assert!(plain.headers.get("alt-svc").is_none());
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_quic_there_is_no_h3_and_no_alt_svc() {
+    let e = Edge::start_cfg(&[], |c| c.quic.enabled = false).await;
+    assert!(e.node.quic_listen.is_none());
+    let cert = e.node.certificate.clone().unwrap();
+    let port = e.node.tls_listen.unwrap().port();
+    let r = send(
+        &tls_client(&cert, false),
+        Request::get(format!("https://localhost:{port}/alt?size=10"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert!(r.headers.get("alt-svc").is_none());
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_finishes_when_the_node_shuts_down() {
+    let e = Edge::start(&[]).await;
+    let (mut h3, _ep) = h3_connect(&e).await;
+    let pq = "/h3/slow?size=3000&delay_ms=500&cc=max-age%3D60";
+    let req = get(&e, pq, &[]);
+    let in_flight = tokio::spawn(async move { h3_request(&mut h3, req).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let origin_hits = e.origin.hits(pq);
+    assert_eq!(origin_hits, 1, "the request reached the origin");
+    let shutdown = tokio::spawn(e.node.shutdown());
+    let (resp, body) = in_flight.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(body, expected_body(pq, 3000));
+    tokio::time::timeout(WAIT, shutdown)
+        .await
+        .expect("the node stops once its requests are done")
+        .unwrap();
+}
