@@ -267,3 +267,80 @@ async fn a_request_in_flight_finishes_when_the_node_shuts_down() {
         .expect("the node stops once its requests are done")
         .unwrap();
 }
+
+/// One GET by aioquic (an independent HTTP/3 implementation, from PyPI): status, header
+/// fields and body.
+async fn aioquic_get(e: &Edge, pq: &str, headers: &[&str]) -> (u16, Vec<(String, String)>, Bytes) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("edge.der");
+    std::fs::write(&ca, e.node.certificate.clone().unwrap()).unwrap();
+    let out = dir.path().join("body");
+    let addr = e.node.quic_listen.unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/aioquic_get.py");
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(script)
+        .arg("--ca")
+        .arg(&ca)
+        .arg("--out")
+        .arg(&out)
+        .args(["--server-name", "localhost"]);
+    for h in headers {
+        cmd.args(["--header", h]);
+    }
+    cmd.arg(format!("https://{addr}{pq}"));
+    let output = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("aioquic answers within 60 s")
+        .expect("python3 runs (.ci/run installs aioquic)");
+    assert!(
+        output.status.success(),
+        "aioquic failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    let status = v["status"].as_u64().unwrap() as u16;
+    let fields = v["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_string(),
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (status, fields, Bytes::from(std::fs::read(&out).unwrap()))
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_client_aioquic_gets_the_same_bytes_and_headers() {
+    let e = Edge::start(&[]).await;
+    let pq = "/h3/interop?size=300000&cc=max-age%3D60";
+    let full = expected_body(pq, 300_000);
+    let (status, fields, body) = aioquic_get(&e, pq, &[]).await;
+    assert_eq!(status, 200);
+    assert!(body == full, "the body, byte for byte");
+    assert_eq!(field(&fields, "content-length"), "300000");
+    assert!(
+        field(&fields, "cache-status").contains("stored"),
+        "{fields:?}"
+    );
+    let (status, fields, body) = aioquic_get(&e, pq, &[]).await;
+    assert_eq!(status, 200);
+    assert!(field(&fields, "cache-status").contains("hit"), "{fields:?}");
+    assert!(body == full);
+    let (status, fields, body) = aioquic_get(&e, pq, &["range:bytes=1000-1999"]).await;
+    assert_eq!(status, 206);
+    assert_eq!(field(&fields, "content-range"), "bytes 1000-1999/300000");
+    assert_eq!(body, full.slice(1000..2000));
+    assert_eq!(e.origin.hits(pq), 1);
+    e.shutdown().await;
+}
