@@ -261,10 +261,30 @@ async fn request(resolver: Resolver, engine: Arc<Engine>, conn: ConnInfo) {
             return;
         }
     };
+    if let Some(why) = malformed(&req) {
+        //= https://www.rfc-editor.org/rfc/rfc9114#section-4.1.2
+        //# Malformed requests or responses that are detected MUST be treated as a stream error
+        //# of type H3_MESSAGE_ERROR.
+        tracing::debug!(why, peer = %conn.peer, "malformed HTTP/3 request");
+        let mut stream = stream;
+        stream.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
+        stream.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+        return;
+    }
+    let declared = content_length(req.headers());
     let (mut send, recv) = stream.split();
     let (parts, ()) = req.into_parts();
-    let req = Request::from_parts(parts, request_body(recv));
+    let lied = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let req = Request::from_parts(parts, request_body(recv, declared, lied.clone()));
     let resp = engine.handle(req, conn).await;
+    if lied.load(std::sync::atomic::Ordering::Relaxed) {
+        //= https://www.rfc-editor.org/rfc/rfc9114#section-4.1.2
+        //# A request or response that is defined as having content when it contains a
+        //# Content-Length header field is malformed if the value of the Content-Length header
+        //# field does not equal the sum of the DATA frame lengths received.
+        send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
+        return;
+    }
     let (mut head, body) = resp.into_parts();
     strip_connection_fields(&mut head.headers);
     if let Err(e) = send.send_response(Response::from_parts(head, ())).await {
@@ -294,24 +314,81 @@ async fn request(resolver: Resolver, engine: Arc<Engine>, conn: ConnInfo) {
     let _ = send.finish().await;
 }
 
-/// A request stream's DATA frames as an `http_body::Body`.
+/// A request stream's DATA frames as an `http_body::Body`, held to the `content-length` the
+/// request declared: more or fewer bytes end the body with an error and set `lied`, and the
+/// stream is then reset with H3_MESSAGE_ERROR (the engine never forwards a body that fails).
 fn request_body(
     recv: h3::server::RequestStream<h3_quinn::RecvStream, Bytes>,
+    declared: Option<u64>,
+    lied: Arc<std::sync::atomic::AtomicBool>,
 ) -> http_body_util::StreamBody<
     impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, BoxError>> + Send + 'static,
 > {
-    let frames = futures_util::stream::unfold(Some(recv), |recv| async move {
-        let mut recv = recv?;
+    let state = Some((recv, 0u64, lied));
+    let frames = futures_util::stream::unfold(state, move |state| async move {
+        let (mut recv, got, lied) = state?;
+        let mismatch = |lied: &std::sync::atomic::AtomicBool| {
+            lied.store(true, std::sync::atomic::Ordering::Relaxed);
+            let err: BoxError = "request body does not match its content-length".into();
+            err
+        };
         match recv.recv_data().await {
             Ok(Some(mut buf)) => {
                 let data = buf.copy_to_bytes(buf.remaining());
-                Some((Ok(http_body::Frame::data(data)), Some(recv)))
+                let got = got + data.len() as u64;
+                if declared.is_some_and(|n| got > n) {
+                    recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+                    return Some((Err(mismatch(&lied)), None));
+                }
+                Some((Ok(http_body::Frame::data(data)), Some((recv, got, lied))))
             }
+            Ok(None) if declared.is_some_and(|n| got != n) => Some((Err(mismatch(&lied)), None)),
             Ok(None) => None,
             Err(e) => Some((Err(BoxError::from(e.to_string())), None)),
         }
     });
     http_body_util::StreamBody::new(frames)
+}
+
+/// The request's `content-length`, when it has exactly one that is a number (the engine
+/// refuses any other with 400).
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    let mut values = h.get_all(http::header::CONTENT_LENGTH).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v.to_str().ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// What makes a request malformed (RFC 9114 §4.2, §4.3.1) that h3 itself lets through. h3
+/// already refuses a missing or empty `:method`, `:scheme`, `:path` or authority, and an
+/// `:authority` that contradicts Host.
+fn malformed<B>(req: &Request<B>) -> Option<&'static str> {
+    let h = req.headers();
+    //= https://www.rfc-editor.org/rfc/rfc9114#section-4.2
+    //# An endpoint MUST NOT generate an HTTP/3 field section containing connection-specific
+    //# fields; any message containing connection-specific fields MUST be treated as
+    //# malformed.
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        if h.contains_key(name) {
+            return Some("connection-specific field");
+        }
+    }
+    //# The only exception to this is the TE header field, which MAY be present in an HTTP/3
+    //# request header; when it is, it MUST NOT contain any value other than "trailers".
+    if h.get_all(http::header::TE)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        return Some("te other than trailers");
+    }
+    None
 }
 
 /// Connection-specific fields are not allowed in HTTP/3 (RFC 9114 §4.2).
