@@ -122,6 +122,16 @@ async fn get_head_and_ranges_are_served_from_one_cache() {
     assert_eq!(resp.headers()["content-range"], "bytes 100-199/5000");
     assert_eq!(body, full.slice(100..200));
     assert_eq!(e.origin.hits(pq), 1);
+    // Metrics tell the protocols apart.
+    let text = e.node.metrics_text();
+    assert!(
+        text.contains("tiercel_requests_total{protocol=\"h3\"} 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tiercel_requests_total{protocol=\"http/1.1\"} 1"),
+        "{text}"
+    );
     e.shutdown().await;
 }
 
@@ -149,7 +159,8 @@ async fn a_hundred_streams_on_one_connection() {
         let mut h3 = h3.clone();
         let e = e.clone();
         streams.spawn(async move {
-            let pq = format!("/h3/many/{}?size=2000&cc=max-age%3D60", i % 10);
+            // The origin takes 200 ms: every stream arrives while its object's fill is on.
+            let pq = format!("/h3/many/{}?size=2000&delay_ms=200&cc=max-age%3D60", i % 10);
             let (resp, body) = h3_request(&mut h3, get(&e, &pq, &[])).await;
             assert_eq!(resp.status(), 200);
             assert_eq!(body, expected_body(&pq, 2000));
@@ -455,4 +466,30 @@ async fn malformed_requests_are_reset_with_h3_message_error_and_never_forwarded(
         "only the well-formed one was forwarded"
     );
     e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_connections_at_once_each_proving_its_address_by_retry() {
+    // `always`: every new client goes through a Retry round trip first (as under load).
+    let e = Edge::start_cfg(&[], |c| c.quic.address_validation = "always".into()).await;
+    let e = Arc::new(e);
+    let pq = "/h3/fifty?size=20000&delay_ms=200&cc=max-age%3D60";
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let e = e.clone();
+        clients.spawn(async move {
+            let (mut h3, _ep) = h3_connect(&e).await;
+            let (resp, body) = h3_request(&mut h3, get(&e, pq, &[])).await;
+            assert_eq!(resp.status(), 200);
+            assert_eq!(body, expected_body(pq, 20_000));
+        });
+    }
+    while let Some(r) = clients.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(e.origin.hits(pq), 1, "fifty connections, one fetch");
+    // An independent client handles the Retry too.
+    let (status, _, body) = aioquic_get(&e, pq, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, expected_body(pq, 20_000));
 }

@@ -408,6 +408,7 @@ mod tests {
                 ("purge_services", List),
                 ("purge_token", Text),
                 ("purge_token_file", Text),
+                ("quic.address_validation", Text),
                 ("quic.alt_svc_max_age", Text),
                 ("quic.congestion", Text),
                 ("quic.early_data", Boolean),

@@ -344,6 +344,10 @@ pub struct QuicSettings {
     /// Largest UDP payload this node accepts (1200..=65527); path MTU discovery finds what
     /// a path carries.
     pub max_udp_payload: u16,
+    /// When new clients must prove their address with a Retry round trip before the node
+    /// does any handshake work for them (RFC 9000 §8.1): `auto` (while more than 64
+    /// handshakes are in progress, i.e. under load or a spoofed flood) or `always`.
+    pub address_validation: String,
     /// 0-RTT (early data). Off, and refused when set: replay protection (425 Too Early for
     /// unsafe methods, RFC 8470) is not in place yet.
     pub early_data: bool,
@@ -359,6 +363,7 @@ impl Default for QuicSettings {
             receive_window: ByteSize::mib(8),
             congestion: "cubic".to_owned(),
             max_udp_payload: 1472,
+            address_validation: "auto".to_owned(),
             early_data: false,
         }
     }

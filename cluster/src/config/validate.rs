@@ -147,6 +147,12 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
             format!("must be cubic, new_reno or bbr, got {:?}", quic.congestion),
         ));
     }
+    if !matches!(quic.address_validation.as_str(), "auto" | "always") {
+        return Err(fail(
+            "quic.address_validation",
+            format!("must be auto or always, got {:?}", quic.address_validation),
+        ));
+    }
     if !(1200..=65527).contains(&quic.max_udp_payload) {
         return Err(fail(
             "quic.max_udp_payload",

@@ -67,6 +67,13 @@ pub struct EngineStats {
     pub fills_refused: std::sync::atomic::AtomicU64,
     /// Fills stopped because every reader left and the body outgrew `abandoned_fill_max`.
     pub fills_abandoned: std::sync::atomic::AtomicU64,
+    /// Requests received, by the protocol of their connection: HTTP/1.x, HTTP/2, HTTP/3.
+    pub requests_by_protocol: [std::sync::atomic::AtomicU64; 3],
+}
+
+impl EngineStats {
+    /// The protocols `requests_by_protocol` counts, in its order (ALPN names).
+    pub const PROTOCOLS: [&'static str; 3] = ["http/1.1", "h2", "h3"];
 }
 
 /// The caching engine. Cheap to share (`Arc`); one per node.
@@ -186,6 +193,13 @@ impl Engine {
     {
         let start = Instant::now();
         let (mut parts, body) = req.into_parts();
+        let protocol = match parts.version {
+            Version::HTTP_2 => 1,
+            Version::HTTP_3 => 2,
+            _ => 0,
+        };
+        self.stats.requests_by_protocol[protocol]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ambiguous = parts.extensions.get::<AmbiguousFraming>().is_some();
         let framing = if ambiguous {
             Err(FramingError::LengthAndCoding)

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineStats};
 use tiercel_cluster::conn::ConnectionStats;
 
 /// Whether the node is ready for traffic (set once every listener is bound).
@@ -128,6 +128,17 @@ fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: impl std:
 pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
     let s = engine.stats();
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP tiercel_requests_total Requests received, by the protocol of their connection.\n# TYPE tiercel_requests_total counter"
+    );
+    for (name, n) in EngineStats::PROTOCOLS.iter().zip(&s.requests_by_protocol) {
+        let _ = writeln!(
+            out,
+            "tiercel_requests_total{{protocol=\"{name}\"}} {}",
+            n.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     let counters: [(&str, &str, &AtomicU64); 14] = [
         (
             "tiercel_cache_hits_total",

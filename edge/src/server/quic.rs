@@ -87,7 +87,14 @@ pub struct QuicOptions {
     pub max_request_head: usize,
     /// How long requests in flight may finish after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Ask every new client for a Retry round trip, not only under load.
+    pub always_validate: bool,
 }
+
+/// Handshakes in progress above which new clients must first prove their address (a Retry
+/// round trip, RFC 9000 §8.1): a flood from spoofed sources then costs the node a stateless
+/// packet each, not a handshake.
+pub const VALIDATE_ABOVE: usize = 64;
 
 /// ALPN of HTTP/3.
 pub const H3_ALPN: &[u8] = b"h3";
@@ -153,6 +160,7 @@ pub async fn serve_h3(
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
+    let handshaking = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let incoming = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -161,11 +169,26 @@ pub async fn serve_h3(
                 None => break,
             },
         };
+        let busy = handshaking.load(std::sync::atomic::Ordering::Relaxed) >= VALIDATE_ABOVE;
+        if (opts.always_validate || busy) && !incoming.remote_address_validated() {
+            if incoming.may_retry() {
+                // A stateless Retry; the client comes back with a token that proves its
+                // address, and is accepted then.
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().ignore();
+                }
+            } else {
+                incoming.ignore();
+            }
+            continue;
+        }
+        handshaking.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         connections.spawn(connection(
             incoming,
             engine.clone(),
             opts.clone(),
             shutdown.clone(),
+            handshaking.clone(),
         ));
     }
     connections.close();
@@ -179,8 +202,11 @@ async fn connection(
     engine: Arc<Engine>,
     opts: QuicOptions,
     shutdown: CancellationToken,
+    handshaking: Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    let conn = match tokio::time::timeout(opts.handshake_timeout, incoming).await {
+    let handshake = tokio::time::timeout(opts.handshake_timeout, incoming).await;
+    handshaking.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let conn = match handshake {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "QUIC handshake failed");

@@ -398,6 +398,7 @@ fn everything_set() -> NodeConfig {
             receive_window: ByteSize::mib(4),
             congestion: "bbr".to_owned(),
             max_udp_payload: 1350,
+            address_validation: "always".to_owned(),
             early_data: false,
         },
         services: vec![service],
