@@ -493,3 +493,61 @@ async fn fifty_connections_at_once_each_proving_its_address_by_retry() {
     assert_eq!(status, 200);
     assert_eq!(body, expected_body(pq, 20_000));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_stalled_http3_clients_are_let_go() {
+    let idle = Duration::from_millis(1500);
+    let e = Edge::start_cfg(&[], |c| {
+        c.timeouts.client_idle = idle;
+        c.timeouts.client_header = Duration::from_millis(800);
+    })
+    .await;
+    // A connection that asks for nothing: closed after the header timeout.
+    let (_quiet, ep1) = h3_connect(&e).await;
+    // One that asks for 16 MiB and never reads: its response stalls on flow control and
+    // the connection is dropped after the idle timeout (the client's window is ~1 MiB).
+    let (mut stalled, ep2) = h3_connect(&e).await;
+    let pq = "/h3/stall?size=16777216&cc=max-age%3D60";
+    let mut stream = stalled.send_request(get(&e, pq, &[])).await.unwrap();
+    stream.finish().await.unwrap();
+    let resp = tokio::time::timeout(WAIT, stream.recv_response())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let started = std::time::Instant::now();
+    for ep in [&ep1, &ep2] {
+        tokio::time::timeout(WAIT, ep.wait_idle())
+            .await
+            .expect("the edge closed the connection");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= idle - Duration::from_millis(200),
+        "closed after {took:?}"
+    );
+    let text = e.node.metrics_text();
+    assert!(
+        text.contains("tiercel_client_header_timeouts_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tiercel_client_send_timeouts_total 1"),
+        "{text}"
+    );
+    // The fill went on without the client: the object is stored whole.
+    let deadline = std::time::Instant::now() + WAIT;
+    while e.node.engine.fills_in_flight() > 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut h3, _ep) = h3_connect(&e).await;
+    let (resp, body) = h3_request(&mut h3, get(&e, pq, &[])).await;
+    assert!(
+        cache_status(&resp).contains("hit"),
+        "{}",
+        cache_status(&resp)
+    );
+    assert_eq!(body.len(), 16 << 20);
+    e.shutdown().await;
+}

@@ -22,6 +22,6 @@ pub mod watch;
 pub use fds::{FD_RESERVE, FdBudget, fd_budget, raise_fd_limit};
 pub use head::AmbiguousFraming;
 pub use limiter::{Admitted, ConnLimiter};
-pub use quiet::{Closing, ConnControl, QuietLimits};
+pub use quiet::{Activity, Closing, ConnControl, InFlight, QuietLimits, Verdict, verdict};
 pub use serve::{ConnOptions, bind, serve, serve_connection};
 pub use stats::ConnectionStats;

@@ -9,7 +9,10 @@
 //! ```
 //!
 //! On shutdown each connection sends GOAWAY (h3) and its requests in flight finish within
-//! `timeouts.shutdown_grace`.
+//! `timeouts.shutdown_grace`. Each connection has the TCP connections' watchdog (the same
+//! pure `quiet::verdict`): its first request within `timeouts.client_header`, closed after
+//! `timeouts.client_idle` with nothing in flight, and dropped when a response has waited that
+//! long for a client that grants no flow-control credit.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +21,9 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
+use tiercel_cluster::conn::{
+    Activity, Closing, ConnectionStats, InFlight, QuietLimits, Verdict, verdict,
+};
 use tiercel_cluster::urlnorm::Scheme;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -157,6 +163,7 @@ pub async fn serve_h3(
     endpoint: quinn::Endpoint,
     engine: Arc<Engine>,
     opts: QuicOptions,
+    stats: Arc<ConnectionStats>,
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
@@ -187,6 +194,7 @@ pub async fn serve_h3(
             incoming,
             engine.clone(),
             opts.clone(),
+            stats.clone(),
             shutdown.clone(),
             handshaking.clone(),
         ));
@@ -201,6 +209,7 @@ async fn connection(
     incoming: quinn::Incoming,
     engine: Arc<Engine>,
     opts: QuicOptions,
+    stats: Arc<ConnectionStats>,
     shutdown: CancellationToken,
     handshaking: Arc<std::sync::atomic::AtomicUsize>,
 ) {
@@ -219,6 +228,12 @@ async fn connection(
     };
     let peer = conn.remote_address();
     let quic = conn.clone();
+    let _open = stats.opened();
+    let activity = Activity::new();
+    let limits = QuietLimits {
+        header: opts.handshake_timeout,
+        idle: opts.idle_timeout,
+    };
     let fills = engine.connection_fill_slots();
     let mut h3 = match h3::server::builder()
         .max_field_section_size(u64::try_from(opts.max_request_head).unwrap_or(u64::MAX))
@@ -242,6 +257,19 @@ async fn connection(
                 let _ = h3.shutdown(1).await;
                 break;
             }
+            why = watch(&activity, &limits) => {
+                stats.closed(why);
+                if why == Closing::Idle {
+                    // Nothing in flight: GOAWAY, then close.
+                    let _ = h3.shutdown(0).await;
+                    quic.close(quinn::VarInt::from_u32(0x100), b"idle");
+                } else {
+                    tracing::debug!(?why, %peer, "dropping an HTTP/3 connection");
+                    // H3_EXCESSIVE_LOAD: a client that holds a response without reading it.
+                    quic.close(quinn::VarInt::from_u32(0x107), b"client timeout");
+                }
+                return;
+            }
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => resolver,
                 Ok(None) => break,
@@ -258,7 +286,7 @@ async fn connection(
             scheme: Scheme::Https,
             fills: fills.clone(),
         };
-        requests.spawn(request(resolver, engine.clone(), conn));
+        requests.spawn(request(resolver, engine.clone(), conn, activity.clone()));
     }
     let deadline = tokio::time::Instant::now() + opts.shutdown_grace;
     requests.close();
@@ -277,7 +305,25 @@ const DRAIN: Duration = Duration::from_secs(2);
 
 type Resolver = h3::server::RequestResolver<h3_quinn::Connection, Bytes>;
 
-async fn request(resolver: Resolver, engine: Arc<Engine>, conn: ConnInfo) {
+/// What the watchdog decides for the connection, once it decides to close it.
+async fn watch(activity: &Activity, limits: &QuietLimits) -> Closing {
+    loop {
+        let now = activity.now();
+        match verdict(&activity.snapshot(), now, limits) {
+            Verdict::LookAgainAt(at) => {
+                let wait = Duration::from_millis(at.saturating_sub(now)).min(LONGEST_LOOK);
+                tokio::time::sleep(wait).await;
+            }
+            Verdict::Close(why) => return why,
+        }
+    }
+}
+
+/// The longest the watchdog sleeps between two looks (a timeout configured as years must not
+/// overflow an `Instant`).
+const LONGEST_LOOK: Duration = Duration::from_secs(24 * 3600);
+
+async fn request(resolver: Resolver, engine: Arc<Engine>, conn: ConnInfo, activity: Arc<Activity>) {
     let (req, stream) = match resolver.resolve_request().await {
         Ok(r) => r,
         Err(e) => {
@@ -297,6 +343,8 @@ async fn request(resolver: Resolver, engine: Arc<Engine>, conn: ConnInfo) {
         stream.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
         return;
     }
+    // In flight until the response is handed over whole (or the stream fails).
+    let _in_flight: InFlight = activity.request_started();
     let declared = content_length(req.headers());
     let (mut send, recv) = stream.split();
     let (parts, ()) = req.into_parts();
@@ -323,9 +371,14 @@ async fn request(resolver: Resolver, engine: Arc<Engine>, conn: ConnInfo) {
             Ok(frame) => {
                 if let Ok(data) = frame.into_data()
                     && !data.is_empty()
-                    && send.send_data(data).await.is_err()
                 {
-                    return;
+                    // Waiting on the client (its flow-control credit) until the frame is taken.
+                    activity.body_frame_produced();
+                    let sent = send.send_data(data).await;
+                    activity.body_asked_again();
+                    if sent.is_err() {
+                        return;
+                    }
                 }
             }
             Err(e) => {
