@@ -1,0 +1,318 @@
+//! Closed-loop load over TLS for HTTP/2 and HTTP/3 with the same code around both, so the two
+//! protocols of one server compare fairly: N connections × M streams, each stream a loop of
+//! GETs of one URL, for a warm-up and then a measured window; one JSON line out.
+//!
+//! ```text
+//! taskset -c 1 h3-load --protocol h3 --connections 4 --streams 32 https://127.0.0.1:8443/obj
+//! ```
+//!
+//! The server's certificate is not verified (a benchmark of a node with a self-signed one, on
+//! loopback). One thread: pin it with `taskset`.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::{Buf, Bytes};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+#[derive(Debug, Parser)]
+#[command(name = "h3-load", about = "HTTP/2-over-TLS or HTTP/3 closed-loop load")]
+struct Args {
+    /// `h2` (over TLS, ALPN h2) or `h3` (QUIC).
+    #[arg(long)]
+    protocol: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Concurrent streams per connection.
+    #[arg(long, default_value_t = 32)]
+    streams: usize,
+    /// Warm-up, seconds (not counted).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Measured window, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Every body must be this long.
+    #[arg(long)]
+    expect_length: Option<u64>,
+    /// `https://host:port/path?query`.
+    url: String,
+}
+
+/// What the measured window saw.
+struct Tally {
+    start: Instant,
+    end: Instant,
+    latency_us: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    fn record(&mut self, started: Instant, result: Result<u64, ()>) {
+        let now = Instant::now();
+        if started < self.start || now > self.end {
+            return;
+        }
+        match result {
+            Ok(n) => {
+                self.ok += 1;
+                self.bytes += n;
+                let us = now.duration_since(started).as_micros() as u64;
+                let _ = self.latency_us.record(us.max(1));
+            }
+            Err(()) => self.errors += 1,
+        }
+    }
+}
+
+/// Accepts any certificate: the benchmark talks to its own node on loopback.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls(alpn: &[u8]) -> anyhow::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Ok(cfg)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let uri: Uri = args.url.parse().context("the URL")?;
+    if uri.scheme_str() != Some("https") {
+        bail!("the URL must be https://");
+    }
+    let authority = uri.authority().context("the URL has no host")?.clone();
+    let addr: SocketAddr = format!(
+        "{}:{}",
+        authority.host().trim_matches(|c| c == '[' || c == ']'),
+        authority.port_u16().unwrap_or(443)
+    )
+    .parse()
+    .context("the URL's host must be an IP address")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let start = Instant::now() + Duration::from_secs_f64(args.warmup);
+    let end = start + Duration::from_secs_f64(args.duration);
+    let tally = Rc::new(RefCell::new(Tally {
+        start,
+        end,
+        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        ok: 0,
+        errors: 0,
+        bytes: 0,
+    }));
+    local.block_on(&runtime, async {
+        let mut workers = Vec::new();
+        for _ in 0..args.connections {
+            let (uri, tally) = (uri.clone(), tally.clone());
+            let (streams, expect) = (args.streams, args.expect_length);
+            workers.push(match args.protocol.as_str() {
+                "h2" => tokio::task::spawn_local(async move {
+                    h2_connection(addr, uri, streams, expect, end, tally).await
+                }),
+                "h3" => tokio::task::spawn_local(async move {
+                    h3_connection(addr, uri, streams, expect, end, tally).await
+                }),
+                other => bail!("unknown protocol {other:?}: h2 or h3"),
+            });
+        }
+        for w in workers {
+            w.await??;
+        }
+        anyhow::Ok(())
+    })?;
+    let t = tally.borrow();
+    let secs = args.duration;
+    let q = |p: f64| t.latency_us.value_at_quantile(p) as f64 / 1000.0;
+    println!(
+        "{}",
+        serde_json::json!({
+            "protocol": args.protocol,
+            "connections": args.connections,
+            "streams": args.streams,
+            "requests": t.ok,
+            "errors": t.errors,
+            "rps": t.ok as f64 / secs,
+            "mib_per_s": t.bytes as f64 / secs / (1024.0 * 1024.0),
+            "p50_ms": q(0.5),
+            "p99_ms": q(0.99),
+            "max_ms": t.latency_us.max() as f64 / 1000.0,
+        })
+    );
+    Ok(())
+}
+
+fn get(uri: &Uri) -> Request<Empty<Bytes>> {
+    let mut req = Request::new(Empty::new());
+    *req.uri_mut() = uri.clone();
+    *req.version_mut() = http::Version::HTTP_2;
+    req
+}
+
+async fn h2_connection(
+    addr: SocketAddr,
+    uri: Uri,
+    streams: usize,
+    expect: Option<u64>,
+    end: Instant,
+    tally: Rc<RefCell<Tally>>,
+) -> anyhow::Result<()> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls(b"h2")?));
+    let tls = connector
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(32 * 1024 * 1024);
+    let (sender, conn) = builder.handshake(TokioIo::new(tls)).await?;
+    tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    });
+    let mut loops = Vec::new();
+    for _ in 0..streams {
+        let (mut sender, uri, tally) = (sender.clone(), uri.clone(), tally.clone());
+        loops.push(tokio::task::spawn_local(async move {
+            while Instant::now() < end {
+                if sender.ready().await.is_err() {
+                    return;
+                }
+                let started = Instant::now();
+                let result = async {
+                    let resp = sender.send_request(get(&uri)).await.map_err(|_| ())?;
+                    let ok = resp.status().is_success();
+                    let mut body = resp.into_body();
+                    let mut n = 0u64;
+                    while let Some(frame) = body.frame().await {
+                        n += frame
+                            .map_err(|_| ())?
+                            .data_ref()
+                            .map_or(0, |d| d.len() as u64);
+                    }
+                    (ok && expect.is_none_or(|e| e == n)).then_some(n).ok_or(())
+                }
+                .await;
+                tally.borrow_mut().record(started, result);
+            }
+        }));
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+    Ok(())
+}
+
+async fn h3_connection(
+    addr: SocketAddr,
+    uri: Uri,
+    streams: usize,
+    expect: Option<u64>,
+    end: Instant,
+    tally: Rc<RefCell<Tally>>,
+) -> anyhow::Result<()> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls(b"h3")?)?;
+    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(quinn::VarInt::from_u32(4 * 1024 * 1024))
+        .receive_window(quinn::VarInt::from_u32(32 * 1024 * 1024));
+    config.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(config);
+    let conn = endpoint.connect(addr, "localhost")?.await?;
+    let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
+    tokio::task::spawn_local(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    let mut loops = Vec::new();
+    for _ in 0..streams {
+        let (mut sender, uri, tally) = (sender.clone(), uri.clone(), tally.clone());
+        loops.push(tokio::task::spawn_local(async move {
+            while Instant::now() < end {
+                let started = Instant::now();
+                let result = async {
+                    let req = Request::get(uri.clone()).body(()).map_err(|_| ())?;
+                    let mut stream = sender.send_request(req).await.map_err(|_| ())?;
+                    stream.finish().await.map_err(|_| ())?;
+                    let resp = stream.recv_response().await.map_err(|_| ())?;
+                    let ok = resp.status().is_success();
+                    let mut n = 0u64;
+                    while let Some(chunk) = stream.recv_data().await.map_err(|_| ())? {
+                        n += chunk.remaining() as u64;
+                    }
+                    (ok && expect.is_none_or(|e| e == n)).then_some(n).ok_or(())
+                }
+                .await;
+                tally.borrow_mut().record(started, result);
+            }
+        }));
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+    endpoint.close(quinn::VarInt::from_u32(0x100), b"done");
+    Ok(())
+}
