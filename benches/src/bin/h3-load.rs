@@ -45,6 +45,10 @@ struct Args {
     /// Every body must be this long.
     #[arg(long)]
     expect_length: Option<u64>,
+    /// Instead of load: this many fetches one after another, each on a new connection, and
+    /// their time to last byte (handshake included), as over a slow or lossy link.
+    #[arg(long)]
+    sequential: Option<usize>,
     /// `https://host:port/path?query`.
     url: String,
 }
@@ -152,6 +156,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
+    if let Some(n) = args.sequential {
+        return local.block_on(
+            &runtime,
+            sequential(&args.protocol, addr, uri, n, args.expect_length),
+        );
+    }
     let start = Instant::now() + Duration::from_secs_f64(args.warmup);
     let end = start + Duration::from_secs_f64(args.duration);
     let tally = Rc::new(RefCell::new(Tally {
@@ -313,6 +323,102 @@ async fn h3_connection(
     for l in loops {
         let _ = l.await;
     }
+    endpoint.close(quinn::VarInt::from_u32(0x100), b"done");
+    Ok(())
+}
+
+/// `n` fetches, each on a new connection: time to last byte, handshake included.
+async fn sequential(
+    protocol: &str,
+    addr: SocketAddr,
+    uri: Uri,
+    n: usize,
+    expect: Option<u64>,
+) -> anyhow::Result<()> {
+    let mut times_ms = Vec::new();
+    let mut errors = 0u64;
+    for _ in 0..n {
+        let started = Instant::now();
+        let one = async {
+            match protocol {
+                "h2" => one_fetch_h2(addr, &uri, expect).await,
+                "h3" => one_fetch_h3(addr, &uri, expect).await,
+                other => bail!("unknown protocol {other:?}: h2 or h3"),
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(120), one).await {
+            Ok(Ok(())) => times_ms.push(started.elapsed().as_secs_f64() * 1000.0),
+            _ => errors += 1,
+        }
+    }
+    times_ms.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        if times_ms.is_empty() {
+            f64::NAN
+        } else {
+            times_ms[((times_ms.len() - 1) as f64 * p).round() as usize]
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "protocol": protocol,
+            "fetches": times_ms.len(),
+            "errors": errors,
+            "ttlb_p50_ms": q(0.5),
+            "ttlb_p90_ms": q(0.9),
+            "ttlb_max_ms": q(1.0),
+        })
+    );
+    Ok(())
+}
+
+async fn one_fetch_h2(addr: SocketAddr, uri: &Uri, expect: Option<u64>) -> anyhow::Result<()> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls(b"h2")?));
+    let tls = connector
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(32 * 1024 * 1024)
+        .handshake(TokioIo::new(tls))
+        .await?;
+    tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    });
+    let resp = sender.send_request(get(uri)).await?;
+    anyhow::ensure!(resp.status().is_success(), "status {}", resp.status());
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        n += frame?.data_ref().map_or(0, |d| d.len() as u64);
+    }
+    anyhow::ensure!(expect.is_none_or(|e| e == n), "{n} bytes");
+    Ok(())
+}
+
+async fn one_fetch_h3(addr: SocketAddr, uri: &Uri, expect: Option<u64>) -> anyhow::Result<()> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls(b"h3")?)?;
+    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let conn = endpoint.connect(addr, "localhost")?.await?;
+    let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
+    tokio::task::spawn_local(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    let mut stream = sender
+        .send_request(Request::get(uri.clone()).body(())?)
+        .await?;
+    stream.finish().await?;
+    let resp = stream.recv_response().await?;
+    anyhow::ensure!(resp.status().is_success(), "status {}", resp.status());
+    let mut n = 0u64;
+    while let Some(chunk) = stream.recv_data().await? {
+        n += chunk.remaining() as u64;
+    }
+    anyhow::ensure!(expect.is_none_or(|e| e == n), "{n} bytes");
     endpoint.close(quinn::VarInt::from_u32(0x100), b"done");
     Ok(())
 }
