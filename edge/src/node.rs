@@ -408,6 +408,7 @@ pub async fn start_with_purges(
                 endpoint,
                 engine.clone(),
                 quic_opts,
+                limiter.clone(),
                 conns.clone(),
                 shutdown.clone(),
             ));

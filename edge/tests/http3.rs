@@ -551,3 +551,23 @@ async fn idle_and_stalled_http3_clients_are_let_go() {
     assert_eq!(body.len(), 16 << 20);
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_connections_share_the_node_connection_limit() {
+    let e = Edge::start_cfg(&[], |c| c.limits.max_connections = 2).await;
+    let pq = "/h3/limit?size=100&cc=max-age%3D60";
+    // Two connections, each idle after a request: the node is at its limit.
+    let (mut a, _ea) = h3_connect(&e).await;
+    assert_eq!(h3_request(&mut a, get(&e, pq, &[])).await.0.status(), 200);
+    let (mut b, _eb) = h3_connect(&e).await;
+    assert_eq!(h3_request(&mut b, get(&e, pq, &[])).await.0.status(), 200);
+    // A third is served: an idle one was closed to make room.
+    let (mut c, _ec) = h3_connect(&e).await;
+    assert_eq!(h3_request(&mut c, get(&e, pq, &[])).await.0.status(), 200);
+    let text = e.node.metrics_text();
+    assert!(
+        !text.contains("tiercel_client_made_room_closes_total 0"),
+        "{text}"
+    );
+    e.shutdown().await;
+}

@@ -737,3 +737,26 @@ async fn a_seek_with_authorization_goes_upstream_as_it_came() {
     );
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_whose_validator_is_withheld_from_storage_is_fetched_whole() {
+    let e = Edge::start(&[]).await;
+    // `private="etag"`: stored without its ETag, so no later chunk could be checked against
+    // it. The slice is dropped and the object fetched whole, never stored as a slice.
+    let pq = format!(
+        "/p/privetag?size={SIZE}&ranges=1&etag=v1&cc=max-age%3D600%2C%20private%3D%22etag%22"
+    );
+    let full = expected_body(&pq, SIZE as usize);
+    let r = e.get(&pq).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body == full, "the whole body");
+    assert_eq!(
+        ranges_asked(&e.origin, "/p/privetag"),
+        ["bytes=0-8388607", "-"]
+    );
+    no_fills_in_flight(&e).await;
+    let r = e.get(&pq).await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    assert!(r.body == full);
+    e.shutdown().await;
+}

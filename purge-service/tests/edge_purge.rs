@@ -467,7 +467,8 @@ async fn while_the_purge_log_lags_a_partly_stored_object_is_forwarded_not_droppe
         |cfg| cfg.cache.max_purge_lag = Duration::from_millis(1500),
     )
     .await?;
-    let pq = "/lag/film?size=16777216&ranges=1&etag=v1&cc=max-age%3D600";
+    // With stale-while-revalidate: a lag makes that decision, not a revalidation.
+    let pq = "/lag/film?size=16777216&ranges=1&etag=v1&cc=max-age%3D600%2C%20stale-while-revalidate%3D600";
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let addr = e.node.listen.context("listening")?;
     let seek = |r: &'static str| {

@@ -21,7 +21,7 @@ use crate::policy::{
     AgeClock, FreshenOutcome, NotStorable, Storability, StorePlan, StoredPolicy, VarySpec,
     conditional_request_headers, ensure_date, freshen, has_validator, storability, variant_id,
 };
-use crate::protocol::slicing::{ContentRange, response_content_range};
+use crate::protocol::slicing::{ContentRange, part_validator, response_content_range};
 use crate::protocol::strip_hop_by_hop;
 use crate::storage::{ChunkSet, Head, ObjectMeta, VaryHead, owned_headers};
 use crate::upstream::{IdleTimeout, UpstreamBody, UpstreamCtx};
@@ -214,9 +214,23 @@ impl Engine {
         };
         let whole = last + 1 == total;
         let cs = self.cfg.chunk_size.max(1) as u64;
-        if !whole && (last + 1 != asked || self.part_plan(job, &parts.headers, total, cs).is_err())
-        {
-            return Sliced::Refetch;
+        if !whole {
+            if last + 1 != asked {
+                return Sliced::Refetch;
+            }
+            // Judged on the header section as it will be stored (hop-by-hop and `private="…"`
+            // fields gone): the rest of the object is fetched against that validator.
+            let Ok((plan, _, _)) = self.part_plan(job, &parts.headers, total, cs) else {
+                return Sliced::Refetch;
+            };
+            let mut stored = parts.headers.clone();
+            strip_hop_by_hop(&mut stored);
+            for name in &plan.strip_fields {
+                stored.remove(name.as_str());
+            }
+            if part_validator(&stored).is_none() {
+                return Sliced::Refetch;
+            }
         }
         //= https://www.rfc-editor.org/rfc/rfc9111#section-3.4
         //# If the new response is a 206 (Partial Content) and both the stored and the new
@@ -325,7 +339,7 @@ impl Engine {
             ensure_date(&mut parts.headers, response_time);
             let segment = match asked.map(|n| self.sliced_answer(job, &mut parts, n)) {
                 None | Some(Sliced::AsUsual) => None,
-                Some(Sliced::Segment(n)) => Some(n),
+                Some(Sliced::Segment(n)) => content_length(&parts.headers).map(|total| (n, total)),
                 Some(Sliced::Refetch) => {
                     tracing::debug!(url = %job.url, status = %parts.status, "slice not usable; fetching whole");
                     continue;
@@ -506,7 +520,7 @@ impl Engine {
         resp: Response<Incoming>,
         plan: StorePlan,
         (request_time, response_time): (SystemTime, SystemTime),
-        segment: Option<u64>,
+        segment: Option<(u64, u64)>,
     ) {
         let StorePlan {
             policy,
@@ -524,6 +538,13 @@ impl Engine {
                 }
                 parts.headers.remove(&name);
             }
+        }
+        if let Some((_, total)) = segment {
+            // The complete length, whatever a `Connection` field listed: readers go on past
+            // the slice to it.
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(total));
         }
         let length = content_length(&parts.headers);
         let max = self.cfg.max_object_size;
@@ -614,7 +635,7 @@ impl Engine {
         }
         // A sliced fill ends after its first slice; the rest is fetched by parts.
         if result.is_ok()
-            && let Some(want) = segment.or(length)
+            && let Some(want) = segment.map(|(got, _)| got).or(length)
             && fill.received() != want
         {
             result = Err(FillError::Truncated {
@@ -668,17 +689,29 @@ impl Engine {
             FinishedBody::Inline(b) => Some(b),
             FinishedBody::Chunked => None,
         };
-        let meta = match (segment, length, inline) {
-            (Some(got), Some(total), None) => {
+        let meta = match (segment, inline) {
+            (Some((got, total)), None) => {
                 let cs = self.cfg.chunk_size.max(1) as u64;
                 let present = u32::try_from(total.div_ceil(cs)).ok().map(|chunks| {
                     let mut present = ChunkSet::new(chunks);
                     (0..got / cs).for_each(|i| present.insert(i as u32));
                     present
                 });
-                object(total, None, present)
+                Some(object(total, None, present)).filter(fills_by_parts)
             }
-            (_, _, inline) => object(fill.received(), inline, None),
+            (Some(_), Some(_)) => None,
+            (None, inline) => Some(object(fill.received(), inline, None)),
+        };
+        let Some(meta) = meta else {
+            // Never a slice stored as if it were the whole object.
+            let written = fill.stop_storing();
+            self.storage
+                .remove_chunks(&head.key, &head.variant, head.generation, written);
+            self.unregister(fill, job);
+            return fill.end(Err(FillError::Truncated {
+                got: fill.received(),
+                want: length.unwrap_or(0),
+            }));
         };
         self.storage.put_object(Arc::new(meta), variants);
         self.unregister(fill, job);

@@ -514,8 +514,10 @@ impl FillReader {
                             // Past the end of a sliced fill, the next chunk is fetched while
                             // this one is sent.
                             let sliced = !written && self.fill.ended();
-                            if sliced {
-                                behind.prefetch(index.saturating_add(1));
+                            let next = index.saturating_add(1);
+                            let cs = self.fill.state.lock().body.chunk_size as u64;
+                            if sliced && self.end.is_none_or(|e| u64::from(next) * cs < e) {
+                                behind.prefetch(next);
                             }
                             behind.chunk(index).await
                         }

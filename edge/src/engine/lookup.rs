@@ -218,9 +218,20 @@ impl Engine {
                     | RevalidateReason::RequestMinFresh,
                 ) => true,
                 // Nor does a purge log this node has not heard from lately: nothing says the
-                // object was purged, so requests are forwarded until the log is back, and the
-                // object stays for then.
-                Reuse::Revalidate(RevalidateReason::ForcedStale) => !soft,
+                // object was purged, so while it would be fresh but for the lag, requests are
+                // forwarded until the log is back, and the object stays for then (whatever
+                // the lag made of the decision: a revalidation, or stale-while-revalidate).
+                _ if !soft && self.purges.lagging() => matches!(
+                    reuse(
+                        &meta.policy,
+                        &meta.age,
+                        &ctx.directives,
+                        now,
+                        false,
+                        &self.cfg.policy
+                    ),
+                    Reuse::Fresh { .. }
+                ),
                 _ => false,
             };
             if forward {

@@ -22,7 +22,8 @@ use bytes::{Buf, Bytes};
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use tiercel_cluster::conn::{
-    Activity, Closing, ConnectionStats, InFlight, QuietLimits, Verdict, verdict,
+    Activity, Admitted, Closing, ConnLimiter, ConnectionStats, InFlight, QuietLimits, Verdict,
+    verdict,
 };
 use tiercel_cluster::urlnorm::Scheme;
 use tokio_util::sync::CancellationToken;
@@ -163,12 +164,22 @@ pub async fn serve_h3(
     endpoint: quinn::Endpoint,
     engine: Arc<Engine>,
     opts: QuicOptions,
+    limiter: Arc<ConnLimiter>,
     stats: Arc<ConnectionStats>,
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
     let handshaking = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
+        // The node's one connection limit, shared with the TCP listeners: at it, the
+        // longest-idle connections are asked to make room, and new ones wait.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = limiter.permit() => match p {
+                Some(p) => p,
+                None => break,
+            },
+        };
         let incoming = tokio::select! {
             _ = shutdown.cancelled() => break,
             incoming = endpoint.accept() => match incoming {
@@ -189,9 +200,23 @@ pub async fn serve_h3(
             }
             continue;
         }
+        let activity = Activity::new();
+        let Some(admitted) =
+            limiter.admit(permit, incoming.remote_address().ip(), activity.clone())
+        else {
+            stats
+                .refused_per_ip
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            incoming.refuse();
+            continue;
+        };
         handshaking.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         connections.spawn(connection(
             incoming,
+            Place {
+                activity,
+                _admitted: admitted,
+            },
             engine.clone(),
             opts.clone(),
             stats.clone(),
@@ -205,8 +230,19 @@ pub async fn serve_h3(
     endpoint.close(quinn::VarInt::from_u32(0x100), b"shutting down");
 }
 
+/// A connection's place under the node's connection limit, and what its watchdog looks at.
+struct Place {
+    activity: Arc<Activity>,
+    _admitted: Admitted,
+}
+
+/// How long a connection closing politely may take to write GOAWAY (a client that grants no
+/// credit on our control stream would hold it forever).
+const GOAWAY_WRITE: Duration = Duration::from_secs(1);
+
 async fn connection(
     incoming: quinn::Incoming,
+    place: Place,
     engine: Arc<Engine>,
     opts: QuicOptions,
     stats: Arc<ConnectionStats>,
@@ -229,20 +265,26 @@ async fn connection(
     let peer = conn.remote_address();
     let quic = conn.clone();
     let _open = stats.opened();
-    let activity = Activity::new();
+    let activity = place.activity.clone();
     let limits = QuietLimits {
         header: opts.handshake_timeout,
         idle: opts.idle_timeout,
     };
     let fills = engine.connection_fill_slots();
-    let mut h3 = match h3::server::builder()
-        .max_field_section_size(u64::try_from(opts.max_request_head).unwrap_or(u64::MAX))
-        .build::<_, Bytes>(h3_quinn::Connection::new(conn))
-        .await
-    {
-        Ok(h3) => h3,
-        Err(e) => {
+    // Setting up opens our control and QPACK streams and writes SETTINGS: a client that
+    // grants no credit for them gets the header timeout, not forever.
+    let mut builder = h3::server::builder();
+    builder.max_field_section_size(u64::try_from(opts.max_request_head).unwrap_or(u64::MAX));
+    let setup = builder.build::<_, Bytes>(h3_quinn::Connection::new(conn));
+    let mut h3 = match tokio::time::timeout(opts.handshake_timeout, setup).await {
+        Ok(Ok(h3)) => h3,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, %peer, "HTTP/3 connection setup failed");
+            return;
+        }
+        Err(_) => {
+            stats.closed(Closing::HeadTimeout);
+            quic.close(quinn::VarInt::from_u32(0x100), b"setup timeout");
             return;
         }
     };
@@ -254,21 +296,22 @@ async fn connection(
                 draining = true;
                 // GOAWAY naming the stream after the last one accepted (RFC 9114 §5.2): no
                 // new requests, and those already accepted finish.
-                let _ = h3.shutdown(1).await;
+                let _ = tokio::time::timeout(GOAWAY_WRITE, h3.shutdown(1)).await;
                 break;
             }
             why = watch(&activity, &limits) => {
                 stats.closed(why);
-                if why == Closing::Idle {
-                    // Nothing in flight: GOAWAY, then close.
-                    let _ = h3.shutdown(0).await;
-                    quic.close(quinn::VarInt::from_u32(0x100), b"idle");
-                } else {
-                    tracing::debug!(?why, %peer, "dropping an HTTP/3 connection");
-                    // H3_EXCESSIVE_LOAD: a client that holds a response without reading it.
-                    quic.close(quinn::VarInt::from_u32(0x107), b"client timeout");
-                }
+                close(&mut h3, &quic, why, peer).await;
                 return;
+            }
+            () = activity.close_asked() => {
+                // Idle while the node is at its connection limit: make room.
+                if activity.idle_since().is_some() {
+                    stats.closed(Closing::MadeRoom);
+                    close(&mut h3, &quic, Closing::MadeRoom, peer).await;
+                    return;
+                }
+                continue;
             }
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => resolver,
@@ -304,6 +347,23 @@ async fn connection(
 const DRAIN: Duration = Duration::from_secs(2);
 
 type Resolver = h3::server::RequestResolver<h3_quinn::Connection, Bytes>;
+
+/// Closes a connection for `why`: politely (GOAWAY, H3_NO_ERROR) when it is idle or has not
+/// started, at once (H3_EXCESSIVE_LOAD) when its client holds a response without reading it.
+async fn close(h3: &mut H3Conn, quic: &quinn::Connection, why: Closing, peer: SocketAddr) {
+    match why {
+        Closing::Idle | Closing::MadeRoom | Closing::HeadTimeout => {
+            let _ = tokio::time::timeout(GOAWAY_WRITE, h3.shutdown(0)).await;
+            quic.close(quinn::VarInt::from_u32(0x100), b"closing");
+        }
+        Closing::SendTimeout => {
+            tracing::debug!(%peer, "dropping an HTTP/3 client that does not read");
+            quic.close(quinn::VarInt::from_u32(0x107), b"client timeout");
+        }
+    }
+}
+
+type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 
 /// What the watchdog decides for the connection, once it decides to close it.
 async fn watch(activity: &Activity, limits: &QuietLimits) -> Closing {
@@ -361,8 +421,13 @@ async fn request(resolver: Resolver, engine: Arc<Engine>, conn: ConnInfo, activi
     }
     let (mut head, body) = resp.into_parts();
     strip_connection_fields(&mut head.headers);
-    if let Err(e) = send.send_response(Response::from_parts(head, ())).await {
+    // Every write waits on the client's flow-control credit: the watchdog times it.
+    activity.body_frame_produced();
+    let sent = send.send_response(Response::from_parts(head, ())).await;
+    activity.body_asked_again();
+    if let Err(e) = sent {
         tracing::debug!(error = %e, "HTTP/3 response head not sent");
+        send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
         return;
     }
     let mut body = std::pin::pin!(body);
@@ -390,7 +455,9 @@ async fn request(resolver: Resolver, engine: Arc<Engine>, conn: ConnInfo, activi
             }
         }
     }
+    activity.body_frame_produced();
     let _ = send.finish().await;
+    activity.body_asked_again();
 }
 
 /// A request stream's DATA frames as an `http_body::Body`, held to the `content-length` the
