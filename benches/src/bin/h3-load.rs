@@ -220,14 +220,11 @@ fn get(uri: &Uri) -> Request<Empty<Bytes>> {
     req
 }
 
-async fn h2_connection(
-    addr: SocketAddr,
-    uri: Uri,
-    streams: usize,
-    expect: Option<u64>,
-    end: Instant,
-    tally: Rc<RefCell<Tally>>,
-) -> anyhow::Result<()> {
+type H2Send = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+type H3Send = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+
+/// An h2 connection over TLS (ALPN h2), its driver spawned.
+async fn h2_connect(addr: SocketAddr) -> anyhow::Result<H2Send> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls(b"h2")?));
@@ -242,29 +239,75 @@ async fn h2_connection(
     tokio::task::spawn_local(async move {
         let _ = conn.await;
     });
+    Ok(sender)
+}
+
+/// One GET over h2: the body length, if the answer was a 2xx of the expected length.
+async fn h2_fetch(sender: &mut H2Send, uri: &Uri, expect: Option<u64>) -> Result<u64, ()> {
+    sender.ready().await.map_err(|_| ())?;
+    let resp = sender.send_request(get(uri)).await.map_err(|_| ())?;
+    let ok = resp.status().is_success();
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        n += frame
+            .map_err(|_| ())?
+            .data_ref()
+            .map_or(0, |d| d.len() as u64);
+    }
+    (ok && expect.is_none_or(|e| e == n)).then_some(n).ok_or(())
+}
+
+/// An h3 connection (the same 4 MiB stream and 32 MiB connection windows as h2), its driver
+/// spawned; the endpoint is returned so the caller can close it.
+async fn h3_connect(addr: SocketAddr) -> anyhow::Result<(H3Send, quinn::Endpoint)> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls(b"h3")?)?;
+    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(quinn::VarInt::from_u32(4 * 1024 * 1024))
+        .receive_window(quinn::VarInt::from_u32(32 * 1024 * 1024));
+    config.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(config);
+    let conn = endpoint.connect(addr, "localhost")?.await?;
+    let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
+    tokio::task::spawn_local(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    Ok((sender, endpoint))
+}
+
+/// One GET over h3, judged as [`h2_fetch`] judges one.
+async fn h3_fetch(sender: &mut H3Send, uri: &Uri, expect: Option<u64>) -> Result<u64, ()> {
+    let req = Request::get(uri.clone()).body(()).map_err(|_| ())?;
+    let mut stream = sender.send_request(req).await.map_err(|_| ())?;
+    stream.finish().await.map_err(|_| ())?;
+    let resp = stream.recv_response().await.map_err(|_| ())?;
+    let ok = resp.status().is_success();
+    let mut n = 0u64;
+    while let Some(chunk) = stream.recv_data().await.map_err(|_| ())? {
+        n += chunk.remaining() as u64;
+    }
+    (ok && expect.is_none_or(|e| e == n)).then_some(n).ok_or(())
+}
+
+async fn h2_connection(
+    addr: SocketAddr,
+    uri: Uri,
+    streams: usize,
+    expect: Option<u64>,
+    end: Instant,
+    tally: Rc<RefCell<Tally>>,
+) -> anyhow::Result<()> {
+    let sender = h2_connect(addr).await?;
     let mut loops = Vec::new();
     for _ in 0..streams {
         let (mut sender, uri, tally) = (sender.clone(), uri.clone(), tally.clone());
         loops.push(tokio::task::spawn_local(async move {
             while Instant::now() < end {
-                if sender.ready().await.is_err() {
-                    return;
-                }
                 let started = Instant::now();
-                let result = async {
-                    let resp = sender.send_request(get(&uri)).await.map_err(|_| ())?;
-                    let ok = resp.status().is_success();
-                    let mut body = resp.into_body();
-                    let mut n = 0u64;
-                    while let Some(frame) = body.frame().await {
-                        n += frame
-                            .map_err(|_| ())?
-                            .data_ref()
-                            .map_or(0, |d| d.len() as u64);
-                    }
-                    (ok && expect.is_none_or(|e| e == n)).then_some(n).ok_or(())
-                }
-                .await;
+                let result = h2_fetch(&mut sender, &uri, expect).await;
                 tally.borrow_mut().record(started, result);
             }
         }));
@@ -283,39 +326,14 @@ async fn h3_connection(
     end: Instant,
     tally: Rc<RefCell<Tally>>,
 ) -> anyhow::Result<()> {
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls(b"h3")?)?;
-    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .stream_receive_window(quinn::VarInt::from_u32(4 * 1024 * 1024))
-        .receive_window(quinn::VarInt::from_u32(32 * 1024 * 1024));
-    config.transport_config(Arc::new(transport));
-    endpoint.set_default_client_config(config);
-    let conn = endpoint.connect(addr, "localhost")?.await?;
-    let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
-    tokio::task::spawn_local(async move {
-        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-    });
+    let (sender, endpoint) = h3_connect(addr).await?;
     let mut loops = Vec::new();
     for _ in 0..streams {
         let (mut sender, uri, tally) = (sender.clone(), uri.clone(), tally.clone());
         loops.push(tokio::task::spawn_local(async move {
             while Instant::now() < end {
                 let started = Instant::now();
-                let result = async {
-                    let req = Request::get(uri.clone()).body(()).map_err(|_| ())?;
-                    let mut stream = sender.send_request(req).await.map_err(|_| ())?;
-                    stream.finish().await.map_err(|_| ())?;
-                    let resp = stream.recv_response().await.map_err(|_| ())?;
-                    let ok = resp.status().is_success();
-                    let mut n = 0u64;
-                    while let Some(chunk) = stream.recv_data().await.map_err(|_| ())? {
-                        n += chunk.remaining() as u64;
-                    }
-                    (ok && expect.is_none_or(|e| e == n)).then_some(n).ok_or(())
-                }
-                .await;
+                let result = h3_fetch(&mut sender, &uri, expect).await;
                 tally.borrow_mut().record(started, result);
             }
         }));
@@ -374,51 +392,17 @@ async fn sequential(
 }
 
 async fn one_fetch_h2(addr: SocketAddr, uri: &Uri, expect: Option<u64>) -> anyhow::Result<()> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls(b"h2")?));
-    let tls = connector
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
-    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(4 * 1024 * 1024)
-        .initial_connection_window_size(32 * 1024 * 1024)
-        .handshake(TokioIo::new(tls))
-        .await?;
-    tokio::task::spawn_local(async move {
-        let _ = conn.await;
-    });
-    let resp = sender.send_request(get(uri)).await?;
-    anyhow::ensure!(resp.status().is_success(), "status {}", resp.status());
-    let mut body = resp.into_body();
-    let mut n = 0u64;
-    while let Some(frame) = body.frame().await {
-        n += frame?.data_ref().map_or(0, |d| d.len() as u64);
-    }
-    anyhow::ensure!(expect.is_none_or(|e| e == n), "{n} bytes");
+    let mut sender = h2_connect(addr).await?;
+    h2_fetch(&mut sender, uri, expect)
+        .await
+        .map_err(|()| anyhow::anyhow!("the h2 fetch failed"))?;
     Ok(())
 }
 
 async fn one_fetch_h3(addr: SocketAddr, uri: &Uri, expect: Option<u64>) -> anyhow::Result<()> {
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls(b"h3")?)?;
-    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = endpoint.connect(addr, "localhost")?.await?;
-    let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
-    tokio::task::spawn_local(async move {
-        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-    });
-    let mut stream = sender
-        .send_request(Request::get(uri.clone()).body(())?)
-        .await?;
-    stream.finish().await?;
-    let resp = stream.recv_response().await?;
-    anyhow::ensure!(resp.status().is_success(), "status {}", resp.status());
-    let mut n = 0u64;
-    while let Some(chunk) = stream.recv_data().await? {
-        n += chunk.remaining() as u64;
-    }
-    anyhow::ensure!(expect.is_none_or(|e| e == n), "{n} bytes");
+    let (mut sender, endpoint) = h3_connect(addr).await?;
+    let fetched = h3_fetch(&mut sender, uri, expect).await;
     endpoint.close(quinn::VarInt::from_u32(0x100), b"done");
+    fetched.map_err(|()| anyhow::anyhow!("the h3 fetch failed"))?;
     Ok(())
 }
