@@ -35,6 +35,46 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Opens `n` connections to `addr` and holds them.
+async fn flood(addr: &str, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    held
+}
+
+/// Asserts that `pid` stays nearly idle for a second (an accept loop backing off, not spinning).
+async fn assert_backs_off(pid: u32) {
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 0.3,
+        "{used:.2} s of CPU in 1 s while out of descriptors"
+    );
+}
+
+/// GETs `url` until it answers 200 (descriptors free again), within [`WAIT`]; the body.
+async fn get_when_back(url: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let client = h1_client();
+        let req = Request::get(url).body(Full::<Bytes>::default()).unwrap();
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), send(&client, req)).await
+            && r.status == 200
+        {
+            return String::from_utf8_lossy(&r.body).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} answers once descriptors free up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn get(url: String) -> u16 {
     let client = h1_client();
     let req = Request::get(url).body(Full::<Bytes>::default()).unwrap();
@@ -90,37 +130,11 @@ async fn an_admin_listener_out_of_descriptors_backs_off_and_counts() {
     let e = spawn_limited(48, &origin.url()).await;
     let pid = e.child.id();
     // More admin connections than descriptors: the accept loop meets EMFILE.
-    let mut flood = Vec::new();
-    for _ in 0..60 {
-        flood.push(TcpStream::connect(&e.admin).await.unwrap());
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = cpu_seconds(pid);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let used = cpu_seconds(pid) - before;
-    assert!(
-        used < 0.3,
-        "{used:.2} s of CPU in 1 s while out of descriptors"
-    );
-    drop(flood);
+    let held = flood(&e.admin, 60).await;
+    assert_backs_off(pid).await;
+    drop(held);
     // Once descriptors free up, the admin listener answers again and has counted the errors.
-    let deadline = Instant::now() + WAIT;
-    let text = loop {
-        let client = h1_client();
-        let req = Request::get(format!("http://{}/metrics", e.admin))
-            .body(Full::<Bytes>::default())
-            .unwrap();
-        if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), send(&client, req)).await
-            && r.status == 200
-        {
-            break String::from_utf8_lossy(&r.body).into_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "admin answers once descriptors free up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let text = get_when_back(&format!("http://{}/metrics", e.admin)).await;
     let errors: u64 = metric(&text, "tiercel_admin_accept_errors_total")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
@@ -156,43 +170,13 @@ async fn a_client_listener_out_of_descriptors_backs_off_and_counts() {
     let pid = e.child.id();
     // Admin connections take the descriptors (up to the admin cap), then clients arrive:
     // the client accept loop meets EMFILE.
-    let mut flood = Vec::new();
-    for _ in 0..60 {
-        flood.push(TcpStream::connect(&e.admin).await.unwrap());
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for _ in 0..20 {
-        flood.push(TcpStream::connect(&e.listen).await.unwrap());
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = cpu_seconds(pid);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let used = cpu_seconds(pid) - before;
-    assert!(
-        used < 0.3,
-        "{used:.2} s of CPU in 1 s while out of descriptors"
-    );
-    drop(flood);
+    let mut held = flood(&e.admin, 60).await;
+    held.extend(flood(&e.listen, 20).await);
+    assert_backs_off(pid).await;
+    drop(held);
     // Once descriptors free up, clients are served again and the errors were counted.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let client = h1_client();
-        let req = Request::get(format!("http://{}/back?size=10", e.listen))
-            .body(Full::<Bytes>::default())
-            .unwrap();
-        if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), send(&client, req)).await
-            && r.status == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "clients are served again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let client = h1_client();
-    let req = Request::get(format!("http://{}/metrics", e.admin))
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let text = String::from_utf8_lossy(&send(&client, req).await.body).into_owned();
+    get_when_back(&format!("http://{}/back?size=10", e.listen)).await;
+    let text = get_when_back(&format!("http://{}/metrics", e.admin)).await;
     let errors: u64 = metric(&text, "tiercel_accept_errors_total")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);

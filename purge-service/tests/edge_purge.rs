@@ -129,10 +129,17 @@ impl Edge {
     }
 
     async fn get(&self, host: &str, pq: &str) -> Result<Got> {
+        self.get_with(host, pq, &[]).await
+    }
+
+    /// A GET with extra header fields.
+    async fn get_with(&self, host: &str, pq: &str, fields: &[(&str, &str)]) -> Result<Got> {
         let addr = self.node.listen.context("listening")?;
-        let req = Request::get(format!("http://{addr}{pq}"))
-            .header("host", host)
-            .body(Full::<Bytes>::default())?;
+        let mut req = Request::get(format!("http://{addr}{pq}")).header("host", host);
+        for (name, value) in fields {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Full::<Bytes>::default())?;
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let resp = tokio::time::timeout(T, client.request(req)).await??;
         let status = resp.status().as_u16();
@@ -469,28 +476,9 @@ async fn while_the_purge_log_lags_a_partly_stored_object_is_forwarded_not_droppe
     .await?;
     // With stale-while-revalidate: a lag makes that decision, not a revalidation.
     let pq = "/lag/film?size=16777216&ranges=1&etag=v1&cc=max-age%3D600%2C%20stale-while-revalidate%3D600";
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let addr = e.node.listen.context("listening")?;
-    let seek = |r: &'static str| {
-        let client = client.clone();
-        async move {
-            let req = Request::get(format!("http://{addr}{pq}"))
-                .header("host", "cdn-a.example")
-                .header("range", r)
-                .body(Full::<Bytes>::default())?;
-            let resp = tokio::time::timeout(T, client.request(req)).await??;
-            let status = resp.status().as_u16();
-            let cache_status = resp
-                .headers()
-                .get("cache-status")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let body = tokio::time::timeout(T, resp.into_body().collect())
-                .await??
-                .to_bytes();
-            anyhow::Ok((status, cache_status, body))
-        }
+    let seek = |r: &'static str| async {
+        let got = e.get_with("cdn-a.example", pq, &[("range", r)]).await?;
+        anyhow::Ok((got.status, got.cache_status, got.body))
     };
     let ranges_asked = || -> Vec<String> {
         o.requests()
