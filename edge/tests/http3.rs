@@ -159,8 +159,11 @@ async fn a_hundred_streams_on_one_connection() {
         let mut h3 = h3.clone();
         let e = e.clone();
         streams.spawn(async move {
-            // The origin takes 200 ms: every stream arrives while its object's fill is on.
-            let pq = format!("/h3/many/{}?size=2000&delay_ms=200&cc=max-age%3D60", i % 10);
+            // The origin takes 1 s: every stream arrives while its object's fill is on.
+            let pq = format!(
+                "/h3/many/{}?size=2000&delay_ms=1000&cc=max-age%3D60",
+                i % 10
+            );
             let (resp, body) = h3_request(&mut h3, get(&e, &pq, &[])).await;
             assert_eq!(resp.status(), 200);
             assert_eq!(body, expected_body(&pq, 2000));
@@ -473,7 +476,9 @@ async fn fifty_connections_at_once_each_proving_its_address_by_retry() {
     // `always`: every new client goes through a Retry round trip first (as under load).
     let e = Edge::start_cfg(&[], |c| c.quic.address_validation = "always".into()).await;
     let e = Arc::new(e);
-    let pq = "/h3/fifty?size=20000&delay_ms=200&cc=max-age%3D60";
+    // The origin takes 1 s: all fifty handshakes (each with its Retry) and requests arrive
+    // while the one fetch is in flight, even on a loaded CI machine.
+    let pq = "/h3/fifty?size=20000&delay_ms=1000&cc=max-age%3D60";
     let mut clients = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let e = e.clone();
@@ -554,7 +559,9 @@ async fn idle_and_stalled_http3_clients_are_let_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_connections_share_the_node_connection_limit() {
-    let e = Edge::start_cfg(&[], |c| c.limits.max_connections = 2).await;
+    // Four places: the two TCP accept loops each keep one for their next client, so two
+    // QUIC connections fill the node.
+    let e = Edge::start_cfg(&[], |c| c.limits.max_connections = 4).await;
     let pq = "/h3/limit?size=100&cc=max-age%3D60";
     // Two connections, each idle after a request: the node is at its limit.
     let (mut a, _ea) = h3_connect(&e).await;
