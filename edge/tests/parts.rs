@@ -20,21 +20,6 @@ fn media(path: &str, extra: &str) -> String {
     format!("{path}?size={SIZE}&ranges=1&etag=v1&cc=max-age%3D600{extra}")
 }
 
-/// The `Range` headers the origin received for `path`, oldest first.
-fn ranges_asked(origin: &Origin, path: &str) -> Vec<String> {
-    origin
-        .requests()
-        .iter()
-        .filter(|r| r.uri.path() == path)
-        .map(|r| {
-            r.headers
-                .get("range")
-                .map_or("-", |v| v.to_str().unwrap_or("?"))
-                .to_string()
-        })
-        .collect()
-}
-
 /// A plain GET through the edge whose body is left for the caller to read (or not).
 async fn start_get(e: &Edge, pq: &str) -> http::Response<hyper::body::Incoming> {
     let req = Request::get(e.url(pq))
@@ -81,10 +66,7 @@ async fn a_cold_seek_fetches_only_the_chunk_it_lands_in() {
     );
     assert_eq!(r.body, slice(&full, 10_000_000, 10_000_999));
     assert!(r.cache_status().contains("stored"), "{}", r.cache_status());
-    assert_eq!(
-        ranges_asked(&e.origin, "/p/seek"),
-        ["bytes=9437184-10485759"]
-    );
+    assert_eq!(e.origin.ranges_asked("/p/seek"), ["bytes=9437184-10485759"]);
 
     // The same bytes again: from storage.
     let r = e
@@ -101,7 +83,7 @@ async fn a_cold_seek_fetches_only_the_chunk_it_lands_in() {
     assert_eq!(r.status, 206);
     assert_eq!(r.body, slice(&full, 10_485_000, 10_486_000));
     assert_eq!(
-        ranges_asked(&e.origin, "/p/seek"),
+        e.origin.ranges_asked("/p/seek"),
         ["bytes=9437184-10485759", "bytes=10485760-11534335"]
     );
     let if_range: Vec<_> = e
@@ -146,7 +128,7 @@ async fn a_full_get_of_a_partly_stored_object_asks_only_for_the_missing_chunks()
     assert!(!r.is_hit());
     assert_eq!(r.header("content-length"), SIZE.to_string());
     assert!(r.body == full, "the whole body, byte for byte");
-    let asked = ranges_asked(&e.origin, "/p/whole");
+    let asked = e.origin.ranges_asked("/p/whole");
     assert_eq!(
         asked.len(),
         16,
@@ -238,7 +220,7 @@ async fn what_may_not_be_stored_is_fetched_by_the_clients_own_range() {
     assert_eq!(r.status, 206);
     assert_eq!(r.body, slice(&full, 3_000_000, 3_000_099));
     assert_eq!(
-        ranges_asked(&e.origin, path),
+        e.origin.ranges_asked(path),
         ["bytes=2097152-3145727", "bytes=3000000-3000099"]
     );
     // Known private now: the next seek goes upstream as it is, and nothing whole is fetched.
@@ -250,7 +232,7 @@ async fn what_may_not_be_stored_is_fetched_by_the_clients_own_range() {
         .await;
     assert_eq!(r.status, 206);
     assert_eq!(r.body, slice(&full, 7_000_000, 7_000_009));
-    let asked = ranges_asked(&e.origin, path);
+    let asked = e.origin.ranges_asked(path);
     assert_eq!(
         asked.last().map(String::as_str),
         Some("bytes=7000000-7000009")
@@ -275,7 +257,7 @@ async fn what_may_not_be_stored_is_fetched_by_the_clients_own_range() {
         )
         .await;
     assert_eq!(r.status, 206);
-    assert_eq!(ranges_asked(&e.origin, "/p/nostore"), ["bytes=10-19"]);
+    assert_eq!(e.origin.ranges_asked("/p/nostore"), ["bytes=10-19"]);
     e.shutdown().await;
 }
 
@@ -360,7 +342,7 @@ async fn a_whole_fetch_cut_short_keeps_its_complete_chunks() {
         .await;
     assert_eq!(r.body, slice(&full, 13_000_000, 13_000_099));
     assert_eq!(
-        ranges_asked(&e.origin, "/p/abandoned"),
+        e.origin.ranges_asked("/p/abandoned"),
         ["-", "bytes=12582912-13631487"]
     );
     e.shutdown().await;
@@ -540,7 +522,7 @@ async fn several_ranges_are_a_multipart_answer_from_whole_and_partial_objects() 
         )
     );
     assert_eq!(
-        ranges_asked(&e.origin, "/p/multi-big"),
+        e.origin.ranges_asked("/p/multi-big"),
         ["bytes=0-1048575", "bytes=7340032-8388607"]
     );
     e.shutdown().await;
@@ -567,7 +549,7 @@ async fn a_seek_far_ahead_of_a_whole_fetch_does_not_wait_for_it() {
         "waited {took:?}"
     );
     assert_eq!(
-        ranges_asked(&e.origin, "/p/ahead"),
+        e.origin.ranges_asked("/p/ahead"),
         ["-", "bytes=14680064-15728639"]
     );
     assert!(
@@ -592,7 +574,7 @@ async fn a_clients_no_cache_is_forwarded_and_leaves_a_partly_stored_object_alone
     assert_eq!(r.status, 206);
     assert_eq!(r.body, slice(&full, 100, 199));
     assert_eq!(
-        ranges_asked(&e.origin, "/p/nocache"),
+        e.origin.ranges_asked("/p/nocache"),
         ["bytes=0-1048575", "bytes=100-199"],
         "the validated answer came from the origin, for the client's own range"
     );
@@ -621,7 +603,7 @@ async fn a_304_or_416_from_a_partly_stored_object_fetches_no_chunk() {
     let r = e.get_with(&pq, &[("range", "bytes=99999999-")]).await;
     assert_eq!(r.status, 416);
     assert_eq!(r.header("content-range"), "bytes */16777216");
-    assert_eq!(ranges_asked(&e.origin, "/p/cond"), ["bytes=0-1048575"]);
+    assert_eq!(e.origin.ranges_asked("/p/cond"), ["bytes=0-1048575"]);
     e.shutdown().await;
 }
 
@@ -639,7 +621,7 @@ async fn a_cold_whole_get_asks_for_a_slice_then_the_rest_chunk_by_chunk() {
     );
     // `cache.slice_threshold` (8 MiB) first, then each later 1 MiB chunk against the ETag.
     // (A chunk is fetched while the one before it is sent: they may arrive in either order.)
-    let mut asked = ranges_asked(&e.origin, "/p/sliced");
+    let mut asked = e.origin.ranges_asked("/p/sliced");
     asked[1..].sort();
     let mut want = vec!["bytes=0-8388607".to_string()];
     want.extend((8..16).map(|i| format!("bytes={}-{}", i * MIB, (i + 1) * MIB - 1)));
@@ -673,7 +655,7 @@ async fn objects_within_the_slice_and_origins_that_ignore_ranges_take_one_reques
     let r = e.get(small).await;
     assert_eq!(r.status, 200);
     assert!(r.body == expected_body(small, 3 * MIB as usize));
-    assert_eq!(ranges_asked(&e.origin, "/p/small"), ["bytes=0-8388607"]);
+    assert_eq!(e.origin.ranges_asked("/p/small"), ["bytes=0-8388607"]);
     no_fills_in_flight(&e).await;
     assert!(e.get(small).await.is_hit());
 
@@ -701,14 +683,14 @@ async fn a_large_private_object_costs_one_wasted_slice_then_passes_whole() {
     // The slice may not be stored: the whole object is asked for instead, never spliced
     // from parts that are not kept.
     assert_eq!(
-        ranges_asked(&e.origin, "/p/private"),
+        e.origin.ranges_asked("/p/private"),
         ["bytes=0-8388607", "-"]
     );
     // Marked hit-for-miss: the next request goes whole at once.
     let r = e.get(&pq).await;
     assert!(r.body == full);
     assert_eq!(
-        ranges_asked(&e.origin, "/p/private"),
+        e.origin.ranges_asked("/p/private"),
         ["bytes=0-8388607", "-", "-"]
     );
     e.shutdown().await;
@@ -731,10 +713,7 @@ async fn a_seek_with_authorization_goes_upstream_as_it_came() {
     assert_eq!(r.status, 206);
     assert_eq!(r.body, slice(&full, 3_000_000, 3_000_099));
     // One request, the client's own range: no aligned part first.
-    assert_eq!(
-        ranges_asked(&e.origin, "/p/auth"),
-        ["bytes=3000000-3000099"]
-    );
+    assert_eq!(e.origin.ranges_asked("/p/auth"), ["bytes=3000000-3000099"]);
     e.shutdown().await;
 }
 
@@ -751,7 +730,7 @@ async fn a_slice_whose_validator_is_withheld_from_storage_is_fetched_whole() {
     assert_eq!(r.status, 200);
     assert!(r.body == full, "the whole body");
     assert_eq!(
-        ranges_asked(&e.origin, "/p/privetag"),
+        e.origin.ranges_asked("/p/privetag"),
         ["bytes=0-8388607", "-"]
     );
     no_fills_in_flight(&e).await;

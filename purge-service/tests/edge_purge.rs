@@ -480,18 +480,7 @@ async fn while_the_purge_log_lags_a_partly_stored_object_is_forwarded_not_droppe
         let got = e.get_with("cdn-a.example", pq, &[("range", r)]).await?;
         anyhow::Ok((got.status, got.cache_status, got.body))
     };
-    let ranges_asked = || -> Vec<String> {
-        o.requests()
-            .iter()
-            .filter(|r| r.uri.path() == "/lag/film")
-            .map(|r| {
-                r.headers
-                    .get("range")
-                    .map_or("-", |v| v.to_str().unwrap_or("?"))
-                    .to_string()
-            })
-            .collect()
-    };
+    let ranges_asked = || o.ranges_asked("/lag/film");
     // A cold seek stores the chunk it lands in; the same bytes again are a hit.
     let (status, _, body) = seek("bytes=100-199").await?;
     assert_eq!((status, body.len()), (206, 100));

@@ -292,6 +292,36 @@ async fn h3_fetch(sender: &mut H3Send, uri: &Uri, expect: Option<u64>) -> Result
     (ok && expect.is_none_or(|e| e == n)).then_some(n).ok_or(())
 }
 
+/// `streams` closed loops of fetches over one connection's `sender` until `end`; `fetch`
+/// takes the sender and hands it back with the outcome.
+async fn stream_loops<S, F, Fut>(
+    sender: S,
+    streams: usize,
+    end: Instant,
+    tally: Rc<RefCell<Tally>>,
+    fetch: F,
+) where
+    S: Clone + 'static,
+    F: Fn(S) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = (S, Result<u64, ()>)>,
+{
+    let mut loops = Vec::new();
+    for _ in 0..streams {
+        let (mut sender, tally, fetch) = (sender.clone(), tally.clone(), fetch.clone());
+        loops.push(tokio::task::spawn_local(async move {
+            while Instant::now() < end {
+                let started = Instant::now();
+                let (back, result) = fetch(sender).await;
+                sender = back;
+                tally.borrow_mut().record(started, result);
+            }
+        }));
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
 async fn h2_connection(
     addr: SocketAddr,
     uri: Uri,
@@ -301,20 +331,14 @@ async fn h2_connection(
     tally: Rc<RefCell<Tally>>,
 ) -> anyhow::Result<()> {
     let sender = h2_connect(addr).await?;
-    let mut loops = Vec::new();
-    for _ in 0..streams {
-        let (mut sender, uri, tally) = (sender.clone(), uri.clone(), tally.clone());
-        loops.push(tokio::task::spawn_local(async move {
-            while Instant::now() < end {
-                let started = Instant::now();
-                let result = h2_fetch(&mut sender, &uri, expect).await;
-                tally.borrow_mut().record(started, result);
-            }
-        }));
-    }
-    for l in loops {
-        let _ = l.await;
-    }
+    stream_loops(sender, streams, end, tally, move |mut s: H2Send| {
+        let uri = uri.clone();
+        async move {
+            let r = h2_fetch(&mut s, &uri, expect).await;
+            (s, r)
+        }
+    })
+    .await;
     Ok(())
 }
 
@@ -327,20 +351,14 @@ async fn h3_connection(
     tally: Rc<RefCell<Tally>>,
 ) -> anyhow::Result<()> {
     let (sender, endpoint) = h3_connect(addr).await?;
-    let mut loops = Vec::new();
-    for _ in 0..streams {
-        let (mut sender, uri, tally) = (sender.clone(), uri.clone(), tally.clone());
-        loops.push(tokio::task::spawn_local(async move {
-            while Instant::now() < end {
-                let started = Instant::now();
-                let result = h3_fetch(&mut sender, &uri, expect).await;
-                tally.borrow_mut().record(started, result);
-            }
-        }));
-    }
-    for l in loops {
-        let _ = l.await;
-    }
+    stream_loops(sender, streams, end, tally, move |mut s: H3Send| {
+        let uri = uri.clone();
+        async move {
+            let r = h3_fetch(&mut s, &uri, expect).await;
+            (s, r)
+        }
+    })
+    .await;
     endpoint.close(quinn::VarInt::from_u32(0x100), b"done");
     Ok(())
 }

@@ -515,13 +515,7 @@ fn malformed<B>(req: &Request<B>) -> Option<&'static str> {
     //# An endpoint MUST NOT generate an HTTP/3 field section containing connection-specific
     //# fields; any message containing connection-specific fields MUST be treated as
     //# malformed.
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-    ] {
+    for name in CONNECTION_SPECIFIC {
         if h.contains_key(name) {
             return Some("connection-specific field");
         }
@@ -539,14 +533,18 @@ fn malformed<B>(req: &Request<B>) -> Option<&'static str> {
 
 /// Connection-specific fields are not allowed in HTTP/3 (RFC 9114 §4.2).
 fn strip_connection_fields(h: &mut HeaderMap) {
-    for name in [
-        http::header::CONNECTION,
-        http::header::TRANSFER_ENCODING,
-        http::header::UPGRADE,
-        http::header::TE,
-    ] {
+    for name in CONNECTION_SPECIFIC {
         h.remove(name);
     }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
+    h.remove(http::header::TE);
 }
+
+/// The connection-specific fields of RFC 9114 §4.2 (`te` aside: a request may carry
+/// `te: trailers`).
+const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];

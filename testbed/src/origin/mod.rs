@@ -178,6 +178,21 @@ impl Origin {
         self.shared.recorder.requests()
     }
 
+    /// The `Range` field of each recorded request for `path` (`-` for none), oldest first:
+    /// what a cache asked for, chunk by chunk.
+    pub fn ranges_asked(&self, path: &str) -> Vec<String> {
+        self.requests()
+            .iter()
+            .filter(|r| r.uri.path() == path)
+            .map(|r| {
+                r.headers
+                    .get("range")
+                    .map_or("-", |v| v.to_str().unwrap_or("?"))
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Forgets every counter and recorded request (overrides set with [`set`](Self::set) stay).
     pub fn reset_counters(&self) {
         self.shared.recorder.reset();
