@@ -141,6 +141,7 @@ fn quic_options(cfg: &NodeConfig) -> server::QuicOptions {
         max_request_head: cfg.limits.max_request_head.as_usize(),
         shutdown_grace: cfg.timeouts.shutdown_grace,
         always_validate: q.address_validation == "always",
+        early_data: q.early_data,
     }
 }
 

@@ -18,23 +18,39 @@ type H3Send = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
 /// An HTTP/3 connection to the edge, its driver polled in its own task.
 async fn h3_connect(e: &Edge) -> (H3Send, quinn::Endpoint) {
-    let cert = e.node.certificate.clone().expect("a TLS listener");
-    let tls = tls_config(&cert, &[b"h3"]);
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("TLS 1.3");
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let endpoint = h3_endpoint(e, false);
     let addr = e.node.quic_listen.expect("HTTP/3 on the TLS port");
     let conn = tokio::time::timeout(WAIT, endpoint.connect(addr, "localhost").unwrap())
         .await
         .expect("handshake in time")
         .expect("QUIC handshake");
-    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
-        .await
-        .expect("h3 connection");
+    (h3_over(conn).await, endpoint)
+}
+
+/// A client endpoint trusting the edge's certificate. Its connections share one TLS session
+/// store, so a second connection can resume the first's session (and send 0-RTT data when
+/// `early_data` is set).
+fn h3_endpoint(e: &Edge, early_data: bool) -> quinn::Endpoint {
+    let cert = e.node.certificate.clone().expect("a TLS listener");
+    let mut tls = tls_config(&cert, &[b"h3"]);
+    tls.enable_early_data = early_data;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("TLS 1.3");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint
+}
+
+/// HTTP/3 over a QUIC connection, its driver polled in its own task.
+async fn h3_over(conn: quinn::Connection) -> H3Send {
+    let (mut driver, send) =
+        tokio::time::timeout(WAIT, h3::client::new(h3_quinn::Connection::new(conn)))
+            .await
+            .expect("h3 set up in time")
+            .expect("h3 connection");
     tokio::spawn(async move {
         let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
     });
-    (send, endpoint)
+    send
 }
 
 /// One request over HTTP/3: the response head and the whole body.
@@ -139,8 +155,8 @@ async fn get_head_and_ranges_are_served_from_one_cache() {
 async fn a_large_body_streams_byte_for_byte() {
     let e = Edge::start(&[]).await;
     let (mut h3, _ep) = h3_connect(&e).await;
-    // 24 MiB (bounded for CI time): a slice, then chunks fetched as the body goes.
-    let size = 24 << 20;
+    // 100 MiB: a slice, then chunks fetched as the body goes.
+    let size = 100 << 20;
     let pq = format!("/h3/big?size={size}&ranges=1&etag=v1&cc=max-age%3D60");
     let (resp, body) = h3_request(&mut h3, get(&e, &pq, &[])).await;
     assert_eq!(resp.status(), 200);
@@ -575,6 +591,146 @@ async fn quic_connections_share_the_node_connection_limit() {
     assert!(
         !text.contains("tiercel_client_made_room_closes_total 0"),
         "{text}"
+    );
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_rtt_serves_hits_at_once_refuses_unsafe_methods_and_waits_to_go_upstream() {
+    let e = Edge::start_cfg(&[], |c| c.quic.early_data = true).await;
+    let endpoint = h3_endpoint(&e, true);
+    let addr = e.node.quic_listen.unwrap();
+    // Small: before the client's address is validated the edge may send only three times what
+    // it received (RFC 9000 §8.1), and a larger answer would wait a round trip for credit.
+    let hot = "/0rtt/hot?size=200&cc=max-age%3D60";
+    // A first connection stores the object and leaves the client a session ticket.
+    {
+        let conn = tokio::time::timeout(WAIT, endpoint.connect(addr, "localhost").unwrap())
+            .await
+            .expect("handshake in time")
+            .expect("QUIC handshake");
+        let mut h3 = h3_over(conn.clone()).await;
+        let (resp, _) = h3_request(&mut h3, get(&e, hot, &[])).await;
+        assert_eq!(resp.status(), 200);
+        conn.close(0u32.into(), b"done");
+    }
+    // The second resumes through a relay with a 400 ms round trip, its requests sent in
+    // 0-RTT: they reach the edge 200 ms in, and the handshake completes there at 600 ms.
+    const ONE_WAY: Duration = Duration::from_millis(200);
+    let relay = tiercel_testbed::udp_delay::UdpDelay::start(addr, ONE_WAY)
+        .await
+        .unwrap();
+    let connecting = endpoint.connect(relay.addr(), "localhost").unwrap();
+    let (conn, accepted) = connecting
+        .into_0rtt()
+        .unwrap_or_else(|_| panic!("no session ticket from the first connection"));
+    let started = std::time::Instant::now();
+    let wall = std::time::SystemTime::now();
+    let mut h3 = h3_over(conn).await;
+    let port = e.node.tls_listen.unwrap().port();
+    let post = Request::post(format!("https://localhost:{port}/0rtt/post"))
+        .body(())
+        .unwrap();
+    let cold = "/0rtt/cold?size=2000&cc=max-age%3D60";
+    let (mut a, mut b, mut c) = (h3.clone(), h3.clone(), h3.clone());
+    let timed = |resp: (Response<()>, Bytes)| (resp, started.elapsed());
+    let (hit, refused, miss) = tokio::join!(
+        async { timed(h3_request(&mut a, get(&e, hot, &[])).await) },
+        async { timed(h3_request(&mut b, post).await) },
+        async { timed(h3_request(&mut c, get(&e, cold, &[])).await) },
+    );
+    assert!(
+        tokio::time::timeout(WAIT, accepted).await.unwrap(),
+        "the edge accepted 0-RTT"
+    );
+
+    // The stored object is served from early data, before the handshake completes.
+    let ((resp, body), hit_at) = hit;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        cache_status(&resp).contains("hit"),
+        "{}",
+        cache_status(&resp)
+    );
+    assert_eq!(body, expected_body(hot, 200));
+    // An unsafe method in early data may be a replay: 425, and nothing forwarded.
+    let ((resp, _), _) = refused;
+    assert_eq!(resp.status(), 425);
+    assert_eq!(e.origin.hits("/0rtt/post"), 0);
+    // A miss goes upstream only once the handshake has completed (600 ms in), never on what
+    // may be a replay (it would be there at 200 ms).
+    let ((resp, body), miss_at) = miss;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(body, expected_body(cold, 2000));
+    let asked = e
+        .origin
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.path() == "/0rtt/cold")
+        .expect("the miss was fetched");
+    let asked_after = asked.received_at.duration_since(wall).unwrap_or_default();
+    assert!(
+        asked_after >= Duration::from_millis(500),
+        "the origin was asked {asked_after:?} in, before the handshake completed"
+    );
+    assert!(
+        miss_at >= hit_at + Duration::from_millis(250),
+        "hit at {hit_at:?}, miss at {miss_at:?}: the hit waited for the handshake"
+    );
+    let text = e.node.metrics_text();
+    assert_eq!(
+        metric(&text, "tiercel_early_data_requests_total").as_deref(),
+        Some("3"),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "tiercel_too_early_total").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    // After the handshake the same request goes through.
+    let post = Request::post(format!("https://localhost:{port}/0rtt/post"))
+        .body(())
+        .unwrap();
+    let (resp, _) = h3_request(&mut h3, post).await;
+    assert_ne!(resp.status(), 425);
+    assert_eq!(e.origin.hits("/0rtt/post"), 1);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_early_data_configured_0rtt_is_declined_and_requests_still_served() {
+    let e = Edge::start(&[]).await;
+    let endpoint = h3_endpoint(&e, true);
+    let addr = e.node.quic_listen.unwrap();
+    let pq = "/0rtt/off?size=100";
+    let conn = tokio::time::timeout(WAIT, endpoint.connect(addr, "localhost").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut h3 = h3_over(conn.clone()).await;
+    let (resp, _) = h3_request(&mut h3, get(&e, pq, &[])).await;
+    assert_eq!(resp.status(), 200);
+    conn.close(0u32.into(), b"done");
+    // The session resumes, but the edge gave no 0-RTT key: the client cannot send early.
+    let connecting = endpoint.connect(addr, "localhost").unwrap();
+    let conn = match connecting.into_0rtt() {
+        Ok((conn, accepted)) => {
+            assert!(!tokio::time::timeout(WAIT, accepted).await.unwrap());
+            conn
+        }
+        Err(connecting) => tokio::time::timeout(WAIT, connecting)
+            .await
+            .unwrap()
+            .unwrap(),
+    };
+    let mut h3 = h3_over(conn).await;
+    let (resp, _) = h3_request(&mut h3, get(&e, pq, &[])).await;
+    assert_eq!(resp.status(), 200);
+    let text = e.node.metrics_text();
+    assert_eq!(
+        metric(&text, "tiercel_early_data_requests_total").as_deref(),
+        Some("0")
     );
     e.shutdown().await;
 }

@@ -6,4 +6,5 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod origin;
+pub mod udp_delay;
 pub mod up;

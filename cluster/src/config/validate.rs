@@ -179,13 +179,6 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
             ));
         }
     }
-    if quic.early_data {
-        return Err(fail(
-            "quic.early_data",
-            "0-RTT is not supported yet (replayed requests would not be refused); leave it off"
-                .to_owned(),
-        ));
-    }
 
     let chunk = cfg.cache.chunk_size;
     if chunk < defaults::MIN_CHUNK_SIZE || chunk > defaults::MAX_CHUNK_SIZE {

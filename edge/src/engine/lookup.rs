@@ -11,7 +11,7 @@ use super::fills::{FillKey, FillSlot};
 use super::parts::ColdRange;
 use super::purge::PurgeVerdict;
 use super::serve::CacheInfo;
-use super::{Body, Engine, RequestCtx};
+use super::{Body, Engine, Handshake, RequestCtx};
 use crate::policy::{
     Reuse, RevalidateReason, VariantId, VarySpec, reuse, stale_if_error_allows, variant_id,
 };
@@ -135,6 +135,11 @@ impl Engine {
                     "not in cache (only-if-cached)\n",
                     Some(target.fwd),
                 );
+            }
+            // Past here the request goes upstream: not before its handshake is complete,
+            // if it came in early data (a stored response was served at once above).
+            if !self.after_handshake(&ctx).await {
+                return self.too_early();
             }
             if !alone && self.hit_for_miss.is_marked(&ctx.key, Instant::now()) {
                 alone = true;
@@ -289,7 +294,9 @@ impl Engine {
     /// or no fill slot is free right now (the stale response is served either way).
     fn revalidate_in_background(self: &Arc<Self>, ctx: &RequestCtx, meta: &Arc<ObjectMeta>) {
         let key: FillKey = (ctx.key, meta.variant);
-        if self.fills.get(&key).is_some() {
+        // A request in early data may be a replay: it gets the stale response, and the
+        // next request starts the revalidation.
+        if self.fills.get(&key).is_some() || ctx.early.as_ref().is_some_and(Handshake::pending) {
             return;
         }
         let Some(slot) = FillSlot::try_acquire(&self.fill_slots, &ctx.conn_fills) else {

@@ -38,7 +38,7 @@ pub use config::EngineConfig;
 pub use fill::{FillError, Outcome};
 pub use follower::{EngineHooks, FollowedPurges};
 pub use purge::{NoPurges, PurgeOracle, PurgeProgress, PurgeVerdict};
-pub use request::{ConnInfo, RequestCtx};
+pub use request::{ConnInfo, Handshake, RequestCtx};
 
 use self::fills::{FillTable, HitForMiss};
 use crate::key::derive_key;
@@ -69,6 +69,11 @@ pub struct EngineStats {
     pub fills_abandoned: std::sync::atomic::AtomicU64,
     /// Requests received, by the protocol of their connection: HTTP/1.x, HTTP/2, HTTP/3.
     pub requests_by_protocol: [std::sync::atomic::AtomicU64; 3],
+    /// Requests that arrived in TLS early data (0-RTT), before their handshake completed.
+    pub early_data: std::sync::atomic::AtomicU64,
+    /// Early-data requests refused with 425 Too Early (unsafe methods, or a handshake that
+    /// never completed).
+    pub too_early: std::sync::atomic::AtomicU64,
 }
 
 impl EngineStats {
@@ -317,6 +322,20 @@ impl Engine {
                 None,
             );
         }
+        let early = conn.handshake.filter(Handshake::pending);
+        if early.is_some() {
+            self.stats
+                .early_data
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            //= https://www.rfc-editor.org/rfc/rfc8470#section-5.2
+            //# A server that receives a request in early data and chooses not to process
+            //# it MUST respond with a 425 (Too Early) status code
+            // An unsafe method may change state upstream; a replay must not repeat it. The
+            // client sends it again after the handshake.
+            if !parts.method.is_safe() {
+                return self.too_early();
+            }
+        }
         let key = derive_key(&self.cfg.service, conn.scheme, &url, &self.cfg.key_rules).0;
         let directives = RequestDirectives::parse(&parts.headers);
         let ctx = RequestCtx {
@@ -330,6 +349,7 @@ impl Engine {
             scheme: conn.scheme,
             peer: conn.peer,
             conn_fills: conn.fills,
+            early,
             key,
             directives,
             start,
@@ -338,6 +358,9 @@ impl Engine {
             drop(body);
             self.cached(ctx).await
         } else {
+            if !self.after_handshake(&ctx).await {
+                return self.too_early();
+            }
             let fwd = if ctx.method.is_safe() {
                 FwdReason::Bypass
             } else {
@@ -345,5 +368,29 @@ impl Engine {
             };
             self.pass(ctx, body, fwd).await
         }
+    }
+}
+
+impl Engine {
+    /// Waits, for a request that arrived in early data, until its connection's handshake has
+    /// completed: nothing goes upstream on a request that may be a replay. `false` if the
+    /// handshake failed (the request is then answered 425).
+    pub(super) async fn after_handshake(&self, ctx: &RequestCtx) -> bool {
+        match &ctx.early {
+            Some(h) => h.completed().await,
+            None => true,
+        }
+    }
+
+    /// 425 Too Early (RFC 8470 §5.2): the client retries once its handshake is complete.
+    pub(super) fn too_early(&self) -> Response<Body> {
+        self.stats
+            .too_early
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.plain_error(
+            StatusCode::TOO_EARLY,
+            "too early: send this request again after the handshake\n",
+            None,
+        )
     }
 }

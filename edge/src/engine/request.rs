@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::Semaphore;
 
 use http::{HeaderMap, Method, Uri, Version};
@@ -21,6 +23,44 @@ pub struct ConnInfo {
     /// The connection's fill slots ([`super::Engine::connection_fill_slots`]), one per
     /// connection, shared by its requests.
     pub fills: Arc<Semaphore>,
+    /// Set on a connection that may carry TLS early data (0-RTT): until its handshake
+    /// completes, what arrives on it may be a replay (RFC 8470).
+    pub handshake: Option<Handshake>,
+}
+
+/// Whether a connection's TLS handshake has completed, for requests that arrived in early
+/// data (0-RTT). An attacker can replay a client's first flight, early data included, but
+/// cannot complete its handshake: a request acted on only once the handshake is complete is
+/// not a replay. So early requests are answered from storage at once, while anything that
+/// would go upstream waits for the handshake, and unsafe methods are refused with 425.
+#[derive(Clone)]
+pub struct Handshake(Shared<BoxFuture<'static, bool>>);
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("pending", &self.pending())
+            .finish()
+    }
+}
+
+impl Handshake {
+    /// `ended` resolves when the connection's handshake ends, `true` if it completed; the
+    /// connection makes it resolve by its handshake deadline. It is polled where it is asked
+    /// about, so the answer is the transport's own at that moment, never a report late.
+    pub fn new(ended: impl Future<Output = bool> + Send + 'static) -> Self {
+        Handshake(ended.boxed().shared())
+    }
+
+    /// Whether the handshake is still under way (a request now is early data).
+    pub fn pending(&self) -> bool {
+        self.0.clone().now_or_never().is_none()
+    }
+
+    /// Waits for the handshake's end: `true` once it completed, `false` if it failed.
+    pub async fn completed(&self) -> bool {
+        self.0.clone().await
+    }
 }
 
 /// A request, parsed once.
@@ -47,6 +87,8 @@ pub struct RequestCtx {
     pub peer: SocketAddr,
     /// The connection's fill slots.
     pub conn_fills: Arc<Semaphore>,
+    /// The handshake this request arrived before the end of (0-RTT early data), if any.
+    pub early: Option<Handshake>,
     /// Primary cache key.
     pub key: [u8; 32],
     /// Request cache directives.

@@ -139,7 +139,7 @@ pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
             n.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
-    let counters: [(&str, &str, &AtomicU64); 14] = [
+    let counters: [(&str, &str, &AtomicU64); 16] = [
         (
             "tiercel_cache_hits_total",
             "Requests served from storage.",
@@ -164,6 +164,16 @@ pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
             "tiercel_fills_refused_total",
             "Requests answered 503: no fill or pass slot (limits.max_fills, limits.max_fills_per_connection) within timeouts.fill_queue.",
             &s.fills_refused,
+        ),
+        (
+            "tiercel_early_data_requests_total",
+            "Requests that arrived in TLS early data (HTTP/3 0-RTT), before their handshake completed.",
+            &s.early_data,
+        ),
+        (
+            "tiercel_too_early_total",
+            "Early-data requests answered 425 Too Early (unsafe methods, or a handshake that did not complete).",
+            &s.too_early,
         ),
         (
             "tiercel_fills_abandoned_total",

@@ -127,6 +127,8 @@ pub async fn serve(
                 peer,
                 scheme,
                 fills: fills.clone(),
+                // TLS over TCP takes no early data: its handshake is complete here.
+                handshake: None,
             };
             async move {
                 let mut resp = engine.handle(req, conn).await;

@@ -29,7 +29,7 @@ use tiercel_cluster::urlnorm::Scheme;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::{ConnInfo, Engine};
+use crate::engine::{ConnInfo, Engine, Handshake};
 use crate::upstream::BoxError;
 
 /// Why the HTTP/3 endpoint could not be set up.
@@ -96,12 +96,19 @@ pub struct QuicOptions {
     pub shutdown_grace: Duration,
     /// Ask every new client for a Retry round trip, not only under load.
     pub always_validate: bool,
+    /// Accept 0-RTT early data from resuming clients: requests answered from storage at once,
+    /// unsafe methods refused with 425 and upstream work held until the handshake completes
+    /// ([`crate::engine::Handshake`]).
+    pub early_data: bool,
 }
 
 /// Handshakes in progress above which new clients must first prove their address (a Retry
 /// round trip, RFC 9000 §8.1): a flood from spoofed sources then costs the node a stateless
 /// packet each, not a handshake.
 pub const VALIDATE_ABOVE: usize = 64;
+
+/// TLS sessions a node remembers for resumption (and 0-RTT): a few hundred bytes each.
+const RESUMPTION_SESSIONS: usize = 16_384;
 
 /// ALPN of HTTP/3.
 pub const H3_ALPN: &[u8] = b"h3";
@@ -122,8 +129,11 @@ pub fn endpoint(
         .with_single_cert(certs, key)
         .map_err(|e| QuicError::Tls(e.to_string()))?;
     tls.alpn_protocols = vec![H3_ALPN.to_vec()];
-    // No 0-RTT: `quic.early_data` is refused until replays can be refused (RFC 8470).
-    tls.max_early_data_size = 0;
+    // QUIC takes early data whole or not at all (RFC 9001 §4.6.1). rustls resumes from a
+    // node-local store whose tickets are single use, which already refuses a replay to the
+    // same node; the engine's 425 and handshake wait cover a replay to another.
+    tls.max_early_data_size = if opts.early_data { u32::MAX } else { 0 };
+    tls.session_storage = rustls::server::ServerSessionMemoryCache::new(RESUMPTION_SESSIONS);
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| QuicError::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -249,18 +259,8 @@ async fn connection(
     shutdown: CancellationToken,
     handshaking: Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    let handshake = tokio::time::timeout(opts.handshake_timeout, incoming).await;
-    handshaking.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let conn = match handshake {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "QUIC handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("QUIC handshake timed out");
-            return;
-        }
+    let Some((conn, handshake)) = accept(incoming, &opts, handshaking).await else {
+        return;
     };
     let peer = conn.remote_address();
     let quic = conn.clone();
@@ -328,6 +328,7 @@ async fn connection(
             peer,
             scheme: Scheme::Https,
             fills: fills.clone(),
+            handshake: handshake.clone(),
         };
         requests.spawn(request(resolver, engine.clone(), conn, activity.clone()));
     }
@@ -340,6 +341,65 @@ async fn connection(
         // them (it got GOAWAY); a client that does not is given DRAIN, within the grace.
         let drain = (tokio::time::Instant::now() + DRAIN).min(deadline);
         let _ = tokio::time::timeout_at(drain, quic.closed()).await;
+    }
+}
+
+/// Completes the QUIC handshake within the handshake deadline, or, with early data on, opens
+/// the connection at once and watches the handshake (the [`Handshake`] its requests carry;
+/// a handshake not complete by the deadline closes the connection). `handshaking` counts
+/// handshakes in progress, for address validation under load.
+async fn accept(
+    incoming: quinn::Incoming,
+    opts: &QuicOptions,
+    handshaking: Arc<std::sync::atomic::AtomicUsize>,
+) -> Option<(quinn::Connection, Option<Handshake>)> {
+    let done = |handshaking: &std::sync::atomic::AtomicUsize| {
+        handshaking.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    };
+    let mut connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            done(&handshaking);
+            tracing::debug!(error = %e, "QUIC connection refused");
+            return None;
+        }
+    };
+    if opts.early_data {
+        match connecting.into_0rtt() {
+            Ok((conn, established)) => {
+                let watched = conn.clone();
+                let deadline = opts.handshake_timeout;
+                let handshake = Handshake::new(async move {
+                    let ended = tokio::time::timeout(deadline, established).await;
+                    done(&handshaking);
+                    // `established` also resolves when the connection fails first.
+                    let completed = ended.is_ok() && watched.close_reason().is_none();
+                    if !completed {
+                        tracing::debug!("QUIC handshake timed out or failed (0-RTT)");
+                        watched.close(quinn::VarInt::from_u32(0x100), b"handshake timeout");
+                    }
+                    completed
+                });
+                // Driven here so the deadline holds when no request asks.
+                let driven = handshake.clone();
+                tokio::spawn(async move { driven.completed().await });
+                return Some((conn, Some(handshake)));
+            }
+            Err(c) => connecting = c,
+        }
+    }
+    let handshake = tokio::time::timeout(opts.handshake_timeout, connecting).await;
+    done(&handshaking);
+    match handshake {
+        Ok(Ok(conn)) => Some((conn, None)),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "QUIC handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("QUIC handshake timed out");
+            None
+        }
     }
 }
 

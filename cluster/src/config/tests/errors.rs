@@ -230,10 +230,6 @@ fn validation_rules() {
             "config error: quic.stream_receive_window: must be between 16KiB and 1GiB, got 8KiB",
         ),
         (
-            |c| c.quic.early_data = true,
-            "config error: quic.early_data: 0-RTT is not supported yet (replayed requests would not be refused); leave it off",
-        ),
-        (
             |c| c.memory_cache = ByteSize::kib(512),
             "config error: memory_cache: must be at least cache.chunk_size (1MiB), got 512KiB",
         ),
