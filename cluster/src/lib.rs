@@ -16,6 +16,7 @@ pub mod conn;
 pub mod follower;
 pub mod purge;
 pub mod secret;
+pub mod service;
 pub mod shield_select;
 pub mod signal;
 pub mod telemetry;

@@ -23,5 +23,6 @@ pub mod node;
 pub mod policy;
 pub mod protocol;
 pub mod server;
+pub mod sites;
 pub mod storage;
 pub mod upstream;

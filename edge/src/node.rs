@@ -64,6 +64,9 @@ pub enum NodeError {
     /// The purge follower could not start (bad state file, bad configuration).
     #[error("purge follower: {0}")]
     Follower(#[from] FollowerError),
+    /// A service of the configuration cannot run.
+    #[error("config error: {0}")]
+    Service(#[from] tiercel_cluster::service::ServiceError),
 }
 
 /// A node that is serving.
@@ -86,6 +89,8 @@ pub struct RunningNode {
     pub purge_state: Option<Arc<PurgeState>>,
     /// Client-connection counters of every listener.
     pub connections: Arc<server::ConnectionStats>,
+    /// Builds the engine's sites when services change.
+    pub sites: Arc<crate::sites::SiteBuilder>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -225,7 +230,7 @@ pub async fn start(role: Role, cfg: &NodeConfig) -> Result<RunningNode, NodeErro
             return Err(e);
         }
     };
-    hooks.attach(&node.engine);
+    hooks.attach(&node.engine, node.sites.clone());
     node.follower = Some(handle);
     node.purge_state = Some(state);
     Ok(node)
@@ -240,9 +245,11 @@ pub async fn start_with_purges(
     if role == Role::Shield && !cfg.shields.is_empty() {
         return Err(NodeError::ShieldWithShields);
     }
-    if cfg.shields.is_empty() && cfg.origin.is_none() {
+    if cfg.shields.is_empty() && cfg.origin.is_none() && cfg.services.is_empty() {
         return Err(NodeError::NoOrigin);
     }
+    // Checked with the configuration; compiled again here to run.
+    let file_services = tiercel_cluster::service::from_tables(&cfg.services)?;
     if cfg.listen.is_none() && cfg.tls_listen.is_none() {
         return Err(NodeError::NoListener);
     }
@@ -261,6 +268,11 @@ pub async fn start_with_purges(
         .iter()
         .filter_map(|a| tiercel_cluster::config::origin_address(a))
         .collect();
+    let origin_protocol = match cfg.origin_protocol.as_str() {
+        "h2" => WireProtocol::Http2,
+        "auto" => WireProtocol::Negotiated,
+        _ => WireProtocol::Http1,
+    };
     let origin = cfg
         .origin
         .as_deref()
@@ -269,33 +281,69 @@ pub async fn start_with_purges(
                 o,
                 timeouts,
                 Reach {
-                    protocol: match cfg.origin_protocol.as_str() {
-                        "h2" => WireProtocol::Http2,
-                        "auto" => WireProtocol::Negotiated,
-                        _ => WireProtocol::Http1,
-                    },
+                    protocol: origin_protocol,
                     roots: roots.as_deref(),
                     addresses: &origin_addresses,
                 },
             )
         })
         .transpose()?;
+    let shield_protocol = if cfg.shield_protocol == "http/1.1" {
+        WireProtocol::Http1
+    } else {
+        WireProtocol::Http2
+    };
     // Misses go to the shield tier when there is one (the origin standing in when no shield
-    // answers, if allowed), else to the origin.
-    let upstream: Arc<dyn Upstream> = match (cfg.shields.is_empty(), origin) {
-        (true, Some(origin)) => origin,
-        (true, None) => return Err(NodeError::NoOrigin),
+    // answers, if allowed), else to the origin. Hosts of a service go to its own upstream;
+    // other hosts here, or 421 when there is neither.
+    let upstream: Option<Arc<dyn Upstream>> = match (cfg.shields.is_empty(), origin.clone()) {
+        (true, Some(origin)) => Some(origin),
+        (true, None) => None,
         (false, origin) => {
-            let fallback = origin.filter(|_| cfg.origin_fallback);
-            let protocol = if cfg.shield_protocol == "http/1.1" {
-                WireProtocol::Http1
-            } else {
-                WireProtocol::Http2
-            };
-            ShieldUpstream::new(&cfg.shields, protocol, fallback, timeouts, roots.as_deref())?
+            let fallback = origin
+                .filter(|_| cfg.origin_fallback)
+                .map(|o| o as Arc<dyn Upstream>);
+            Some(ShieldUpstream::new(
+                &cfg.shields,
+                shield_protocol,
+                fallback,
+                timeouts,
+                roots.as_deref(),
+            )?)
         }
     };
-    let upstream_name = upstream.describe();
+    let upstream_name = upstream
+        .as_ref()
+        .map_or_else(|| "none (services only)".to_owned(), |u| u.describe());
+    let mut site_builder = crate::sites::SiteBuilder::new(
+        timeouts,
+        roots.clone(),
+        origin_protocol,
+        cfg.shields.clone(),
+        shield_protocol,
+        cfg.origin_fallback,
+        role,
+        origin,
+        file_services,
+    );
+    // The TLS listeners' certificates: the node's own, and each service's by SNI.
+    let mut certificate = None;
+    let sni = match cfg.tls_listen {
+        Some(_) => {
+            let names = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                cfg.name.clone(),
+            ];
+            let (certs, key) =
+                server::certified_key(cfg.cert.as_deref(), cfg.key.as_deref(), &names)?;
+            certificate = certs.first().map(|c| c.to_vec());
+            Some(server::SniCerts::new(certs, key)?)
+        }
+        None => None,
+    };
+    site_builder.certs = sni.clone();
+    let site_builder = Arc::new(site_builder);
     let mut engine_cfg = engine_config(role, cfg);
     // Client connections must not use up the descriptors upstream connections need.
     let nofile = tiercel_cluster::conn::raise_fd_limit();
@@ -319,6 +367,7 @@ pub async fn start_with_purges(
     })
     .await?;
     let engine = Engine::new(engine_cfg, storage, upstream, purges);
+    site_builder.apply(&engine, &[]);
     let opts = ServerOptions {
         max_request_head: cfg.limits.max_request_head.as_usize(),
         max_headers: cfg.limits.max_headers,
@@ -379,16 +428,8 @@ pub async fn start_with_purges(
     }
     let mut tls_listen = None;
     let mut quic_listen = None;
-    let mut certificate = None;
-    if let Some(addr) = cfg.tls_listen {
-        let names = vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            cfg.name.clone(),
-        ];
-        let (certs, key) = server::certified_key(cfg.cert.as_deref(), cfg.key.as_deref(), &names)?;
-        certificate = certs.first().map(|c| c.to_vec());
-        let tls = server::server_config(certs.clone(), key.clone_key(), &server::TCP_ALPN)?;
+    if let (Some(addr), Some(sni)) = (cfg.tls_listen, sni) {
+        let tls = server::server_config(sni.clone(), &server::TCP_ALPN)?;
         let l = bind(addr).await?;
         tls_listen = l.local_addr().ok();
         // HTTP/3 on the same port over UDP (the port the TCP listener got, when it was 0).
@@ -397,7 +438,7 @@ pub async fn start_with_purges(
             && let Some(tcp) = tls_listen
         {
             let quic_opts = quic_options(cfg);
-            let endpoint = server::quic_endpoint(tcp, certs, key, &quic_opts)?;
+            let endpoint = server::quic_endpoint(tcp, sni, &quic_opts)?;
             quic_listen = endpoint.local_addr().ok();
             let max_age = cfg.quic.alt_svc_max_age.as_secs();
             if max_age > 0 {
@@ -449,6 +490,7 @@ pub async fn start_with_purges(
         follower: None,
         purge_state: None,
         connections: conns,
+        sites: site_builder,
         shutdown,
         tasks,
     })

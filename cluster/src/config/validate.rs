@@ -288,6 +288,12 @@ pub(crate) fn validate(cfg: &NodeConfig, sources: &Sources) -> Result<(), Config
             return Err(fail(key, "must be at least 1".to_owned()));
         }
     }
+    // The same checks as the purge-service's API, by the same code.
+    crate::service::from_tables(&cfg.services).map_err(|e| ConfigError::Invalid {
+        key: e.key,
+        from: source_of(sources, "services").cloned(),
+        message: e.reason,
+    })?;
     Ok(())
 }
 

@@ -43,6 +43,8 @@ pub(super) struct FillJob {
     table_key: Option<FillKey>,
     /// A revalidation nobody waits for (stale-while-revalidate): never "abandoned".
     pub(super) background: bool,
+    /// Where the fill's requests go (its site's upstream).
+    pub(super) upstream: Arc<dyn crate::upstream::Upstream>,
     /// For a cold whole GET: the bytes the first exchange asks for by range
     /// (`cache.slice_threshold`, see [`Engine::slice_for`]).
     slice: Option<u64>,
@@ -165,6 +167,7 @@ impl Engine {
             purge_index: self.purges.applied_index(),
             table_key: None,
             background: false,
+            upstream: ctx.site.upstream.clone(),
             slice: self.slice_for(ctx, target),
         }
     }
@@ -325,7 +328,7 @@ impl Engine {
             self.stats
                 .upstream_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let resp = match self.upstream.send(req, &UpstreamCtx { key: job.key }).await {
+            let resp = match job.upstream.send(req, &UpstreamCtx { key: job.key }).await {
                 Ok(r) => r,
                 Err(e) => return self.settle(fill, job, Outcome::Failed(e)),
             };
@@ -602,7 +605,7 @@ impl Engine {
         fill.publish(Outcome::Stream(head.clone()));
         self.hit_for_miss.clear(&job.key);
 
-        let mut body = std::pin::pin!(IdleTimeout::new(body, self.upstream.idle_timeout()));
+        let mut body = std::pin::pin!(IdleTimeout::new(body, job.upstream.idle_timeout()));
         let mut result: Result<(), FillError> = Ok(());
         // Chunks written before the object turned out too large: deleted at the end.
         let mut oversized: Option<u32> = None;

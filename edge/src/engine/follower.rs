@@ -10,6 +10,8 @@ use tiercel_cluster::urlnorm::NormalizedUrl;
 
 use super::Engine;
 use super::purge::{PurgeOracle, PurgeProgress, PurgeVerdict};
+use crate::sites::SiteBuilder;
+use tiercel_cluster::service::from_json;
 
 /// [`PurgeState`] as the engine's [`PurgeOracle`].
 #[derive(Debug, Clone)]
@@ -50,15 +52,51 @@ impl PurgeOracle for FollowedPurges {
 
 /// Receives the follower's hooks; the engine is attached once it exists (the engine needs the
 /// follower's state first, the follower needs somewhere to send URL purges).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct EngineHooks {
-    engine: OnceLock<Weak<Engine>>,
+    engine: OnceLock<(Weak<Engine>, Arc<SiteBuilder>)>,
+    /// Services the log named before the engine existed (applied by `attach`).
+    early: parking_lot::Mutex<Option<Vec<ServiceRecord>>>,
+}
+
+impl std::fmt::Debug for EngineHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHooks")
+            .field("attached", &self.engine.get().is_some())
+            .finish()
+    }
 }
 
 impl EngineHooks {
-    /// Routes hooks to `engine` from now on.
-    pub fn attach(&self, engine: &Arc<Engine>) {
-        let _ = self.engine.set(Arc::downgrade(engine));
+    /// Routes hooks to `engine` from now on, services built by `sites`; services the log
+    /// delivered before now apply at once.
+    pub fn attach(&self, engine: &Arc<Engine>, sites: Arc<SiteBuilder>) {
+        let mut early = self.early.lock();
+        let _ = self.engine.set((Arc::downgrade(engine), sites));
+        if let Some(services) = early.take() {
+            self.apply(&services);
+        }
+    }
+
+    fn apply(&self, records: &[ServiceRecord]) {
+        let Some((engine, sites)) = self.engine.get() else {
+            return;
+        };
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        let mut services = Vec::with_capacity(records.len());
+        for r in records {
+            // Checked by the purge-service when it was written; a node of another version may
+            // still disagree: that service is left out, loudly, and the rest apply.
+            match from_json(&r.name, &r.doc) {
+                Ok(s) => services.push(Arc::new(s)),
+                Err(e) => {
+                    tracing::error!(service = %r.name, error = %e, "service from the purge log refused")
+                }
+            }
+        }
+        sites.apply(&engine, &services);
     }
 }
 
@@ -68,7 +106,7 @@ impl PurgeListener for EngineHooks {
         if soft {
             return;
         }
-        let Some(engine) = self.engine.get().and_then(Weak::upgrade) else {
+        let Some(engine) = self.engine.get().and_then(|(e, _)| e.upgrade()) else {
             return;
         };
         let Some(split) = url_purge_key.find('/') else {
@@ -82,10 +120,17 @@ impl PurgeListener for EngineHooks {
     }
 
     fn services_changed(&self, services: &[ServiceRecord]) {
-        // Routing by service is its own issue; until then services are only acknowledged.
+        {
+            let mut early = self.early.lock();
+            if self.engine.get().is_none() {
+                *early = Some(services.to_vec());
+                return;
+            }
+        }
         tracing::info!(
             services = services.len(),
             "services updated from the purge log"
         );
+        self.apply(services);
     }
 }

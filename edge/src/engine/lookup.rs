@@ -460,7 +460,7 @@ impl Engine {
                 if let Some(resp) = self.stale_on_error(ctx, target, now).await {
                     return Served::Done(resp);
                 }
-                tracing::warn!(error = %err, upstream = %self.upstream.describe(), "upstream failed");
+                tracing::warn!(error = %err, upstream = %ctx.site.upstream.describe(), "upstream failed");
                 Served::Done(self.plain_error(err.status(), err.client_text(), Some(target.fwd)))
             }
         }

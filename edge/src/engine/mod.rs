@@ -26,6 +26,7 @@ mod purge;
 mod request;
 mod request_body;
 mod serve;
+mod site;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +40,7 @@ pub use fill::{FillError, Outcome};
 pub use follower::{EngineHooks, FollowedPurges};
 pub use purge::{NoPurges, PurgeOracle, PurgeProgress, PurgeVerdict};
 pub use request::{ConnInfo, Handshake, RequestCtx};
+pub use site::{Admission, LIMITER_KEYS, Site, SiteCounters, Sites};
 
 use self::fills::{FillTable, HitForMiss};
 use crate::key::derive_key;
@@ -85,7 +87,8 @@ impl EngineStats {
 pub struct Engine {
     cfg: EngineConfig,
     storage: Storage,
-    upstream: Arc<dyn Upstream>,
+    /// Host → site, swapped whole when services change.
+    sites: arc_swap::ArcSwap<Sites>,
     purges: Arc<dyn PurgeOracle>,
     fills: FillTable,
     /// The node's fill slots (`max_fills`).
@@ -104,19 +107,27 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("name", &self.cfg.name)
-            .field("upstream", &self.upstream.describe())
+            .field("sites", &self.sites.load().services.len())
             .finish()
     }
 }
 
 impl Engine {
-    /// An engine storing in `storage` and filling from `upstream`.
+    /// An engine storing in `storage`; hosts no service claims fill from `upstream` (none:
+    /// they get 421).
     pub fn new(
         cfg: EngineConfig,
         storage: Storage,
-        upstream: Arc<dyn Upstream>,
+        upstream: Option<Arc<dyn Upstream>>,
         purges: Arc<dyn PurgeOracle>,
     ) -> Arc<Self> {
+        let default = upstream.map(|u| {
+            Arc::new(Site::default_site(
+                cfg.service.clone(),
+                cfg.key_rules.clone(),
+                u,
+            ))
+        });
         let hit_for_miss = HitForMiss::new(cfg.hit_for_miss_ttl, 100_000);
         let fill_slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_fills.max(1)));
         let mut h = http::HeaderMap::new();
@@ -125,7 +136,7 @@ impl Engine {
         Arc::new(Engine {
             cfg,
             storage,
-            upstream,
+            sites: arc_swap::ArcSwap::from_pointee(Sites::new(Vec::new(), default)),
             purges,
             fills: FillTable::default(),
             fill_slots,
@@ -177,21 +188,67 @@ impl Engine {
         Arc::new(tokio::sync::Semaphore::new(self.cfg.max_fills.max(1)))
     }
 
-    /// The upstream's members (shields) and whether each is up.
-    pub fn upstream_members(&self) -> Vec<(String, bool)> {
-        self.upstream.members_up()
+    /// Each upstream member (shields, pool origins) and whether it is up, with its site.
+    pub fn upstream_members(&self) -> Vec<(String, String, bool)> {
+        let sites = self.sites.load();
+        sites
+            .default
+            .iter()
+            .chain(sites.services.iter())
+            .flat_map(|site| {
+                site.upstream
+                    .members_up()
+                    .into_iter()
+                    .map(|(m, up)| (site.name.clone(), m, up))
+            })
+            .collect()
+    }
+
+    /// The sites requests are routed to now.
+    pub fn sites(&self) -> Arc<Sites> {
+        self.sites.load_full()
+    }
+
+    /// Routes by a new set of sites from now on; requests in flight finish on the ones they
+    /// started with.
+    pub fn set_sites(&self, sites: Sites) {
+        self.sites.store(Arc::new(sites));
     }
 
     /// Removes every stored variant of a URL (both schemes), e.g. for a URL purge.
     pub fn remove_url(&self, url: &urlnorm::NormalizedUrl) {
+        let sites = self.sites.load();
+        let Some(site) = sites.route(host_of(&url.host)) else {
+            return;
+        };
         for scheme in [urlnorm::Scheme::Http, urlnorm::Scheme::Https] {
             self.storage
-                .remove_url(&derive_key(&self.cfg.service, scheme, url, &self.cfg.key_rules).0);
+                .remove_url(&derive_key(&site.name, scheme, url, &site.key_rules).0);
         }
     }
 
     /// Handles one request from any front end.
     pub async fn handle<B>(self: &Arc<Self>, req: Request<B>, conn: ConnInfo) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut site = None;
+        let mut resp = self.handle_routed(req, conn, &mut site).await;
+        if let Some(rules) = site.as_deref().and_then(Site::response_rules) {
+            rules.apply(resp.headers_mut());
+        }
+        resp
+    }
+
+    /// [`Engine::handle`], telling which site the request went to (its response rules apply
+    /// to whatever comes back, errors included).
+    async fn handle_routed<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        conn: ConnInfo,
+        routed: &mut Option<Arc<Site>>,
+    ) -> Response<Body>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -336,7 +393,50 @@ impl Engine {
                 return self.too_early();
             }
         }
-        let key = derive_key(&self.cfg.service, conn.scheme, &url, &self.cfg.key_rules).0;
+        // The host picks the site, once; the request keeps it to the end.
+        let Some(site) = self.sites.load().route(host_of(&url.host)).cloned() else {
+            //= https://www.rfc-editor.org/rfc/rfc9110#section-15.5.20
+            //# The 421 (Misdirected Request) status code indicates that the request was
+            //# directed at a server that is unable or unwilling to produce an authoritative
+            //# response for the target URI.
+            return self.plain_error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected request: no site here for this host\n",
+                None,
+            );
+        };
+        site.counters
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *routed = Some(site.clone());
+        match site.admit(conn.peer.ip(), &parts.method) {
+            Admission::Admit => {}
+            Admission::Denied => {
+                return self.plain_error(StatusCode::FORBIDDEN, "forbidden\n", None);
+            }
+            Admission::Method => {
+                let mut resp =
+                    self.plain_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", None);
+                if let Some(allow) = site.allow_header() {
+                    resp.headers_mut().insert(http::header::ALLOW, allow);
+                }
+                return resp;
+            }
+            Admission::TooMany(wait) => {
+                let mut resp =
+                    self.plain_error(StatusCode::TOO_MANY_REQUESTS, "too many requests\n", None);
+                //= https://www.rfc-editor.org/rfc/rfc6585#section-4
+                //# The response representations SHOULD include details explaining the
+                //# condition, and MAY include a Retry-After header
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                resp.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(secs.max(1)),
+                );
+                return resp;
+            }
+        }
+        let key = site_key(&site, conn.scheme, &url, &parts.headers);
         let directives = RequestDirectives::parse(&parts.headers);
         let ctx = RequestCtx {
             method: parts.method,
@@ -350,6 +450,7 @@ impl Engine {
             peer: conn.peer,
             conn_fills: conn.fills,
             early,
+            site,
             key,
             directives,
             start,
@@ -392,5 +493,63 @@ impl Engine {
             "too early: send this request again after the handshake\n",
             None,
         )
+    }
+}
+
+/// The host of a normalised authority, without its port (`[::1]:8080` → `[::1]`).
+fn host_of(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.starts_with('[') || host.ends_with(']')) =>
+        {
+            host
+        }
+        _ => authority,
+    }
+}
+
+/// The cache key of `url` on `site`: the service name, the URL after the site's rules, and the
+/// values of the site's key fields (each present or absent, so "no value" is its own key).
+fn site_key(
+    site: &Site,
+    scheme: urlnorm::Scheme,
+    url: &urlnorm::NormalizedUrl,
+    headers: &http::HeaderMap,
+) -> [u8; 32] {
+    let base = derive_key(&site.name, scheme, url, &site.key_rules).0;
+    if site.key_headers.is_empty() {
+        return base;
+    }
+    let mut h = blake3::Hasher::new_derive_key("tiercel 2026-12 cache key fields v1");
+    h.update(&base);
+    for name in &site.key_headers {
+        let mut values = headers.get_all(name).iter().peekable();
+        if values.peek().is_none() {
+            h.update(&[0]);
+            continue;
+        }
+        h.update(&[1]);
+        for v in values {
+            h.update(&(v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        }
+        h.update(&[2]);
+    }
+    *h.finalize().as_bytes()
+}
+
+#[cfg(test)]
+mod site_tests {
+    use super::host_of;
+
+    #[test]
+    fn the_port_is_cut_from_names_and_bracketed_addresses_only() {
+        assert_eq!(host_of("example.com:8080"), "example.com");
+        assert_eq!(host_of("example.com"), "example.com");
+        assert_eq!(host_of("[::1]:443"), "[::1]");
+        assert_eq!(host_of("[::1]"), "[::1]");
+        assert_eq!(host_of("127.0.0.1:80"), "127.0.0.1");
     }
 }

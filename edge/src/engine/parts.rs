@@ -274,7 +274,7 @@ impl Engine {
             Err(PartFailure::Whole | PartFailure::Gone) => ColdRange::Whole,
             Err(PartFailure::Busy) => ColdRange::Done(self.too_many_fills()),
             Err(PartFailure::Failed(e)) => {
-                tracing::warn!(error = %e, upstream = %self.upstream.describe(), "upstream failed");
+                tracing::warn!(error = %e, upstream = %ctx.site.upstream.describe(), "upstream failed");
                 ColdRange::Done(self.plain_error(
                     e.status(),
                     e.client_text(),
@@ -424,7 +424,8 @@ impl Engine {
             .upstream_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request_time = SystemTime::now();
-        let resp = self
+        let resp = job
+            .job
             .upstream
             .send(req, &UpstreamCtx { key: job.job.key })
             .await
@@ -481,7 +482,7 @@ impl Engine {
             }
         }
         let want = got_last - got_first + 1;
-        let idle = self.upstream.idle_timeout();
+        let idle = job.job.upstream.idle_timeout();
         if let Some(m) = meta {
             let bytes = read_part(body, want, idle).await?;
             self.storage

@@ -55,7 +55,12 @@ impl Engine {
         self.stats
             .upstream_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match self.upstream.send(req, &UpstreamCtx { key: ctx.key }).await {
+        match ctx
+            .site
+            .upstream
+            .send(req, &UpstreamCtx { key: ctx.key })
+            .await
+        {
             Err(e) => {
                 if let Some(why) = fault.get() {
                     return self.body_refused(why);
@@ -121,7 +126,10 @@ impl Engine {
         let body = if ctx.is_head() {
             Body::Empty
         } else {
-            Body::from_body(IdleTimeout::new(body, self.upstream.idle_timeout()), len)
+            Body::from_body(
+                IdleTimeout::new(body, ctx.site.upstream.idle_timeout()),
+                len,
+            )
         };
         Response::from_parts(parts, body)
     }

@@ -89,6 +89,8 @@ pub struct RequestCtx {
     pub conn_fills: Arc<Semaphore>,
     /// The handshake this request arrived before the end of (0-RTT early data), if any.
     pub early: Option<Handshake>,
+    /// The site its host picked.
+    pub site: Arc<super::Site>,
     /// Primary cache key.
     pub key: [u8; 32],
     /// Request cache directives.

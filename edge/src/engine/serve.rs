@@ -125,6 +125,9 @@ impl Engine {
         add_forwarding_headers(&mut h, &client, &ctx.authority, &self.cfg.name);
         add_cdn_loop(&mut h, &self.cfg.cdn_loop_token, &self.cfg.name);
         propagate_trace(&mut h, rand::random());
+        if let Some(rules) = ctx.site.request_rules() {
+            rules.apply(&mut h);
+        }
         h
     }
 

@@ -277,20 +277,80 @@ pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
             &u8::from(p.lagging),
         );
     }
-    let shields = engine.upstream_members();
+    let members = engine.upstream_members();
+    let default_site = engine.sites().default.as_ref().map(|s| s.name.clone());
+    let shields: Vec<_> = members
+        .iter()
+        .filter(|(site, _, _)| Some(site) == default_site.as_ref())
+        .collect();
     if !shields.is_empty() {
         let _ = writeln!(
             out,
             "# HELP tiercel_shield_up 1 while the shield is tried, 0 while it is marked down.\n\
              # TYPE tiercel_shield_up gauge"
         );
-        for (name, up) in shields {
+        for (_, name, up) in shields {
             let _ = writeln!(
                 out,
                 "tiercel_shield_up{{shield=\"{name}\"}} {}",
-                u8::from(up)
+                u8::from(*up)
             );
         }
     }
+    if !members.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP tiercel_upstream_up 1 while the upstream member (shield or pool origin) is tried, 0 while it is marked down.\n\
+             # TYPE tiercel_upstream_up gauge"
+        );
+        for (site, name, up) in &members {
+            let _ = writeln!(
+                out,
+                "tiercel_upstream_up{{site=\"{site}\",member=\"{name}\"}} {}",
+                u8::from(*up)
+            );
+        }
+    }
+    site_metrics(&mut out, engine);
     out
+}
+
+/// Per-site counters: requests routed, and refusals by access rule and rate limit.
+fn site_metrics(out: &mut String, engine: &Engine) {
+    let sites = engine.sites();
+    let all: Vec<_> = sites.default.iter().chain(sites.services.iter()).collect();
+    type Field = fn(&crate::engine::SiteCounters) -> &AtomicU64;
+    let families: [(&str, &str, Field); 4] = [
+        (
+            "tiercel_site_requests_total",
+            "Requests routed to the site (service, or the node's default origin).",
+            |c| &c.requests,
+        ),
+        (
+            "tiercel_site_denied_total",
+            "Requests refused with 403 by the site's access.allow / access.deny.",
+            |c| &c.denied,
+        ),
+        (
+            "tiercel_site_method_refused_total",
+            "Requests refused with 405 by the site's access.methods.",
+            |c| &c.method_refused,
+        ),
+        (
+            "tiercel_site_rate_limited_total",
+            "Requests refused with 429 by the site's rate_limit.",
+            |c| &c.rate_limited,
+        ),
+    ];
+    for (name, help, field) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for site in &all {
+            let _ = writeln!(
+                out,
+                "{name}{{site=\"{}\"}} {}",
+                site.name,
+                field(&site.counters).load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    }
 }

@@ -10,4 +10,4 @@ pub use admin::{Readiness, metrics_text, serve_admin};
 pub use listener::{ServerOptions, serve};
 pub use quic::{Congestion, H3_ALPN, QuicError, QuicOptions, endpoint as quic_endpoint, serve_h3};
 pub use tiercel_cluster::conn::{ConnectionStats, bind};
-pub use tls::{TCP_ALPN, TlsError, certified_key, server_config};
+pub use tls::{SniCerts, TCP_ALPN, TlsError, certified_key, server_config};

@@ -113,12 +113,11 @@ const RESUMPTION_SESSIONS: usize = 16_384;
 /// ALPN of HTTP/3.
 pub const H3_ALPN: &[u8] = b"h3";
 
-/// Binds the UDP endpoint for `addr` with `tls` (its certificate; ALPN and TLS 1.3 are set
-/// here, as QUIC requires).
+/// Binds the UDP endpoint for `addr`, its certificates chosen by SNI like the TCP listener's
+/// (ALPN and TLS 1.3 are set here, as QUIC requires).
 pub fn endpoint(
     addr: SocketAddr,
-    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
+    certs: Arc<super::SniCerts>,
     opts: &QuicOptions,
 ) -> Result<quinn::Endpoint, QuicError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -126,8 +125,7 @@ pub fn endpoint(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| QuicError::Tls(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| QuicError::Tls(e.to_string()))?;
+        .with_cert_resolver(certs);
     tls.alpn_protocols = vec![H3_ALPN.to_vec()];
     // QUIC takes early data whole or not at all (RFC 9001 §4.6.1). rustls resumes from a
     // node-local store whose tickets are single use, which already refuses a replay to the

@@ -3,8 +3,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tiercel_cluster::service::RoutingTable;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +49,64 @@ pub fn certified_key(
     }
 }
 
-/// A rustls server config (ring provider, TLS 1.2 and 1.3) offering `alpn`.
-pub fn server_config(
-    certs: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    alpn: &[&[u8]],
-) -> Result<Arc<ServerConfig>, TlsError> {
+/// A rustls server config (ring provider, TLS 1.2 and 1.3) offering `alpn`, its certificate
+/// chosen by SNI.
+pub fn server_config(certs: Arc<SniCerts>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_cert_resolver(certs);
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
+}
+
+/// The certificate for each handshake: the service's whose host the client names (SNI), or
+/// the node's own for any other name and for clients that name none. The table is swapped
+/// whole when services change; handshakes in progress keep what they picked.
+pub struct SniCerts {
+    node: Arc<CertifiedKey>,
+    by_host: ArcSwap<RoutingTable<Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for SniCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SniCerts")
+            .field("hosts", &self.by_host.load().len())
+            .finish()
+    }
+}
+
+impl SniCerts {
+    /// The node's certificate, and no service ones yet.
+    pub fn new(
+        certs: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let signing = tiercel_cluster::tls::provider()
+            .key_provider
+            .load_private_key(key)?;
+        Ok(Arc::new(SniCerts {
+            node: Arc::new(CertifiedKey::new(certs, signing)),
+            by_host: ArcSwap::from_pointee(RoutingTable::default()),
+        }))
+    }
+
+    /// Serves these service certificates from now on.
+    pub fn set(&self, table: RoutingTable<Arc<CertifiedKey>>) {
+        self.by_host.store(Arc::new(table));
+    }
+
+    /// The certificate for a server name (as the client sent it).
+    pub fn for_name(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        name.map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+            .and_then(|n| self.by_host.load().route(&n).cloned())
+            .unwrap_or_else(|| self.node.clone())
+    }
+}
+
+impl ResolvesServerCert for SniCerts {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.for_name(hello.server_name()))
+    }
 }

@@ -11,6 +11,7 @@ mod h2conn;
 mod health;
 mod idle;
 mod origin;
+mod pool;
 mod resolve;
 mod retry;
 mod shields;
@@ -27,6 +28,7 @@ pub use error::UpstreamError;
 pub use health::{Health, backoff};
 pub use idle::IdleTimeout;
 pub use origin::{OriginUpstream, OriginUrlError, Reach, WireProtocol};
+pub use pool::{OriginPool, Picker, PoolMember, smooth_schedule};
 pub use retry::{AttemptFacts, may_retry};
 pub use shields::{PROBE_EVERY, ShieldUpstream};
 

@@ -47,7 +47,7 @@ struct Member {
 pub struct ShieldUpstream {
     candidates: Vec<Candidate>,
     members: Arc<Vec<Member>>,
-    fallback: Option<Arc<OriginUpstream>>,
+    fallback: Option<Arc<dyn Upstream>>,
     idle: Duration,
     probes: Vec<AbortHandle>,
 }
@@ -66,7 +66,7 @@ impl ShieldUpstream {
     pub fn new(
         urls: &[String],
         protocol: WireProtocol,
-        fallback: Option<Arc<OriginUpstream>>,
+        fallback: Option<Arc<dyn Upstream>>,
         timeouts: UpstreamTimeouts,
         roots: Option<&[rustls::pki_types::CertificateDer<'static>]>,
     ) -> Result<Arc<Self>, OriginUrlError> {

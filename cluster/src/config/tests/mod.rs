@@ -317,13 +317,46 @@ fn services_pass_through_from_the_file() {
     let dir = Dir::new();
     let file = dir.file(
         "svc.toml",
-        "[[services]]\nname = \"site\"\nhosts = [\"a.example\", \"*.b.example\"]\n\n[[services]]\nname = \"two\"\n",
+        "[[services]]\nname = \"site\"\nhosts = [\"a.example\", \"*.b.example\"]\n\n[[services]]\nname = \"two\"\nhosts = [\"two.example\"]\n",
     );
     let cfg = NodeConfig::load(Role::Edge, &args_with_file(&file), env(&[])).unwrap();
     assert_eq!(cfg.services.len(), 2);
     assert_eq!(cfg.services[0]["name"].as_str(), Some("site"));
     assert_eq!(cfg.services[0]["hosts"].as_array().map(Vec::len), Some(2));
     assert_eq!(cfg.services[1]["name"].as_str(), Some("two"));
+}
+
+#[test]
+fn a_bad_service_in_the_file_is_refused_naming_its_key_and_the_file() {
+    let dir = Dir::new();
+    for (text, want) in [
+        (
+            "[[services]]\nname = \"two\"\n",
+            ("services[0]", "missing field `hosts`"),
+        ),
+        (
+            "[[services]]\nname = \"a\"\nhosts = [\"a.example\"]\nbalance = \"random\"\n",
+            (
+                "services[0].balance",
+                "expected round_robin, least_conn or consistent, got \"random\"",
+            ),
+        ),
+        (
+            "[[services]]\nname = \"a\"\nhosts = [\"x.example\"]\n[[services]]\nname = \"b\"\nhosts = [\"x.example\"]\n",
+            (
+                "services",
+                "host \"x.example\" belongs to both \"a\" and \"b\"",
+            ),
+        ),
+    ] {
+        let (key, message) = want;
+        let file = dir.file("svc.toml", text);
+        let err = NodeConfig::load(Role::Edge, &args_with_file(&file), env(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("config error: {key} (from {}): {message}", file.display())
+        );
+    }
 }
 
 /// A configuration with every key away from its default.

@@ -1,0 +1,194 @@
+//! Builds the engine's [`Sites`] from services: the node's `[[services]]` and those the
+//! purge log carries (the log's win by name), each with its own upstream, and keeps the TLS
+//! certificates served by SNI in step. A service whose definition did not change keeps its
+//! site, so its pool's connections, health and rate-limit state survive other changes.
+//!
+//! ```text
+//! file services ─┐                        ┌─▶ engine.set_sites (routing table, swapped)
+//! log services ──┴─▶ merge ─▶ build/reuse ┴─▶ SniCerts::set     (certificates, swapped)
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tiercel_cluster::config::Role;
+use tiercel_cluster::service::{RoutingTable, Service, ServiceError, check_hosts};
+
+use crate::engine::{Engine, Site, Sites};
+use crate::server::SniCerts;
+use crate::upstream::{
+    OriginPool, OriginUpstream, OriginUrlError, PoolMember, Reach, ShieldUpstream, Upstream,
+    UpstreamTimeouts, WireProtocol,
+};
+
+/// What every service's upstream is built with: the node's settings.
+pub struct SiteBuilder {
+    /// Connect, first-byte and idle timeouts.
+    pub timeouts: UpstreamTimeouts,
+    /// CA certificates for https origins and shields (`origin_ca_file`).
+    pub roots: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    /// How origins are spoken to (`origin_protocol`).
+    pub origin_protocol: WireProtocol,
+    /// The node's shields (a service without `shields` uses them).
+    pub shields: Vec<String>,
+    /// How shields are spoken to.
+    pub shield_protocol: WireProtocol,
+    /// Whether an edge may go to the origin when no shield answers.
+    pub origin_fallback: bool,
+    /// Edge or shield (a shield never sends to shields).
+    pub role: Role,
+    /// The node's `--origin`, for services that name no origins.
+    pub default_origin: Option<Arc<OriginUpstream>>,
+    /// The node's own `[[services]]`.
+    pub file: Vec<Arc<Service>>,
+    /// Certificates served by SNI, when the node has a TLS listener.
+    pub certs: Option<Arc<SniCerts>>,
+    built: parking_lot::Mutex<HashMap<String, Arc<Site>>>,
+}
+
+impl SiteBuilder {
+    /// A builder with nothing built yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        timeouts: UpstreamTimeouts,
+        roots: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+        origin_protocol: WireProtocol,
+        shields: Vec<String>,
+        shield_protocol: WireProtocol,
+        origin_fallback: bool,
+        role: Role,
+        default_origin: Option<Arc<OriginUpstream>>,
+        file: Vec<Arc<Service>>,
+    ) -> Self {
+        SiteBuilder {
+            timeouts,
+            roots,
+            origin_protocol,
+            shields,
+            shield_protocol,
+            origin_fallback,
+            role,
+            default_origin,
+            file,
+            certs: None,
+            built: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Routes `engine` by the node's services plus `from_log`, and serves their certificates.
+    /// A service that cannot be built (its host taken by another, no origin to use) is left
+    /// out with an error in the log; the others apply.
+    pub fn apply(&self, engine: &Engine, from_log: &[Arc<Service>]) {
+        let mut merged: Vec<Arc<Service>> = self
+            .file
+            .iter()
+            .filter(|f| !from_log.iter().any(|l| l.name == f.name))
+            .cloned()
+            .collect();
+        merged.extend(from_log.iter().cloned());
+        let mut accepted: Vec<Arc<Service>> = Vec::with_capacity(merged.len());
+        for service in merged {
+            accepted.push(service);
+            if let Err(conflict) = check_hosts(&accepted) {
+                let dropped = accepted.pop();
+                tracing::error!(%conflict, service = ?dropped.map(|s| s.name.clone()), "service left out");
+            }
+        }
+        let mut built = self.built.lock();
+        let mut sites = Vec::with_capacity(accepted.len());
+        let mut next = HashMap::with_capacity(accepted.len());
+        for service in accepted {
+            let reused = built
+                .get(&service.name)
+                .filter(|s| {
+                    s.service
+                        .as_ref()
+                        .is_some_and(|old| old.spec == service.spec)
+                })
+                .cloned();
+            let site = match reused {
+                Some(site) => site,
+                None => match self.site(service.clone()) {
+                    Ok(site) => site,
+                    Err(e) => {
+                        tracing::error!(service = %service.name, error = %e, "service left out");
+                        continue;
+                    }
+                },
+            };
+            next.insert(service.name.clone(), site.clone());
+            sites.push(site);
+        }
+        *built = next;
+        if let Some(certs) = &self.certs {
+            let entries = sites.iter().filter_map(|s| {
+                let svc = s.service.as_ref()?;
+                Some((svc.as_ref(), svc.tls.clone()?))
+            });
+            match RoutingTable::build(entries) {
+                Ok(table) => certs.set(table),
+                Err(conflict) => tracing::error!(%conflict, "certificates not updated"),
+            }
+        }
+        let default = engine.sites().default.clone();
+        tracing::info!(services = sites.len(), "sites updated");
+        engine.set_sites(Sites::new(sites, default));
+    }
+
+    /// Builds a service's site: its origin pool (or the node's origin), behind the shields
+    /// when it has any.
+    pub fn site(&self, service: Arc<Service>) -> Result<Arc<Site>, ServiceError> {
+        let origin: Option<Arc<dyn Upstream>> = if service.origins.is_empty() {
+            self.default_origin.clone().map(|o| o as Arc<dyn Upstream>)
+        } else {
+            let mut members = Vec::with_capacity(service.origins.len());
+            for (i, o) in service.origins.iter().enumerate() {
+                let client = OriginUpstream::connect(
+                    &o.url,
+                    self.timeouts,
+                    Reach {
+                        protocol: self.origin_protocol,
+                        roots: self.roots.as_deref(),
+                        addresses: &[],
+                    },
+                )
+                .map_err(|e| url_error(format!("origins[{i}]"), &e))?;
+                members.push((o.url.clone(), PoolMember::new(client, o.weight)));
+            }
+            Some(OriginPool::new(
+                members,
+                service.balance,
+                service.health_check.clone(),
+                self.timeouts.idle,
+            ))
+        };
+        let shields = match self.role {
+            Role::Shield => &[][..],
+            Role::Edge => service.shields.as_deref().unwrap_or(&self.shields),
+        };
+        let upstream: Arc<dyn Upstream> = if shields.is_empty() {
+            origin.ok_or_else(|| ServiceError {
+                key: "origins".to_owned(),
+                reason: "none given and the node has no --origin".to_owned(),
+            })?
+        } else {
+            let fallback = origin.filter(|_| self.origin_fallback);
+            ShieldUpstream::new(
+                shields,
+                self.shield_protocol,
+                fallback,
+                self.timeouts,
+                self.roots.as_deref(),
+            )
+            .map_err(|e| url_error("shields".to_owned(), &e))?
+        };
+        Ok(Arc::new(Site::for_service(service, upstream)))
+    }
+}
+
+fn url_error(key: String, e: &OriginUrlError) -> ServiceError {
+    ServiceError {
+        key,
+        reason: e.to_string(),
+    }
+}

@@ -1,0 +1,307 @@
+//! Services on a real edge: host routing to each service's own origins, one cache per service,
+//! 421 for unknown hosts, origin pools (sharing and failover), access rules, rate limits,
+//! header and key rules, and each host's own certificate by SNI. Real origins on loopback.
+
+mod support;
+
+use std::time::Duration;
+
+use http::{Method, Request};
+use http_body_util::Full;
+use support::*;
+use tiercel_cluster::config::{NodeConfig, Role};
+use tiercel_edge::node;
+use tiercel_testbed::origin::{Origin, expected_body};
+
+async fn origin() -> Origin {
+    Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+/// `[[services]]` tables from TOML text (each `[[services]]` block).
+fn services(text: &str) -> Vec<toml::Table> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        services: Vec<toml::Table>,
+    }
+    toml::from_str::<File>(text)
+        .expect("services TOML")
+        .services
+}
+
+/// GET `pq` on the edge with `Host: host`.
+async fn get_host(e: &Edge, host: &str, pq: &str) -> Resp {
+    e.send(
+        Request::get(e.url(pq))
+            .header("host", host)
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_route_by_host_to_their_own_origins_and_cache_apart() {
+    let (a, b) = (origin().await, origin().await);
+    let table = services(&format!(
+        r#"
+        [[services]]
+        name = "site-a"
+        hosts = ["a.test", "*.a.test"]
+        origins = ["{}"]
+        [[services]]
+        name = "site-b"
+        hosts = ["b.test"]
+        origins = ["{}"]
+        "#,
+        a.url(),
+        b.url()
+    ));
+    let e = Edge::start_cfg(&[], |c| c.services = table).await;
+    let pq = "/same/path?size=300&cc=max-age%3D60";
+    for host in ["a.test", "img.a.test", "b.test", "other.test"] {
+        let r = get_host(&e, host, pq).await;
+        assert_eq!(r.status, 200, "{host}");
+        assert_eq!(r.body, expected_body(pq, 300));
+        assert!(!r.is_hit(), "{host}: {}", r.cache_status());
+    }
+    // a.test and img.a.test are two URLs of one service: two fetches from its origin.
+    assert_eq!(a.hits(pq), 2);
+    assert_eq!(b.hits(pq), 1);
+    // A host no service claims goes to the node's --origin.
+    assert_eq!(e.origin.hits(pq), 1);
+    // Each is now a hit on its own entry.
+    for host in ["a.test", "b.test", "other.test"] {
+        let r = get_host(&e, host, pq).await;
+        assert!(r.is_hit(), "{host}: {}", r.cache_status());
+    }
+    assert_eq!((a.hits(pq), b.hits(pq), e.origin.hits(pq)), (2, 1, 1));
+    // The origin is asked with the client's host.
+    let asked = a.requests();
+    assert!(asked.iter().any(|r| r.headers["host"] == "img.a.test"));
+    let text = e.node.metrics_text();
+    assert!(
+        text.contains("tiercel_site_requests_total{site=\"site-a\"} 3"),
+        "{text}"
+    );
+    e.shutdown().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// An edge with services only: no --origin.
+async fn services_only(table: Vec<toml::Table>) -> node::RunningNode {
+    let mut cfg: NodeConfig = config_from_flags(&["--listen", "127.0.0.1:0"]);
+    cfg.services = table;
+    node::start(Role::Edge, &cfg).await.expect("edge starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_no_service_claims_gets_421_when_there_is_no_default_origin() {
+    init_logs();
+    let a = origin().await;
+    let n = services_only(services(&format!(
+        "[[services]]\nname = \"a\"\nhosts = [\"a.test\"]\norigins = [\"{}\"]\n",
+        a.url()
+    )))
+    .await;
+    let client = h1_client();
+    let ask = |host: &'static str| {
+        Request::get(format!("http://{}/x?size=10", n.listen.unwrap()))
+            .header("host", host)
+            .body(Full::default())
+            .unwrap()
+    };
+    let r = send(&client, ask("nobody.test")).await;
+    assert_eq!(r.status, 421);
+    assert!(String::from_utf8_lossy(&r.body).contains("misdirected"));
+    assert_eq!(a.total_hits(), 0);
+    let r = send(&client, ask("a.test")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(a.hits("/x?size=10"), 1);
+    n.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_two_shares_the_load_and_with_one_killed_every_request_succeeds() {
+    let (o1, o2) = (origin().await, origin().await);
+    let table = services(&format!(
+        "[[services]]\nname = \"pool\"\nhosts = [\"p.test\"]\norigins = [\"{}\", \"{}\"]\n",
+        o1.url(),
+        o2.url()
+    ));
+    let e = Edge::start_cfg(&[], |c| c.services = table).await;
+    for i in 0..20 {
+        let r = get_host(&e, "p.test", &format!("/p/{i}?size=100")).await;
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(
+        (o1.hits_prefix("/p/"), o2.hits_prefix("/p/")),
+        (10, 10),
+        "round robin"
+    );
+    let o2_url = o2.url();
+    o2.shutdown().await;
+    for i in 20..60 {
+        let r = get_host(&e, "p.test", &format!("/p/{i}?size=100")).await;
+        assert_eq!(r.status, 200, "request {i} with one origin down");
+    }
+    assert_eq!(o1.hits_prefix("/p/"), 50);
+    let text = e.node.metrics_text();
+    assert!(
+        text.contains(&format!(
+            "tiercel_upstream_up{{site=\"pool\",member=\"{}\"}} 0",
+            o2_url
+        )),
+        "{text}"
+    );
+    e.shutdown().await;
+    o1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_origin_down_the_pool_answers_502_at_once() {
+    let o = origin().await;
+    let url = o.url();
+    o.shutdown().await;
+    let table = services(&format!(
+        "[[services]]\nname = \"dead\"\nhosts = [\"d.test\"]\norigins = [\"{url}\"]\n"
+    ));
+    let e = Edge::start_cfg(&[], |c| c.services = table).await;
+    let r = get_host(&e, "d.test", "/x").await;
+    assert_eq!(r.status, 502);
+    let started = std::time::Instant::now();
+    let r = get_host(&e, "d.test", "/y").await;
+    assert_eq!(r.status, 502);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_rules_refuse_addresses_and_methods_and_the_rate_limit_answers_429() {
+    let o = origin().await;
+    let table = services(&format!(
+        r#"
+        [[services]]
+        name = "closed"
+        hosts = ["closed.test"]
+        origins = ["{0}"]
+        access = {{ deny = ["127.0.0.0/8"] }}
+        [[services]]
+        name = "getonly"
+        hosts = ["get.test"]
+        origins = ["{0}"]
+        access = {{ allow = ["127.0.0.1/32", "::1"], methods = ["GET", "HEAD"] }}
+        [[services]]
+        name = "slow"
+        hosts = ["rate.test"]
+        origins = ["{0}"]
+        rate_limit = {{ per_ip = "2/s", burst = 3 }}
+        "#,
+        o.url()
+    ));
+    let e = Edge::start_cfg(&[], |c| c.services = table).await;
+    let r = get_host(&e, "closed.test", "/c").await;
+    assert_eq!(r.status, 403);
+    let r = get_host(&e, "get.test", "/g?size=10").await;
+    assert_eq!(r.status, 200);
+    let post = Request::builder()
+        .method(Method::POST)
+        .uri(e.url("/g"))
+        .header("host", "get.test")
+        .body(Full::from("x"))
+        .unwrap();
+    let r = e.send(post).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), "GET, HEAD");
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = get_host(&e, "rate.test", "/r?size=10&cc=max-age%3D60").await;
+        statuses.push(r.status.as_u16());
+        if r.status == 429 {
+            let wait: u64 = r.header("retry-after").parse().unwrap();
+            assert!((1..=2).contains(&wait), "{wait}");
+        }
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    // Nothing refused reached the origin.
+    assert_eq!(o.hits("/c"), 0);
+    assert_eq!(o.hits("/g"), 0);
+    let text = e.node.metrics_text();
+    for want in [
+        "tiercel_site_denied_total{site=\"closed\"} 1",
+        "tiercel_site_method_refused_total{site=\"getonly\"} 1",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+    assert!(
+        !text.contains("tiercel_site_rate_limited_total{site=\"slow\"} 0"),
+        "{text}"
+    );
+    e.shutdown().await;
+    o.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_and_key_rules_shape_requests_responses_and_keys() {
+    let o = origin().await;
+    let table = services(&format!(
+        r#"
+        [[services]]
+        name = "tidy"
+        hosts = ["t.test"]
+        origins = ["{}"]
+        key = {{ query = {{ allow = ["v"] }}, headers = ["x-device"] }}
+        request_headers = {{ set = {{ x-site = "tidy" }}, remove = ["cookie"] }}
+        response_headers = {{ set = {{ x-served-by = "tiercel" }}, remove = ["server", "x-powered-by"] }}
+        "#,
+        o.url()
+    ));
+    let e = Edge::start_cfg(&[], |c| c.services = table).await;
+    let pq = |extra: &str| {
+        format!("/k?size=50&cc=max-age%3D60&h=Server%3AApache&h=X-Powered-By%3APHP{extra}")
+    };
+    let ask = |pq: String, device: &'static str| {
+        Request::get(e.url(&pq))
+            .header("host", "t.test")
+            .header("cookie", "session=1")
+            .header("x-device", device)
+            .body(Full::default())
+            .unwrap()
+    };
+    let r = e.send(ask(pq("&utm=1"), "phone")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("server"), "");
+    assert_eq!(r.header("x-powered-by"), "");
+    assert_eq!(r.header("x-served-by"), "tiercel");
+    let seen = o.requests().pop().unwrap();
+    assert_eq!(seen.headers["x-site"], "tidy");
+    assert!(!seen.headers.contains_key("cookie"));
+    // `utm` is not in the key: another value is the same object; `v` is.
+    let r = e.send(ask(pq("&utm=2"), "phone")).await;
+    assert!(r.is_hit(), "{}", r.cache_status());
+    assert_eq!(r.header("server"), "", "rules apply to hits too");
+    let r = e.send(ask(pq("&utm=1&v=2"), "phone")).await;
+    assert!(!r.is_hit());
+    // So is X-Device.
+    let r = e.send(ask(pq("&utm=1"), "tablet")).await;
+    assert!(!r.is_hit(), "{}", r.cache_status());
+    assert_eq!(o.hits_prefix("/k"), 3);
+    e.shutdown().await;
+    o.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_service_in_the_file_is_refused_naming_its_key() {
+    let mut cfg: NodeConfig =
+        config_from_flags(&["--listen", "127.0.0.1:0", "--origin", "http://127.0.0.1:9"]);
+    cfg.services = services(
+        "[[services]]\nname = \"a\"\nhosts = [\"a.test\"]\norigins = [{ url = \"http://x\", weight = 0 }]\n",
+    );
+    let err = node::start(Role::Edge, &cfg).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "config error: services[0].origins[0].weight: must be between 1 and 1000, got 0"
+    );
+}
