@@ -101,7 +101,7 @@ async fn tokens_scopes_limits_and_revocation() -> anyhow::Result<()> {
             &ci.token,
             Method::PUT,
             "/v1/services/x",
-            Some(r#"{"hosts":[]}"#),
+            Some(r#"{"hosts":["auth.example"]}"#),
         ),
         (
             &ci.token,

@@ -139,7 +139,7 @@ async fn bad_requests_get_precise_errors() -> anyhow::Result<()> {
             leader,
             Method::PUT,
             "/v1/services/a%20b",
-            Some(r#"{"hosts":[]}"#),
+            Some(r#"{"hosts":["auth.example"]}"#),
         )
         .await?;
     assert_eq!(r.status, 400, "{}", r.text());

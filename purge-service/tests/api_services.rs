@@ -86,8 +86,17 @@ async fn services_are_versioned_and_guarded_by_if_match() -> anyhow::Result<()> 
     // Validation.
     let bad: &[(&str, &str, &str)] = &[
         ("web", "[]", "service document must be a JSON object"),
-        ("web", "{}", "hosts: missing (an array of host names)"),
-        ("web", r#"{"hosts":[7]}"#, "hosts[0]: must be a string"),
+        ("web", "{}", "missing field `hosts`"),
+        (
+            "web",
+            r#"{"hosts":[7]}"#,
+            "hosts[0]: invalid type: integer `7`, expected a string",
+        ),
+        (
+            "web",
+            r#"{"hosts":["a.example"],"origins":[{"url":"http://o","weight":0}]}"#,
+            "origins[0].weight: must be between 1 and 1000, got 0",
+        ),
         (
             "web",
             "nope",

@@ -25,7 +25,7 @@ async fn a_full_restart_after_kill_9_loses_nothing_acknowledged() -> anyhow::Res
             follower,
             Method::PUT,
             "/v1/services/shop",
-            Some(r#"{"hosts":["shop.example"],"ttl":"60s"}"#),
+            Some(r#"{"hosts":["shop.example"],"ttl":{"default":"60s"}}"#),
         )
         .await?;
     assert_eq!(r.status, 200, "{}", r.text());

@@ -42,8 +42,12 @@ async fn documents_too_deep_to_read_back_never_enter_the_log() -> Result<()> {
         assert_eq!(r.status, 400, "{levels}: {}", r.text());
         assert!(r.text().contains("nested deeper than 32"), "{}", r.text());
     }
-    // 32 levels in all is accepted, committed, and reads back after every member restarts.
+    // Shallower documents are checked against the service schema (`x` is no key of it); a
+    // valid one is committed and reads back after every member restarts.
     let r = put(nested_doc(31)).await?;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("unknown field `x`"), "{}", r.text());
+    let r = put(r#"{"hosts":["a.example"],"key":{"query":{"allow":["a"]}}}"#.to_owned()).await?;
     assert_eq!(r.status, 200, "{}", r.text());
     for i in 0..3 {
         c.restart(i).await?;

@@ -18,7 +18,7 @@ use crate::urlnorm::normalize_host;
 
 /// A service definition that cannot be used: which key, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {reason}")]
+#[error("{}{reason}", if key.is_empty() { String::new() } else { format!("{key}: ") })]
 pub struct ServiceError {
     /// The key's path inside the document (`origins[1].url`).
     pub key: String,

@@ -6,7 +6,10 @@
 
 use http::header::ETAG;
 use http::{HeaderValue, StatusCode};
+use std::sync::Arc;
+
 use tiercel_cluster::purge::wire::ServiceRecord;
+use tiercel_cluster::service::{Service, check_hosts, from_json};
 
 use super::response::{Failure, json};
 use super::{Answer, ApiRequest, validate};
@@ -98,7 +101,7 @@ pub async fn put(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> An
     validate::service_name(&name)?;
     let pre = precondition(req.header("if-match"))?;
     let doc: serde_json::Value = req.json()?;
-    validate::service_doc(&doc)?;
+    let service = validate::service_doc(&name, &doc)?;
     let _serial = app.write_lock.lock().await;
     app.linearize().await?;
     let current = app
@@ -106,6 +109,17 @@ pub async fn put(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> An
         .with(|m| m.state.service(&name).map(|s| s.version));
     if !satisfied(&pre, current) {
         return Err(mismatch(&name, current).into());
+    }
+    // No host may belong to two services: nodes would not know where to send it.
+    let others = app.state.with(|m| m.state.services());
+    let mut all: Vec<Arc<Service>> = others
+        .iter()
+        .filter(|r| r.name != name)
+        .filter_map(|r| from_json(&r.name, &r.doc).ok().map(Arc::new))
+        .collect();
+    all.push(Arc::new(service));
+    if let Err(conflict) = check_hosts(&all) {
+        return Err(Failure::Conflict(conflict.to_string()).into());
     }
     let by = token.map(Actor::of);
     let ts_ms = unix_ms();

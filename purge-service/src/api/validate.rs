@@ -115,30 +115,24 @@ pub fn service_name(name: &str) -> Result<(), Invalid> {
     }
 }
 
-/// Checks a service document lightly: a JSON object whose `hosts` is an array of valid host
-/// names (`*.suffix` wildcards allowed). The full schema (DESIGN.md §8) is checked by nodes.
-pub fn service_doc(doc: &serde_json::Value) -> Result<(), Invalid> {
+/// Checks a service document the way every node will run it (the same code:
+/// [`tiercel_cluster::service::from_json`]), so a definition nodes would refuse never enters
+/// the log. The error names the key (`origins[1].weight: ...`).
+pub fn service_doc(
+    name: &str,
+    doc: &serde_json::Value,
+) -> Result<tiercel_cluster::service::Service, Invalid> {
     if depth(doc) > MAX_DOC_DEPTH {
         return Err(Invalid::Bad(format!(
             "service document nested deeper than {MAX_DOC_DEPTH} levels"
         )));
     }
-    let obj = doc
-        .as_object()
-        .ok_or_else(|| Invalid::Bad("service document must be a JSON object".into()))?;
-    let hosts = obj
-        .get("hosts")
-        .ok_or_else(|| Invalid::Bad("hosts: missing (an array of host names)".into()))?
-        .as_array()
-        .ok_or_else(|| Invalid::Bad("hosts: must be an array of strings".into()))?;
-    for (i, h) in hosts.iter().enumerate() {
-        let s = h
-            .as_str()
-            .ok_or_else(|| Invalid::Bad(format!("hosts[{i}]: must be a string")))?;
-        let bare = s.strip_prefix("*.").unwrap_or(s);
-        normalize_host(bare).map_err(|e| Invalid::Bad(format!("hosts[{i}]: {e}")))?;
+    if !doc.is_object() {
+        return Err(Invalid::Bad(
+            "service document must be a JSON object".into(),
+        ));
     }
-    Ok(())
+    tiercel_cluster::service::from_json(name, doc).map_err(|e| Invalid::Bad(e.to_string()))
 }
 
 /// How deeply `v` nests arrays and objects (a scalar is 0). Iterative: a document parsed

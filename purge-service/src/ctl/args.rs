@@ -124,11 +124,12 @@ pub enum ServicesCommand {
     },
     /// List every service.
     List,
-    /// Create or replace a service from a JSON document.
+    /// Create or replace a service from a JSON or TOML document (checked here first).
     Put {
         /// Service name.
         name: String,
-        /// The JSON document (`-` for stdin).
+        /// The document, JSON or TOML (`-` for stdin); in TOML `tls.cert` and `tls.key` are
+        /// PEM files, read and sent inline.
         #[arg(long)]
         file: PathBuf,
         /// Only if the current version is this one.

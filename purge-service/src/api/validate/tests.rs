@@ -106,30 +106,36 @@ fn service_names_and_docs() {
             serde_json::json!({"hosts": ["a.example", "*.b.example"], "origins": []}),
             Ok(()),
         ),
-        (serde_json::json!({"hosts": []}), Ok(())),
+        (
+            serde_json::json!({"hosts": []}),
+            Err("hosts: at least one host is required"),
+        ),
         (
             serde_json::json!([]),
             Err("service document must be a JSON object"),
         ),
-        (
-            serde_json::json!({}),
-            Err("hosts: missing (an array of host names)"),
-        ),
+        (serde_json::json!({}), Err("missing field `hosts`")),
         (
             serde_json::json!({"hosts": "a"}),
-            Err("hosts: must be an array of strings"),
+            Err("hosts: invalid type: string \"a\", expected a sequence"),
         ),
         (
             serde_json::json!({"hosts": [1]}),
-            Err("hosts[0]: must be a string"),
+            Err("hosts[0]: invalid type: integer `1`, expected a string"),
         ),
         (
             serde_json::json!({"hosts": ["ok", "b c"]}),
             Err("hosts[1]: URL has no valid host"),
         ),
+        (
+            serde_json::json!({"name": "other", "hosts": ["ok"]}),
+            Err("name: \"other\" differs from the service's name \"web\""),
+        ),
     ];
     for (doc, want) in docs {
-        let got = service_doc(doc).map_err(|e| e.to_string());
+        let got = service_doc("web", doc)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         assert_eq!(got, want.map_err(str::to_string), "{doc}");
     }
 }
