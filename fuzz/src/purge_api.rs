@@ -14,7 +14,7 @@ use tiercel_purge::api::validate;
 pub fn check(data: &[u8]) {
     let Ok(req) = serde_json::from_slice::<PurgeRequest>(data) else {
         if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) {
-            let _ = validate::service_doc(&doc);
+            let _ = validate::service_doc("fuzz", &doc);
         }
         return;
     };
