@@ -480,6 +480,37 @@ fn human_cluster(c: &ClusterInfo) -> String {
     out
 }
 
+/// A service document from a file: JSON as the API takes it, or TOML as a node's
+/// `[[services]]` table is written, whose `tls.cert` and `tls.key` name PEM files (relative to
+/// the document's directory) that are read and sent inline.
+fn service_document(text: &str, file: &std::path::Path) -> Result<serde_json::Value, CtlError> {
+    if let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) {
+        return Ok(doc);
+    }
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        CtlError::Usage(format!(
+            "{} is neither JSON nor TOML: {}",
+            file.display(),
+            e.to_string().trim_end()
+        ))
+    })?;
+    let mut doc = serde_json::to_value(table)
+        .map_err(|e| CtlError::Usage(format!("{}: {e}", file.display())))?;
+    if let Some(tls) = doc.get_mut("tls").and_then(|t| t.as_object_mut()) {
+        let base = file.parent().unwrap_or(std::path::Path::new("."));
+        for key in ["cert", "key"] {
+            if let Some(path) = tls.get(key).and_then(|p| p.as_str()) {
+                let path = base.join(path);
+                let pem = std::fs::read_to_string(&path).map_err(|e| {
+                    CtlError::Usage(format!("tls.{key}: cannot read {}: {e}", path.display()))
+                })?;
+                tls.insert(key.to_owned(), serde_json::Value::String(pem));
+            }
+        }
+    }
+    Ok(doc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,35 +621,4 @@ mod tests {
         assert_eq!(hosts(&serde_json::json!({"hosts": ["a", "b"]})), "a,b");
         assert_eq!(hosts(&serde_json::json!({})), "");
     }
-}
-
-/// A service document from a file: JSON as the API takes it, or TOML as a node's
-/// `[[services]]` table is written, whose `tls.cert` and `tls.key` name PEM files (relative to
-/// the document's directory) that are read and sent inline.
-fn service_document(text: &str, file: &std::path::Path) -> Result<serde_json::Value, CtlError> {
-    if let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) {
-        return Ok(doc);
-    }
-    let table: toml::Table = toml::from_str(text).map_err(|e| {
-        CtlError::Usage(format!(
-            "{} is neither JSON nor TOML: {}",
-            file.display(),
-            e.to_string().trim_end()
-        ))
-    })?;
-    let mut doc = serde_json::to_value(table)
-        .map_err(|e| CtlError::Usage(format!("{}: {e}", file.display())))?;
-    if let Some(tls) = doc.get_mut("tls").and_then(|t| t.as_object_mut()) {
-        let base = file.parent().unwrap_or(std::path::Path::new("."));
-        for key in ["cert", "key"] {
-            if let Some(path) = tls.get(key).and_then(|p| p.as_str()) {
-                let path = base.join(path);
-                let pem = std::fs::read_to_string(&path).map_err(|e| {
-                    CtlError::Usage(format!("tls.{key}: cannot read {}: {e}", path.display()))
-                })?;
-                tls.insert(key.to_owned(), serde_json::Value::String(pem));
-            }
-        }
-    }
-    Ok(doc)
 }
