@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::{Method, Request};
 use http_body_util::Full;
+use rustls::pki_types::pem::PemObject;
 use support::*;
 use tiercel_cluster::config::{NodeConfig, Role};
 use tiercel_edge::node;
@@ -304,4 +305,114 @@ async fn a_bad_service_in_the_file_is_refused_naming_its_key() {
         err,
         "config error: services[0].origins[0].weight: must be between 1 and 1000, got 0"
     );
+}
+
+/// A CA and a leaf certificate it signed for `names`: (CA PEM, leaf PEM, leaf key PEM).
+fn ca_and_leaf(ca_name: &str, names: &[&str]) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+    (ca.pem(), leaf.pem(), leaf_key.serialize_pem())
+}
+
+/// curl's verdict on `https://host:port/pq` resolved to loopback and verified against `ca`:
+/// the status code, or curl's exit code when it failed.
+async fn curl(host: &str, port: u16, ca: &std::path::Path, pq: &str) -> Result<String, i32> {
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg("--cacert")
+        .arg(ca)
+        .arg(format!("https://{host}:{port}{pq}"))
+        .output()
+        .await
+        .expect("curl runs");
+    match out.status.code() {
+        Some(0) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        code => Err(code.unwrap_or(-1)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_host_is_served_its_own_services_certificate_by_sni_over_tcp_and_quic() {
+    let o = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cas = Vec::new();
+    let mut text = String::new();
+    for (svc, hosts) in [("a", ["a.test", "*.a.test"]), ("b", ["b.test", "b2.test"])] {
+        let (ca, cert, key) = ca_and_leaf(&format!("CA {svc}"), &hosts);
+        let path = |f: &str| dir.path().join(format!("{svc}-{f}.pem"));
+        std::fs::write(path("ca"), ca).unwrap();
+        std::fs::write(path("cert"), cert).unwrap();
+        std::fs::write(path("key"), key).unwrap();
+        cas.push(path("ca"));
+        text += &format!(
+            "[[services]]\nname = \"{svc}\"\nhosts = [\"{}\", \"{}\"]\norigins = [\"{}\"]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
+            hosts[0],
+            hosts[1],
+            o.url(),
+            path("cert").display(),
+            path("key").display()
+        );
+    }
+    let e = Edge::start_cfg(&[], |c| c.services = services(&text)).await;
+    let port = e.tls_addr().port();
+    let pq = "/tls?size=10";
+    for (host, ca) in [
+        ("a.test", &cas[0]),
+        ("img.a.test", &cas[0]),
+        ("b2.test", &cas[1]),
+    ] {
+        assert_eq!(
+            curl(host, port, ca, pq).await.as_deref(),
+            Ok("200"),
+            "{host}"
+        );
+    }
+    // Each host gets its own certificate, not the other service's nor the node's.
+    assert_eq!(curl("a.test", port, &cas[1], pq).await, Err(60));
+    assert_eq!(curl("b.test", port, &cas[0], pq).await, Err(60));
+    assert_eq!(curl("localhost", port, &cas[0], pq).await, Err(60));
+
+    // HTTP/3 picks by SNI the same way.
+    let ca_der = rustls::pki_types::CertificateDer::from_pem_file(&cas[0]).unwrap();
+    let tls = tls_config(&ca_der, &[b"h3"]);
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+    let quic = e.node.quic_listen.unwrap();
+    let conn = tokio::time::timeout(WAIT, endpoint.connect(quic, "a.test").unwrap())
+        .await
+        .unwrap()
+        .expect("a.test's certificate verifies against CA a over QUIC");
+    conn.close(0u32.into(), b"done");
+    let refused = tokio::time::timeout(WAIT, endpoint.connect(quic, "b.test").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        refused.is_err(),
+        "b.test is not served a certificate CA a signed"
+    );
+    e.shutdown().await;
+    o.shutdown().await;
 }
