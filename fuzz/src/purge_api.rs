@@ -59,6 +59,8 @@ pub fn check(data: &[u8]) {
             url: &stored.purge_key(),
             host: &host,
             tags: &[],
+            // The service the purge names, if any: it must reach that service's objects.
+            service: accepted.service.as_deref().unwrap_or(""),
             stored_index: index - 1,
         };
         assert_eq!(

@@ -33,6 +33,7 @@ pub fn check(data: &[u8]) {
                 url,
                 host,
                 tags: &tags,
+                service: "",
                 stored_index: index,
             };
             assert_eq!(

@@ -191,12 +191,21 @@ pub struct TokenRecord {
     /// Name of the token that created it (`None` for imports from the command line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// Services it is limited to (purge scope only): it may purge only these, naming one,
+    /// and read only their definitions. Empty: every service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
 }
 
 impl TokenRecord {
     /// Whether the token has expired at `now_ms`.
     pub fn expired(&self, now_ms: u64) -> bool {
         self.expires_ms.is_some_and(|e| now_ms >= e)
+    }
+
+    /// Whether it may act on (purge, read) the service `name`.
+    pub fn covers(&self, name: &str) -> bool {
+        self.services.is_empty() || self.services.iter().any(|s| s == name)
     }
 }
 

@@ -200,6 +200,7 @@ async fn ctl_purge_wait_status_failover_and_idempotency() -> anyhow::Result<()> 
     // --wait means applied: both followers already hold the rule.
     for (state, _) in &fs {
         let obj = ObjectRef {
+            service: "",
             url: "example.com/ctl/x",
             host: "example.com",
             tags: &[],

@@ -691,3 +691,116 @@ async fn a_service_changed_through_tiercelctl_applies_on_a_running_edge_over_a_h
     e.node.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_scoped_to_one_service_purges_only_its_objects_and_reads_only_its_config()
+-> Result<()> {
+    tiercel_cluster::telemetry::init("warn");
+    let c = Cluster::builder().start().await?;
+    let o = Origin::start("127.0.0.1:0".parse()?).await?;
+    for (name, host) in [("site-a", "a.test"), ("site-b", "b.test")] {
+        let out = {
+            let dir = tempfile::tempdir()?;
+            let f = dir.path().join("s.json");
+            std::fs::write(
+                &f,
+                format!(r#"{{"hosts":["{host}"],"origins":["{}"]}}"#, o.url()),
+            )?;
+            tiercelctl(
+                &c,
+                &["services", "put", name, "--file", &f.display().to_string()],
+            )?
+        };
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let e = Edge::start(&c, &o, "edge-tenant", None).await?;
+    let deadline = tokio::time::Instant::now() + T;
+    while e.node.engine.sites().services.len() < 2 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "services never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The same path and the same tag on both sites.
+    let pq = "/t?tags=shared&cc=max-age%3D600";
+    for host in ["a.test", "b.test"] {
+        warm(&e, &o, host, pq).await?;
+    }
+    let out = tiercelctl(
+        &c,
+        &[
+            "--json",
+            "tokens",
+            "create",
+            "--name",
+            "ci-a",
+            "--scope",
+            "purge",
+            "--service",
+            "site-a",
+        ],
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let token = created["token"].as_str().context("token")?.to_owned();
+    c.wait_token_everywhere(&token, T).await?;
+    let as_a = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tiercelctl"))
+            .args(["--server", &c.url(0), "--token", &token])
+            .args(args)
+            .output()
+    };
+    // Another service, or none named: 403, nothing purged.
+    for args in [
+        &["purge", "--service", "site-b", "--tag", "shared"][..],
+        &["purge", "--tag", "shared"][..],
+        &["services", "get", "site-b"][..],
+    ] {
+        let out = as_a(args)?;
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("403") || err.contains("may not") || err.contains("limited"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = as_a(&["--json", "services", "list"])?;
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], "site-a");
+    // Its own service's tag, and even b's host named under its own service: only a's object
+    // goes.
+    let out = as_a(&[
+        "purge",
+        "--service",
+        "site-a",
+        "--tag",
+        "shared",
+        "--host",
+        "b.test",
+        "--wait",
+        "--wait-timeout",
+        "20s",
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!e.get("a.test", pq).await?.hit(), "site-a's object purged");
+    assert!(
+        e.get("b.test", pq).await?.hit(),
+        "site-b's object untouched"
+    );
+    e.node.shutdown().await;
+    Ok(())
+}

@@ -52,6 +52,7 @@ fn follower_config(c: &Cluster, name: &str, first: usize) -> FollowerConfig {
 
 fn obj(url: &str, stored_index: u64) -> ObjectRef<'_> {
     ObjectRef {
+        service: "",
         url,
         host: "example.com",
         tags: &[],

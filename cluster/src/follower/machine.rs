@@ -344,7 +344,10 @@ impl FollowerMachine {
             LogPayload::Purge { purge, .. } => {
                 for rule in rules_from_request(purge, index) {
                     self.state.index.apply(&rule);
-                    if let PurgeTarget::Url(key) = rule.target {
+                    // A purge limited to a service leaves the entries to the rule (checked on
+                    // the next lookup, against the service that stored them): deleting by URL
+                    // here could reach another service's entry for the same URL.
+                    if let (PurgeTarget::Url(key), None) = (rule.target, &rule.service) {
                         out.push(Action::UrlPurged {
                             key,
                             soft: rule.soft,

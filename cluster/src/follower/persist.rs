@@ -121,6 +121,7 @@ mod tests {
             ..Default::default()
         };
         st.index.apply(&PurgeRule {
+            service: None,
             target: PurgeTarget::Prefix("h/a".into()),
             soft: false,
             index: 70,
@@ -138,6 +139,7 @@ mod tests {
         assert_eq!(back.applied, 77);
         assert_eq!(back.services.get("s"), Some(&svc));
         let obj = ObjectRef {
+            service: "",
             url: "h/ab",
             host: "h",
             tags: &[],

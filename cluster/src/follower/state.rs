@@ -172,6 +172,7 @@ mod tests {
     fn disabled_never_purges_and_never_lags() {
         let s = PurgeState::disabled();
         let obj = ObjectRef {
+            service: "",
             url: "h/a",
             host: "h",
             tags: &[],
@@ -217,6 +218,7 @@ mod tests {
         assert!(!s.lagging());
         assert!(s.since_heard().is_some_and(|d| d < Duration::from_secs(1)));
         let obj = ObjectRef {
+            service: "",
             url: "h/a",
             host: "h",
             tags: &[],

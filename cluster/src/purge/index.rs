@@ -29,6 +29,21 @@ pub struct PurgeIndex {
     hosts: HashMap<String, Marks>,
     prefixes: PrefixTrie,
     all: Marks,
+    /// `all` purges limited to one service, by service name.
+    services: HashMap<String, Marks>,
+    /// Whether any rule is limited to a service (patterns `service\u{1}pattern` are then
+    /// looked up too).
+    scoped: bool,
+}
+
+/// Joins a service and a pattern into the key of a rule limited to that service. U+0001 is
+/// in no normalised URL or host, no field value (a tag), and no service name.
+fn scoped_key(service: &str, pattern: &str) -> String {
+    let mut k = String::with_capacity(service.len() + 1 + pattern.len());
+    k.push_str(service);
+    k.push('\u{1}');
+    k.push_str(pattern);
+    k
 }
 
 impl PurgeIndex {
@@ -41,19 +56,24 @@ impl PurgeIndex {
     /// nothing.
     pub fn apply(&mut self, rule: &PurgeRule) {
         let marks = Marks::new(rule.soft, rule.index);
-        let map = match &rule.target {
-            PurgeTarget::Url(u) => (&mut self.urls, u),
-            PurgeTarget::Tag(t) => (&mut self.tags, t),
-            PurgeTarget::Host(h) => (&mut self.hosts, h),
-            PurgeTarget::Prefix(p) => return self.prefixes.insert(p, marks),
-            PurgeTarget::All => return self.all.merge(marks),
+        let key = |pattern: &str| match &rule.service {
+            Some(s) => scoped_key(s, pattern),
+            None => pattern.to_owned(),
         };
-        match map.0.get_mut(map.1.as_str()) {
-            Some(m) => m.merge(marks),
-            None => {
-                map.0.insert(map.1.clone(), marks);
-            }
+        if rule.service.is_some() {
+            self.scoped = true;
         }
+        let (map, pattern) = match &rule.target {
+            PurgeTarget::Url(u) => (&mut self.urls, key(u)),
+            PurgeTarget::Tag(t) => (&mut self.tags, key(t)),
+            PurgeTarget::Host(h) => (&mut self.hosts, key(h)),
+            PurgeTarget::Prefix(p) => return self.prefixes.insert(&key(p), marks),
+            PurgeTarget::All => match &rule.service {
+                Some(s) => (&mut self.services, s.clone()),
+                None => return self.all.merge(marks),
+            },
+        };
+        map.entry(pattern).or_default().merge(marks);
     }
 
     /// The verdict for a stored object: hard-purged if any matching hard rule is newer than it,
@@ -76,7 +96,30 @@ impl PurgeIndex {
             }
         }
         self.prefixes.collect(obj.url, &mut m);
+        if self.scoped {
+            self.check_scoped(obj, &mut m);
+        }
         m.verdict(obj.stored_index)
+    }
+
+    /// The rules limited to the object's service.
+    fn check_scoped(&self, obj: &ObjectRef<'_>, m: &mut Marks) {
+        if let Some(x) = self.services.get(obj.service) {
+            m.merge(*x);
+        }
+        let url = scoped_key(obj.service, obj.url);
+        if let Some(x) = self.urls.get(&url) {
+            m.merge(*x);
+        }
+        if let Some(x) = self.hosts.get(&scoped_key(obj.service, obj.host)) {
+            m.merge(*x);
+        }
+        for t in obj.tags {
+            if let Some(x) = self.tags.get(&scoped_key(obj.service, t)) {
+                m.merge(*x);
+            }
+        }
+        self.prefixes.collect(&url, m);
     }
 
     /// Snapshot reset: everything stored before `index` is soft-purged.
@@ -110,7 +153,7 @@ impl PurgeIndex {
     /// ever purged, costs memory and state-file size forever. (Varnish bans have the same
     /// shape: a ban is dropped once nothing older than it can be in the cache.)
     pub fn fold_oldest(&mut self, keep: usize) -> Option<u64> {
-        let mut newest: Vec<u64> = [&self.urls, &self.tags, &self.hosts]
+        let mut newest: Vec<u64> = [&self.urls, &self.tags, &self.hosts, &self.services]
             .into_iter()
             .flat_map(|m| m.values().map(|x| x.newest()))
             .chain(self.prefixes.newest_marks())
@@ -141,6 +184,7 @@ impl PurgeIndex {
         split(&mut self.urls);
         split(&mut self.tags);
         split(&mut self.hosts);
+        split(&mut self.services);
         dropped.merge(self.prefixes.retain_above(index));
         dropped
     }
@@ -149,7 +193,12 @@ impl PurgeIndex {
     /// when set).
     pub fn len(&self) -> usize {
         let all = usize::from(self.all != Marks::default());
-        self.urls.len() + self.tags.len() + self.hosts.len() + self.prefixes.len() + all
+        self.urls.len()
+            + self.tags.len()
+            + self.hosts.len()
+            + self.services.len()
+            + self.prefixes.len()
+            + all
     }
 
     /// Whether no rule was ever applied.
@@ -168,6 +217,7 @@ struct IndexSnapshot {
     tags: Vec<(String, Marks)>,
     hosts: Vec<(String, Marks)>,
     all: Marks,
+    services: Vec<(String, Marks)>,
 }
 
 /// The same shape, borrowed, so persisting a large index does not clone it first.
@@ -178,6 +228,8 @@ struct IndexSnapshotRef<'a> {
     tags: Vec<(&'a str, Marks)>,
     hosts: Vec<(&'a str, Marks)>,
     all: Marks,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    services: Vec<(&'a str, Marks)>,
 }
 
 fn sorted(map: &HashMap<String, Marks>) -> Vec<(&str, Marks)> {
@@ -194,6 +246,7 @@ impl Serialize for PurgeIndex {
             tags: sorted(&self.tags),
             hosts: sorted(&self.hosts),
             all: self.all,
+            services: sorted(&self.services),
         }
         .serialize(serializer)
     }
@@ -209,15 +262,22 @@ impl From<IndexSnapshot> for PurgeIndex {
             map
         }
         let mut prefixes = PrefixTrie::default();
+        let mut scoped = !s.services.is_empty();
         for (p, m) in &s.prefixes {
+            scoped |= p.contains('\u{1}');
             prefixes.insert(p, *m);
         }
+        scoped |= [&s.urls, &s.tags, &s.hosts]
+            .iter()
+            .any(|v| v.iter().any(|(k, _)| k.contains('\u{1}')));
         PurgeIndex {
             urls: fold(s.urls),
             tags: fold(s.tags),
             hosts: fold(s.hosts),
             prefixes,
             all: s.all,
+            services: fold(s.services),
+            scoped,
         }
     }
 }

@@ -45,6 +45,18 @@ pub struct PurgeRule {
     pub soft: bool,
     /// Log index of the purge.
     pub index: u64,
+    /// The service the purge is limited to: it then matches only that service's objects, so
+    /// a tenant's purge never reaches another's (even naming its host or tags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl PurgeRule {
+    /// Whether the rule covers the object, by definition (the reference the index is tested
+    /// against).
+    pub fn matches(&self, obj: &ObjectRef<'_>) -> bool {
+        self.service.as_deref().is_none_or(|s| s == obj.service) && self.target.matches(obj)
+    }
 }
 
 /// What the caching engine knows about a stored object, borrowed from its metadata.
@@ -56,6 +68,8 @@ pub struct ObjectRef<'a> {
     pub host: &'a str,
     /// Surrogate keys of the stored response.
     pub tags: &'a [String],
+    /// The service (site) it was stored for.
+    pub service: &'a str,
     /// The follower's applied index when the fill of this object started.
     pub stored_index: u64,
 }
@@ -85,6 +99,7 @@ pub fn rules_from_request(req: &PurgeRequest, index: u64) -> Vec<PurgeRule> {
         target,
         soft,
         index,
+        service: req.service.clone(),
     };
     let mut rules = Vec::with_capacity(
         req.urls.len() + req.prefixes.len() + req.tags.len() + req.hosts.len() + 1,
@@ -145,6 +160,7 @@ mod tests {
     #[test]
     fn expands_every_kind_into_normalised_rules() {
         let r = PurgeRequest {
+            service: None,
             urls: vec!["HTTPS://Example.com:443/a/../b?x=%7e".into()],
             prefixes: vec!["http://example.com/static".into()],
             tags: vec!["product-7".into()],
@@ -154,6 +170,7 @@ mod tests {
         };
         let rules = rules_from_request(&r, 42);
         let t = |target| PurgeRule {
+            service: None,
             target,
             soft: true,
             index: 42,
@@ -197,6 +214,7 @@ mod tests {
     fn target_matching_by_definition() {
         let tags = vec!["a".to_string(), "b c".to_string()];
         let obj = ObjectRef {
+            service: "",
             url: "example.com/img/1.png",
             host: "example.com",
             tags: &tags,
@@ -225,6 +243,7 @@ mod tests {
     #[test]
     fn rules_have_a_stable_serialised_shape() {
         let r = PurgeRule {
+            service: None,
             target: PurgeTarget::Prefix("h/p".into()),
             soft: false,
             index: 9,

@@ -41,6 +41,9 @@ pub struct PurgeRequest {
     pub all: bool,
     /// Mark stale instead of removing: may still be served while revalidating or on error.
     pub soft: bool,
+    /// Limit the purge to this service's objects (required of tokens scoped to services).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// Answer to an accepted purge: it is committed to a quorum when this is returned.
@@ -257,6 +260,10 @@ pub struct TokenCreate {
     /// Seconds until it expires; never when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_secs: Option<u64>,
+    /// Services it is limited to (purge scope only): it may purge only these, naming one,
+    /// and read only their definitions. Empty: every service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
 }
 
 /// One token in `GET /v1/tokens`: everything but the secret.
@@ -285,6 +292,10 @@ pub struct TokenInfo {
     /// Its own rate limit, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_per_sec: Option<f64>,
+    /// Services it is limited to (purge scope only): it may purge only these, naming one,
+    /// and read only their definitions. Empty: every service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
 }
 
 /// Answer to `POST /v1/tokens`: the only time the secret is shown.
@@ -301,6 +312,10 @@ pub struct TokenCreated {
     /// When it expires (ms since the epoch), if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_ms: Option<u64>,
+    /// Services it is limited to (purge scope only): it may purge only these, naming one,
+    /// and read only their definitions. Empty: every service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
 }
 
 /// `GET /v1/cluster`.

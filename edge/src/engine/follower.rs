@@ -22,13 +22,8 @@ impl PurgeOracle for FollowedPurges {
         self.0.applied_index()
     }
 
-    fn verdict(&self, url: &str, host: &str, tags: &[String], stored_index: u64) -> PurgeVerdict {
-        match self.0.check(&ObjectRef {
-            url,
-            host,
-            tags,
-            stored_index,
-        }) {
+    fn verdict(&self, obj: &ObjectRef<'_>) -> PurgeVerdict {
+        match self.0.check(obj) {
             RuleVerdict::Valid => PurgeVerdict::Valid,
             RuleVerdict::SoftPurged => PurgeVerdict::Soft,
             RuleVerdict::HardPurged => PurgeVerdict::Hard,

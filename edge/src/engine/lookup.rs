@@ -195,9 +195,13 @@ impl Engine {
         ctx: &RequestCtx,
         meta: Arc<ObjectMeta>,
     ) -> Result<Response<Body>, FillTarget> {
-        let verdict = self
-            .purges
-            .verdict(&meta.url, &meta.host, &meta.tags, meta.purge_index);
+        let verdict = self.purges.verdict(&tiercel_cluster::purge::ObjectRef {
+            url: &meta.url,
+            host: &meta.host,
+            tags: &meta.tags,
+            service: &ctx.site.name,
+            stored_index: meta.purge_index,
+        });
         if verdict == PurgeVerdict::Hard {
             self.storage.remove_object(&meta);
             return Err(FillTarget::anew(meta.variant, FwdReason::Miss));

@@ -1,6 +1,7 @@
 //! The seam between the engine and purges: what the request path asks about a stored object.
 
 use std::time::Duration;
+use tiercel_cluster::purge::ObjectRef;
 
 /// What purges say about a stored object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,8 +18,9 @@ pub enum PurgeVerdict {
 pub trait PurgeOracle: Send + Sync + 'static {
     /// Purge-log index applied so far; stamped on objects when their fill starts.
     fn applied_index(&self) -> u64;
-    /// Verdict for an object with this scheme-less URL, host and tags stored at `stored_index`.
-    fn verdict(&self, url: &str, host: &str, tags: &[String], stored_index: u64) -> PurgeVerdict;
+    /// Verdict for a stored object (its scheme-less URL, host, tags, service and the index
+    /// it was stored at).
+    fn verdict(&self, obj: &ObjectRef<'_>) -> PurgeVerdict;
     /// Whether the node has lost touch with the purge log for longer than `max_purge_lag`:
     /// then everything is revalidated before it is served.
     fn lagging(&self) -> bool;
@@ -52,13 +54,7 @@ impl PurgeOracle for NoPurges {
         0
     }
 
-    fn verdict(
-        &self,
-        _url: &str,
-        _host: &str,
-        _tags: &[String],
-        _stored_index: u64,
-    ) -> PurgeVerdict {
+    fn verdict(&self, _obj: &ObjectRef<'_>) -> PurgeVerdict {
         PurgeVerdict::Valid
     }
 

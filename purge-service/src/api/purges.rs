@@ -24,6 +24,27 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub async fn create(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> Answer {
     let purge: PurgeRequest = req.json()?;
     let purge = validate::purge(purge)?;
+    // A tenant's token purges its own services' objects only: the purge must name one, and
+    // nodes then match it against that service's objects alone.
+    if let Some(t) = token
+        && !t.services.is_empty()
+    {
+        match &purge.service {
+            Some(name) if t.covers(name) => {}
+            Some(name) => {
+                return Err(Failure::Forbidden(format!(
+                    "this token may not purge service {name:?}"
+                ))
+                .into());
+            }
+            None => {
+                return Err(Failure::Forbidden(
+                    "this token is limited to services: name one with `service`".into(),
+                )
+                .into());
+            }
+        }
+    }
     let by = token.map(Actor::of);
     let key = match req.header(IDEMPOTENCY_HEADER) {
         Some(k) => {

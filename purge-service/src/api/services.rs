@@ -77,16 +77,22 @@ pub fn satisfied(pre: &Precondition, current: Option<u64>) -> bool {
     }
 }
 
-/// Every service.
-pub fn list(app: &App) -> Answer {
-    let services = app.state.with(|m| m.state.services());
+/// Every service (those a token limited to services covers).
+pub fn list(app: &App, token: Option<&TokenRecord>) -> Answer {
+    let mut services = app.state.with(|m| m.state.services());
+    if let Some(t) = token {
+        services.retain(|s| t.covers(&s.name));
+    }
     Ok(json(StatusCode::OK, &services))
 }
 
 /// One service.
-pub fn get(app: &App, req: &ApiRequest) -> Answer {
+pub fn get(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> Answer {
     let name = req.param(0);
     validate::service_name(name)?;
+    if token.is_some_and(|t| !t.covers(name)) {
+        return Err(Failure::Forbidden(format!("this token may not read service {name:?}")).into());
+    }
     let record = app
         .state
         .with(|m| m.state.service(name).cloned())

@@ -51,6 +51,7 @@ pub fn import_id(hash: &str) -> String {
 pub fn import_record(name: &str, scope: TokenScope, secret: &str) -> TokenRecord {
     let hash = token_hash(secret);
     TokenRecord {
+        services: Vec::new(),
         id: import_id(&hash),
         name: name.to_string(),
         scope,
@@ -102,6 +103,7 @@ pub async fn create(app: &App, req: &ApiRequest, by: Option<&TokenRecord>) -> An
         expires_ms,
         created_ms: now,
         created_by: by.map(|t| t.name.clone()),
+        services: body.services.clone(),
     };
     let id = record.id.clone();
     app.write(Command::TokenCreate {
@@ -115,6 +117,7 @@ pub async fn create(app: &App, req: &ApiRequest, by: Option<&TokenRecord>) -> An
         scope: body.scope,
         token: secret,
         expires_ms,
+        services: body.services,
     };
     Ok(json(StatusCode::CREATED, &created))
 }
@@ -156,6 +159,7 @@ pub async fn list(app: &App) -> Answer {
                 expired: t.expired(now),
                 last_used_ms: last_used.get(&t.id).copied(),
                 rate_per_sec: t.rate_per_sec,
+                services: t.services.clone(),
             })
             .collect()
     });

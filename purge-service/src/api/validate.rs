@@ -65,6 +65,10 @@ pub fn purge(req: PurgeRequest) -> Result<PurgeRequest, Invalid> {
         let h = normalize_host(host).map_err(|e| Invalid::Bad(format!("hosts[{i}]: {e}")))?;
         hosts.push(h);
     }
+    if let Some(name) = &req.service {
+        tiercel_cluster::service::check_name(name)
+            .map_err(|e| Invalid::Bad(format!("service: {}", e.reason)))?;
+    }
     Ok(PurgeRequest {
         urls,
         prefixes,
@@ -72,6 +76,7 @@ pub fn purge(req: PurgeRequest) -> Result<PurgeRequest, Invalid> {
         hosts,
         all: req.all,
         soft: req.soft,
+        service: req.service,
     })
 }
 
@@ -166,6 +171,18 @@ pub fn token_create(req: &TokenCreate) -> Result<(), Invalid> {
         return Err(Invalid::Bad(
             "rate_per_sec: must be a number above 0 and at most 1000000".into(),
         ));
+    }
+    if !req.services.is_empty() && req.scope != tiercel_cluster::purge::wire::TokenScope::Purge {
+        return Err(Invalid::Bad(
+            "services: only purge tokens are limited to services".into(),
+        ));
+    }
+    if req.services.len() > 256 {
+        return Err(Invalid::Bad("services: at most 256".into()));
+    }
+    for (i, name) in req.services.iter().enumerate() {
+        tiercel_cluster::service::check_name(name)
+            .map_err(|e| Invalid::Bad(format!("services[{i}]: {}", e.reason)))?;
     }
     if let Some(ttl) = req.ttl_secs
         && !(1..=MAX_TTL_SECS).contains(&ttl)

@@ -88,6 +88,9 @@ pub struct PurgeArgs {
     /// Mark stale instead of removing.
     #[arg(long)]
     pub soft: bool,
+    /// Limit the purge to this service's objects (required with a token scoped to services).
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
     /// Wait until every live node applied the purge (exit 1 on timeout).
     #[arg(long)]
     pub wait: bool,
@@ -163,6 +166,10 @@ pub enum TokensCommand {
         /// Lifetime (`90d`, `12h`); never expires when absent.
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
+        /// Limit a purge token to this service (repeatable): it may purge, and read, only
+        /// these.
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<String>,
     },
     /// List tokens: names, scopes, expiry and last use (never secrets).
     List,

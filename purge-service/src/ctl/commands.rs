@@ -87,6 +87,7 @@ pub fn purge_request(args: &PurgeArgs) -> Result<PurgeRequest, CtlError> {
         hosts: args.hosts.clone(),
         all: args.all,
         soft: args.soft,
+        service: args.service.clone(),
     };
     if req.urls.is_empty()
         && req.prefixes.is_empty()
@@ -304,12 +305,14 @@ async fn tokens(client: &ApiClient, cmd: TokensCommand, json: bool) -> Result<St
             scope,
             rate,
             ttl,
+            services,
         } => {
             let req = TokenCreate {
                 name,
                 scope: scope.into(),
                 rate_per_sec: rate,
                 ttl_secs: ttl.map(|d| d.as_secs().max(1)),
+                services,
             };
             let t: TokenCreated = client
                 .send(Method::POST, "/v1/tokens", body(&req)?, &[])
@@ -484,14 +487,23 @@ fn human_cluster(c: &ClusterInfo) -> String {
 /// `[[services]]` table is written, whose `tls.cert` and `tls.key` name PEM files (relative to
 /// the document's directory) that are read and sent inline.
 fn service_document(text: &str, file: &std::path::Path) -> Result<serde_json::Value, CtlError> {
-    if let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) {
-        return Ok(doc);
+    // A JSON document is an object; anything else is read as TOML.
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(text)
+            .map_err(|e| CtlError::Usage(format!("{} is not JSON: {e}", file.display())));
     }
     let table: toml::Table = toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
         CtlError::Usage(format!(
-            "{} is neither JSON nor TOML: {}",
+            "{} is not JSON or TOML: {}{at}",
             file.display(),
-            e.to_string().trim_end()
+            e.message().trim_end()
         ))
     })?;
     let mut doc = serde_json::to_value(table)
@@ -518,6 +530,7 @@ mod tests {
 
     fn args() -> PurgeArgs {
         PurgeArgs {
+            service: None,
             urls: vec![],
             tags: vec![],
             prefixes: vec![],

@@ -172,6 +172,7 @@ mod tests {
     fn tokens_blanks_and_membership_are_not_sent() {
         let token = Command::TokenCreate {
             token: TokenRecord {
+                services: Vec::new(),
                 id: "i".into(),
                 name: "n".into(),
                 scope: TokenScope::Admin,

@@ -5,6 +5,7 @@ use super::*;
 
 fn token(id: &str, scope: TokenScope, secret: &str) -> TokenRecord {
     TokenRecord {
+        services: Vec::new(),
         id: id.into(),
         name: format!("{id}-name"),
         scope,

@@ -177,6 +177,7 @@ fn entries_apply_once_in_order_and_reports_coalesce() {
     ]);
     assert_eq!(r.m.state().applied, 7);
     let obj = |url, stored_index| ObjectRef {
+        service: "",
         url,
         host: "h",
         tags: &[],
@@ -299,6 +300,7 @@ fn reset_soft_purges_everything_older_and_replaces_services() {
     let st = r.m.state();
     assert_eq!(st.applied, 101);
     let obj = |stored_index| ObjectRef {
+        service: "",
         url: "h/a",
         host: "h",
         tags: &[],
@@ -495,6 +497,7 @@ fn a_full_rule_index_folds_its_oldest_quarter_into_one_rule() {
     // The ninth pattern overflows 8: down to 6 patterns, rules 1..=3 folded into `all`.
     assert_eq!(folded, vec![(3, 7)]);
     let obj = |url: &'static str, stored_index| ObjectRef {
+        service: "",
         url,
         host: "h",
         tags: &[],

@@ -252,6 +252,7 @@ fn config(servers: Vec<String>) -> FollowerConfig {
 
 fn obj(url: &str, stored_index: u64) -> ObjectRef<'_> {
     ObjectRef {
+        service: "",
         url,
         host: "h",
         tags: &[],

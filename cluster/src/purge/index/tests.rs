@@ -4,6 +4,7 @@ use super::*;
 
 fn rule(target: PurgeTarget, soft: bool, index: u64) -> PurgeRule {
     PurgeRule {
+        service: None,
         target,
         soft,
         index,
@@ -28,7 +29,7 @@ fn naive(rules: &[PurgeRule], obj: &ObjectRef<'_>) -> PurgeVerdict {
     let newer = |soft| {
         rules
             .iter()
-            .any(|r| r.soft == soft && r.index > obj.stored_index && r.target.matches(obj))
+            .any(|r| r.soft == soft && r.index > obj.stored_index && r.matches(obj))
     };
     if newer(false) {
         PurgeVerdict::HardPurged
@@ -45,6 +46,7 @@ use PurgeVerdict::{HardPurged as H, SoftPurged as S, Valid as V};
 fn every_kind_against_older_equal_and_newer_objects() {
     let tags = vec!["t1".to_string(), "t2".to_string()];
     let obj = |stored_index| ObjectRef {
+        service: "",
         url: "example.com/static/app.js?v=3",
         host: "example.com",
         tags: &tags,
@@ -114,6 +116,7 @@ fn hard_wins_over_soft_only_while_newer_than_the_object() {
             idx.apply(&rule(url("h/a"), *soft, *index));
         }
         let obj = ObjectRef {
+            service: "",
             url: "h/a",
             host: "h",
             tags: &[],
@@ -129,6 +132,7 @@ fn reset_soft_all_soft_purges_older_objects_but_keeps_hard_rules() {
     idx.apply(&rule(url("h/a"), false, 4));
     idx.reset_soft_all(10);
     let obj = |url, stored_index| ObjectRef {
+        service: "",
         url,
         host: "h",
         tags: &[],
@@ -155,6 +159,7 @@ fn pruning_keeps_the_newer_kind_of_a_pattern() {
     idx.prune_below(5);
     assert_eq!(idx.len(), 1, "only h/a's soft mark at 8 survives");
     let obj = ObjectRef {
+        service: "",
         url: "h/a",
         host: "h",
         tags: &[],
@@ -242,18 +247,26 @@ fn target_strategy() -> impl Strategy<Value = PurgeTarget> {
 }
 
 fn rule_strategy() -> impl Strategy<Value = PurgeRule> {
-    (target_strategy(), any::<bool>(), 0u64..20).prop_map(|(target, soft, index)| PurgeRule {
-        target,
-        soft,
-        index,
-    })
+    (
+        target_strategy(),
+        any::<bool>(),
+        0u64..20,
+        proptest::option::of("s[12]"),
+    )
+        .prop_map(|(target, soft, index, service)| PurgeRule {
+            service,
+            target,
+            soft,
+            index,
+        })
 }
 
-fn object_strategy() -> impl Strategy<Value = (String, Vec<String>, u64)> {
+fn object_strategy() -> impl Strategy<Value = (String, Vec<String>, u64, String)> {
     (
         "[hg]/[ab]{0,4}",
         proptest::collection::vec("[xyz]", 0..3),
         0u64..22,
+        "s[12]",
     )
 }
 
@@ -275,8 +288,8 @@ proptest! {
         }
         let restored: PurgeIndex =
             serde_json::from_str(&serde_json::to_string(&idx).unwrap()).unwrap();
-        for (url, tags, stored_index) in &objects {
-            let obj = ObjectRef {
+        for (url, tags, stored_index, service) in &objects {
+            let obj = ObjectRef { service,
                 url,
                 host: &url[..1],
                 tags,
@@ -301,8 +314,8 @@ proptest! {
         let mut pruned = idx.clone();
         pruned.prune_below(cut);
         let kept: Vec<_> = rules.iter().filter(|r| r.index > cut).cloned().collect();
-        for (url, tags, stored_index) in &objects {
-            let obj = ObjectRef { url, host: &url[..1], tags, stored_index: *stored_index };
+        for (url, tags, stored_index, service) in &objects {
+            let obj = ObjectRef { service, url, host: &url[..1], tags, stored_index: *stored_index };
             // Exactly the rules above the cut remain.
             prop_assert_eq!(pruned.check(&obj), naive(&kept, &obj));
             if *stored_index >= cut {
@@ -338,8 +351,8 @@ proptest! {
         let patterns = folded.len() - usize::from(folded.all != Marks::default());
         prop_assert!(patterns <= keep, "{} patterns left, keep {}", patterns, keep);
         prop_assert_eq!(cut.is_none(), before <= keep);
-        for (url, tags, stored_index) in &objects {
-            let obj = ObjectRef { url, host: &url[..1], tags, stored_index: *stored_index };
+        for (url, tags, stored_index, service) in &objects {
+            let obj = ObjectRef { service, url, host: &url[..1], tags, stored_index: *stored_index };
             let (was, now) = (idx.check(&obj), folded.check(&obj));
             // Never less purged than before: folding must not resurrect anything.
             prop_assert!(strictness(now) >= strictness(was), "{:?}: {:?} -> {:?}", obj, was, now);

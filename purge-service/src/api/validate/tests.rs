@@ -144,6 +144,7 @@ fn service_names_and_docs() {
 fn tokens_members_addresses_and_keys() {
     use tiercel_cluster::purge::wire::TokenScope;
     let tc = |name: &str, rate: Option<f64>| TokenCreate {
+        services: Vec::new(),
         name: name.into(),
         scope: TokenScope::Purge,
         rate_per_sec: rate,
