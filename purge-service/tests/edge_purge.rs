@@ -698,14 +698,17 @@ async fn a_token_scoped_to_one_service_purges_only_its_objects_and_reads_only_it
     tiercel_cluster::telemetry::init("warn");
     let c = Cluster::builder().start().await?;
     let o = Origin::start("127.0.0.1:0".parse()?).await?;
+    let pair = rcgen::generate_simple_self_signed(vec!["a.test".to_string()])?;
+    let tls = serde_json::json!({"cert": pair.cert.pem(), "key": pair.signing_key.serialize_pem()});
     for (name, host) in [("site-a", "a.test"), ("site-b", "b.test")] {
         let out = {
             let dir = tempfile::tempdir()?;
             let f = dir.path().join("s.json");
-            std::fs::write(
-                &f,
-                format!(r#"{{"hosts":["{host}"],"origins":["{}"]}}"#, o.url()),
-            )?;
+            let mut doc = serde_json::json!({"hosts": [host], "origins": [o.url()]});
+            if name == "site-a" {
+                doc["tls"] = tls.clone();
+            }
+            std::fs::write(&f, doc.to_string())?;
             tiercelctl(
                 &c,
                 &["services", "put", name, "--file", &f.display().to_string()],
@@ -777,6 +780,9 @@ async fn a_token_scoped_to_one_service_purges_only_its_objects_and_reads_only_it
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["name"], "site-a");
+    // It reads the definition, never the private key.
+    assert_eq!(listed[0]["doc"]["tls"]["key"], "(redacted)");
+    assert_eq!(listed[0]["doc"]["tls"]["cert"], tls["cert"]);
     // Its own service's tag, and even b's host named under its own service: only a's object
     // goes.
     let out = as_a(&[

@@ -8,7 +8,7 @@ use http::header::ETAG;
 use http::{HeaderValue, StatusCode};
 use std::sync::Arc;
 
-use tiercel_cluster::purge::wire::ServiceRecord;
+use tiercel_cluster::purge::wire::{ServiceRecord, TokenScope};
 use tiercel_cluster::service::{Service, check_hosts, from_json};
 
 use super::response::{Failure, json};
@@ -77,11 +77,27 @@ pub fn satisfied(pre: &Precondition, current: Option<u64>) -> bool {
     }
 }
 
+/// What a private key reads as for callers below admin scope.
+pub const REDACTED: &str = "(redacted)";
+
+/// Hides a service's TLS private key from callers below admin scope: a CI token reads the
+/// definition, never the key (nodes get it from the log stream, which needs follow scope).
+fn redact(doc: &mut serde_json::Value, token: Option<&TokenRecord>) {
+    if token.is_some_and(|t| t.scope < TokenScope::Admin)
+        && let Some(key) = doc.get_mut("tls").and_then(|t| t.get_mut("key"))
+    {
+        *key = serde_json::Value::String(REDACTED.to_owned());
+    }
+}
+
 /// Every service (those a token limited to services covers).
 pub fn list(app: &App, token: Option<&TokenRecord>) -> Answer {
     let mut services = app.state.with(|m| m.state.services());
     if let Some(t) = token {
         services.retain(|s| t.covers(&s.name));
+    }
+    for s in &mut services {
+        redact(&mut s.doc, token);
     }
     Ok(json(StatusCode::OK, &services))
 }
@@ -98,6 +114,8 @@ pub fn get(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> Answer {
         .with(|m| m.state.service(name).cloned())
         .ok_or_else(|| Failure::NotFound(format!("no service {name:?}")))?;
     let version = record.version;
+    let mut record = record;
+    redact(&mut record.doc, token);
     Ok(with_etag(json(StatusCode::OK, &record), version))
 }
 
