@@ -416,3 +416,175 @@ async fn each_host_is_served_its_own_services_certificate_by_sni_over_tcp_and_qu
     e.shutdown().await;
     o.shutdown().await;
 }
+
+/// Decodes a body in `coding` (br, zstd, gzip) with an independent reader.
+async fn decoded(coding: &str, body: &[u8]) -> Vec<u8> {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    match coding {
+        "br" => BrotliDecoder::new(body).read_to_end(&mut out).await,
+        "zstd" => ZstdDecoder::new(body).read_to_end(&mut out).await,
+        "gzip" => GzipDecoder::new(body).read_to_end(&mut out).await,
+        other => panic!("coding {other:?}"),
+    }
+    .expect("decodes");
+    out
+}
+
+async fn get_ae(e: &Edge, host: &str, pq: &str, ae: Option<&str>, extra: &[(&str, &str)]) -> Resp {
+    let mut b = Request::get(e.url(pq)).header("host", host);
+    if let Some(ae) = ae {
+        b = b.header("accept-encoding", ae);
+    }
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    e.send(b.body(Full::default()).unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_is_compressed_per_client_from_one_origin_fetch_and_stored_encoded() {
+    let o = origin().await;
+    let table = services(&format!(
+        "[[services]]\nname = \"z\"\nhosts = [\"z.test\"]\norigins = [\"{}\"]\ncompress = {{ min_size = 1000 }}\n",
+        o.url()
+    ));
+    let e = Edge::start_cfg(&[], |c| c.services = table).await;
+    let pq = "/page.html?size=20000&cc=max-age%3D60&etag=v1&h=Content-Type%3Atext%2Fhtml";
+    let identity = expected_body(pq, 20000);
+    for (ae, coding) in [
+        (Some("gzip, deflate, br"), "br"),
+        (Some("zstd, gzip;q=0.5"), "zstd"),
+        (Some("gzip"), "gzip"),
+        (Some("br;q=0.2, gzip;q=0.9"), "gzip"),
+    ] {
+        let r = get_ae(&e, "z.test", pq, ae, &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), coding, "{ae:?}");
+        assert!(
+            r.header("vary")
+                .to_ascii_lowercase()
+                .contains("accept-encoding")
+        );
+        assert_eq!(r.header("etag"), format!("\"v1-{coding}\""));
+        assert_eq!(decoded(coding, &r.body).await, identity, "{coding}");
+    }
+    // No Accept-Encoding, or nothing we make: identity, with Vary all the same.
+    for ae in [None, Some("deflate")] {
+        let r = get_ae(&e, "z.test", pq, ae, &[]).await;
+        assert_eq!(r.header("content-encoding"), "");
+        assert!(
+            r.header("vary")
+                .to_ascii_lowercase()
+                .contains("accept-encoding")
+        );
+        assert_eq!(r.body, identity);
+    }
+    // A range is served from the identity form.
+    let r = get_ae(&e, "z.test", pq, Some("br"), &[("range", "bytes=10-19")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-encoding"), "");
+    assert_eq!(r.body, identity.slice(10..20));
+    // One origin fetch for every coding.
+    assert_eq!(o.hits(pq), 1);
+    // The second client of a coding gets the stored encoded form, with its length.
+    let r = get_ae(&e, "z.test", pq, Some("br"), &[]).await;
+    assert_eq!(r.header("content-length"), r.body.len().to_string());
+    assert_eq!(decoded("br", &r.body).await, identity);
+    let text = e.node.metrics_text();
+    assert!(
+        metric(&text, "tiercel_encoded_hits_total").is_some_and(|v| v != "0"),
+        "{text}"
+    );
+    // Small bodies and other types are left alone.
+    let small = "/s.txt?size=100&cc=max-age%3D60&h=Content-Type%3Atext%2Fplain";
+    assert_eq!(
+        get_ae(&e, "z.test", small, Some("br"), &[])
+            .await
+            .header("content-encoding"),
+        ""
+    );
+    let png = "/i.png?size=5000&cc=max-age%3D60&h=Content-Type%3Aimage%2Fpng";
+    let r = get_ae(&e, "z.test", png, Some("br"), &[]).await;
+    assert_eq!(r.header("content-encoding"), "");
+    assert!(
+        !r.header("vary")
+            .to_ascii_lowercase()
+            .contains("accept-encoding")
+    );
+    e.shutdown().await;
+    o.shutdown().await;
+}
+
+/// A real origin on loopback that only ever answers gzip.
+async fn gzip_only_origin(
+    body: Vec<u8>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use async_compression::tokio::bufread::GzipEncoder;
+    use tokio::io::AsyncReadExt;
+    let mut gz = Vec::new();
+    GzipEncoder::new(&body[..])
+        .read_to_end(&mut gz)
+        .await
+        .unwrap();
+    let gz = bytes::Bytes::from(gz);
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (gz, counter) = (gz.clone(), counter.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let resp = http::Response::builder()
+                        .header("content-type", "application/json")
+                        .header("content-encoding", "gzip")
+                        .header("cache-control", "max-age=60")
+                        .body(Full::new(gz.clone()))
+                        .unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_only_origin_is_decoded_for_clients_that_cannot_read_gzip() {
+    let json: Vec<u8> = format!("{{\"items\":[{}]}}", "\"x\",".repeat(3000)).into_bytes();
+    let (addr, hits) = gzip_only_origin(json.clone()).await;
+    let table = services(&format!(
+        "[[services]]\nname = \"g\"\nhosts = [\"g.test\"]\norigins = [\"http://{addr}\"]\ncompress = {{}}\n"
+    ));
+    let e = Edge::start_cfg(&[], |c| c.services = table).await;
+    let pq = "/api.json";
+    // Kept as gzip for a client that reads it.
+    let r = get_ae(&e, "g.test", pq, Some("gzip"), &[]).await;
+    assert_eq!(r.header("content-encoding"), "gzip");
+    assert_eq!(decoded("gzip", &r.body).await, json);
+    // Decoded for one that reads nothing, re-encoded for one that reads only br.
+    let r = get_ae(&e, "g.test", pq, None, &[]).await;
+    assert_eq!(r.header("content-encoding"), "");
+    assert_eq!(r.body, json);
+    let r = get_ae(&e, "g.test", pq, Some("br"), &[]).await;
+    assert_eq!(r.header("content-encoding"), "br");
+    assert!(
+        r.body.len() < json.len() / 10,
+        "{} of {}",
+        r.body.len(),
+        json.len()
+    );
+    assert_eq!(decoded("br", &r.body).await, json);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+    e.shutdown().await;
+}

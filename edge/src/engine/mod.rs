@@ -14,6 +14,7 @@
 
 mod admission;
 mod body;
+mod compress;
 mod config;
 mod fetch;
 mod fill;
@@ -73,6 +74,10 @@ pub struct EngineStats {
     pub requests_by_protocol: [std::sync::atomic::AtomicU64; 3],
     /// Requests that arrived in TLS early data (0-RTT), before their handshake completed.
     pub early_data: std::sync::atomic::AtomicU64,
+    /// Responses served from a stored encoded form (br, zstd, gzip).
+    pub encoded_hits: std::sync::atomic::AtomicU64,
+    /// Responses encoded on the way out (each stored for the next, when it fits a chunk).
+    pub encodings_made: std::sync::atomic::AtomicU64,
     /// Early-data requests refused with 425 Too Early (unsafe methods, or a handshake that
     /// never completed).
     pub too_early: std::sync::atomic::AtomicU64,
@@ -233,10 +238,26 @@ impl Engine {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let accept: Vec<&str> = req
+            .headers()
+            .get_all(http::header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let wanted = compress::Wanted {
+            accept: (!accept.is_empty()).then(|| accept.join(", ")),
+            head: req.method() == Method::HEAD,
+            range: req.headers().contains_key(http::header::RANGE),
+        };
         let mut site = None;
         let mut resp = self.handle_routed(req, conn, &mut site).await;
-        if let Some(rules) = site.as_deref().and_then(Site::response_rules) {
-            rules.apply(resp.headers_mut());
+        if let Some(site) = site.as_deref() {
+            if let Some(rules) = site.service.as_ref().and_then(|s| s.compress.as_ref()) {
+                resp = self.compress(rules, &wanted, resp).await;
+            }
+            if let Some(rules) = site.response_rules() {
+                rules.apply(resp.headers_mut());
+            }
         }
         resp
     }
@@ -435,6 +456,14 @@ impl Engine {
                 );
                 return resp;
             }
+        }
+        if site.service.as_ref().is_some_and(|s| s.compress.is_some()) {
+            // One object for every client, whatever it accepts: the coding is chosen on the
+            // way out (`compress.rs`), so the origin is asked for identity.
+            parts.headers.insert(
+                http::header::ACCEPT_ENCODING,
+                http::HeaderValue::from_static("identity"),
+            );
         }
         let key = site_key(&site, conn.scheme, &url, &parts.headers);
         let directives = RequestDirectives::parse(&parts.headers);

@@ -232,13 +232,19 @@ impl Engine {
         self.stats
             .hits
             .fetch_add(u64::from(info.hit), std::sync::atomic::Ordering::Relaxed);
-        Ok(self.respond(
+        let mut resp = self.respond(
             ctx,
             &rep,
             info,
             // Past its first chunk, a response waits for fill slots rather than stop short.
             BodySource::Object(meta.clone(), first, parts.map(PartJob::patient)),
-        ))
+        );
+        resp.extensions_mut().insert(super::compress::StoredBody {
+            key: meta.key,
+            variant: meta.variant,
+            generation: meta.generation,
+        });
+        Ok(resp)
     }
 
     /// Serves a response still arriving from upstream.
@@ -274,12 +280,21 @@ impl Engine {
             size: head.length,
             withhold: &[],
         };
-        self.respond(
+        let storing = fill.storing();
+        let mut resp = self.respond(
             ctx,
             &rep,
             info,
             BodySource::Fill(fill.clone(), head.clone(), behind),
-        )
+        );
+        if storing {
+            resp.extensions_mut().insert(super::compress::StoredBody {
+                key: head.key,
+                variant: head.variant,
+                generation: head.generation,
+            });
+        }
+        resp
     }
 
     /// A short plain-text error answer from this cache itself.

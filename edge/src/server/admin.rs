@@ -139,7 +139,17 @@ pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
             n.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
-    let counters: [(&str, &str, &AtomicU64); 16] = [
+    let counters: [(&str, &str, &AtomicU64); 18] = [
+        (
+            "tiercel_encoded_hits_total",
+            "Responses served from a stored encoded form (br, zstd, gzip).",
+            &s.encoded_hits,
+        ),
+        (
+            "tiercel_encodings_made_total",
+            "Responses encoded on the way out (the result stored for the next client when it fits one chunk).",
+            &s.encodings_made,
+        ),
         (
             "tiercel_cache_hits_total",
             "Requests served from storage.",
