@@ -108,7 +108,7 @@ impl SiteBuilder {
                 .cloned();
             let site = match reused {
                 Some(site) => site,
-                None => match self.site(service.clone()) {
+                None => match self.site(service.clone(), &engine.config().policy) {
                     Ok(site) => site,
                     Err(e) => {
                         tracing::error!(service = %service.name, error = %e, "service left out");
@@ -137,7 +137,11 @@ impl SiteBuilder {
 
     /// Builds a service's site: its origin pool (or the node's origin), behind the shields
     /// when it has any.
-    pub fn site(&self, service: Arc<Service>) -> Result<Arc<Site>, ServiceError> {
+    pub fn site(
+        &self,
+        service: Arc<Service>,
+        policy: &crate::policy::PolicyConfig,
+    ) -> Result<Arc<Site>, ServiceError> {
         let origin: Option<Arc<dyn Upstream>> = if service.origins.is_empty() {
             self.default_origin.clone().map(|o| o as Arc<dyn Upstream>)
         } else {
@@ -182,7 +186,7 @@ impl SiteBuilder {
             )
             .map_err(|e| url_error("shields".to_owned(), &e))?
         };
-        Ok(Arc::new(Site::for_service(service, upstream)))
+        Ok(Arc::new(Site::for_service(service, upstream, policy)))
     }
 }
 

@@ -588,3 +588,126 @@ async fn a_gzip_only_origin_is_decoded_for_clients_that_cannot_read_gzip() {
     assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), 1);
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_ttl_gives_a_default_freshness_and_caps_the_origins() {
+    let o = origin().await;
+    let table = services(&format!(
+        r#"
+        [[services]]
+        name = "ttl"
+        hosts = ["ttl.test"]
+        origins = ["{0}"]
+        ttl = {{ default = "1s", max = "1s" }}
+        [[services]]
+        name = "plain"
+        hosts = ["plain.test"]
+        origins = ["{0}"]
+        "#,
+        o.url()
+    ));
+    let e = Edge::start_cfg(&[], |c| c.services = table).await;
+    // No freshness from the origin: uncached without a ttl, fresh with one (up to the cap).
+    let bare = "/bare?size=10";
+    for _ in 0..2 {
+        get_host(&e, "plain.test", bare).await;
+        get_host(&e, "ttl.test", bare).await;
+    }
+    assert_eq!(o.hits(bare), 3, "plain twice, ttl.test once");
+    // A day of max-age is capped at a second.
+    let long = "/long?size=10&cc=max-age%3D86400";
+    get_host(&e, "ttl.test", long).await;
+    assert!(get_host(&e, "ttl.test", long).await.is_hit());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(!get_host(&e, "ttl.test", long).await.is_hit());
+    assert_eq!(o.hits(long), 2);
+    e.shutdown().await;
+    o.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_decides_access_only_from_a_trusted_forwarder() {
+    let o = origin().await;
+    let text = format!(
+        "[[services]]\nname = \"x\"\nhosts = [\"x.test\"]\norigins = [\"{}\"]\naccess = {{ deny = [\"203.0.113.0/24\"] }}\n",
+        o.url()
+    );
+    let ask = |e: &Edge, xff: &str| {
+        Request::get(e.url("/x?size=10"))
+            .header("host", "x.test")
+            .header("x-forwarded-for", xff)
+            .body(Full::default())
+            .unwrap()
+    };
+    // Not trusted (the default): the header is the client's own claim, ignored.
+    let e = Edge::start_cfg(&[], |c| {
+        c.services = services(&text);
+        c.trusted_forwarders.clear();
+    })
+    .await;
+    assert_eq!(e.send(ask(&e, "203.0.113.9")).await.status, 200);
+    e.shutdown().await;
+    // From a trusted forwarder, the address it appended is the client's.
+    let e = Edge::start_cfg(&[], |c| {
+        c.services = services(&text);
+        c.trusted_forwarders = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    assert_eq!(e.send(ask(&e, "203.0.113.9")).await.status, 403);
+    assert_eq!(
+        e.send(ask(&e, "203.0.113.9, 198.51.100.1")).await.status,
+        200
+    );
+    e.shutdown().await;
+    o.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_failing_its_health_check_leaves_the_pool_and_comes_back() {
+    let (o1, o2) = (origin().await, origin().await);
+    let table = services(&format!(
+        "[[services]]\nname = \"hc\"\nhosts = [\"hc.test\"]\norigins = [\"{}\", \"{}\"]\nhealth_check = {{ path = \"/hc\", interval = \"100ms\", timeout = \"100ms\" }}\n",
+        o1.url(),
+        o2.url()
+    ));
+    let e = Edge::start_cfg(&[], |c| c.services = table).await;
+    let mut n = 0;
+    let mut round = async |count: usize| {
+        let before = (o1.hits_prefix("/p/"), o2.hits_prefix("/p/"));
+        for _ in 0..count {
+            n += 1;
+            let r = get_host(&e, "hc.test", &format!("/p/{n}?size=10")).await;
+            assert_eq!(r.status, 200);
+        }
+        (
+            o1.hits_prefix("/p/") - before.0,
+            o2.hits_prefix("/p/") - before.1,
+        )
+    };
+    assert_eq!(round(10).await, (5, 5));
+    o2.set(
+        "/hc",
+        tiercel_testbed::origin::Spec::new().with("status", "503"),
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        round(10).await,
+        (10, 0),
+        "o2 fails its checks: out of the pool"
+    );
+    o2.clear("/hc");
+    // Back once a check passes (after the back-off of its failures, checked every 100 ms).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, to_o2) = round(4).await;
+        if to_o2 > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "o2 never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(o2.hits("/hc") >= 3);
+    e.shutdown().await;
+    o1.shutdown().await;
+    o2.shutdown().await;
+}

@@ -45,6 +45,8 @@ pub(super) struct FillJob {
     pub(super) background: bool,
     /// Where the fill's requests go (its site's upstream).
     pub(super) upstream: Arc<dyn crate::upstream::Upstream>,
+    /// Its site's cache policy.
+    pub(super) policy: Arc<crate::policy::PolicyConfig>,
     /// For a cold whole GET: the bytes the first exchange asks for by range
     /// (`cache.slice_threshold`, see [`Engine::slice_for`]).
     slice: Option<u64>,
@@ -168,6 +170,7 @@ impl Engine {
             table_key: None,
             background: false,
             upstream: ctx.site.upstream.clone(),
+            policy: ctx.site.policy.clone(),
             slice: self.slice_for(ctx, target),
         }
     }
@@ -392,7 +395,7 @@ impl Engine {
                 &job.request_headers,
                 status,
                 &parts.headers,
-                &self.cfg.policy,
+                &job.policy,
             ) {
                 Storability::DoNotStore(reason) => {
                     tracing::debug!(%reason, url = %job.url, "response not stored");
@@ -470,7 +473,7 @@ impl Engine {
             &job.request_headers,
             stored.status,
             &headers,
-            &self.cfg.policy,
+            &job.policy,
         );
         let (policy, keep) = match plan {
             Storability::Store(plan) => {
@@ -482,7 +485,7 @@ impl Engine {
             Storability::DoNotStore(reason) => {
                 tracing::debug!(%reason, url = %job.url, "revalidated response no longer storable");
                 (
-                    StoredPolicy::from_response(stored.status, &headers, &self.cfg.policy),
+                    StoredPolicy::from_response(stored.status, &headers, &job.policy),
                     false,
                 )
             }

@@ -215,7 +215,7 @@ impl Engine {
             &ctx.directives,
             now,
             force_stale,
-            &self.cfg.policy,
+            &ctx.site.policy,
         );
         if meta.present.is_some() && !matches!(decision, Reuse::Fresh { .. }) {
             let forward = match decision {
@@ -237,7 +237,7 @@ impl Engine {
                         &ctx.directives,
                         now,
                         false,
-                        &self.cfg.policy
+                        &ctx.site.policy
                     ),
                     Reuse::Fresh { .. }
                 ),

@@ -131,6 +131,7 @@ impl Engine {
                 cfg.service.clone(),
                 cfg.key_rules.clone(),
                 u,
+                cfg.policy.clone(),
             ))
         });
         let hit_for_miss = HitForMiss::new(cfg.hit_for_miss_ttl, 100_000);
@@ -430,7 +431,8 @@ impl Engine {
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *routed = Some(site.clone());
-        match site.admit(conn.peer.ip(), &parts.method) {
+        let client = client_ip(conn.trusted, conn.peer, &parts.headers);
+        match site.admit(client, &parts.method) {
             Admission::Admit => {}
             Admission::Denied => {
                 return self.plain_error(StatusCode::FORBIDDEN, "forbidden\n", None);
@@ -525,6 +527,27 @@ impl Engine {
     }
 }
 
+/// The client's address for access rules and rate limits: the peer's, or, from a trusted
+/// forwarder, the last address in `X-Forwarded-For` (the one that forwarder appended; those
+/// before it were written by whoever reached it, and prove nothing).
+fn client_ip(
+    trusted: bool,
+    peer: std::net::SocketAddr,
+    headers: &http::HeaderMap,
+) -> std::net::IpAddr {
+    if !trusted {
+        return peer.ip();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+        .unwrap_or_else(|| peer.ip())
+}
+
 /// The host of a normalised authority, without its port (`[::1]:8080` → `[::1]`).
 fn host_of(authority: &str) -> &str {
     match authority.rsplit_once(':') {
@@ -571,7 +594,21 @@ fn site_key(
 
 #[cfg(test)]
 mod site_tests {
-    use super::host_of;
+    use super::{client_ip, host_of};
+
+    #[test]
+    fn forwarded_for_counts_only_from_a_trusted_peer_and_only_its_last_entry() {
+        let peer: std::net::SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut h = http::HeaderMap::new();
+        h.append("x-forwarded-for", "1.1.1.1, 2.2.2.2".parse().unwrap());
+        h.append("x-forwarded-for", "3.3.3.3, 4.4.4.4".parse().unwrap());
+        assert_eq!(client_ip(false, peer, &h), peer.ip());
+        assert_eq!(client_ip(true, peer, &h).to_string(), "4.4.4.4");
+        let mut bad = http::HeaderMap::new();
+        bad.insert("x-forwarded-for", "1.1.1.1, nonsense".parse().unwrap());
+        assert_eq!(client_ip(true, peer, &bad), peer.ip());
+        assert_eq!(client_ip(true, peer, &http::HeaderMap::new()), peer.ip());
+    }
 
     #[test]
     fn the_port_is_cut_from_names_and_bracketed_addresses_only() {

@@ -556,7 +556,7 @@ impl Engine {
             &job.request_headers,
             StatusCode::OK,
             headers,
-            &self.cfg.policy,
+            &job.policy,
         ) {
             Storability::Store(plan) => plan,
             Storability::DoNotStore(reason) => {

@@ -23,6 +23,9 @@ pub struct ConnInfo {
     /// The connection's fill slots ([`super::Engine::connection_fill_slots`]), one per
     /// connection, shared by its requests.
     pub fills: Arc<Semaphore>,
+    /// The peer is a trusted forwarder (`trusted_forwarders`): its `X-Forwarded-For` names
+    /// the client whose address access rules and rate limits apply to.
+    pub trusted: bool,
     /// Set on a connection that may carry TLS early data (0-RTT): until its handshake
     /// completes, what arrives on it may be a replay (RFC 8470).
     pub handshake: Option<Handshake>,

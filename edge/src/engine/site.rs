@@ -15,6 +15,7 @@ use http::HeaderName;
 use tiercel_cluster::service::{HeaderRules, QueryKey, RateLimit, RoutingTable, Service};
 
 use crate::key::{KeyRules, QueryRule};
+use crate::policy::PolicyConfig;
 use crate::upstream::Upstream;
 
 /// Counters of one site, for `/metrics`.
@@ -40,6 +41,8 @@ pub struct Site {
     pub key_headers: Vec<HeaderName>,
     /// Where its misses go.
     pub upstream: Arc<dyn Upstream>,
+    /// Its cache policy (the node's, with the service's `ttl`).
+    pub policy: Arc<PolicyConfig>,
     /// The service it was built from (`None`: the node's default origin).
     pub service: Option<Arc<Service>>,
     limiter: Option<Limiter>,
@@ -71,20 +74,36 @@ pub enum Admission {
 
 impl Site {
     /// The node's default site: its `--origin` (or shields), its key rules.
-    pub fn default_site(name: String, key_rules: KeyRules, upstream: Arc<dyn Upstream>) -> Self {
+    pub fn default_site(
+        name: String,
+        key_rules: KeyRules,
+        upstream: Arc<dyn Upstream>,
+        policy: PolicyConfig,
+    ) -> Self {
         Site {
             name,
             key_rules,
             key_headers: Vec::new(),
             upstream,
+            policy: Arc::new(policy),
             service: None,
             limiter: None,
             counters: SiteCounters::default(),
         }
     }
 
-    /// A service's site, its misses going to `upstream`.
-    pub fn for_service(service: Arc<Service>, upstream: Arc<dyn Upstream>) -> Self {
+    /// A service's site, its misses going to `upstream`, its policy the node's `base` with the
+    /// service's `ttl`.
+    pub fn for_service(
+        service: Arc<Service>,
+        upstream: Arc<dyn Upstream>,
+        base: &PolicyConfig,
+    ) -> Self {
+        let policy = PolicyConfig {
+            default_ttl: service.ttl.default,
+            max_ttl: service.ttl.max,
+            ..base.clone()
+        };
         let query = match &service.key.query {
             QueryKey::Keep => QueryRule::Keep,
             QueryKey::Drop => QueryRule::Ignore,
@@ -100,6 +119,7 @@ impl Site {
             },
             key_headers: service.key.headers.clone(),
             upstream,
+            policy: Arc::new(policy),
             limiter: service.rate_limit.map(Limiter::new),
             service: Some(service),
             counters: SiteCounters::default(),

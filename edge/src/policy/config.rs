@@ -34,6 +34,11 @@ pub struct PolicyConfig {
     /// the client "prefers" these; an operator facing reload storms may turn them off, and then a
     /// fresh stored response is served whatever the client asked. Default true.
     pub honor_request_no_cache: bool,
+    /// A service's `ttl.default`: the freshness of a response that states none and may be
+    /// cached heuristically, instead of the Last-Modified heuristic. Default none.
+    pub default_ttl: Option<Duration>,
+    /// A service's `ttl.max`: no response is fresh here for longer. Default none.
+    pub max_ttl: Option<Duration>,
 }
 
 impl Default for PolicyConfig {
@@ -44,6 +49,8 @@ impl Default for PolicyConfig {
             heuristic_max: Duration::from_secs(24 * 3600),
             store_set_cookie: false,
             honor_request_no_cache: true,
+            default_ttl: None,
+            max_ttl: None,
         }
     }
 }

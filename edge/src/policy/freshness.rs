@@ -135,6 +135,23 @@ fn freshness_lifetime(
     response_time: Option<SystemTime>,
     cfg: &PolicyConfig,
 ) -> (Duration, bool) {
+    let (lifetime, heuristic) = response_lifetime(status, headers, d, src, response_time, cfg);
+    // The operator's cap (a service's `ttl.max`) holds over whatever the response says.
+    (
+        cfg.max_ttl.map_or(lifetime, |max| lifetime.min(max)),
+        heuristic,
+    )
+}
+
+/// The lifetime the response itself gives (or the heuristic, or the configured default).
+fn response_lifetime(
+    status: StatusCode,
+    headers: &HeaderMap,
+    d: &ResponseDirectives,
+    src: &DirectiveSource,
+    response_time: Option<SystemTime>,
+    cfg: &PolicyConfig,
+) -> (Duration, bool) {
     if let Some(v) = d.s_maxage {
         return (v, false);
     }
@@ -152,6 +169,10 @@ fn freshness_lifetime(
     //# responses without explicit freshness that have been marked as explicitly cacheable
     //# (e.g., with a public response directive).
     if is_heuristically_cacheable(status) || d.public {
+        // A service's `ttl.default` stands in for the heuristic: the operator knows its site.
+        if let Some(ttl) = cfg.default_ttl {
+            return (ttl, true);
+        }
         return (heuristic_lifetime(headers, response_time, cfg), true);
     }
     (Duration::ZERO, false)

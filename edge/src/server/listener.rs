@@ -127,6 +127,7 @@ pub async fn serve(
                 peer,
                 scheme,
                 fills: fills.clone(),
+                trusted: believed,
                 // TLS over TCP takes no early data: its handshake is complete here.
                 handshake: None,
             };

@@ -326,6 +326,7 @@ async fn connection(
             peer,
             scheme: Scheme::Https,
             fills: fills.clone(),
+            trusted: false,
             handshake: handshake.clone(),
         };
         requests.spawn(request(resolver, engine.clone(), conn, activity.clone()));

@@ -525,6 +525,48 @@ fn heuristic_fraction_is_configurable() {
 }
 
 #[test]
+fn a_services_ttl_replaces_the_heuristic_and_caps_every_lifetime() {
+    let cfg = |default: Option<u64>, max: Option<u64>| PolicyConfig {
+        default_ttl: default.map(s),
+        max_ttl: max.map(s),
+        ..Default::default()
+    };
+    let lifetime = |h: &[(&str, &str)], status: StatusCode, c: &PolicyConfig| {
+        StoredPolicy::from_response(status, &headers(h), c).freshness_lifetime
+    };
+    let lm = [("date", date(0)), ("last-modified", date(-1_000))];
+    let lm: Vec<(&str, &str)> = lm.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // No explicit freshness: the default instead of 10% of the Last-Modified age.
+    assert_eq!(lifetime(&lm, StatusCode::OK, &cfg(None, None)), s(100));
+    assert_eq!(lifetime(&lm, StatusCode::OK, &cfg(Some(600), None)), s(600));
+    assert_eq!(lifetime(&[], StatusCode::OK, &cfg(Some(600), None)), s(600));
+    // ... only where a heuristic is allowed at all.
+    assert_eq!(
+        lifetime(&[], StatusCode::FOUND, &cfg(Some(600), None)),
+        s(0)
+    );
+    // Explicit freshness is kept, but never above the cap.
+    let max_age = [("cache-control", "max-age=86400")];
+    assert_eq!(
+        lifetime(&max_age, StatusCode::OK, &cfg(Some(600), None)),
+        s(86_400)
+    );
+    assert_eq!(
+        lifetime(&max_age, StatusCode::OK, &cfg(None, Some(3_600))),
+        s(3_600)
+    );
+    let short = [("cache-control", "s-maxage=10")];
+    assert_eq!(
+        lifetime(&short, StatusCode::OK, &cfg(None, Some(3_600))),
+        s(10)
+    );
+    assert_eq!(
+        lifetime(&[], StatusCode::OK, &cfg(Some(600), Some(60))),
+        s(60)
+    );
+}
+
+#[test]
 fn heuristically_cacheable_statuses() {
     for code in 100..600u16 {
         let Ok(status) = StatusCode::from_u16(code) else {
