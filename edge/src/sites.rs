@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tiercel_cluster::config::Role;
-use tiercel_cluster::service::{RoutingTable, Service, ServiceError, check_hosts};
+use tiercel_cluster::service::{HostPattern, RoutingTable, Service, ServiceError};
 
 use crate::engine::{Engine, Site, Sites};
 use crate::server::SniCerts;
@@ -44,6 +44,8 @@ pub struct SiteBuilder {
     /// Certificates served by SNI, when the node has a TLS listener.
     pub certs: Option<Arc<SniCerts>>,
     built: parking_lot::Mutex<HashMap<String, Arc<Site>>>,
+    /// One client (connection pool) per origin URL, shared by every service that names it.
+    clients: parking_lot::Mutex<HashMap<String, Arc<OriginUpstream>>>,
 }
 
 impl SiteBuilder {
@@ -72,6 +74,7 @@ impl SiteBuilder {
             file,
             certs: None,
             built: parking_lot::Mutex::new(HashMap::new()),
+            clients: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -86,18 +89,30 @@ impl SiteBuilder {
             .cloned()
             .collect();
         merged.extend(from_log.iter().cloned());
+        // A service claiming a host an earlier one holds is left out (one pass: the owners of
+        // every pattern so far).
         let mut accepted: Vec<Arc<Service>> = Vec::with_capacity(merged.len());
-        for service in merged {
-            accepted.push(service);
-            if let Err(conflict) = check_hosts(&accepted) {
-                let dropped = accepted.pop();
-                tracing::error!(%conflict, service = ?dropped.map(|s| s.name.clone()), "service left out");
+        let mut owners: HashMap<&HostPattern, &str> = HashMap::new();
+        for service in &merged {
+            let taken = service.hosts.iter().find_map(|h| {
+                owners
+                    .get(h)
+                    .filter(|o| **o != service.name)
+                    .map(|o| (h, *o))
+            });
+            if let Some((host, owner)) = taken {
+                tracing::error!(service = %service.name, ?host, %owner, "service left out: its host belongs to another");
+                continue;
             }
+            for h in &service.hosts {
+                owners.insert(h, &service.name);
+            }
+            accepted.push(service.clone());
         }
         let mut built = self.built.lock();
         let mut sites = Vec::with_capacity(accepted.len());
         let mut next = HashMap::with_capacity(accepted.len());
-        for service in accepted {
+        for service in accepted.iter().cloned() {
             let reused = built
                 .get(&service.name)
                 .filter(|s| {
@@ -120,6 +135,13 @@ impl SiteBuilder {
             sites.push(site);
         }
         *built = next;
+        // Clients of origins no service names any more go (their pools close once the last
+        // request using them ends).
+        self.clients.lock().retain(|url, _| {
+            accepted
+                .iter()
+                .any(|s| s.origins.iter().any(|o| &o.url == url))
+        });
         if let Some(certs) = &self.certs {
             let entries = sites.iter().filter_map(|s| {
                 let svc = s.service.as_ref()?;
@@ -147,16 +169,9 @@ impl SiteBuilder {
         } else {
             let mut members = Vec::with_capacity(service.origins.len());
             for (i, o) in service.origins.iter().enumerate() {
-                let client = OriginUpstream::connect(
-                    &o.url,
-                    self.timeouts,
-                    Reach {
-                        protocol: self.origin_protocol,
-                        roots: self.roots.as_deref(),
-                        addresses: &[],
-                    },
-                )
-                .map_err(|e| url_error(format!("origins[{i}]"), &e))?;
+                let client = self
+                    .client(&o.url)
+                    .map_err(|e| url_error(format!("origins[{i}]"), &e))?;
                 members.push((o.url.clone(), PoolMember::new(client, o.weight)));
             }
             Some(OriginPool::new(
@@ -187,6 +202,26 @@ impl SiteBuilder {
             .map_err(|e| url_error("shields".to_owned(), &e))?
         };
         Ok(Arc::new(Site::for_service(service, upstream, policy)))
+    }
+}
+
+impl SiteBuilder {
+    /// The shared client of an origin URL.
+    fn client(&self, url: &str) -> Result<Arc<OriginUpstream>, OriginUrlError> {
+        if let Some(c) = self.clients.lock().get(url) {
+            return Ok(c.clone());
+        }
+        let client = OriginUpstream::connect(
+            url,
+            self.timeouts,
+            Reach {
+                protocol: self.origin_protocol,
+                roots: self.roots.as_deref(),
+                addresses: &[],
+            },
+        )?;
+        self.clients.lock().insert(url.to_owned(), client.clone());
+        Ok(client)
     }
 }
 

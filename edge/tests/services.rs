@@ -481,6 +481,33 @@ async fn text_is_compressed_per_client_from_one_origin_fetch_and_stored_encoded(
         );
         assert_eq!(r.body, identity);
     }
+    // A client revalidating its br copy gets 304 naming that copy; asking for gzip with the
+    // br copy's tag, it gets the gzip body.
+    let r = get_ae(
+        &e,
+        "z.test",
+        pq,
+        Some("br"),
+        &[("if-none-match", "\"v1-br\"")],
+    )
+    .await;
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("etag"), "\"v1-br\"");
+    assert!(
+        r.header("vary")
+            .to_ascii_lowercase()
+            .contains("accept-encoding")
+    );
+    let r = get_ae(
+        &e,
+        "z.test",
+        pq,
+        Some("gzip"),
+        &[("if-none-match", "\"v1-br\"")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), "gzip");
     // A range is served from the identity form.
     let r = get_ae(&e, "z.test", pq, Some("br"), &[("range", "bytes=10-19")]).await;
     assert_eq!(r.status, 206);
@@ -576,6 +603,7 @@ async fn a_gzip_only_origin_is_decoded_for_clients_that_cannot_read_gzip() {
     let r = get_ae(&e, "g.test", pq, None, &[]).await;
     assert_eq!(r.header("content-encoding"), "");
     assert_eq!(r.body, json);
+    assert_eq!(r.header("etag"), "", "the origin sent none");
     let r = get_ae(&e, "g.test", pq, Some("br"), &[]).await;
     assert_eq!(r.header("content-encoding"), "br");
     assert!(

@@ -762,6 +762,13 @@ async fn a_token_scoped_to_one_service_purges_only_its_objects_and_reads_only_it
             .args(args)
             .output()
     };
+    // An admin's purge of another site is not in this token's audit trail.
+    let out = tiercelctl(&c, &["purge", "--service", "site-b", "--tag", "other"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Another service, or none named: 403, nothing purged.
     for args in [
         &["purge", "--service", "site-b", "--tag", "shared"][..],
@@ -803,6 +810,11 @@ async fn a_token_scoped_to_one_service_purges_only_its_objects_and_reads_only_it
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!e.get("a.test", pq).await?.hit(), "site-a's object purged");
+    let out = as_a(&["--json", "purges", "list"])?;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let purges = list.as_array().context("a list of purges")?;
+    assert_eq!(purges.len(), 1, "{list}");
+    assert_eq!(purges[0]["purge"]["service"], "site-a");
     assert!(
         e.get("b.test", pq).await?.hit(),
         "site-b's object untouched"

@@ -140,6 +140,10 @@ impl PurgeIndex {
     pub fn prune_below(&mut self, index: u64) {
         self.split_off_below(index);
         self.all = self.all.above(index);
+        self.services.retain(|_, m| {
+            *m = m.above(index);
+            *m != Marks::default()
+        });
     }
 
     /// Keeps the index to at most `keep` patterns (plus `all`) by folding the oldest ones into
@@ -153,7 +157,8 @@ impl PurgeIndex {
     /// ever purged, costs memory and state-file size forever. (Varnish bans have the same
     /// shape: a ban is dropped once nothing older than it can be in the cache.)
     pub fn fold_oldest(&mut self, keep: usize) -> Option<u64> {
-        let mut newest: Vec<u64> = [&self.urls, &self.tags, &self.hosts, &self.services]
+        // A service's `all` is one entry per service: never folded.
+        let mut newest: Vec<u64> = [&self.urls, &self.tags, &self.hosts]
             .into_iter()
             .flat_map(|m| m.values().map(|x| x.newest()))
             .chain(self.prefixes.newest_marks())
@@ -165,28 +170,54 @@ impl PurgeIndex {
         // go too, so the index may end up a little below `keep`.
         let cut = newest.len() - keep - 1;
         let (_, &mut below, _) = newest.select_nth_unstable(cut);
-        let dropped = self.split_off_below(below);
+        let (dropped, scoped) = self.split_off_below(below);
         self.all.merge(dropped);
+        // A tenant's folded rules stay the tenant's: they over-invalidate its own objects,
+        // never another service's.
+        for (service, marks) in scoped {
+            self.services.entry(service).or_default().merge(marks);
+        }
         Some(below)
     }
 
-    /// Removes every mark at or below `index` from the patterns (not from `all`) and returns
-    /// the newest removed mark of each kind.
-    fn split_off_below(&mut self, index: u64) -> Marks {
+    /// Removes every mark at or below `index` from the patterns (not from `all` nor from the
+    /// services' `all`) and returns the newest removed marks: of unscoped rules, and of the
+    /// rules of each service.
+    fn split_off_below(&mut self, index: u64) -> (Marks, HashMap<String, Marks>) {
         let mut dropped = Marks::default();
-        let mut split = |map: &mut HashMap<String, Marks>| {
-            map.retain(|_, m| {
-                dropped.merge(m.at_or_below(index));
+        let mut scoped: HashMap<String, Marks> = HashMap::new();
+        let mut note = |key: &str, m: Marks| {
+            if m == Marks::default() {
+                return;
+            }
+            match key.split_once('\u{1}') {
+                Some((service, _)) => scoped.entry(service.to_owned()).or_default().merge(m),
+                None => dropped.merge(m),
+            }
+        };
+        for map in [&mut self.urls, &mut self.tags, &mut self.hosts] {
+            map.retain(|k, m| {
+                note(k, m.at_or_below(index));
                 *m = m.above(index);
                 *m != Marks::default()
             });
-        };
-        split(&mut self.urls);
-        split(&mut self.tags);
-        split(&mut self.hosts);
-        split(&mut self.services);
-        dropped.merge(self.prefixes.retain_above(index));
-        dropped
+        }
+        if self.scoped {
+            // Rebuilt so each dropped prefix is charged to its own service (rare: only when
+            // the index is over its size or pruned).
+            let mut kept = PrefixTrie::default();
+            for (p, m) in self.prefixes.entries() {
+                note(&p, m.at_or_below(index));
+                let above = m.above(index);
+                if above != Marks::default() {
+                    kept.insert(&p, above);
+                }
+            }
+            self.prefixes = kept;
+        } else {
+            dropped.merge(self.prefixes.retain_above(index));
+        }
+        (dropped, scoped)
     }
 
     /// Number of distinct patterns recorded (each kind counts separately; `all` counts once

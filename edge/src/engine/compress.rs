@@ -55,6 +55,47 @@ pub struct Wanted {
     pub head: bool,
     /// The request carried `Range`.
     pub range: bool,
+    /// The coding whose entity tags the client's `If-None-Match` named (rewritten to the
+    /// stored object's before the engine compared them): a 304 then names them again.
+    pub validators_of: Option<Encoding>,
+}
+
+/// Rewrites `If-None-Match` entity tags of `coding`'s representation (`"v1-br"`) to the
+/// stored object's (`"v1"`), so the engine's precondition check compares like with like.
+/// Whether any was rewritten.
+pub fn strip_coding(h: &mut HeaderMap, coding: Encoding) -> bool {
+    let suffix = format!("-{}\"", coding.token());
+    let mut changed = false;
+    let values: Vec<HeaderValue> = h
+        .get_all(http::header::IF_NONE_MATCH)
+        .iter()
+        .map(|v| {
+            let Ok(text) = v.to_str() else {
+                return v.clone();
+            };
+            let tags: Vec<String> = text
+                .split(',')
+                .map(|t| {
+                    let t = t.trim();
+                    match t.strip_suffix(&suffix) {
+                        Some(base) if base.contains('"') => {
+                            changed = true;
+                            format!("{base}\"")
+                        }
+                        _ => t.to_owned(),
+                    }
+                })
+                .collect();
+            HeaderValue::from_str(&tags.join(", ")).unwrap_or_else(|_| v.clone())
+        })
+        .collect();
+    if changed {
+        h.remove(http::header::IF_NONE_MATCH);
+        for v in values {
+            h.append(http::header::IF_NONE_MATCH, v);
+        }
+    }
+    changed
 }
 
 /// The client's preference for `coding` (RFC 9110 §12.5.3): its q-value, from an explicit
@@ -120,13 +161,13 @@ pub fn accepts(accept: Option<&str>, coding: &str) -> bool {
 
 /// The entity tag of an encoded representation: a different representation needs a
 /// different tag (RFC 9110 §8.8.3).
-pub fn encoded_etag(etag: &str, coding: Encoding) -> Option<HeaderValue> {
+pub fn encoded_etag(etag: &str, coding: &str) -> Option<HeaderValue> {
     let (weak, tag) = match etag.strip_prefix("W/") {
         Some(t) => ("W/", t),
         None => ("", etag),
     };
     let inner = tag.strip_prefix('"')?.strip_suffix('"')?;
-    HeaderValue::from_str(&format!("{weak}\"{inner}-{}\"", coding.token())).ok()
+    HeaderValue::from_str(&format!("{weak}\"{inner}-{coding}\"")).ok()
 }
 
 /// The key the encoded form of a stored body lives under.
@@ -213,6 +254,18 @@ impl Engine {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| rules.compresses(t));
+        if parts.status == StatusCode::NOT_MODIFIED
+            && let Some(coding) = wanted.validators_of
+        {
+            // The client validated its copy in `coding`: the answer names that copy.
+            vary_on_encoding(&mut parts.headers);
+            if let Some(tag) = parts.headers.get(ETAG).and_then(|v| v.to_str().ok())
+                && let Some(new) = encoded_etag(tag, coding.token())
+            {
+                parts.headers.insert(ETAG, new);
+            }
+            return Response::from_parts(parts, body);
+        }
         if !compressible
             || !matches!(
                 parts.status,
@@ -233,6 +286,8 @@ impl Engine {
             .map(|s| s.trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty() && s != "identity");
         let mut stream: Option<ByteStream> = None;
+        // A decode's permit also covers the encode that may follow it.
+        let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
         let mut body = Some(body);
         let mut stored = parts.extensions.remove::<StoredBody>();
         if let Some(coding) = &origin_coding {
@@ -249,8 +304,27 @@ impl Engine {
             parts.headers.remove(CONTENT_ENCODING);
             parts.headers.remove(CONTENT_LENGTH);
             parts.headers.remove(ACCEPT_RANGES);
+            // Another representation than the origin's: another entity tag (RFC 9110 §8.8.3).
+            if let Some(tag) = parts.headers.get(ETAG).and_then(|v| v.to_str().ok())
+                && let Some(new) = encoded_etag(tag, "identity")
+            {
+                parts.headers.insert(ETAG, new);
+            }
             stored = None;
             if !wanted.head {
+                let Ok(permit) = self.encoders.clone().try_acquire_owned() else {
+                    self.stats
+                        .encoders_busy
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let mut resp = self.plain_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "busy decoding: retry\n",
+                        None,
+                    );
+                    resp.headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return resp;
+                };
                 let raw: ByteStream = Box::pin(
                     BodyDataStream::new(body.take().unwrap_or(Body::Empty))
                         .map_err(io::Error::other),
@@ -259,6 +333,7 @@ impl Engine {
                     0 => DECODE_LIMIT,
                     n => n,
                 };
+                held = Some(permit);
                 stream = Some(decode(raw, known, limit));
             }
         }
@@ -270,24 +345,43 @@ impl Engine {
         let Some(coding) = negotiate(accept, &rules.algorithms)
             .filter(|_| !wanted.range && length.is_none_or(|n| n >= rules.min_size))
         else {
-            return Response::from_parts(parts, rebuilt(stream, body));
+            return Response::from_parts(parts, rebuilt(stream.map(|s| holding(s, held)), body));
+        };
+        let place = stored.map(|s| (encoded_key(&s.key, coding), s));
+        let stored_form = match &place {
+            Some((key, s)) => {
+                self.storage
+                    .chunk_raw(key, &s.variant, s.generation, 0)
+                    .await
+            }
+            None => None,
+        };
+        // Encoding takes CPU: at most `encoders` at once; past that, identity (always right).
+        let permit = match (&stored_form, wanted.head) {
+            (None, false) => match held
+                .take()
+                .map_or_else(|| self.encoders.clone().try_acquire_owned(), Ok)
+            {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.stats
+                        .encoders_busy
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Response::from_parts(parts, rebuilt(stream, body));
+                }
+            },
+            _ => None,
         };
         parts
             .headers
             .insert(CONTENT_ENCODING, HeaderValue::from_static(coding.token()));
         parts.headers.remove(ACCEPT_RANGES);
         if let Some(tag) = parts.headers.get(ETAG).and_then(|v| v.to_str().ok())
-            && let Some(new) = encoded_etag(tag, coding)
+            && let Some(new) = encoded_etag(tag, coding.token())
         {
             parts.headers.insert(ETAG, new);
         }
-        let place = stored.map(|s| (encoded_key(&s.key, coding), s));
-        if let Some((key, s)) = &place
-            && let Some(bytes) = self
-                .storage
-                .chunk_raw(key, &s.variant, s.generation, 0)
-                .await
-        {
+        if let Some(bytes) = stored_form {
             self.stats
                 .encoded_hits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -314,7 +408,8 @@ impl Engine {
                 BodyDataStream::new(body.take().unwrap_or(Body::Empty)).map_err(io::Error::other),
             ),
         };
-        let encoded = encode(identity, coding);
+        // The permit goes with the stream: held while it encodes.
+        let encoded = holding(encode(identity, coding), permit);
         let cap = self.cfg.chunk_size;
         let out: ByteStream = match place {
             // Kept while it streams, stored once whole: the next client is served from it.
@@ -371,6 +466,17 @@ impl Stream for Teed {
             }
         }
         std::task::Poll::Ready(item)
+    }
+}
+
+/// `s`, keeping `permit` until it is over or dropped.
+fn holding(s: ByteStream, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> ByteStream {
+    match permit {
+        Some(p) => Box::pin(s.map(move |item| {
+            let _held = &p;
+            item
+        })),
+        None => s,
     }
 }
 
@@ -431,12 +537,27 @@ mod tests {
 
     #[test]
     fn encoded_representations_get_their_own_entity_tags() {
-        assert_eq!(encoded_etag("\"v1\"", Encoding::Br).unwrap(), "\"v1-br\"");
-        assert_eq!(
-            encoded_etag("W/\"v1\"", Encoding::Gzip).unwrap(),
-            "W/\"v1-gzip\""
+        assert_eq!(encoded_etag("\"v1\"", "br").unwrap(), "\"v1-br\"");
+        assert_eq!(encoded_etag("W/\"v1\"", "gzip").unwrap(), "W/\"v1-gzip\"");
+        assert!(encoded_etag("v1", "br").is_none());
+        // A client's tags of the coding it will get name the stored object's.
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a-br\", W/\"b-br\""),
         );
-        assert!(encoded_etag("v1", Encoding::Br).is_none());
+        h.append(
+            http::header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"c-gzip\""),
+        );
+        assert!(strip_coding(&mut h, Encoding::Br));
+        let got: Vec<&str> = h
+            .get_all(http::header::IF_NONE_MATCH)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(got, ["\"a\", W/\"b\"", "\"c-gzip\""]);
+        assert!(!strip_coding(&mut h, Encoding::Zstd));
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct EngineStats {
     pub encoded_hits: std::sync::atomic::AtomicU64,
     /// Responses encoded on the way out (each stored for the next, when it fits a chunk).
     pub encodings_made: std::sync::atomic::AtomicU64,
+    /// Responses left in identity (or refused 503 when decoding) because every encoder was
+    /// busy.
+    pub encoders_busy: std::sync::atomic::AtomicU64,
     /// Early-data requests refused with 425 Too Early (unsafe methods, or a handshake that
     /// never completed).
     pub too_early: std::sync::atomic::AtomicU64,
@@ -106,6 +109,9 @@ pub struct Engine {
     parts: parts::PartTable,
     /// Serialises updates of stored chunk sets.
     present_lock: tokio::sync::Mutex<()>,
+    /// Encodes and decodes running at once (half the cores): compression never takes all of
+    /// the CPU from serving.
+    encoders: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -150,6 +156,9 @@ impl Engine {
             stats: EngineStats::default(),
             via,
             parts: parts::PartTable::default(),
+            encoders: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            )),
             present_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -245,13 +254,14 @@ impl Engine {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        let wanted = compress::Wanted {
+        let mut wanted = compress::Wanted {
             accept: (!accept.is_empty()).then(|| accept.join(", ")),
             head: req.method() == Method::HEAD,
             range: req.headers().contains_key(http::header::RANGE),
+            validators_of: None,
         };
         let mut site = None;
-        let mut resp = self.handle_routed(req, conn, &mut site).await;
+        let mut resp = self.handle_routed(req, conn, &mut site, &mut wanted).await;
         if let Some(site) = site.as_deref() {
             if let Some(rules) = site.service.as_ref().and_then(|s| s.compress.as_ref()) {
                 resp = self.compress(rules, &wanted, resp).await;
@@ -270,6 +280,7 @@ impl Engine {
         req: Request<B>,
         conn: ConnInfo,
         routed: &mut Option<Arc<Site>>,
+        wanted: &mut compress::Wanted,
     ) -> Response<Body>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -459,13 +470,19 @@ impl Engine {
                 return resp;
             }
         }
-        if site.service.as_ref().is_some_and(|s| s.compress.is_some()) {
+        if let Some(rules) = site.service.as_ref().and_then(|s| s.compress.as_ref()) {
             // One object for every client, whatever it accepts: the coding is chosen on the
             // way out (`compress.rs`), so the origin is asked for identity.
             parts.headers.insert(
                 http::header::ACCEPT_ENCODING,
                 http::HeaderValue::from_static("identity"),
             );
+            // The client's validators of the coding it will get name the stored object's.
+            if let Some(coding) = compress::negotiate(wanted.accept.as_deref(), &rules.algorithms)
+                && compress::strip_coding(&mut parts.headers, coding)
+            {
+                wanted.validators_of = Some(coding);
+            }
         }
         let key = site_key(&site, conn.scheme, &url, &parts.headers);
         let directives = RequestDirectives::parse(&parts.headers);

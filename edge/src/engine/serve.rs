@@ -140,6 +140,11 @@ impl Engine {
         info: CacheInfo,
         now: SystemTime,
     ) -> Result<Response<Body>, Evicted> {
+        // An object stored in part may fetch its missing chunks while it is served: not on a
+        // request that may be a replay (0-RTT) until its handshake is complete.
+        if meta.present.is_some() && !self.after_handshake(ctx).await {
+            return Ok(self.too_early());
+        }
         let age = meta.age.current_age(now).as_secs();
         let withhold: &[String] = if info.hit {
             &meta.policy.no_cache_fields

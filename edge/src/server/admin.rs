@@ -139,7 +139,12 @@ pub fn metrics_text(engine: &Engine, conns: &ConnectionStats) -> String {
             n.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
-    let counters: [(&str, &str, &AtomicU64); 18] = [
+    let counters: [(&str, &str, &AtomicU64); 19] = [
+        (
+            "tiercel_encoders_busy_total",
+            "Responses left in identity (or 503 when decoding) because every encoder was busy.",
+            &s.encoders_busy,
+        ),
         (
             "tiercel_encoded_hits_total",
             "Responses served from a stored encoded form (br, zstd, gzip).",

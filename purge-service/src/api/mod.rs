@@ -333,7 +333,7 @@ async fn run(app: &Arc<App>, route: &Route, caller: &Caller, req: &ApiRequest) -
         RouteId::Healthz => cluster::healthz(app),
         RouteId::Readyz => cluster::readyz(app),
         RouteId::PurgeCreate => purges::create(app, req, token).await,
-        RouteId::PurgeList => purges::list(app, req),
+        RouteId::PurgeList => purges::list(app, req, token),
         RouteId::PurgeStatus => purges::status(app, req).await,
         RouteId::FollowerReport => purges::report(app, req, token),
         RouteId::Log => log_stream::stream(app.clone(), req, token).await,

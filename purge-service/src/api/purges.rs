@@ -105,7 +105,7 @@ const MAX_LIST: usize = 1000;
 
 /// The audit trail: purges accepted at or after `since` (ms since the epoch) that come after
 /// the purge id `after`, oldest first, `limit` per page (default 100).
-pub fn list(app: &App, req: &ApiRequest) -> Answer {
+pub fn list(app: &App, req: &ApiRequest, token: Option<&TokenRecord>) -> Answer {
     let number = |name: &str| -> Result<Option<u64>, Failure> {
         match req.query(name) {
             None | Some("") => Ok(None),
@@ -126,7 +126,7 @@ pub fn list(app: &App, req: &ApiRequest) -> Answer {
     let limit = number("limit")?
         .map_or(100, |l| l as usize)
         .clamp(1, MAX_LIST);
-    let (purges, more) = app
+    let (mut purges, more) = app
         .state
         .with(|m| m.state.audit().list(since, after, limit));
     let next_after = if more {
@@ -134,6 +134,11 @@ pub fn list(app: &App, req: &ApiRequest) -> Answer {
     } else {
         None
     };
+    // A token limited to services sees its services' purges only (a page may then hold
+    // fewer than `limit`; `next_after` still walks on).
+    if let Some(t) = token.filter(|t| !t.services.is_empty()) {
+        purges.retain(|p| p.purge.service.as_deref().is_some_and(|s| t.covers(s)));
+    }
     Ok(json(StatusCode::OK, &PurgeList { purges, next_after }))
 }
 

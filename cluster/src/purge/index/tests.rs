@@ -345,10 +345,12 @@ proptest! {
         for r in &rules {
             idx.apply(r);
         }
-        let before = idx.len() - usize::from(idx.all != Marks::default());
+        // A service's `all` (one per service) is never folded, so it is not counted.
+        let before = idx.len() - usize::from(idx.all != Marks::default()) - idx.services.len();
         let mut folded = idx.clone();
         let cut = folded.fold_oldest(keep);
-        let patterns = folded.len() - usize::from(folded.all != Marks::default());
+        let patterns =
+            folded.len() - usize::from(folded.all != Marks::default()) - folded.services.len();
         prop_assert!(patterns <= keep, "{} patterns left, keep {}", patterns, keep);
         prop_assert_eq!(cut.is_none(), before <= keep);
         for (url, tags, stored_index, service) in &objects {
@@ -375,4 +377,36 @@ proptest! {
         }
         prop_assert_eq!(serde_json::to_string(&fwd).unwrap(), serde_json::to_string(&rev).unwrap());
     }
+}
+
+#[test]
+fn folding_a_tenants_rules_never_purges_another_services_objects() {
+    let mut idx = PurgeIndex::new();
+    for i in 0..100u64 {
+        idx.apply(&PurgeRule {
+            target: PurgeTarget::Url(format!("h/{i}")),
+            soft: false,
+            index: i + 1,
+            service: Some("s1".into()),
+        });
+    }
+    assert!(idx.fold_oldest(10).is_some());
+    let tags = Vec::new();
+    let obj = |service, url| ObjectRef {
+        url,
+        host: "h",
+        tags: &tags,
+        service,
+        stored_index: 0,
+    };
+    // s2's object at a folded URL: untouched.
+    assert_eq!(idx.check(&obj("s2", "h/3")), V);
+    assert_eq!(idx.check(&obj("s2", "h/other")), V);
+    // s1's objects: folded rules over-invalidate, never under.
+    assert_eq!(idx.check(&obj("s1", "h/3")), H);
+    assert_eq!(idx.check(&obj("s1", "h/other")), H);
+    // Pruned away entirely, nothing of either remains.
+    idx.prune_below(1_000);
+    assert_eq!(idx.check(&obj("s1", "h/3")), V);
+    assert!(idx.is_empty());
 }
