@@ -222,15 +222,14 @@ pub async fn start(role: Role, cfg: &NodeConfig) -> Result<RunningNode, NodeErro
     }
     let hooks = Arc::new(EngineHooks::default());
     let (state, handle) = start_follower(follower_config(role, cfg), hooks.clone()).await?;
-    let mut node = match start_with_purges(role, cfg, Arc::new(FollowedPurges(state.clone()))).await
-    {
+    let purges = Arc::new(FollowedPurges(state.clone()));
+    let mut node = match start_node(role, cfg, purges, Some(hooks)).await {
         Ok(n) => n,
         Err(e) => {
             handle.shutdown().await;
             return Err(e);
         }
     };
-    hooks.attach(&node.engine, node.sites.clone());
     node.follower = Some(handle);
     node.purge_state = Some(state);
     Ok(node)
@@ -241,6 +240,17 @@ pub async fn start_with_purges(
     role: Role,
     cfg: &NodeConfig,
     purges: Arc<dyn PurgeOracle>,
+) -> Result<RunningNode, NodeError> {
+    start_node(role, cfg, purges, None).await
+}
+
+/// Starts a node; `hooks` (the purge follower's) get the engine before any listener opens, so
+/// the services the log already delivered route the very first request.
+async fn start_node(
+    role: Role,
+    cfg: &NodeConfig,
+    purges: Arc<dyn PurgeOracle>,
+    hooks: Option<Arc<EngineHooks>>,
 ) -> Result<RunningNode, NodeError> {
     if role == Role::Shield && !cfg.shields.is_empty() {
         return Err(NodeError::ShieldWithShields);
@@ -368,6 +378,9 @@ pub async fn start_with_purges(
     .await?;
     let engine = Engine::new(engine_cfg, storage, upstream, purges);
     site_builder.apply(&engine, &[]);
+    if let Some(hooks) = hooks {
+        hooks.attach(&engine, site_builder.clone());
+    }
     let opts = ServerOptions {
         max_request_head: cfg.limits.max_request_head.as_usize(),
         max_headers: cfg.limits.max_headers,

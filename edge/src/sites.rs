@@ -93,7 +93,13 @@ impl SiteBuilder {
         // every pattern so far).
         let mut accepted: Vec<Arc<Service>> = Vec::with_capacity(merged.len());
         let mut owners: HashMap<&HostPattern, &str> = HashMap::new();
+        let reserved = engine.config().service.as_str();
         for service in &merged {
+            if service.name == reserved {
+                // Its keys and purges would be the node's default site's.
+                tracing::error!(service = %service.name, "service left out: the name is the node's own `service`");
+                continue;
+            }
             let taken = service.hosts.iter().find_map(|h| {
                 owners
                     .get(h)
@@ -137,11 +143,13 @@ impl SiteBuilder {
         *built = next;
         // Clients of origins no service names any more go (their pools close once the last
         // request using them ends).
-        self.clients.lock().retain(|url, _| {
-            accepted
-                .iter()
-                .any(|s| s.origins.iter().any(|o| &o.url == url))
-        });
+        let used: std::collections::HashSet<&str> = accepted
+            .iter()
+            .flat_map(|s| s.origins.iter().map(|o| o.url.as_str()))
+            .collect();
+        self.clients
+            .lock()
+            .retain(|url, _| used.contains(url.as_str()));
         if let Some(certs) = &self.certs {
             let entries = sites.iter().filter_map(|s| {
                 let svc = s.service.as_ref()?;

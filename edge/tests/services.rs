@@ -161,20 +161,33 @@ async fn a_pool_of_two_shares_the_load_and_with_one_killed_every_request_succeed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_every_origin_down_the_pool_answers_502_at_once() {
+async fn with_every_origin_down_the_pool_answers_502_at_once_or_stale_if_error() {
     let o = origin().await;
     let url = o.url();
-    o.shutdown().await;
     let table = services(&format!(
         "[[services]]\nname = \"dead\"\nhosts = [\"d.test\"]\norigins = [\"{url}\"]\n"
     ));
     let e = Edge::start_cfg(&[], |c| c.services = table).await;
+    let kept = "/kept?size=10&cc=max-age%3D1%2C%20stale-if-error%3D60";
+    assert_eq!(get_host(&e, "d.test", kept).await.status, 200);
+    o.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = get_host(&e, "d.test", "/x").await;
     assert_eq!(r.status, 502);
-    let started = std::time::Instant::now();
+    // The member is out of the pool now: the next miss does not even try it.
+    let text = e.node.metrics_text();
+    assert!(
+        text.contains(&format!(
+            "tiercel_upstream_up{{site=\"dead\",member=\"{url}\"}} 0"
+        )),
+        "{text}"
+    );
     let r = get_host(&e, "d.test", "/y").await;
     assert_eq!(r.status, 502);
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // A stale object that allows it is served instead of the error.
+    let r = get_host(&e, "d.test", kept).await;
+    assert_eq!(r.status, 200, "{}", r.cache_status());
+    assert_eq!(r.body, expected_body(kept, 10));
     e.shutdown().await;
 }
 
@@ -236,10 +249,11 @@ async fn access_rules_refuse_addresses_and_methods_and_the_rate_limit_answers_42
     ] {
         assert!(text.contains(want), "{want}\n{text}");
     }
-    assert!(
-        !text.contains("tiercel_site_rate_limited_total{site=\"slow\"} 0"),
-        "{text}"
-    );
+    let limited = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tiercel_site_rate_limited_total{site=\"slow\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(limited.is_some_and(|n| n >= 1), "{text}");
     e.shutdown().await;
     o.shutdown().await;
 }
@@ -409,9 +423,10 @@ async fn each_host_is_served_its_own_services_certificate_by_sni_over_tcp_and_qu
     let refused = tokio::time::timeout(WAIT, endpoint.connect(quic, "b.test").unwrap())
         .await
         .unwrap();
+    let err = refused.expect_err("b.test is not served a certificate CA a signed");
     assert!(
-        refused.is_err(),
-        "b.test is not served a certificate CA a signed"
+        err.to_string().to_ascii_lowercase().contains("certificate"),
+        "{err}"
     );
     e.shutdown().await;
     o.shutdown().await;

@@ -98,7 +98,12 @@ pub fn prepare(dir: &Path) -> Result<(), FollowerError> {
 pub fn write_atomic(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!("{STATE_FILE}.tmp"));
     {
-        let mut f = fs::File::create(&tmp)?;
+        // Owner only: the services it holds carry their TLS private keys.
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }

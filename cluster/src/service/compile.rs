@@ -768,7 +768,9 @@ fn key(k: &KeySpec) -> Result<KeyConfig, ServiceError> {
 
 /// Fields a header rule may not touch: they frame the message or carry the cache's own
 /// protocol, and changing them would break the exchange rather than shape it.
-const PROTECTED: [&str; 9] = [
+/// Loop detection and forwarding fields are the tiers' own: a rule removing `cdn-loop` would
+/// let a service whose origin points back at the CDN loop for ever.
+const PROTECTED: [&str; 15] = [
     "connection",
     "content-length",
     "transfer-encoding",
@@ -778,6 +780,12 @@ const PROTECTED: [&str; 9] = [
     "keep-alive",
     "proxy-connection",
     "trailer",
+    "cdn-loop",
+    "via",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
 ];
 
 fn header_rules(prefix: &str, spec: Option<&HeaderRulesSpec>) -> Result<HeaderRules, ServiceError> {
@@ -792,7 +800,9 @@ fn header_rules(prefix: &str, spec: Option<&HeaderRulesSpec>) -> Result<HeaderRu
         if PROTECTED.contains(&name.as_str()) {
             return Err(ServiceError::new(
                 key,
-                format!("{n:?} frames the message and cannot be set or removed"),
+                format!(
+                    "{n:?} frames the message or carries the tiers' own data and cannot be set or removed"
+                ),
             ));
         }
         Ok(name)

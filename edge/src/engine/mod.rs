@@ -442,7 +442,17 @@ impl Engine {
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *routed = Some(site.clone());
-        let client = client_ip(conn.trusted, conn.peer, &parts.headers);
+        // Only a service's access rules and rate limit look at the client's address.
+        let judged = site.service.is_some();
+        let Some(client) = client_ip(conn.trusted && judged, conn.peer, &parts.headers) else {
+            // A forwarder we trust that names no address: refused, not taken as the
+            // forwarder's own (which an allow list may admit).
+            return self.plain_error(
+                StatusCode::BAD_REQUEST,
+                "bad request: X-Forwarded-For names no address\n",
+                None,
+            );
+        };
         match site.admit(client, &parts.method) {
             Admission::Admit => {}
             Admission::Denied => {
@@ -547,22 +557,23 @@ impl Engine {
 /// The client's address for access rules and rate limits: the peer's, or, from a trusted
 /// forwarder, the last address in `X-Forwarded-For` (the one that forwarder appended; those
 /// before it were written by whoever reached it, and prove nothing).
+/// `None` when a trusted forwarder's field is there but its last entry is no address.
 fn client_ip(
     trusted: bool,
     peer: std::net::SocketAddr,
     headers: &http::HeaderMap,
-) -> std::net::IpAddr {
+) -> Option<std::net::IpAddr> {
     if !trusted {
-        return peer.ip();
+        return Some(peer.ip());
     }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
+    let Some(last) = headers.get_all("x-forwarded-for").iter().next_back() else {
+        // Nothing forwarded: the forwarder itself asks (a health check).
+        return Some(peer.ip());
+    };
+    last.to_str()
+        .ok()
         .and_then(|v| v.rsplit(',').next())
         .and_then(|ip| ip.trim().parse().ok())
-        .unwrap_or_else(|| peer.ip())
 }
 
 /// The host of a normalised authority, without its port (`[::1]:8080` → `[::1]`).
@@ -619,12 +630,17 @@ mod site_tests {
         let mut h = http::HeaderMap::new();
         h.append("x-forwarded-for", "1.1.1.1, 2.2.2.2".parse().unwrap());
         h.append("x-forwarded-for", "3.3.3.3, 4.4.4.4".parse().unwrap());
-        assert_eq!(client_ip(false, peer, &h), peer.ip());
-        assert_eq!(client_ip(true, peer, &h).to_string(), "4.4.4.4");
+        assert_eq!(client_ip(false, peer, &h), Some(peer.ip()));
+        assert_eq!(client_ip(true, peer, &h).unwrap().to_string(), "4.4.4.4");
         let mut bad = http::HeaderMap::new();
         bad.insert("x-forwarded-for", "1.1.1.1, nonsense".parse().unwrap());
-        assert_eq!(client_ip(true, peer, &bad), peer.ip());
-        assert_eq!(client_ip(true, peer, &http::HeaderMap::new()), peer.ip());
+        assert_eq!(client_ip(true, peer, &bad), None);
+        bad.insert("x-forwarded-for", "1.1.1.1:80".parse().unwrap());
+        assert_eq!(client_ip(true, peer, &bad), None);
+        assert_eq!(
+            client_ip(true, peer, &http::HeaderMap::new()),
+            Some(peer.ip())
+        );
     }
 
     #[test]

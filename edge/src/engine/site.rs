@@ -205,7 +205,7 @@ impl Limiter {
 
     /// `Err(wait)` when `ip` is over the rate.
     fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        let mut key = ip;
+        let mut key = rate_key(ip);
         if self.per_ip.len() >= LIMITER_KEYS {
             let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
             let last = self.swept.load(Relaxed);
@@ -226,6 +226,21 @@ impl Limiter {
         self.per_ip
             .check_key(&key)
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+/// The address a rate applies to: IPv4 as is (also when mapped into IPv6), IPv6 by its /64,
+/// the block one subscriber gets, so rotating through one's own addresses is no way around it.
+fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
     }
 }
 
@@ -259,5 +274,19 @@ impl Sites {
     /// The site for a normalised host (no port).
     pub fn route(&self, host: &str) -> Option<&Arc<Site>> {
         self.table.route(host).or(self.default.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_key;
+
+    #[test]
+    fn rates_key_ipv6_by_its_64_and_mapped_ipv4_as_ipv4() {
+        let k = |s: &str| rate_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(k("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::");
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
     }
 }

@@ -91,7 +91,10 @@ pub fn reuse(
     cfg: &PolicyConfig,
 ) -> Reuse {
     let current_age = age.current_age(now);
-    let lifetime = stored.freshness_lifetime;
+    // A cap lowered since the object was stored (a service's `ttl.max`) holds at once.
+    let lifetime = cfg.max_ttl.map_or(stored.freshness_lifetime, |max| {
+        stored.freshness_lifetime.min(max)
+    });
     let honor = cfg.honor_request_no_cache;
 
     //= https://www.rfc-editor.org/rfc/rfc9111#section-5.2.2.4
