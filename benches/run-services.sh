@@ -134,7 +134,8 @@ export TIERCEL_CLUSTER_SECRET="bench-cluster-secret-0123456789abcdef"
 TIERCEL_ADMIN_TOKEN="$ADMIN_TOKEN" taskset -c 1 "$BIN/tiercel-purge" --id 1 \
     --listen "127.0.0.1:$PURGE_PORT" --data-dir "$RUN/purge" --bootstrap >"$RUN/purge.log" 2>&1 &
 PIDS+=($!)
-CTL=("$BIN/tiercelctl" --server "http://127.0.0.1:$PURGE_PORT" --token "$ADMIN_TOKEN")
+export TIERCEL_TOKEN="$ADMIN_TOKEN"
+CTL=("$BIN/tiercelctl" --server "http://127.0.0.1:$PURGE_PORT")
 for _ in $(seq 200); do "${CTL[@]}" cluster >/dev/null 2>&1 && break; sleep 0.1; done
 FOLLOW=$("${CTL[@]}" --json tokens create --name edges --scope follow | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 swap_doc() {
