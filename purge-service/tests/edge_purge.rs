@@ -522,6 +522,57 @@ fn tiercelctl(c: &Cluster, args: &[&str]) -> Result<std::process::Output> {
         .output()?)
 }
 
+type Live = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// GETs a fresh URL of `live.test` (never a hit) over `conn`; the path and query asked.
+async fn ask_live(conn: &mut Live, n: &mut u32) -> Result<String> {
+    *n += 1;
+    let pq = format!("/live/{n}?size=10");
+    let req = Request::get(&pq)
+        .header("host", "live.test")
+        .body(Full::<Bytes>::default())?;
+    let resp = tokio::time::timeout(T, conn.send_request(req)).await??;
+    anyhow::ensure!(resp.status() == 200, "{pq}: {}", resp.status());
+    tokio::time::timeout(T, resp.into_body().collect()).await??;
+    Ok(pq)
+}
+
+/// Asks over `conn` until `origin` answers: within 2 s of the change.
+async fn until_answered_by(conn: &mut Live, n: &mut u32, origin: &Origin) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let pq = ask_live(conn, n).await?;
+        if origin.hits(&pq) == 1 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(2),
+            "not applied within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `tiercelctl services put NAME --file FILE`, which must succeed.
+fn put_ok(c: &Cluster, name: &str, file: &std::path::Path) -> Result<()> {
+    let out = tiercelctl(
+        c,
+        &[
+            "services",
+            "put",
+            name,
+            "--file",
+            &file.display().to_string(),
+        ],
+    )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_changed_through_tiercelctl_applies_on_a_running_edge_over_a_held_connection()
 -> Result<()> {
@@ -539,19 +590,7 @@ async fn a_service_changed_through_tiercelctl_applies_on_a_running_edge_over_a_h
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
     tokio::spawn(driver);
     let mut n = 0u32;
-    // A fresh URL each time (never a hit), answered by whichever origin the edge picks.
-    let mut ask = async || -> Result<String> {
-        n += 1;
-        let pq = format!("/live/{n}?size=10");
-        let req = Request::get(&pq)
-            .header("host", "live.test")
-            .body(Full::<Bytes>::default())?;
-        let resp = tokio::time::timeout(T, conn.send_request(req)).await??;
-        anyhow::ensure!(resp.status() == 200, "{pq}: {}", resp.status());
-        tokio::time::timeout(T, resp.into_body().collect()).await??;
-        Ok(pq)
-    };
-    let pq = ask().await?;
+    let pq = ask_live(&mut conn, &mut n).await?;
     assert_eq!(default.hits(&pq), 1, "no service yet: the node's origin");
 
     // Created from a TOML file, as a node's [[services]] table is written.
@@ -561,66 +600,16 @@ async fn a_service_changed_through_tiercelctl_applies_on_a_running_edge_over_a_h
         &toml,
         format!("hosts = [\"live.test\"]\norigins = [\"{}\"]\n", a.url()),
     )?;
-    let out = tiercelctl(
-        &c,
-        &[
-            "services",
-            "put",
-            "live",
-            "--file",
-            &toml.display().to_string(),
-        ],
-    )?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let started = std::time::Instant::now();
-    loop {
-        let pq = ask().await?;
-        if a.hits(&pq) == 1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "not applied within 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    put_ok(&c, "live", &toml)?;
+    until_answered_by(&mut conn, &mut n, &a).await?;
     // Changed in JSON: the pool moves to the other origin.
     let json = dir.path().join("live.json");
     std::fs::write(
         &json,
         format!(r#"{{"hosts":["live.test"],"origins":["{}"]}}"#, b.url()),
     )?;
-    let out = tiercelctl(
-        &c,
-        &[
-            "services",
-            "put",
-            "live",
-            "--file",
-            &json.display().to_string(),
-        ],
-    )?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let started = std::time::Instant::now();
-    loop {
-        let pq = ask().await?;
-        if b.hits(&pq) == 1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "not applied within 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    put_ok(&c, "live", &json)?;
+    until_answered_by(&mut conn, &mut n, &b).await?;
     // A bad definition is refused before it is sent, naming the key, and changes nothing.
     std::fs::write(
         &json,
@@ -667,7 +656,7 @@ async fn a_service_changed_through_tiercelctl_applies_on_a_running_edge_over_a_h
     )
     .await?;
     assert_eq!(r.status, 409, "{}", r.text());
-    let pq = ask().await?;
+    let pq = ask_live(&mut conn, &mut n).await?;
     assert_eq!(b.hits(&pq), 1, "still the last good definition");
     // Deleted: back to the node's origin.
     let out = tiercelctl(&c, &["services", "delete", "live"])?;
@@ -676,18 +665,7 @@ async fn a_service_changed_through_tiercelctl_applies_on_a_running_edge_over_a_h
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let started = std::time::Instant::now();
-    loop {
-        let pq = ask().await?;
-        if default.hits(&pq) == 1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "not applied within 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_answered_by(&mut conn, &mut n, &default).await?;
     e.node.shutdown().await;
     Ok(())
 }

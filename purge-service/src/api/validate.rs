@@ -106,18 +106,8 @@ fn absolute_urls(field: &str, items: &[String]) -> Result<Vec<String>, Invalid> 
 
 /// Checks a service name: 1–128 of `[A-Za-z0-9._-]`, so it is safe in a URL path segment.
 pub fn service_name(name: &str) -> Result<(), Invalid> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Invalid::Bad(format!(
-            "service name {name:?} must be 1-128 characters of A-Z a-z 0-9 . _ -"
-        )))
-    }
+    tiercel_cluster::service::check_name(name)
+        .map_err(|e| Invalid::Bad(format!("service name {}", e.reason)))
 }
 
 /// Checks a service document the way every node will run it (the same code:
