@@ -1,4 +1,4 @@
-//! The IO around [`compile`](super::compile): a node's `[[services]]` tables, whose `tls`
+//! The IO around [`compile`](super::compile()): a node's `[[services]]` tables, whose `tls`
 //! names PEM files (read here), and the purge-service's JSON documents, whose `tls` carries
 //! the PEM text itself.
 

@@ -1,5 +1,5 @@
 //! Services: many sites on one cluster (DESIGN.md §8). The document ([`spec`]) is the same in
-//! a node's TOML file and in the purge-service's API; [`compile`] checks it, by the same code
+//! a node's TOML file and in the purge-service's API; [`compile()`] checks it, by the same code
 //! on both paths, into a [`Service`]; [`routing`] maps a request's host to one.
 
 pub mod compile;

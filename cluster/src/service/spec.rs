@@ -1,6 +1,6 @@
 //! The service document as operators write it: a `[[services]]` table in a node's TOML file,
 //! or the JSON body of `PUT /v1/services/{name}`. Only the shape is checked here (unknown keys
-//! and wrong types are refused, with the key's path); [`super::compile`] checks the values.
+//! and wrong types are refused, with the key's path); [`super::compile()`] checks the values.
 
 use std::collections::BTreeMap;
 
