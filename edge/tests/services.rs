@@ -408,6 +408,35 @@ async fn each_host_is_served_its_own_services_certificate_by_sni_over_tcp_and_qu
     assert_eq!(curl("b.test", port, &cas[0], pq).await, Err(60));
     assert_eq!(curl("localhost", port, &cas[0], pq).await, Err(60));
 
+    // A connection set up for a.test (SNI, and a's certificate) carries a.test's hosts only:
+    // b.test's Host through it is 421, img.a.test's is served.
+    let fronted = |host: &'static str| {
+        let ca = cas[0].clone();
+        async move {
+            let out = tokio::process::Command::new("curl")
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "10",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                ])
+                .arg("--resolve")
+                .arg(format!("a.test:{port}:127.0.0.1"))
+                .arg("--cacert")
+                .arg(&ca)
+                .args(["-H", &format!("Host: {host}")])
+                .arg(format!("https://a.test:{port}{pq}"))
+                .output()
+                .await
+                .expect("curl runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    assert_eq!(fronted("b.test").await, "421");
+    assert_eq!(fronted("img.a.test").await, "200");
     // HTTP/3 picks by SNI the same way.
     let ca_der = rustls::pki_types::CertificateDer::from_pem_file(&cas[0]).unwrap();
     let tls = tls_config(&ca_der, &[b"h3"]);

@@ -23,5 +23,5 @@ pub use fds::{FD_RESERVE, FdBudget, fd_budget, raise_fd_limit};
 pub use head::AmbiguousFraming;
 pub use limiter::{Admitted, ConnLimiter};
 pub use quiet::{Activity, Closing, ConnControl, InFlight, QuietLimits, Verdict, verdict};
-pub use serve::{ConnOptions, bind, serve, serve_connection};
+pub use serve::{ConnOptions, TlsServerName, bind, serve, serve_connection};
 pub use stats::ConnectionStats;

@@ -107,7 +107,8 @@ pub async fn serve<M, H, Fut, B>(
             let _open = stats.opened();
             let closed = match tls {
                 None => {
-                    serve_connection(stream, &builder, activity, limits, shutdown, handler).await
+                    serve_connection(stream, None, &builder, activity, limits, shutdown, handler)
+                        .await
                 }
                 Some(acceptor) => {
                     // The handshake spends the first head's time: a silent client is held for
@@ -119,8 +120,9 @@ pub async fn serve<M, H, Fut, B>(
                     };
                     match handshake {
                         Ok(Ok(tls_stream)) => {
+                            let name = tls_stream.get_ref().1.server_name().map(TlsServerName::new);
                             serve_connection(
-                                tls_stream, &builder, activity, limits, shutdown, handler,
+                                tls_stream, name, &builder, activity, limits, shutdown, handler,
                             )
                             .await
                         }
@@ -150,12 +152,26 @@ pub async fn serve<M, H, Fut, B>(
     }
 }
 
+/// The server name a TLS client asked for (SNI), on each of its connection's requests: a node
+/// can refuse a request for a host other than the one the connection was set up for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsServerName(pub Arc<str>);
+
+impl TlsServerName {
+    /// From the name the client sent.
+    pub fn new(name: &str) -> Self {
+        TlsServerName(Arc::from(name.to_ascii_lowercase()))
+    }
+}
+
 /// Serves requests on `io` until the client closes, the connection goes quiet for too long
 /// (see [`super::quiet`]), or `shutdown` is cancelled (in-flight requests finish first).
 /// `activity` was created when the connection was accepted. Returns why the node closed it,
 /// if the node did.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_connection<I, H, Fut, B>(
     io: I,
+    server_name: Option<TlsServerName>,
     builder: &auto::Builder<TokioExecutor>,
     activity: Arc<Activity>,
     limits: QuietLimits,
@@ -175,6 +191,9 @@ where
     let service = service_fn(move |mut req: Request<Incoming>| {
         let in_flight = requests.request_started();
         req.extensions_mut().insert(ConnControl(requests.clone()));
+        if let Some(name) = &server_name {
+            req.extensions_mut().insert(name.clone());
+        }
         if requests.take_ambiguous_framing() {
             req.extensions_mut().insert(AmbiguousFraming);
         }

@@ -65,6 +65,9 @@ enum Sliced {
     Refetch,
 }
 
+/// The longest a body that will not be stored keeps its first chunks for readers behind.
+const READERS_LINGER: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Request fields that never reach the upstream on a shared fill.
 ///
 /// The first group belongs to one client's conditional or partial request (the cache
@@ -289,6 +292,31 @@ impl Engine {
     /// Takes the fill out of the coalescing table: called before its outcome becomes final, so a
     /// request arriving afterwards looks in storage (or starts its own fetch) instead of
     /// joining a result that was decided before it arrived.
+    /// Deletes chunks `0..written` of a body that will not be stored, once no reader needs
+    /// them: a reader that lags behind the fill still reads its first chunks from storage,
+    /// and would find them gone (a body cut short) if they were deleted as the fill ends.
+    fn remove_after_readers(&self, fill: &Arc<Fill>, head: &FillHead, written: u32) {
+        let storage = self.storage.clone();
+        let (key, variant, generation) = (head.key, head.variant, head.generation);
+        if written == 0 {
+            return;
+        }
+        if fill.abandoned() {
+            storage.remove_chunks(&key, &variant, generation, written);
+            return;
+        }
+        let fill = fill.clone();
+        tokio::spawn(async move {
+            // Bounded: a reader that never finishes does not keep the chunks for ever (they
+            // are then left to eviction).
+            let deadline = tokio::time::Instant::now() + READERS_LINGER;
+            while !fill.abandoned() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            storage.remove_chunks(&key, &variant, generation, written);
+        });
+    }
+
     fn unregister(&self, fill: &Arc<Fill>, job: &FillJob) {
         if let Some(key) = &job.table_key {
             self.fills.finish(key, fill);
@@ -682,10 +710,7 @@ impl Engine {
             };
             match partial {
                 Some(meta) => self.storage.put_object(Arc::new(meta), variants),
-                None => {
-                    self.storage
-                        .remove_chunks(&head.key, &head.variant, head.generation, written)
-                }
+                None => self.remove_after_readers(fill, &head, written),
             }
             self.unregister(fill, job);
             return fill.end(result);
@@ -711,8 +736,7 @@ impl Engine {
         let Some(meta) = meta else {
             // Never a slice stored as if it were the whole object.
             let written = fill.stop_storing();
-            self.storage
-                .remove_chunks(&head.key, &head.variant, head.generation, written);
+            self.remove_after_readers(fill, &head, written);
             self.unregister(fill, job);
             return fill.end(Err(FillError::Truncated {
                 got: fill.received(),

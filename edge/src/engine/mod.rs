@@ -427,7 +427,32 @@ impl Engine {
             }
         }
         // The host picks the site, once; the request keeps it to the end.
-        let Some(site) = self.sites.load().route(host_of(&url.host)).cloned() else {
+        let sites = self.sites.load();
+        //= https://www.rfc-editor.org/rfc/rfc9110#section-15.5.20
+        //# This can be sent by an origin server (or gateway) in response to a request that
+        //# was sent over a connection that is not authoritative for the target URI
+        // A connection set up for one site (its certificate, by SNI) carries requests for
+        // that site only: no fronting one service's host through another's connection.
+        if let Some(name) = &conn.sni {
+            let by_name = sites.route(name);
+            let by_host = sites.route(host_of(&url.host));
+            let same = match (by_name, by_host) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                return self.plain_error(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "misdirected request: this connection is for another site\n",
+                    None,
+                );
+            }
+        }
+        let routed_site = sites.route(host_of(&url.host)).cloned();
+        // The table is read once; the request keeps its site, not the table.
+        drop(sites);
+        let Some(site) = routed_site else {
             //= https://www.rfc-editor.org/rfc/rfc9110#section-15.5.20
             //# The 421 (Misdirected Request) status code indicates that the request was
             //# directed at a server that is unable or unwilling to produce an authoritative

@@ -26,6 +26,9 @@ pub struct ConnInfo {
     /// The peer is a trusted forwarder (`trusted_forwarders`): its `X-Forwarded-For` names
     /// the client whose address access rules and rate limits apply to.
     pub trusted: bool,
+    /// The server name the TLS client asked for (SNI), lowercase: a request for a host of
+    /// another site than that name's is refused (421).
+    pub sni: Option<Arc<str>>,
     /// Set on a connection that may carry TLS early data (0-RTT): until its handshake
     /// completes, what arrives on it may be a replay (RFC 8470).
     pub handshake: Option<Handshake>,

@@ -123,9 +123,14 @@ pub async fn serve(
             } else {
                 scheme
             };
+            let sni = req
+                .extensions()
+                .get::<tiercel_cluster::conn::TlsServerName>()
+                .map(|n| n.0.clone());
             let conn = ConnInfo {
                 peer,
                 scheme,
+                sni,
                 fills: fills.clone(),
                 trusted: believed,
                 // TLS over TCP takes no early data: its handshake is complete here.

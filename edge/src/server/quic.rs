@@ -261,6 +261,11 @@ async fn connection(
         return;
     };
     let peer = conn.remote_address();
+    let sni: Option<Arc<str>> = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.server_name)
+        .map(|n| Arc::from(n.to_ascii_lowercase()));
     let quic = conn.clone();
     let _open = stats.opened();
     let activity = place.activity.clone();
@@ -327,6 +332,7 @@ async fn connection(
             scheme: Scheme::Https,
             fills: fills.clone(),
             trusted: false,
+            sni: sni.clone(),
             handshake: handshake.clone(),
         };
         requests.spawn(request(resolver, engine.clone(), conn, activity.clone()));
