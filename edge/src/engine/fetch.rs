@@ -644,6 +644,12 @@ impl Engine {
             match frame {
                 Ok(frame) => {
                     if let Ok(data) = frame.into_data() {
+                        if oversized.is_some() {
+                            // Nothing is stored now: readers behind find their bytes only in
+                            // memory, so the upstream waits for the slowest.
+                            fill.wait_for_readers(data.len(), job.upstream.idle_timeout())
+                                .await;
+                        }
                         fill.push(data, &head);
                         if max > 0 && oversized.is_none() && fill.received() > max {
                             // No Content-Length told us before: stop writing at once.

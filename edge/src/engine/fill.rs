@@ -10,14 +10,17 @@
 //! ```
 //!
 //! The fetch task owns the upstream connection and runs to completion whatever the clients do,
-//! so a client that disconnects never aborts the fill for the others. Readers never slow the
-//! fetch down: each keeps its own position, reads the newest bytes from the chunk being
-//! assembled, recent chunks from a small in-memory window, and older chunks back from storage.
-//! Memory per fill is bounded by the window, not by the object size.
+//! so a client that disconnects never aborts the fill for the others. While chunks are
+//! stored, readers never slow the fetch down: each keeps its own position, reads the newest
+//! bytes from the chunk being assembled, recent chunks from a small in-memory window, and
+//! older chunks back from storage. Once they are not (a body without a length that outgrew
+//! `cache.max_object_size`), memory is all there is, and the fetch waits for the slowest
+//! reader before it pushes past the window ([`Fill::wait_for_readers`]). Memory per fill is
+//! bounded by the window, not by the object size.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
@@ -162,6 +165,11 @@ pub struct Fill {
     interest: AtomicUsize,
     /// Whether completed chunks are written to storage.
     storing: AtomicBool,
+    /// Where each reader is: once chunks are no longer stored, the fetch waits for the
+    /// slowest one (see [`Fill::wait_for_readers`]).
+    readers: Mutex<Vec<Arc<AtomicU64>>>,
+    /// Readers moved on (only signalled while not storing).
+    progress: tokio::sync::Notify,
 }
 
 /// A client's interest in a fill: while any is held, the fill is not abandoned.
@@ -201,7 +209,55 @@ impl Fill {
             storage,
             interest: AtomicUsize::new(0),
             storing: AtomicBool::new(true),
+            readers: Mutex::new(Vec::new()),
+            progress: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The position of the slowest reader, if any reads or is about to.
+    fn slowest_reader(&self) -> Option<u64> {
+        let readers = self.readers.lock();
+        // A client that asked but has not made its reader yet starts from the first byte
+        // (or later, for a range): counted as at 0 until it reads.
+        if self.interest.load(Ordering::Relaxed) > readers.len() {
+            return Some(0);
+        }
+        readers.iter().map(|p| p.load(Ordering::Relaxed)).min()
+    }
+
+    /// Once chunks are no longer stored, readers find the body only in memory (the window
+    /// of recent chunks and the chunk being assembled): before pushing `next` more bytes, the
+    /// fetch waits until the slowest reader is close enough that it will still find its
+    /// bytes there, so a slow client slows the upstream instead of losing part of its body.
+    /// Gives up after `patience` (the upstream would time out anyway); a reader still behind
+    /// then ends with an error, as before.
+    pub async fn wait_for_readers(&self, next: usize, patience: std::time::Duration) {
+        let (received, room) = {
+            let st = self.state.lock();
+            let b = &st.body;
+            (b.total, (b.window_chunks * b.chunk_size) as u64)
+        };
+        let next = next as u64;
+        if next >= room {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let notified = self.progress.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            match self.slowest_reader() {
+                Some(p) if received + next - p.min(received) > room && !self.abandoned() => {}
+                _ => return,
+            }
+            let tick =
+                (tokio::time::Instant::now() + std::time::Duration::from_millis(100)).min(deadline);
+            if tokio::time::timeout_at(tick, notified).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return;
+            }
+        }
     }
 
     /// Registers a client's interest (dropped when the client goes away).
@@ -385,7 +441,19 @@ pub struct FillReader {
     /// For a reader that falls behind the window: how to fetch a chunk that storage no longer
     /// holds by range (see `parts::Behind`); without it such a reader's response is cut short.
     behind: Option<Behind>,
+    /// This reader's position as the fill sees it.
+    at: Arc<AtomicU64>,
     _interest: Interest,
+}
+
+impl Drop for FillReader {
+    fn drop(&mut self) {
+        self.fill
+            .readers
+            .lock()
+            .retain(|p| !Arc::ptr_eq(p, &self.at));
+        self.fill.progress.notify_waiters();
+    }
 }
 
 enum Step {
@@ -407,6 +475,8 @@ impl FillReader {
     ) -> Self {
         let rx = fill.version.subscribe();
         let interest = fill.interest();
+        let at = Arc::new(AtomicU64::new(start));
+        fill.readers.lock().push(at.clone());
         FillReader {
             fill,
             head,
@@ -414,7 +484,17 @@ impl FillReader {
             pos: start,
             end,
             behind,
+            at,
             _interest: interest,
+        }
+    }
+
+    /// Moves the reader on by `n` bytes, telling a fetch that waits for it.
+    fn advance(&mut self, n: usize) {
+        self.pos += n as u64;
+        self.at.store(self.pos, Ordering::Relaxed);
+        if !self.fill.storing() {
+            self.fill.progress.notify_waiters();
         }
     }
 
@@ -480,7 +560,7 @@ impl FillReader {
                     }
                 }
                 Step::Data(d) => {
-                    self.pos += d.len() as u64;
+                    self.advance(d.len());
                     return Some(Ok(d));
                 }
                 Step::Done => return None,
@@ -532,7 +612,7 @@ impl FillReader {
                         n = n.min((e - self.pos) as usize);
                     }
                     let d = chunk.slice(offset..offset + n);
-                    self.pos += d.len() as u64;
+                    self.advance(d.len());
                     return Some(Ok(d));
                 }
             }
