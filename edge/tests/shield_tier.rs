@@ -1,7 +1,8 @@
 //! The shield tier, in-process: edges pick a shield per key by rendezvous hashing, shields fill
 //! from the origin and coalesce, a dead shield's keys fail over to the next shield without a
 //! failed request, http and https objects stay apart across tiers, an edge pointed at itself
-//! answers 508, and with no shield up the origin stands in when allowed.
+//! answers 508, and with no shield up the origin stands in when allowed. A service's misses go
+//! through the shield to the service's own origin pool.
 
 mod support;
 
@@ -435,4 +436,73 @@ async fn a_cold_seek_through_both_tiers_asks_the_origin_for_one_chunk() {
     // The edges stored it in part: the same seek again is a hit at the edge.
     let r = seek(1, "bytes=40000000-40000999").await;
     assert!(r.is_hit(), "{}", r.cache_status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_misses_reach_its_pool_through_the_shield() {
+    support::init_logs();
+    let default = Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (o1, o2) = (
+        Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap(),
+        Origin::start("127.0.0.1:0".parse().unwrap()).await.unwrap(),
+    );
+    // The same service on both tiers, as the purge log would give them.
+    let service = || {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), "svc".into());
+        t.insert("hosts".into(), toml::Value::Array(vec!["svc.test".into()]));
+        t.insert(
+            "origins".into(),
+            toml::Value::Array(vec![o1.url().into(), o2.url().into()]),
+        );
+        vec![t]
+    };
+    let mut cfg = config(
+        Role::Shield,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            &default.url(),
+            "--name",
+            "shield-s",
+        ],
+    );
+    cfg.services = service();
+    let shield = node::start(Role::Shield, &cfg)
+        .await
+        .expect("shield starts");
+    let shield_url = format!("http://{}", shield.listen.unwrap());
+    let mut cfg = config(
+        Role::Edge,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--shield",
+            &shield_url,
+            "--name",
+            "edge-s",
+        ],
+    );
+    cfg.services = service();
+    let edge = node::start(Role::Edge, &cfg).await.expect("edge starts");
+    let client = h1_client();
+    let ask = |pq: String| {
+        Request::get(format!("http://{}{pq}", edge.listen.unwrap()))
+            .header("host", "svc.test")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    for i in 0..10 {
+        let pq = format!("/s/{i}?size=100&cc=max-age%3D60");
+        let r = send(&client, ask(pq.clone())).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, expected_body(&pq, 100));
+        assert!(send(&client, ask(pq)).await.is_hit());
+    }
+    // The shield's pool shared the misses; the shield's own --origin saw none of them.
+    assert_eq!((o1.hits_prefix("/s/"), o2.hits_prefix("/s/")), (5, 5));
+    assert_eq!(default.total_hits(), 0);
+    edge.shutdown().await;
+    shield.shutdown().await;
 }
