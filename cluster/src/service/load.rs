@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use super::compile::{Service, ServiceError, compile, parse_spec};
+use super::compile::{ServiceError, compile, parse_spec};
+use super::model::Service;
 use super::routing::check_hosts;
 use super::spec::ServiceSpec;
 

@@ -4,14 +4,16 @@
 
 pub mod compile;
 pub mod load;
+pub mod model;
 pub mod routing;
 pub mod spec;
 
-pub use compile::{
-    Access, Balance, Compress, Encoding, HeaderRules, HealthCheck, HostPattern, KeyConfig, Origin,
-    QueryKey, RateLimit, Service, ServiceError, Ttl, check_name, compile, parse_spec,
-};
+pub use compile::{ServiceError, check_name, compile, parse_spec};
 pub use load::{from_json, from_tables};
+pub use model::{
+    Access, Balance, Compress, Encoding, HeaderRules, HealthCheck, HostPattern, KeyConfig, Origin,
+    QueryKey, RateLimit, Service, Ttl,
+};
 pub use routing::{HostConflict, RoutingTable, check_hosts};
 pub use spec::ServiceSpec;
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::compile::{HostPattern, Service};
+use super::model::{HostPattern, Service};
 
 /// A routing table over values of type `T` (a node's compiled site, or just a name).
 #[derive(Debug)]
