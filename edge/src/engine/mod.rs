@@ -248,14 +248,10 @@ impl Engine {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let accept: Vec<&str> = req
-            .headers()
-            .get_all(http::header::ACCEPT_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+        // The client's Accept-Encoding is read only for a site that compresses (in
+        // `handle_routed`): nothing to copy on other requests.
         let mut wanted = compress::Wanted {
-            accept: (!accept.is_empty()).then(|| accept.join(", ")),
+            accept: None,
             head: req.method() == Method::HEAD,
             range: req.headers().contains_key(http::header::RANGE),
             validators_of: None,
@@ -506,6 +502,13 @@ impl Engine {
             }
         }
         if let Some(rules) = site.service.as_ref().and_then(|s| s.compress.as_ref()) {
+            let accept: Vec<&str> = parts
+                .headers
+                .get_all(http::header::ACCEPT_ENCODING)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            wanted.accept = (!accept.is_empty()).then(|| accept.join(", "));
             // One object for every client, whatever it accepts: the coding is chosen on the
             // way out (`compress.rs`), so the origin is asked for identity.
             parts.headers.insert(
