@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Hot-hit load benchmark: a Tiercel edge against nginx (proxy_cache) and Varnish (malloc
-# storage), all in front of the same demo origin, each pinned to the server core, with
-# tiercel-load pinned to the other core. Prints one markdown table (req/s, latency
-# percentiles, errors, CPU use, Tiercel's ratios to each peer) and writes it, with the raw JSON
-# lines, to benches/results/<date>.md / .jsonl.
+# Hot-hit load benchmark: a Tiercel edge against nginx (proxy_cache), Varnish (malloc storage)
+# and Apache Traffic Server (RAM cache), all in front of the same demo origin, each pinned to
+# the server core, with the load generator pinned to the other core. Prints one markdown table
+# (req/s, latency percentiles, errors, CPU use and CPU per request, Tiercel's ratios to each
+# peer) and writes it, with the raw JSON lines, to benches/results/<date>.md / .jsonl.
 #
 #   benches/run-peers.sh                 # full run: 2 s warm-up + 10 s per case
 #   benches/run-peers.sh --quick         # CI smoke: 2 s cases, any error or skipped case fails
 #   benches/run-peers.sh --servers nginx,varnish --no-build
 #   benches/run-peers.sh --miss --sizes 1KiB   # the miss path: a new URL every request
+#   benches/run-peers.sh --tools tiercel-load,wrk,h2load   # also measure with wrk and h2load
 #
-# Needs: nginx (Debian nginx-light or nginx), varnishd (Debian varnish), curl, taskset, and
-# two CPUs. nginx and Varnish are started by hand on loopback ports, never as services.
+# Needs: nginx (Debian nginx-light or nginx), varnishd (Debian varnish), traffic_server (Debian
+# trafficserver), curl, taskset, two CPUs; wrk and h2load (Debian wrk, nghttp2-client) for
+# --tools. The peers are started by hand on loopback ports, never as services.
 # See benches/README.md for the methodology.
 set -euo pipefail
 
@@ -24,7 +26,10 @@ WARMUP=""
 H1_CONNS=32
 H2_CONNS=4
 H2_STREAMS=32
-SERVERS="tiercel,nginx,varnish"
+SERVERS="tiercel,nginx,varnish,trafficserver"
+TOOLS="tiercel-load"
+EXT_CONNS=64     # connections of wrk and h2load (one request in flight on each)
+WORKERS=1        # worker threads / processes of every server
 PROTOCOLS="h1,h2"
 SIZES="1KiB,1MiB"
 SERVER_CPU=0
@@ -53,7 +58,14 @@ Options:
   --quick               CI smoke: short single runs, fail on any error or skipped case
   --duration D          measurement window per case (default 10s; --quick: 2s)
   --warmup D            warm-up per case (default 2s; --quick: 500ms)
-  --servers LIST        comma-separated subset of tiercel,nginx,varnish
+  --servers LIST        comma-separated subset of tiercel,nginx,varnish,trafficserver
+  --tools LIST          load generators, comma-separated: tiercel-load (h1 and h2), wrk (h1),
+                        h2load (h2c, -m 1); each is its own case in the table (default
+                        tiercel-load)
+  --ext-connections N   connections of wrk and h2load (default $EXT_CONNS)
+  --workers N           worker threads (Tiercel, ATS) / processes (nginx) / thread pools
+                        (Varnish) of each server (default $WORKERS); with N > 1 give the
+                        servers N cores, e.g. --server-cpu 0,1 --load-cpu 0,1
   --protocols LIST      comma-separated subset of h1,h2
   --sizes LIST          comma-separated object sizes, e.g. 1KiB,64KiB,1MiB
   --rounds N            runs of every case, interleaved across servers; the table shows the
@@ -87,6 +99,9 @@ while [[ $# -gt 0 ]]; do
         --duration) DURATION="$2"; shift ;;
         --warmup) WARMUP="$2"; shift ;;
         --servers) SERVERS="$2"; shift ;;
+        --tools) TOOLS="$2"; shift ;;
+        --ext-connections) EXT_CONNS="$2"; shift ;;
+        --workers) WORKERS="$2"; shift ;;
         --protocols) PROTOCOLS="$2"; shift ;;
         --sizes) SIZES="$2"; shift ;;
         --rounds) ROUNDS="$2"; shift ;;
@@ -133,11 +148,28 @@ die() { log "error: $*"; exit 1; }
 IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
 IFS=, read -r -a PROTOCOL_LIST <<<"$PROTOCOLS"
 IFS=, read -r -a SIZE_LIST <<<"$SIZES"
+IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
+for tool in "${TOOL_LIST[@]}"; do
+    case "$tool" in
+        tiercel-load) ;;
+        wrk|h2load) command -v "$tool" >/dev/null \
+            || die "$tool is not installed (apt-get install ${tool/h2load/nghttp2-client})" ;;
+        *) die "unknown tool $tool (tiercel-load, wrk or h2load)" ;;
+    esac
+done
+[[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive number, got $WORKERS"
 
 for tool in curl taskset; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
 [[ $(nproc --all) -ge 2 ]] || die "two CPUs are needed (server core + load core)"
+# The tools' protocol: tiercel-load speaks both, wrk only HTTP/1.1, h2load only h2c.
+tool_speaks() {
+    case "$1/$2" in
+        tiercel-load/*|wrk/h1|h2load/h2) return 0 ;;
+        *) return 1 ;;
+    esac
+}
 
 # Higher priority than builds or anything else on the machine, when allowed. With the
 # kernel's autogroup scheduling on, nice only ranks processes within one session, so each
@@ -286,7 +318,7 @@ if [[ $BUILD == 1 ]]; then
         fi
     fi
 fi
-for b in tiercel-testbed tiercel-load tiercel-bench-table; do
+for b in tiercel-testbed tiercel-load peer-load tiercel-bench-table; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing (run without --no-build)"
 done
 if want tiercel && [[ -z "${UNAVAILABLE[tiercel]:-}" && ! -x "$BIN/tiercel-edge" ]]; then
@@ -298,6 +330,9 @@ fi
 if want varnish && ! command -v varnishd >/dev/null; then
     UNAVAILABLE[varnish]="varnishd not installed (apt-get install varnish)"
 fi
+if want trafficserver && ! command -v traffic_server >/dev/null; then
+    UNAVAILABLE[trafficserver]="traffic_server not installed (apt-get install trafficserver)"
+fi
 
 # --- start ------------------------------------------------------------------------------------
 
@@ -305,6 +340,8 @@ ORIGIN_PORT=$BASE_PORT
 H1_PORT[tiercel]=$((BASE_PORT + 10)); H2_PORT[tiercel]=$((BASE_PORT + 10))
 H1_PORT[nginx]=$((BASE_PORT + 20));   H2_PORT[nginx]=$((BASE_PORT + 21))
 H1_PORT[varnish]=$((BASE_PORT + 30)); H2_PORT[varnish]=$((BASE_PORT + 31))
+# ATS takes h2c with prior knowledge on its HTTP/1.1 port (it probes for the h2 preface).
+H1_PORT[trafficserver]=$((BASE_PORT + 40)); H2_PORT[trafficserver]=$((BASE_PORT + 40))
 for port in "$ORIGIN_PORT" "${H1_PORT[@]}" "${H2_PORT[@]}"; do
     port_free "$port" || die "port $port is in use (set TIERCEL_BENCH_PORT to another base)"
 done
@@ -318,6 +355,7 @@ ORIGIN="127.0.0.1:$ORIGIN_PORT"
 start_tiercel() {
     start_bg tiercel "${BOOST[@]}" env RUST_LOG=warn taskset -c "$SERVER_CPU" "${NICE[@]}" "$BIN/tiercel-edge" \
         --listen "127.0.0.1:${H1_PORT[tiercel]}" --origin "http://$ORIGIN" --memory-cache "$TIERCEL_MEMORY" \
+        --worker-threads "$WORKERS" \
         ${TIERCEL_DISK:+--disk-cache "$RUN/tiercel-disk" --disk-cache-size "$TIERCEL_DISK"}
 }
 
@@ -326,7 +364,8 @@ start_nginx() {
     [[ $EUID -eq 0 ]] && user="user root;"
     sed -e "s#@RUN_DIR@#$RUN#g" -e "s#@ORIGIN@#$ORIGIN#g" \
         -e "s#@H1_PORT@#${H1_PORT[nginx]}#g" -e "s#@H2_PORT@#${H2_PORT[nginx]}#g" \
-        -e "s#@USER_DIRECTIVE@#$user#g" "$BENCHES/peers/nginx.conf.tmpl" >"$RUN/nginx.conf"
+        -e "s#@USER_DIRECTIVE@#$user#g" -e "s#@WORKERS@#$WORKERS#g" \
+        "$BENCHES/peers/nginx.conf.tmpl" >"$RUN/nginx.conf"
     start_bg nginx "${BOOST[@]}" taskset -c "$SERVER_CPU" "${NICE[@]}" nginx -p "$RUN" -e stderr \
         -c "$RUN/nginx.conf"
 }
@@ -336,7 +375,25 @@ start_varnish() {
         "$BENCHES/peers/varnish.vcl" >"$RUN/varnish.vcl"
     start_bg varnish "${BOOST[@]}" taskset -c "$SERVER_CPU" "${NICE[@]}" varnishd -F -n "$RUN/varnish" \
         -f "$RUN/varnish.vcl" -a "127.0.0.1:${H1_PORT[varnish]}" -a "127.0.0.1:${H2_PORT[varnish]}" \
-        -s malloc,256m -p thread_pools=1 -p feature=+http2
+        -s malloc,256m -p thread_pools="$WORKERS" -p feature=+http2
+}
+
+# ATS reads its layout from a runroot file; everything it writes goes under $RUN/ats. Files
+# the templates do not provide (ip_allow.yaml, logging.yaml...) come from Debian's defaults.
+start_trafficserver() {
+    local dir="$RUN/ats" f
+    mkdir -p "$dir"/{etc,data,var,run,log,cache}
+    cp /etc/trafficserver/*.yaml /etc/trafficserver/*.config "$dir/etc/" 2>/dev/null || true
+    for f in records.config remap.config storage.config runroot.yaml; do
+        local out="$dir/etc/$f"
+        [[ $f == runroot.yaml ]] && out="$dir/runroot.yaml"
+        sed -e "s#@RUN_DIR@#$RUN#g" -e "s#@ORIGIN@#$ORIGIN#g" \
+            -e "s#@H1_PORT@#${H1_PORT[trafficserver]}#g" -e "s#@THREADS@#$WORKERS#g" \
+            "$BENCHES/peers/trafficserver/$f" >"$out"
+    done
+    truncate -s 512M "$dir/cache.db"
+    start_bg trafficserver "${BOOST[@]}" taskset -c "$SERVER_CPU" "${NICE[@]}" traffic_server \
+        --run-root="$dir/runroot.yaml"
 }
 
 for server in "${SERVER_LIST[@]}"; do
@@ -345,6 +402,7 @@ for server in "${SERVER_LIST[@]}"; do
         tiercel) start_tiercel ;;
         nginx) start_nginx ;;
         varnish) start_varnish ;;
+        trafficserver) start_trafficserver ;;
         *) die "unknown server $server" ;;
     esac
     MAIN_PID[$server]=$LAST_PID
@@ -373,6 +431,8 @@ is_hit() {
         tiercel) grep -qiE '^cache-status:.*tiercel-edge; *hit' <<<"$head" ;;
         nginx) grep -qiE '^x-cache-status: *HIT' <<<"$head" ;;
         varnish) grep -qiE '^x-cache: *HIT' <<<"$head" ;;
+        # Via with the cache codes (insert_response_via_str 2): "[cH..." is a fresh hit.
+        trafficserver) grep -qiE '^via:.*\[cH' <<<"$head" ;;
     esac
 }
 
@@ -424,11 +484,21 @@ for proto in "${PROTOCOL_LIST[@]}"; do
             fi
             ready+=("$server")
         done
-        load=(--protocol "$proto")
-        if [[ $proto == h1 ]]; then
-            load+=(--connections "$H1_CONNS")
+        for tool in "${TOOL_LIST[@]}"; do
+        tool_speaks "$tool" "$proto" || continue
+        if [[ $tool == h2load && $MISS == 1 ]]; then
+            log "skip h2load $size miss: h2load cannot ask for a new URL per request"
+            continue
+        fi
+        if [[ $tool == tiercel-load ]]; then
+            load=("$BIN/tiercel-load" --protocol "$proto")
+            if [[ $proto == h1 ]]; then
+                load+=(--connections "$H1_CONNS")
+            else
+                load+=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
+            fi
         else
-            load+=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
+            load=("$BIN/peer-load" --tool "$tool" --connections "$EXT_CONNS")
         fi
         [[ -n "$MAX_ERRORS" ]] && load+=(--max-errors "$MAX_ERRORS")
         # Rounds interleave the servers, so slow drifts of the machine hit them all alike.
@@ -441,15 +511,15 @@ for proto in "${PROTOCOL_LIST[@]}"; do
                 # RETRIES times) and only the last attempt is kept.
                 for attempt in $(seq 0 "$RETRIES"); do
                     wait_quiet
-                    log "measuring $server $proto $size, round $round/$ROUNDS ($WARMUP + $DURATION)"
+                    log "measuring $server $proto $size with $tool, round $round/$ROUNDS ($WARMUP + $DURATION)"
                     # shellcheck disable=SC2046 # watch_flags is a list of words
-                    if json=$("${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" \
+                    if json=$("${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" \
                         "${load[@]}" --duration "$DURATION" --warmup "$WARMUP" \
                         --expect-length "$bytes" --tag "server=$server" --tag "size=$size_label" \
                         $(watch_flags "$server") --json "$url" 2>>"$RUN/load.err"); then
                         :
                     else
-                        log "tiercel-load failed for $server $proto $size: $(tail -2 "$RUN/load.err")"
+                        log "$tool failed for $server $proto $size: $(tail -2 "$RUN/load.err")"
                         FAILED=1
                         break
                     fi
@@ -465,6 +535,7 @@ for proto in "${PROTOCOL_LIST[@]}"; do
                 [[ -n "$json" ]] && echo "$json" >>"$RUN/results.jsonl"
             done
         done
+        done
     done
 done
 
@@ -478,6 +549,7 @@ version_of() {
         tiercel) echo "Tiercel edge $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" ;;
         nginx) nginx -v 2>&1 | sed 's#nginx version: ##' ;;
         varnish) varnishd -V 2>&1 | head -1 | sed 's/^varnishd (\(.*\) revision.*/\1/' ;;
+        trafficserver) traffic_server -V 2>&1 | grep -m1 -o 'Traffic Server [0-9.]*' ;;
     esac
 }
 
@@ -500,7 +572,8 @@ if [[ -n "$OUT" ]]; then
         done
         echo "- servers on core $SERVER_CPU, tiercel-load and the origin on core $LOAD_CPU${NICE[*]:+, both at nice -20}"
         echo "- runs measured again because other processes used more than ${QUIET_MAX}% of a core meanwhile: $DISCARDED (at most $RETRIES per run)"
-        echo "- each case: $WARMUP warm-up, then $DURATION measured, $ROUNDS round(s) interleaved across servers (the table shows per-figure medians; ± is half the req/s range); h1: $H1_CONNS keep-alive connections; h2: $H2_CONNS connections × $H2_STREAMS streams (prior knowledge)"
+        echo "- each case: $WARMUP warm-up, then $DURATION measured, $ROUNDS round(s) interleaved across servers (the table shows per-figure medians; ± is half the req/s range); tiercel-load h1: $H1_CONNS keep-alive connections; tiercel-load h2: $H2_CONNS connections × $H2_STREAMS streams (prior knowledge); wrk and h2load: $EXT_CONNS connections, one request in flight on each"
+        echo "- workers per server: $WORKERS; server µs/req: the servers' CPU time over the window divided by the requests served in it"
         echo "- objects: demo origin \`$(object_path 1KiB)\` etc., warmed and checked to be hits first"
         echo "- command: \`benches/run-peers.sh${ARGS:+ $ARGS}\`"
         echo

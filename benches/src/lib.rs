@@ -3,7 +3,7 @@
 //! micro-benchmarks of the edge's hot pure functions (`benches/hot_path.rs`).
 //!
 //! ```text
-//!  run-peers.sh ── builds, starts origin + Tiercel / nginx / Varnish on core 0, warms caches
+//!  run-peers.sh ── builds, starts origin + Tiercel / nginx / Varnish / ATS on core 0, warms caches
 //!       │
 //!       ├─▶ taskset -c 1 tiercel-load --json ... (one server × protocol × size at a time)
 //!       │        └─ load::run_blocking ─▶ report::LoadReport (JSON line)
@@ -16,6 +16,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod duration;
+pub mod external;
 pub mod load;
 pub mod purge_cluster;
 pub mod report;

@@ -15,14 +15,15 @@ pub struct Latency {
     pub min: f64,
     /// Arithmetic mean.
     pub mean: f64,
-    /// Median.
-    pub p50: f64,
+    /// Median. The percentiles are `None` for a tool that does not report them (h2load gives
+    /// only min, mean and max).
+    pub p50: Option<f64>,
     /// 90th percentile.
-    pub p90: f64,
+    pub p90: Option<f64>,
     /// 99th percentile: the figure the benchmark's target is about.
-    pub p99: f64,
+    pub p99: Option<f64>,
     /// 99.9th percentile.
-    pub p999: f64,
+    pub p999: Option<f64>,
     /// Slowest exchange.
     pub max: f64,
 }
@@ -75,6 +76,10 @@ pub struct LoadReport {
     /// CPU used by the whole machine over the window, percent of one core (up to 100 × CPUs).
     #[serde(default)]
     pub machine_cpu_percent: Option<f64>,
+    /// Server CPU time per successful exchange, microseconds (see
+    /// [`LoadReport::server_cpu_us_per_request`]); absent in files from before it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_us_per_request: Option<f64>,
 }
 
 impl LoadReport {
@@ -84,6 +89,19 @@ impl LoadReport {
         let others =
             self.machine_cpu_percent? - self.client_cpu_percent? - self.server_cpu_percent?;
         Some(others.max(0.0))
+    }
+
+    /// The server's CPU time per successful exchange, microseconds: the cost figure that stays
+    /// comparable when one server is client-bound and another is not.
+    pub fn server_cpu_us_per_request(&self) -> Option<f64> {
+        if self.server_us_per_request.is_some() {
+            return self.server_us_per_request;
+        }
+        if self.requests == 0 {
+            return None;
+        }
+        let busy_s = self.server_cpu_percent? / 100.0 * self.duration_s;
+        Some(busy_s * 1e6 / self.requests as f64)
     }
 }
 
@@ -100,10 +118,10 @@ impl LoadReport {
             Latency {
                 min: us(h.min()),
                 mean: h.mean() / 1000.0,
-                p50: us(h.value_at_quantile(0.5)),
-                p90: us(h.value_at_quantile(0.9)),
-                p99: us(h.value_at_quantile(0.99)),
-                p999: us(h.value_at_quantile(0.999)),
+                p50: Some(us(h.value_at_quantile(0.5))),
+                p90: Some(us(h.value_at_quantile(0.9))),
+                p99: Some(us(h.value_at_quantile(0.99))),
+                p999: Some(us(h.value_at_quantile(0.999))),
                 max: us(h.max()),
             }
         };
@@ -133,7 +151,16 @@ impl LoadReport {
             client_cpu_percent: cpu.client,
             server_cpu_percent: cpu.server,
             machine_cpu_percent: cpu.machine,
+            server_us_per_request: None,
         }
+        .with_cpu_per_request()
+    }
+
+    /// Fills in [`LoadReport::server_us_per_request`] from the other figures.
+    pub fn with_cpu_per_request(mut self) -> LoadReport {
+        self.server_us_per_request = None;
+        self.server_us_per_request = self.server_cpu_us_per_request();
+        self
     }
 }
 
@@ -149,6 +176,11 @@ pub fn fmt_ms(us: f64) -> String {
     } else {
         format!("{ms:.3}")
     }
+}
+
+/// [`fmt_ms`] of a figure that may not have been measured (`-`).
+pub fn fmt_ms_opt(us: Option<f64>) -> String {
+    us.map_or_else(|| "-".to_owned(), fmt_ms)
 }
 
 /// A percentage, or `-` when it was not measured.
@@ -178,10 +210,10 @@ impl fmt::Display for LoadReport {
             f,
             "latency ms  min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}",
             fmt_ms(l.min),
-            fmt_ms(l.p50),
-            fmt_ms(l.p90),
-            fmt_ms(l.p99),
-            fmt_ms(l.p999),
+            fmt_ms_opt(l.p50),
+            fmt_ms_opt(l.p90),
+            fmt_ms_opt(l.p99),
+            fmt_ms_opt(l.p999),
             fmt_ms(l.max),
             fmt_ms(l.mean)
         )?;
@@ -256,7 +288,7 @@ mod tests {
         assert_eq!((r.connections, r.streams), (4, 8));
         assert_eq!(r.duration_s, 2.0);
         assert!(
-            (r.latency_us.p50 - 2000.0).abs() <= 2.0,
+            (r.latency_us.p50.unwrap() - 2000.0).abs() <= 2.0,
             "{:?}",
             r.latency_us
         );

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::load::Protocol;
-use crate::report::{LoadReport, fmt_ms, fmt_percent};
+use crate::report::{LoadReport, fmt_ms, fmt_ms_opt, fmt_percent};
 
 /// The server whose figures are divided by the peers'.
 pub const SUBJECT: &str = "tiercel";
@@ -51,6 +51,14 @@ impl Entry {
         }
     }
 
+    /// The load generator that measured the entry: the `tool` tag, `tiercel-load` without one
+    /// (runs from before the runner drove other tools).
+    fn tool(&self) -> &str {
+        self.tags()
+            .get("tool")
+            .map_or("tiercel-load", String::as_str)
+    }
+
     fn protocol(&self) -> Protocol {
         match self {
             Entry::Skipped(s) => s.protocol,
@@ -79,23 +87,47 @@ fn server_rank(server: &str) -> (u8, String) {
     (u8::from(lower != SUBJECT), lower)
 }
 
-/// `subject / peer` for throughput and p99, when both were measured.
+/// `subject / peer` for throughput, p99 and CPU per request, where both were measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ratio {
     /// Requests/s ratio: above 1 means the subject served more.
     pub rps: f64,
-    /// p99 ratio: below 1 means the subject's tail was shorter.
-    pub p99: f64,
+    /// p99 ratio: below 1 means the subject's tail was shorter (`None` when the tool gives no
+    /// percentiles).
+    pub p99: Option<f64>,
+    /// Server CPU per request ratio: below 1 means the subject spent less per exchange.
+    pub cpu: Option<f64>,
+}
+
+impl Ratio {
+    fn cell(&self) -> String {
+        let mut cell = format!("req/s {:.2}×", self.rps);
+        if let Some(p99) = self.p99 {
+            let _ = write!(cell, ", p99 {p99:.2}×");
+        }
+        if let Some(cpu) = self.cpu {
+            let _ = write!(cell, ", CPU/req {cpu:.2}×");
+        }
+        cell
+    }
 }
 
 /// The ratio of `subject` to `peer`.
 pub fn ratio(subject: &LoadReport, peer: &LoadReport) -> Option<Ratio> {
-    if peer.rps <= 0.0 || peer.latency_us.p99 <= 0.0 {
+    if peer.rps <= 0.0 {
         return None;
     }
+    let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
     Some(Ratio {
         rps: subject.rps / peer.rps,
-        p99: subject.latency_us.p99 / peer.latency_us.p99,
+        p99: div(subject.latency_us.p99, peer.latency_us.p99),
+        cpu: div(
+            subject.server_cpu_us_per_request(),
+            peer.server_cpu_us_per_request(),
+        ),
     })
 }
 
@@ -131,6 +163,9 @@ fn summarise(runs: &[&LoadReport]) -> Option<LoadReport> {
         let values: Option<Vec<f64>> = runs.iter().map(|r| f(r)).collect();
         median(values?)
     };
+    // CPU per request is the median of each run's own figure, which is not what the medians
+    // of CPU, duration and request count would give.
+    let cpu_per_request = med_opt(&|r| r.server_cpu_us_per_request());
     let mut out = first.clone();
     out.rps = med(&|r| r.rps)?;
     out.mib_per_s = med(&|r| r.mib_per_s)?;
@@ -138,10 +173,10 @@ fn summarise(runs: &[&LoadReport]) -> Option<LoadReport> {
     let l = &mut out.latency_us;
     l.min = med(&|r| r.latency_us.min)?;
     l.mean = med(&|r| r.latency_us.mean)?;
-    l.p50 = med(&|r| r.latency_us.p50)?;
-    l.p90 = med(&|r| r.latency_us.p90)?;
-    l.p99 = med(&|r| r.latency_us.p99)?;
-    l.p999 = med(&|r| r.latency_us.p999)?;
+    l.p50 = med_opt(&|r| r.latency_us.p50);
+    l.p90 = med_opt(&|r| r.latency_us.p90);
+    l.p99 = med_opt(&|r| r.latency_us.p99);
+    l.p999 = med_opt(&|r| r.latency_us.p999);
     l.max = runs.iter().map(|r| r.latency_us.max).fold(0.0, f64::max);
     out.requests = runs.iter().map(|r| r.requests).sum();
     out.bytes = runs.iter().map(|r| r.bytes).sum();
@@ -151,6 +186,7 @@ fn summarise(runs: &[&LoadReport]) -> Option<LoadReport> {
     out.client_cpu_percent = med_opt(&|r| r.client_cpu_percent);
     out.server_cpu_percent = med_opt(&|r| r.server_cpu_percent);
     out.machine_cpu_percent = med_opt(&|r| r.machine_cpu_percent);
+    out.server_us_per_request = cpu_per_request;
     Some(out)
 }
 
@@ -194,12 +230,15 @@ pub fn client_bound(r: &LoadReport) -> bool {
         && r.server_cpu_percent.is_some_and(|s| s < 90.0)
 }
 
-/// Groups entries by (size, protocol) in first-seen order, then by server (ranked), one
+/// What makes two entries the same case: size, protocol and load generator.
+type CaseKey = (String, Protocol, String);
+
+/// Groups entries by (size, protocol, tool) in first-seen order, then by server (ranked), one
 /// [`Row`] per server.
 fn cases(entries: &[Entry]) -> Vec<Vec<Row>> {
-    let mut groups: Vec<((String, Protocol), Vec<&Entry>)> = Vec::new();
+    let mut groups: Vec<(CaseKey, Vec<&Entry>)> = Vec::new();
     for e in entries {
-        let key = (e.size(), e.protocol());
+        let key = (e.size(), e.protocol(), e.tool().to_owned());
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, members)) => members.push(e),
             None => groups.push((key, vec![e])),
@@ -242,12 +281,12 @@ pub fn render(entries: &[Entry]) -> String {
     let peers = peers(entries);
     let mut out = String::new();
     out.push_str(
-        "| server | protocol | size | req/s | runs | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU | other CPU |",
+        "| server | protocol | size | tool | req/s | runs | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | server µs/req | load CPU | other CPU |",
     );
     for p in &peers {
         let _ = write!(out, " Tiercel/{} |", display_name(p));
     }
-    out.push_str("\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    out.push_str("\n|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     out.push_str(&"---|".repeat(peers.len()));
     out.push('\n');
     let mut verdicts = Vec::new();
@@ -258,14 +297,19 @@ pub fn render(entries: &[Entry]) -> String {
             let e = &row.entry;
             let _ = write!(
                 out,
-                "| {} | {} | {} |",
+                "| {} | {} | {} | {} |",
                 display_name(e.server()),
                 e.protocol(),
-                e.size()
+                e.size(),
+                e.tool()
             );
             match e {
                 Entry::Skipped(s) => {
-                    let _ = write!(out, " n/a: {} | {} | | | | | | | | |", s.skipped, row.runs);
+                    let _ = write!(
+                        out,
+                        " n/a: {} | {} | | | | | | | | | |",
+                        s.skipped, row.runs
+                    );
                 }
                 Entry::Measured(r) => {
                     let l = &r.latency_us;
@@ -277,15 +321,17 @@ pub fn render(entries: &[Entry]) -> String {
                     };
                     let _ = write!(
                         out,
-                        " {:.0}{mark} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        " {:.0}{mark} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         r.rps,
                         row.runs_cell(),
-                        fmt_ms(l.p50),
-                        fmt_ms(l.p99),
-                        fmt_ms(l.p999),
+                        fmt_ms_opt(l.p50),
+                        fmt_ms_opt(l.p99),
+                        fmt_ms_opt(l.p999),
                         fmt_ms(l.max),
                         r.errors,
                         fmt_percent(r.server_cpu_percent),
+                        r.server_cpu_us_per_request()
+                            .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}")),
                         fmt_percent(r.client_cpu_percent),
                         fmt_percent(r.other_cpu_percent())
                     );
@@ -296,7 +342,7 @@ pub fn render(entries: &[Entry]) -> String {
                 let cell = match (is_subject, subject, find(&case, p)) {
                     (true, Some(s), Some(peer)) => ratio(s, peer).map(|r| {
                         verdicts.push(verdict(e, p, r));
-                        format!("req/s {:.2}×, p99 {:.2}×", r.rps, r.p99)
+                        r.cell()
                     }),
                     _ => None,
                 };
@@ -312,7 +358,7 @@ pub fn render(entries: &[Entry]) -> String {
         );
     }
     if !verdicts.is_empty() {
-        out.push_str("\nTarget (req/s ≥ peer and p99 ≤ peer):\n\n");
+        out.push_str("\nTarget (req/s ≥ peer and p99 ≤ peer, where the tool gives a p99):\n\n");
         for v in verdicts {
             let _ = writeln!(out, "- {v}");
         }
@@ -330,7 +376,7 @@ fn find<'a>(case: &'a [Row], server: &str) -> Option<&'a LoadReport> {
 /// One line saying whether the subject met the target against one peer in one case.
 fn verdict(e: &Entry, peer: &str, r: Ratio) -> String {
     let rps_ok = r.rps >= 1.0;
-    let p99_ok = r.p99 <= 1.0;
+    let p99_ok = r.p99.is_none_or(|p99| p99 <= 1.0);
     let status = match (rps_ok, p99_ok) {
         (true, true) => "met",
         (false, true) => "missed (req/s)",
@@ -338,13 +384,13 @@ fn verdict(e: &Entry, peer: &str, r: Ratio) -> String {
         (false, false) => "missed (req/s and p99)",
     };
     format!(
-        "{} {} vs {}: {} (req/s {:.2}×, p99 {:.2}×)",
+        "{} {} ({}) vs {}: {} ({})",
         e.protocol(),
         e.size(),
+        e.tool(),
         display_name(peer),
         status,
-        r.rps,
-        r.p99
+        r.cell()
     )
 }
 
@@ -354,6 +400,7 @@ fn display_name(server: &str) -> String {
         "tiercel" => "Tiercel".to_owned(),
         "nginx" => "nginx".to_owned(),
         "varnish" => "Varnish".to_owned(),
+        "trafficserver" => "ATS".to_owned(),
         _ => server.to_owned(),
     }
 }

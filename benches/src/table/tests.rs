@@ -24,10 +24,10 @@ fn report(server: &str, protocol: Protocol, size: &str, rps: f64, p99_us: f64) -
         latency_us: Latency {
             min: 10.0,
             mean: 100.0,
-            p50: 100.0,
-            p90: 150.0,
-            p99: p99_us,
-            p999: p99_us * 2.0,
+            p50: Some(100.0),
+            p90: Some(150.0),
+            p99: Some(p99_us),
+            p999: Some(p99_us * 2.0),
             max: p99_us * 4.0,
         },
         errors: 0,
@@ -38,6 +38,7 @@ fn report(server: &str, protocol: Protocol, size: &str, rps: f64, p99_us: f64) -
         client_cpu_percent: Some(80.0),
         server_cpu_percent: Some(100.0),
         machine_cpu_percent: Some(185.0),
+        server_us_per_request: None,
     }))
 }
 
@@ -65,20 +66,20 @@ fn renders_rows_ratios_and_verdicts() {
     ];
     let table = render(&entries);
     let want = "\
-| server | protocol | size | req/s | runs | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | load CPU | other CPU | Tiercel/nginx | Tiercel/Varnish |
-|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|
-| Tiercel | h1 | 1KiB | 60000 | 1 | 0.100 | 1.50 | 3.00 | 6.00 | 0 | 100% | 80% | 5% | req/s 1.20×, p99 1.50× | req/s 1.50×, p99 0.75× |
-| nginx | h1 | 1KiB | 50000 | 1 | 0.100 | 1.00 | 2.00 | 4.00 | 0 | 100% | 80% | 5% |  |  |
-| Varnish | h1 | 1KiB | 40000 | 1 | 0.100 | 2.00 | 4.00 | 8.00 | 0 | 100% | 80% | 5% |  |  |
-| Tiercel | h2 | 1KiB | 40000 | 1 | 0.100 | 8.00 | 16.0 | 32.0 | 0 | 100% | 80% | 5% | req/s 0.50×, p99 2.00× |  |
-| nginx | h2 | 1KiB | 80000 | 1 | 0.100 | 4.00 | 8.00 | 16.0 | 0 | 100% | 80% | 5% |  |  |
-| Varnish | h2 | 1KiB | n/a: no h2c | 1 | | | | | | | | |  |  |
+| server | protocol | size | tool | req/s | runs | p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | server µs/req | load CPU | other CPU | Tiercel/nginx | Tiercel/Varnish |
+|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|
+| Tiercel | h1 | 1KiB | tiercel-load | 60000 | 1 | 0.100 | 1.50 | 3.00 | 6.00 | 0 | 100% | 16.7 | 80% | 5% | req/s 1.20×, p99 1.50×, CPU/req 0.83× | req/s 1.50×, p99 0.75×, CPU/req 0.67× |
+| nginx | h1 | 1KiB | tiercel-load | 50000 | 1 | 0.100 | 1.00 | 2.00 | 4.00 | 0 | 100% | 20.0 | 80% | 5% |  |  |
+| Varnish | h1 | 1KiB | tiercel-load | 40000 | 1 | 0.100 | 2.00 | 4.00 | 8.00 | 0 | 100% | 25.0 | 80% | 5% |  |  |
+| Tiercel | h2 | 1KiB | tiercel-load | 40000 | 1 | 0.100 | 8.00 | 16.0 | 32.0 | 0 | 100% | 25.0 | 80% | 5% | req/s 0.50×, p99 2.00×, CPU/req 2.00× |  |
+| nginx | h2 | 1KiB | tiercel-load | 80000 | 1 | 0.100 | 4.00 | 8.00 | 16.0 | 0 | 100% | 12.5 | 80% | 5% |  |  |
+| Varnish | h2 | 1KiB | tiercel-load | n/a: no h2c | 1 | | | | | | | | | |  |  |
 
-Target (req/s ≥ peer and p99 ≤ peer):
+Target (req/s ≥ peer and p99 ≤ peer, where the tool gives a p99):
 
-- h1 1KiB vs nginx: missed (p99) (req/s 1.20×, p99 1.50×)
-- h1 1KiB vs Varnish: met (req/s 1.50×, p99 0.75×)
-- h2 1KiB vs nginx: missed (req/s and p99) (req/s 0.50×, p99 2.00×)
+- h1 1KiB (tiercel-load) vs nginx: missed (p99) (req/s 1.20×, p99 1.50×, CPU/req 0.83×)
+- h1 1KiB (tiercel-load) vs Varnish: met (req/s 1.50×, p99 0.75×, CPU/req 0.67×)
+- h2 1KiB (tiercel-load) vs nginx: missed (req/s and p99) (req/s 0.50×, p99 2.00×, CPU/req 2.00×)
 ";
     assert_eq!(table, want, "\n{table}");
 }
@@ -92,7 +93,7 @@ fn a_missing_subject_leaves_ratio_cells_empty() {
     let table = render(&entries);
     assert!(
         table.contains(
-            "| Tiercel | h1 | 1MiB | n/a: edge binary not built | 1 | | | | | | | | |  |\n"
+            "| Tiercel | h1 | 1MiB | tiercel-load | n/a: edge binary not built | 1 | | | | | | | | | |  |\n"
         ),
         "{table}"
     );
@@ -124,7 +125,14 @@ fn ratio_refuses_zero_denominators() {
         unreachable!()
     };
     assert_eq!(ratio(&a, &zero), None);
-    assert_eq!(ratio(&a, &a), Some(Ratio { rps: 1.0, p99: 1.0 }));
+    assert_eq!(
+        ratio(&a, &a),
+        Some(Ratio {
+            rps: 1.0,
+            p99: Some(1.0),
+            cpu: Some(1.0)
+        })
+    );
 }
 
 #[test]
@@ -153,15 +161,19 @@ fn repeated_runs_show_per_figure_medians_and_the_spread() {
     // had 1 ms; p99.9 median 4 ms; max is the largest of the runs (12 ms).
     assert!(
         table.contains(
-            "| Tiercel | h1 | 1KiB | 110 | 3 (±9.1%) | 0.100 | 2.00 | 4.00 | 12.0 | 0 | 100% | 80% | 5% |"
+            "| Tiercel | h1 | 1KiB | tiercel-load | 110 | 3 (±9.1%) | 0.100 | 2.00 | 4.00 | 12.0 | 0 | 100% | 9090.9 | 80% | 5% |"
         ),
         "{table}"
     );
     assert!(
-        table.contains("| nginx | h1 | 1KiB | 100 | 3 (±10.0%) |"),
+        table.contains("| nginx | h1 | 1KiB | tiercel-load | 100 | 3 (±10.0%) |"),
         "{table}"
     );
-    assert!(table.contains("| req/s 1.10×, p99 2.00× |"), "{table}");
+    // CPU per request is the median of the runs' own figures (1e6 / req/s at 100 %).
+    assert!(
+        table.contains("| req/s 1.10×, p99 2.00×, CPU/req 0.91× |"),
+        "{table}"
+    );
     assert_eq!(table.matches("| Tiercel |").count(), 1, "{table}");
 }
 
@@ -179,7 +191,9 @@ fn an_even_number_of_runs_averages_the_middle_and_errors_add_up() {
     }
     let table = render(&entries);
     assert!(
-        table.contains("| nginx | h2 | 1MiB | 200 | 2 (±50.0%) | 0.100 | 2.00 | 4.00 | 12.0 | 5 |"),
+        table.contains(
+            "| nginx | h2 | 1MiB | tiercel-load | 200 | 2 (±50.0%) | 0.100 | 2.00 | 4.00 | 12.0 | 5 |"
+        ),
         "{table}"
     );
 }
@@ -222,7 +236,7 @@ fn client_bound_runs_are_marked() {
     }
     let table = render(&[e]);
     assert!(
-        table.contains("| nginx | h2 | 1MiB | 460 ‡ | 1 |"),
+        table.contains("| nginx | h2 | 1MiB | tiercel-load | 460 ‡ | 1 |"),
         "{table}"
     );
     assert!(
@@ -231,4 +245,52 @@ fn client_bound_runs_are_marked() {
     );
     let plain = render(&[report("nginx", Protocol::H2, "1MiB", 460.0, 1.0)]);
     assert!(!plain.contains('‡'), "{plain}");
+}
+
+#[test]
+fn each_tool_is_its_own_case_and_missing_percentiles_show_as_dashes() {
+    let with_tool = |e: Entry, tool: &str| match e {
+        Entry::Measured(mut r) => {
+            r.tags.insert("tool".to_owned(), tool.to_owned());
+            if tool == "h2load" {
+                r.latency_us.p50 = None;
+                r.latency_us.p90 = None;
+                r.latency_us.p99 = None;
+                r.latency_us.p999 = None;
+            }
+            Entry::Measured(r)
+        }
+        other => other,
+    };
+    let entries = vec![
+        with_tool(
+            report("tiercel", Protocol::H2, "100KiB", 200.0, 1000.0),
+            "h2load",
+        ),
+        with_tool(
+            report("nginx", Protocol::H2, "100KiB", 100.0, 1000.0),
+            "h2load",
+        ),
+        report("tiercel", Protocol::H2, "100KiB", 100.0, 1000.0),
+        report("nginx", Protocol::H2, "100KiB", 100.0, 3000.0),
+    ];
+    let table = render(&entries);
+    assert!(
+        table.contains("| Tiercel | h2 | 100KiB | h2load | 200 | 1 | - | - | - | 4.00 | 0 | 100% | 5000.0 | 80% | 5% | req/s 2.00×, CPU/req 0.50× |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| Tiercel | h2 | 100KiB | tiercel-load | 100 | 1 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("- h2 100KiB (h2load) vs nginx: met (req/s 2.00×, CPU/req 0.50×)"),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "- h2 100KiB (tiercel-load) vs nginx: met (req/s 1.00×, p99 0.33×, CPU/req 1.00×)"
+        ),
+        "{table}"
+    );
 }
