@@ -9,8 +9,10 @@
 //!
 //! The rules of when a connection is closed live in [`quiet`] (pure, tested exhaustively); the
 //! wrappers in [`watch`] feed it; [`serve`] runs the accept loop and each connection's
-//! watchdog. What a request means is the caller's business: it passes a handler.
+//! watchdog; [`cork`] coalesces what one poll of a connection writes into one system call.
+//! What a request means is the caller's business: it passes a handler.
 
+pub mod cork;
 mod fds;
 pub mod head;
 pub mod limiter;

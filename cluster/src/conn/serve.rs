@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::cork::{Cork, Corked, CorkedIo};
 use super::head::AmbiguousFraming;
 use super::limiter::ConnLimiter;
 use super::quiet::{Activity, Closing, ConnControl, QuietLimits, Verdict, verdict};
@@ -96,6 +97,7 @@ pub async fn serve<M, H, Fut, B>(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let (stream, cork) = CorkedIo::new(stream);
         let stats = stats.clone();
         let tls = tls.clone();
         let builder = builder.clone();
@@ -107,13 +109,25 @@ pub async fn serve<M, H, Fut, B>(
             let _open = stats.opened();
             let closed = match tls {
                 None => {
-                    serve_connection(stream, None, &builder, activity, limits, shutdown, handler)
-                        .await
+                    serve_connection(
+                        stream,
+                        Some(cork),
+                        None,
+                        &builder,
+                        activity,
+                        limits,
+                        shutdown,
+                        handler,
+                    )
+                    .await
                 }
                 Some(acceptor) => {
                     // The handshake spends the first head's time: a silent client is held for
                     // `header` in all, not twice that.
-                    let handshake = tokio::time::timeout(limits.header, acceptor.accept(stream));
+                    // Corked too: the handshake's own flights must leave at the end of each
+                    // poll, as the connection's writes do.
+                    let accept = Corked::new(acceptor.accept(stream), Some(cork.clone()));
+                    let handshake = tokio::time::timeout(limits.header, accept);
                     let handshake = tokio::select! {
                         () = shutdown.cancelled() => return,
                         h = handshake => h,
@@ -122,7 +136,14 @@ pub async fn serve<M, H, Fut, B>(
                         Ok(Ok(tls_stream)) => {
                             let name = tls_stream.get_ref().1.server_name().map(TlsServerName::new);
                             serve_connection(
-                                tls_stream, name, &builder, activity, limits, shutdown, handler,
+                                tls_stream,
+                                Some(cork),
+                                name,
+                                &builder,
+                                activity,
+                                limits,
+                                shutdown,
+                                handler,
                             )
                             .await
                         }
@@ -166,11 +187,13 @@ impl TlsServerName {
 
 /// Serves requests on `io` until the client closes, the connection goes quiet for too long
 /// (see [`super::quiet`]), or `shutdown` is cancelled (in-flight requests finish first).
-/// `activity` was created when the connection was accepted. Returns why the node closed it,
-/// if the node did.
+/// `activity` was created when the connection was accepted. `cork` is the write buffer of the
+/// socket under `io`, when it is a [`CorkedIo`]: it is drained after each poll of the
+/// connection. Returns why the node closed it, if the node did.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_connection<I, H, Fut, B>(
     io: I,
+    cork: Option<Arc<Cork>>,
     server_name: Option<TlsServerName>,
     builder: &auto::Builder<TokioExecutor>,
     activity: Arc<Activity>,
@@ -203,7 +226,7 @@ where
             Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
         }
     });
-    let conn = builder.serve_connection(io, service);
+    let conn = Corked::new(builder.serve_connection(io, service), cork);
     tokio::pin!(conn);
     let first_look = limits
         .header
@@ -227,13 +250,13 @@ where
                 return Some(Closing::SendTimeout);
             }
             () = shutdown.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
+                conn.as_mut().inner().graceful_shutdown();
                 closing = true;
             }
             () = activity.close_asked(), if !closing => {
                 // Idle while the node is at its connection limit: make room (h1 closes between
                 // requests, h2 sends GOAWAY), and drop it if it lingers.
-                conn.as_mut().graceful_shutdown();
+                conn.as_mut().inner().graceful_shutdown();
                 closing = true;
                 idle_close = Some(Closing::MadeRoom);
                 look.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
@@ -247,7 +270,7 @@ where
                     }
                     // Idle: close politely first, and drop it if it lingers.
                     Verdict::Close(Closing::Idle) if !closing => {
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().inner().graceful_shutdown();
                         closing = true;
                         idle_close = Some(Closing::Idle);
                         CLOSE_LINGER
