@@ -10,6 +10,7 @@
 #   benches/run-peers.sh --servers nginx,varnish --no-build
 #   benches/run-peers.sh --miss --sizes 1KiB   # the miss path: a new URL every request
 #   benches/run-peers.sh --tools tiercel-load,wrk,h2load   # also measure with wrk and h2load
+#   benches/run-peers.sh --protocols h2tls --tools h2load  # h2 over TLS (Tiercel and nginx)
 #
 # Needs: nginx (Debian nginx-light or nginx), varnishd (Debian varnish), traffic_server (Debian
 # trafficserver), curl, taskset, two CPUs; wrk and h2load (Debian wrk, nghttp2-client) for
@@ -66,7 +67,9 @@ Options:
   --workers N           worker threads (Tiercel, ATS) / processes (nginx) / thread pools
                         (Varnish) of each server (default $WORKERS); with N > 1 give the
                         servers N cores, e.g. --server-cpu 0,1 --load-cpu 0,1
-  --protocols LIST      comma-separated subset of h1,h2
+  --protocols LIST      comma-separated subset of h1,h2,h2tls (h2 over TLS 1.3, one ECDSA
+                        P-256 certificate for every server; measured with h2load, shown as
+                        size "<size> tls"; Tiercel and nginx only)
   --sizes LIST          comma-separated object sizes, e.g. 1KiB,64KiB,1MiB
   --rounds N            runs of every case, interleaved across servers; the table shows the
                         median of each figure and the req/s spread (default 3; --quick: 1)
@@ -163,10 +166,11 @@ for tool in curl taskset; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
 [[ $(nproc --all) -ge 2 ]] || die "two CPUs are needed (server core + load core)"
-# The tools' protocol: tiercel-load speaks both, wrk only HTTP/1.1, h2load only h2c.
+# The tools' protocol: tiercel-load speaks h1 and h2c, wrk only HTTP/1.1, h2load h2c and h2
+# over TLS.
 tool_speaks() {
     case "$1/$2" in
-        tiercel-load/*|wrk/h1|h2load/h2) return 0 ;;
+        tiercel-load/h1|tiercel-load/h2|wrk/h1|h2load/h2|h2load/h2tls) return 0 ;;
         *) return 1 ;;
     esac
 }
@@ -193,7 +197,7 @@ RUN="$(mktemp -d /dev/shm/tiercel-bench.XXXXXX 2>/dev/null || mktemp -d)"
 chmod 755 "$RUN"
 STARTED=()          # pids of everything this script started, stopped on exit
 declare -A MAIN_PID # server -> pid
-declare -A H1_PORT H2_PORT
+declare -A H1_PORT H2_PORT TLS_PORT
 declare -A UNAVAILABLE # server -> reason it cannot run at all
 FAILED=0
 
@@ -337,16 +341,20 @@ fi
 # --- start ------------------------------------------------------------------------------------
 
 ORIGIN_PORT=$BASE_PORT
-H1_PORT[tiercel]=$((BASE_PORT + 10)); H2_PORT[tiercel]=$((BASE_PORT + 10))
-H1_PORT[nginx]=$((BASE_PORT + 20));   H2_PORT[nginx]=$((BASE_PORT + 21))
+H1_PORT[tiercel]=$((BASE_PORT + 10)); H2_PORT[tiercel]=$((BASE_PORT + 10)); TLS_PORT[tiercel]=$((BASE_PORT + 11))
+H1_PORT[nginx]=$((BASE_PORT + 20));   H2_PORT[nginx]=$((BASE_PORT + 21)); TLS_PORT[nginx]=$((BASE_PORT + 22))
 H1_PORT[varnish]=$((BASE_PORT + 30)); H2_PORT[varnish]=$((BASE_PORT + 31))
 # ATS takes h2c with prior knowledge on its HTTP/1.1 port (it probes for the h2 preface).
 H1_PORT[trafficserver]=$((BASE_PORT + 40)); H2_PORT[trafficserver]=$((BASE_PORT + 40))
-for port in "$ORIGIN_PORT" "${H1_PORT[@]}" "${H2_PORT[@]}"; do
+for port in "$ORIGIN_PORT" "${H1_PORT[@]}" "${H2_PORT[@]}" "${TLS_PORT[@]}"; do
     port_free "$port" || die "port $port is in use (set TIERCEL_BENCH_PORT to another base)"
 done
 
 log "run directory $RUN"
+# One certificate for every TLS listener, so the handshakes and ciphers compare.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$RUN/tls.key" -out "$RUN/tls.crt" >/dev/null 2>&1 || die "openssl could not make a certificate"
 start_bg origin taskset -c "$LOAD_CPU" "$BIN/tiercel-testbed" demo-origin \
     --listen "127.0.0.1:$ORIGIN_PORT"
 wait_port "$ORIGIN_PORT" "$LAST_PID" || die "the demo origin did not start: $(cat "$RUN/origin.log")"
@@ -356,6 +364,7 @@ start_tiercel() {
     start_bg tiercel "${BOOST[@]}" env RUST_LOG=warn taskset -c "$SERVER_CPU" "${NICE[@]}" "$BIN/tiercel-edge" \
         --listen "127.0.0.1:${H1_PORT[tiercel]}" --origin "http://$ORIGIN" --memory-cache "$TIERCEL_MEMORY" \
         --worker-threads "$WORKERS" \
+        --tls-listen "127.0.0.1:${TLS_PORT[tiercel]}" --cert "$RUN/tls.crt" --key "$RUN/tls.key" \
         ${TIERCEL_DISK:+--disk-cache "$RUN/tiercel-disk" --disk-cache-size "$TIERCEL_DISK"}
 }
 
@@ -364,7 +373,7 @@ start_nginx() {
     [[ $EUID -eq 0 ]] && user="user root;"
     sed -e "s#@RUN_DIR@#$RUN#g" -e "s#@ORIGIN@#$ORIGIN#g" \
         -e "s#@H1_PORT@#${H1_PORT[nginx]}#g" -e "s#@H2_PORT@#${H2_PORT[nginx]}#g" \
-        -e "s#@USER_DIRECTIVE@#$user#g" -e "s#@WORKERS@#$WORKERS#g" \
+        -e "s#@USER_DIRECTIVE@#$user#g" -e "s#@WORKERS@#$WORKERS#g" -e "s#@TLS_PORT@#${TLS_PORT[nginx]}#g" \
         "$BENCHES/peers/nginx.conf.tmpl" >"$RUN/nginx.conf"
     start_bg nginx "${BOOST[@]}" taskset -c "$SERVER_CPU" "${NICE[@]}" nginx -p "$RUN" -e stderr \
         -c "$RUN/nginx.conf"
@@ -442,21 +451,34 @@ warm() {
     local server="$1" proto="$2" url="${3//\{n\}/warm}" bytes="$4" flag head
     flag=--http1.1
     [[ $proto == h2 ]] && flag=--http2-prior-knowledge
-    curl -sS "$flag" --max-time 10 -o /dev/null "$url" 2>"$RUN/curl.err" \
+    [[ $proto == h2tls ]] && flag=--http2
+    curl -sSk "$flag" --max-time 10 -o /dev/null "$url" 2>"$RUN/curl.err" \
         || { echo "no $proto answer: $(head -c 200 "$RUN/curl.err")"; return 1; }
-    head=$(curl -sS "$flag" --max-time 10 -o /dev/null -D - "$url" 2>"$RUN/curl.err" | tr -d '\r') \
+    head=$(curl -sSk "$flag" --max-time 10 -o /dev/null -D - "$url" 2>"$RUN/curl.err" | tr -d '\r') \
         || { echo "no $proto answer: $(head -c 200 "$RUN/curl.err")"; return 1; }
     grep -qE '^HTTP/[0-9.]+ 200' <<<"$head" || { echo "status $(head -1 <<<"$head")"; return 1; }
+    if [[ $proto == h2tls ]] && ! grep -qE '^HTTP/2 ' <<<"$head"; then
+        echo "TLS answer was not HTTP/2"; return 1
+    fi
     grep -qiE "^content-length: *$bytes\$" <<<"$head" \
         || { echo "second answer not $bytes bytes long"; return 1; }
     [[ $MISS == 1 ]] || is_hit "$server" "$head" || { echo "second request was not a cache hit"; return 1; }
+}
+
+# Scheme, address and port of a server for a protocol.
+server_url() {
+    case "$2" in
+        h1) echo "http://127.0.0.1:${H1_PORT[$1]}" ;;
+        h2) echo "http://127.0.0.1:${H2_PORT[$1]}" ;;
+        h2tls) echo "https://127.0.0.1:${TLS_PORT[$1]}" ;;
+    esac
 }
 
 skip() {
     local server="$1" proto="$2" size="$3" why="$4"
     log "skip $server $proto $size: $why"
     printf '{"tags":{"server":"%s","size":"%s"},"protocol":"%s","skipped":"%s"}\n' \
-        "$server" "$size" "$proto" "${why//\"/\'}" >>"$RUN/results.jsonl"
+        "$server" "$size" "${proto/h2tls/h2}" "${why//\"/\'}" >>"$RUN/results.jsonl"
 }
 
 # --- measure ----------------------------------------------------------------------------------
@@ -468,17 +490,21 @@ for proto in "${PROTOCOL_LIST[@]}"; do
         path=$(object_path "$size")
         size_label="$size"
         [[ $MISS == 1 ]] && size_label="$size miss"
+        [[ $proto == h2tls ]] && size_label="$size_label tls"
         # Warm every server's cache for this case first; a server that fails is skipped.
         ready=()
         for server in "${SERVER_LIST[@]}"; do
             if [[ -n "${UNAVAILABLE[$server]:-}" ]]; then
-                skip "$server" "$proto" "$size" "${UNAVAILABLE[$server]}"
+                skip "$server" "$proto" "$size_label" "${UNAVAILABLE[$server]}"
                 [[ $QUICK == 1 ]] && FAILED=1
                 continue
             fi
-            if [[ $proto == h1 ]]; then port=${H1_PORT[$server]}; else port=${H2_PORT[$server]}; fi
-            if ! why=$(warm "$server" "$proto" "http://127.0.0.1:$port$path" "$bytes"); then
-                skip "$server" "$proto" "$size" "$why"
+            if [[ $proto == h2tls && -z "${TLS_PORT[$server]:-}" ]]; then
+                skip "$server" "$proto" "$size_label" "no TLS set-up in the runner"
+                continue
+            fi
+            if ! why=$(warm "$server" "$proto" "$(server_url "$server" "$proto")$path" "$bytes"); then
+                skip "$server" "$proto" "$size_label" "$why"
                 [[ $QUICK == 1 ]] && FAILED=1
                 continue
             fi
@@ -504,8 +530,7 @@ for proto in "${PROTOCOL_LIST[@]}"; do
         # Rounds interleave the servers, so slow drifts of the machine hit them all alike.
         for round in $(seq "$ROUNDS"); do
             for server in "${ready[@]}"; do
-                if [[ $proto == h1 ]]; then port=${H1_PORT[$server]}; else port=${H2_PORT[$server]}; fi
-                url="http://127.0.0.1:$port$path"
+                url="$(server_url "$server" "$proto")$path"
                 # A run during which something else took more than QUIET_MAX% of a core says
                 # more about the machine than about the server: it is run again (at most
                 # RETRIES times) and only the last attempt is kept.
