@@ -440,8 +440,9 @@ is_hit() {
         tiercel) grep -qiE '^cache-status:.*tiercel-edge; *hit' <<<"$head" ;;
         nginx) grep -qiE '^x-cache-status: *HIT' <<<"$head" ;;
         varnish) grep -qiE '^x-cache: *HIT' <<<"$head" ;;
-        # Via with the cache codes (insert_response_via_str 2): "[cH..." is a fresh hit.
-        trafficserver) grep -qiE '^via:.*\[cH' <<<"$head" ;;
+        # Via with the cache codes (insert_response_via_str 2): "[cH" is a fresh hit from
+        # the cache file, "[cR" a fresh hit from the RAM cache.
+        trafficserver) grep -qiE '^via:.*\[c[HR]' <<<"$head" ;;
     esac
 }
 
