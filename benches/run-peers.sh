@@ -174,6 +174,13 @@ tool_speaks() {
         *) return 1 ;;
     esac
 }
+for proto in "${PROTOCOL_LIST[@]}"; do
+    spoken=0
+    for tool in "${TOOL_LIST[@]}"; do
+        tool_speaks "$tool" "$proto" && spoken=1
+    done
+    [[ $spoken == 1 ]] || die "no tool in --tools $TOOLS speaks $proto (h2tls needs h2load)"
+done
 
 # Higher priority than builds or anything else on the machine, when allowed. With the
 # kernel's autogroup scheduling on, nice only ranks processes within one session, so each
@@ -477,9 +484,14 @@ server_url() {
 
 skip() {
     local server="$1" proto="$2" size="$3" why="$4"
+    local tool
     log "skip $server $proto $size: $why"
-    printf '{"tags":{"server":"%s","size":"%s"},"protocol":"%s","skipped":"%s"}\n' \
-        "$server" "$size" "${proto/h2tls/h2}" "${why//\"/\'}" >>"$RUN/results.jsonl"
+    # One record per tool that would have measured the case, so it lands in that tool's rows.
+    for tool in "${TOOL_LIST[@]}"; do
+        tool_speaks "$tool" "$proto" || continue
+        printf '{"tags":{"server":"%s","size":"%s","tool":"%s"},"protocol":"%s","skipped":"%s"}\n' \
+            "$server" "$size" "$tool" "${proto/h2tls/h2}" "${why//\"/\'}" >>"$RUN/results.jsonl"
+    done
 }
 
 # --- measure ----------------------------------------------------------------------------------

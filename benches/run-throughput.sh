@@ -62,7 +62,13 @@ run_part() {
     shift 2
     local out="$RESULTS/$DATE-throughput-$part.md"
     echo "[run-throughput] $part" >&2
-    "$ROOT/benches/run-peers.sh" --no-build "${PASS[@]}" --out "$out" "$@"
+    # A part with failed or skipped cases still reports what it measured, and the next parts
+    # still run; the script's status says that something failed.
+    "$ROOT/benches/run-peers.sh" --no-build "${PASS[@]}" --out "$out" "$@" || {
+        echo "[run-throughput] $part: some cases failed or were skipped" >&2
+        STATUS=1
+    }
+    [[ -f "$out" ]] || return 0
     {
         echo
         echo "## $title"
@@ -72,6 +78,7 @@ run_part() {
     } >>"$ALL"
 }
 
+STATUS=0
 IFS=, read -r -a PART_LIST <<<"$PARTS"
 for part in "${PART_LIST[@]}"; do
     case "$part" in
@@ -90,3 +97,4 @@ for part in "${PART_LIST[@]}"; do
     esac
 done
 echo "[run-throughput] wrote $ALL" >&2
+exit "$STATUS"

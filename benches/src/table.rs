@@ -165,7 +165,11 @@ fn summarise(runs: &[&LoadReport]) -> Option<LoadReport> {
     };
     // CPU per request is the median of each run's own figure, which is not what the medians
     // of CPU, duration and request count would give.
-    let cpu_per_request = med_opt(&|r| r.server_cpu_us_per_request());
+    let cpu_per_request = median(
+        runs.iter()
+            .filter_map(|r| r.server_cpu_us_per_request())
+            .collect(),
+    );
     let mut out = first.clone();
     out.rps = med(&|r| r.rps)?;
     out.mib_per_s = med(&|r| r.mib_per_s)?;
@@ -186,7 +190,12 @@ fn summarise(runs: &[&LoadReport]) -> Option<LoadReport> {
     out.client_cpu_percent = med_opt(&|r| r.client_cpu_percent);
     out.server_cpu_percent = med_opt(&|r| r.server_cpu_percent);
     out.machine_cpu_percent = med_opt(&|r| r.machine_cpu_percent);
+    // Set even when no run had it: the fallback in `server_cpu_us_per_request` would divide
+    // by the summed request count.
     out.server_us_per_request = cpu_per_request;
+    if cpu_per_request.is_none() {
+        out.server_cpu_percent = None;
+    }
     Some(out)
 }
 

@@ -134,7 +134,8 @@ fn run_tool(cli: &Cli, secs: u64, run: &str) -> anyhow::Result<ToolRun> {
                 bail!("h2load cannot ask for a new URL per request; use wrk for the miss path");
             }
             let mut cmd = Command::new("h2load");
-            cmd.args(["-t", "1", "-m", "1", "-T", "5"])
+            // -N: a connection silent for 5 s is given up (h2load has no per-request limit).
+            cmd.args(["-t", "1", "-m", "1", "-N", "5"])
                 .arg("-c")
                 .arg(cli.connections.to_string())
                 .arg("-D")
@@ -143,9 +144,7 @@ fn run_tool(cli: &Cli, secs: u64, run: &str) -> anyhow::Result<ToolRun> {
             cmd
         }
     };
-    let output = cmd
-        .stdin(Stdio::null())
-        .output()
+    let output = run_bounded(&mut cmd, Duration::from_secs(secs + TOOL_GRACE_S))
         .with_context(|| format!("running {} (is it installed?)", cli.tool.name()))?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
@@ -161,6 +160,46 @@ fn run_tool(cli: &Cli, secs: u64, run: &str) -> anyhow::Result<ToolRun> {
         Tool::H2load => parse_h2load(&text),
     };
     parsed.with_context(|| format!("reading {}'s report:\n{text}", cli.tool.name()))
+}
+
+/// How long a tool may run past its own duration before it is killed.
+const TOOL_GRACE_S: u64 = 30;
+
+/// Runs `cmd` to completion with its output captured, killing it after `limit`.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> anyhow::Result<std::process::Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("still running after {} s: killed", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// `http://host:port/path` → (`http://host:port`, `/path`).
@@ -196,7 +235,11 @@ fn main() -> anyhow::Result<ExitCode> {
     let wall = t0.elapsed();
     let (server1, machine1, client1) = (cpu_times(&procs), machine_ticks(), children_cpu());
 
-    let secs = measured.duration_s;
+    // h2load's "finished in" also counts connecting; its own req/s divides by -D.
+    let secs = match cli.tool {
+        Tool::Wrk => measured.duration_s,
+        Tool::H2load => seconds(cli.duration) as f64,
+    };
     let per_sec = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
     let bytes = cli.expect_length.map_or(0, |len| len * measured.ok);
     let report = LoadReport {
@@ -210,7 +253,11 @@ fn main() -> anyhow::Result<ExitCode> {
         protocol: cli.tool.protocol(),
         connections: cli.connections,
         streams: 1,
-        warmup_s: cli.warmup.as_secs_f64(),
+        warmup_s: if cli.warmup.is_zero() {
+            0.0
+        } else {
+            seconds(cli.warmup) as f64
+        },
         duration_s: secs,
         requests: measured.ok,
         rps: per_sec(measured.ok as f64),

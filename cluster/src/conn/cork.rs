@@ -14,6 +14,10 @@
 //! nothing is held past the poll that wrote it, and a response of one write per poll (HTTP/1.1)
 //! costs nothing more. nginx does the same with `tcp_nopush` around a response.
 //!
+//! Linux only (`MSG_MORE`); elsewhere [`cork`] hands the socket back as it is and [`Corked`]
+//! has nothing to push. A push missed by a bug would cost a delay, not a hang: the kernel sends
+//! a held segment on the next ACK or after its probe timer (max(RTO, 200 ms)).
+//!
 //! ```text
 //!  hyper / h2 / rustls ─ write 1 ─▶ send()                 ─▶ transmitted
 //!                       ─ write 2..n ─▶ send(MSG_MORE)      ─▶ full segments transmitted
@@ -21,168 +25,212 @@
 //! ```
 
 use std::future::Future;
-use std::io;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use nix::sys::socket::{MsgFlags, setsockopt, sockopt};
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-/// The write side of a corked socket, shared by the [`CorkedIo`] that writes and the
-/// [`Corked`] future that pushes after each poll.
-#[derive(Debug)]
-pub struct Cork {
-    write: OwnedWriteHalf,
-    /// Writes since the current poll began: all but the first are sent with `MSG_MORE`.
-    writes_this_poll: AtomicU32,
-    /// Bytes were sent with `MSG_MORE` and not pushed yet.
-    held: AtomicBool,
-    /// Pushes done (for tests and metrics).
-    pushes: AtomicU32,
+#[cfg(target_os = "linux")]
+pub use linux::{Cork, CorkedIo};
+
+/// Wraps an accepted socket for corking: the socket to serve, and the [`Cork`] to push after
+/// each poll of what serves it ([`Corked`]). Without `MSG_MORE` (not Linux) the socket comes
+/// back unchanged.
+#[cfg(target_os = "linux")]
+pub fn cork(stream: TcpStream) -> (CorkedIo, Option<Arc<Cork>>) {
+    let (io, cork) = CorkedIo::new(stream);
+    (io, Some(cork))
 }
 
+/// Wraps an accepted socket for corking: not on this platform.
+#[cfg(not(target_os = "linux"))]
+pub fn cork(stream: TcpStream) -> (TcpStream, Option<Arc<Cork>>) {
+    (stream, None)
+}
+
+/// Nothing to push where the socket is not corked.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+pub struct Cork;
+
+#[cfg(not(target_os = "linux"))]
 impl Cork {
-    fn stream(&self) -> &TcpStream {
-        self.write.as_ref()
+    /// Nothing to do.
+    pub fn begin_poll(&self) {}
+    /// Nothing to do.
+    pub fn push(&self) {}
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::io;
+    use std::os::fd::AsRawFd;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::task::{Context, Poll, ready};
+
+    use nix::sys::socket::{MsgFlags, setsockopt, sockopt};
+    use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+    use tokio::net::TcpStream;
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+    /// The write side of a corked socket, shared by the [`CorkedIo`] that writes and the
+    /// [`Corked`] future that pushes after each poll.
+    #[derive(Debug)]
+    pub struct Cork {
+        write: OwnedWriteHalf,
+        /// Writes since the current poll began: all but the first are sent with `MSG_MORE`.
+        writes_this_poll: AtomicU32,
+        /// Bytes were sent with `MSG_MORE` and not pushed yet.
+        held: AtomicBool,
+        /// Pushes done (for tests and metrics).
+        pushes: AtomicU32,
     }
 
-    /// Starts a poll: its first write goes out at once.
-    pub fn begin_poll(&self) {
-        self.writes_this_poll.store(0, Ordering::Relaxed);
-    }
-
-    /// Ends a poll: pushes out what its writes left held. A failure means the socket is
-    /// gone; the connection's next read or write reports it.
-    pub fn push(&self) {
-        if self.held.swap(false, Ordering::Relaxed) {
-            self.pushes.fetch_add(1, Ordering::Relaxed);
-            let _ = setsockopt(self.stream(), sockopt::TcpNoDelay, &true);
+    impl Cork {
+        fn stream(&self) -> &TcpStream {
+            self.write.as_ref()
         }
-    }
 
-    /// Whether bytes are held in the kernel waiting for [`Cork::push`].
-    pub fn holds_bytes(&self) -> bool {
-        self.held.load(Ordering::Relaxed)
-    }
-
-    /// How many pushes were needed so far.
-    pub fn pushes(&self) -> u32 {
-        self.pushes.load(Ordering::Relaxed)
-    }
-
-    fn poll_send(&self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        let more = self.writes_this_poll.fetch_add(1, Ordering::Relaxed) > 0;
-        let mut flags = MsgFlags::MSG_NOSIGNAL;
-        if more {
-            // nix names no MSG_MORE (Linux: "more data follows, hold the tail").
-            flags |= MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
+        /// Starts a poll: its first write goes out at once.
+        pub fn begin_poll(&self) {
+            self.writes_this_poll.store(0, Ordering::Relaxed);
         }
-        let stream = self.stream();
-        loop {
-            ready!(stream.poll_write_ready(cx))?;
-            let sent = stream.try_io(Interest::WRITABLE, || {
-                nix::sys::socket::sendmsg::<()>(stream.as_raw_fd(), bufs, &[], flags, None)
-                    .map_err(io::Error::from)
-            });
-            match sent {
-                Ok(n) => {
-                    if more {
-                        self.held.store(true, Ordering::Relaxed);
+
+        /// Ends a poll: pushes out what its writes left held. A failure means the socket is
+        /// gone; the connection's next read or write reports it.
+        pub fn push(&self) {
+            if self.held.swap(false, Ordering::Relaxed) {
+                self.pushes.fetch_add(1, Ordering::Relaxed);
+                let _ = setsockopt(self.stream(), sockopt::TcpNoDelay, &true);
+            }
+        }
+
+        /// Whether bytes are held in the kernel waiting for [`Cork::push`].
+        pub fn holds_bytes(&self) -> bool {
+            self.held.load(Ordering::Relaxed)
+        }
+
+        /// How many pushes were needed so far.
+        pub fn pushes(&self) -> u32 {
+            self.pushes.load(Ordering::Relaxed)
+        }
+
+        fn poll_send(
+            &self,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let more = self.writes_this_poll.fetch_add(1, Ordering::Relaxed) > 0;
+            let mut flags = MsgFlags::MSG_NOSIGNAL;
+            if more {
+                // nix names no MSG_MORE (Linux: "more data follows, hold the tail").
+                flags |= MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
+            }
+            let stream = self.stream();
+            loop {
+                ready!(stream.poll_write_ready(cx))?;
+                let sent = stream.try_io(Interest::WRITABLE, || {
+                    nix::sys::socket::sendmsg::<()>(stream.as_raw_fd(), bufs, &[], flags, None)
+                        .map_err(io::Error::from)
+                });
+                match sent {
+                    Ok(n) => {
+                        if more {
+                            self.held.store(true, Ordering::Relaxed);
+                        }
+                        return Poll::Ready(Ok(n));
                     }
-                    return Poll::Ready(Ok(n));
+                    // Readiness was cleared: poll it again, which registers the waker.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
-                // Readiness was cleared: poll it again, which registers the waker.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
-}
 
-/// A TCP socket whose writes are coalesced by the kernel through a [`Cork`]. Reads go
-/// straight through.
-#[derive(Debug)]
-pub struct CorkedIo {
-    read: OwnedReadHalf,
-    cork: Arc<Cork>,
-}
-
-impl CorkedIo {
-    /// Splits `stream`. The returned [`Cork`] must be pushed after every poll of the
-    /// connection that uses the socket: wrap that future in [`Corked`].
-    pub fn new(stream: TcpStream) -> (CorkedIo, Arc<Cork>) {
-        let (read, write) = stream.into_split();
-        let cork = Arc::new(Cork {
-            write,
-            writes_this_poll: AtomicU32::new(0),
-            held: AtomicBool::new(false),
-            pushes: AtomicU32::new(0),
-        });
-        (
-            CorkedIo {
-                read,
-                cork: cork.clone(),
-            },
-            cork,
-        )
-    }
-}
-
-impl AsyncRead for CorkedIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for CorkedIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.cork.poll_send(cx, &[io::IoSlice::new(buf)])
+    /// A TCP socket whose writes are coalesced by the kernel through a [`Cork`]. Reads go
+    /// straight through.
+    #[derive(Debug)]
+    pub struct CorkedIo {
+        read: OwnedReadHalf,
+        cork: Arc<Cork>,
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.cork.poll_send(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    /// Everything written is in the kernel already; what it holds is pushed when the poll
-    /// ends, which is what lets the next writes of this poll join it.
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.cork.push();
-        Poll::Ready(
-            nix::sys::socket::shutdown(
-                self.cork.stream().as_raw_fd(),
-                nix::sys::socket::Shutdown::Write,
+    impl CorkedIo {
+        /// Splits `stream`. The returned [`Cork`] must be pushed after every poll of the
+        /// connection that uses the socket: wrap that future in [`Corked`].
+        pub fn new(stream: TcpStream) -> (CorkedIo, Arc<Cork>) {
+            let (read, write) = stream.into_split();
+            let cork = Arc::new(Cork {
+                write,
+                writes_this_poll: AtomicU32::new(0),
+                held: AtomicBool::new(false),
+                pushes: AtomicU32::new(0),
+            });
+            (
+                CorkedIo {
+                    read,
+                    cork: cork.clone(),
+                },
+                cork,
             )
-            .or_else(|e| match e {
-                // Already closed by the peer: nothing left to shut.
-                nix::errno::Errno::ENOTCONN => Ok(()),
-                e => Err(io::Error::from(e)),
-            }),
-        )
+        }
+    }
+
+    impl AsyncRead for CorkedIo {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.read).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CorkedIo {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.cork.poll_send(cx, &[io::IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.cork.poll_send(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        /// Everything written is in the kernel already; what it holds is pushed when the poll
+        /// ends, which is what lets the next writes of this poll join it.
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.cork.push();
+            Poll::Ready(
+                nix::sys::socket::shutdown(
+                    self.cork.stream().as_raw_fd(),
+                    nix::sys::socket::Shutdown::Write,
+                )
+                .or_else(|e| match e {
+                    // Already closed by the peer: nothing left to shut.
+                    nix::errno::Errno::ENOTCONN => Ok(()),
+                    e => Err(io::Error::from(e)),
+                }),
+            )
+        }
     }
 }
 
@@ -223,5 +271,5 @@ impl<F: Future> Future for Corked<F> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests;

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::cork::{Cork, Corked, CorkedIo};
+use super::cork::{Cork, Corked, cork};
 use super::head::AmbiguousFraming;
 use super::limiter::ConnLimiter;
 use super::quiet::{Activity, Closing, ConnControl, QuietLimits, Verdict, verdict};
@@ -97,7 +97,7 @@ pub async fn serve<M, H, Fut, B>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (stream, cork) = CorkedIo::new(stream);
+        let (stream, cork) = cork(stream);
         let stats = stats.clone();
         let tls = tls.clone();
         let builder = builder.clone();
@@ -110,14 +110,7 @@ pub async fn serve<M, H, Fut, B>(
             let closed = match tls {
                 None => {
                     serve_connection(
-                        stream,
-                        Some(cork),
-                        None,
-                        &builder,
-                        activity,
-                        limits,
-                        shutdown,
-                        handler,
+                        stream, cork, None, &builder, activity, limits, shutdown, handler,
                     )
                     .await
                 }
@@ -126,7 +119,7 @@ pub async fn serve<M, H, Fut, B>(
                     // `header` in all, not twice that.
                     // Corked too: the handshake's own flights must leave at the end of each
                     // poll, as the connection's writes do.
-                    let accept = Corked::new(acceptor.accept(stream), Some(cork.clone()));
+                    let accept = Corked::new(acceptor.accept(stream), cork.clone());
                     let handshake = tokio::time::timeout(limits.header, accept);
                     let handshake = tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -136,13 +129,7 @@ pub async fn serve<M, H, Fut, B>(
                         Ok(Ok(tls_stream)) => {
                             let name = tls_stream.get_ref().1.server_name().map(TlsServerName::new);
                             serve_connection(
-                                tls_stream,
-                                Some(cork),
-                                name,
-                                &builder,
-                                activity,
-                                limits,
-                                shutdown,
+                                tls_stream, cork, name, &builder, activity, limits, shutdown,
                                 handler,
                             )
                             .await
@@ -187,9 +174,10 @@ impl TlsServerName {
 
 /// Serves requests on `io` until the client closes, the connection goes quiet for too long
 /// (see [`super::quiet`]), or `shutdown` is cancelled (in-flight requests finish first).
-/// `activity` was created when the connection was accepted. `cork` is the write buffer of the
-/// socket under `io`, when it is a [`CorkedIo`]: it is drained after each poll of the
-/// connection. Returns why the node closed it, if the node did.
+/// `activity` was created when the connection was accepted. `cork` is the cork of the socket
+/// under `io` (from [`super::cork::cork`]): it is pushed after each poll of the connection. A
+/// corked socket served without its cork would hold its writes until the kernel's probe timer.
+/// Returns why the node closed it, if the node did.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_connection<I, H, Fut, B>(
     io: I,
