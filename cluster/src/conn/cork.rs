@@ -77,7 +77,7 @@ mod linux {
     use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
     /// The write side of a corked socket, shared by the [`CorkedIo`] that writes and the
-    /// [`Corked`] future that pushes after each poll.
+    /// [`Corked`](super::Corked) future that pushes after each poll.
     #[derive(Debug)]
     pub struct Cork {
         write: OwnedWriteHalf,
@@ -161,7 +161,7 @@ mod linux {
 
     impl CorkedIo {
         /// Splits `stream`. The returned [`Cork`] must be pushed after every poll of the
-        /// connection that uses the socket: wrap that future in [`Corked`].
+        /// connection that uses the socket: wrap that future in [`Corked`](super::Corked).
         pub fn new(stream: TcpStream) -> (CorkedIo, Arc<Cork>) {
             let (read, write) = stream.into_split();
             let cork = Arc::new(Cork {
