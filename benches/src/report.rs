@@ -94,9 +94,12 @@ impl LoadReport {
     /// The server's CPU time per successful exchange, microseconds: the cost figure that stays
     /// comparable when one server is client-bound and another is not.
     pub fn server_cpu_us_per_request(&self) -> Option<f64> {
-        if self.server_us_per_request.is_some() {
-            return self.server_us_per_request;
-        }
+        self.server_us_per_request
+            .or_else(|| self.cpu_per_request_from_totals())
+    }
+
+    /// Server CPU time over the window ÷ requests: the figure of one run.
+    fn cpu_per_request_from_totals(&self) -> Option<f64> {
         if self.requests == 0 {
             return None;
         }
@@ -158,10 +161,17 @@ impl LoadReport {
 
     /// Fills in [`LoadReport::server_us_per_request`] from the other figures.
     pub fn with_cpu_per_request(mut self) -> LoadReport {
-        self.server_us_per_request = None;
-        self.server_us_per_request = self.server_cpu_us_per_request();
+        self.server_us_per_request = self.cpu_per_request_from_totals();
         self
     }
+}
+
+/// Splits a `--tag key=value` argument (both load tools take them).
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 /// A latency in microseconds as milliseconds with three significant digits.
@@ -251,6 +261,17 @@ mod tests {
 
     use super::*;
     use crate::load::Window;
+
+    #[test]
+    fn tags_split_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_tag("server = nginx"),
+            Ok(("server".to_owned(), "nginx".to_owned()))
+        );
+        assert_eq!(parse_tag("a=b=c"), Ok(("a".to_owned(), "b=c".to_owned())));
+        assert!(parse_tag("=x").is_err());
+        assert!(parse_tag("novalue").is_err());
+    }
 
     #[test]
     fn report_from_a_recorder() {

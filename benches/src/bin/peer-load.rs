@@ -18,7 +18,7 @@ use tiercel_benches::external::{ToolRun, parse_h2load, parse_wrk};
 use tiercel_benches::load::{
     Proc, Protocol, cpu_delta, cpu_times, machine_percent, machine_ticks, percent,
 };
-use tiercel_benches::report::{Latency, LoadReport};
+use tiercel_benches::report::{Latency, LoadReport, parse_tag};
 
 /// Command line of `peer-load`.
 #[derive(Debug, Parser)]
@@ -82,14 +82,6 @@ impl Tool {
             Tool::H2load => Protocol::H2,
         }
     }
-}
-
-/// Splits `key=value`.
-fn parse_tag(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 /// Whole seconds, at least one: both tools take `-d` in seconds.

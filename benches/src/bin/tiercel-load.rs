@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use tiercel_benches::duration::parse_duration;
 use tiercel_benches::load::{LoadConfig, Protocol, Target, run_blocking};
+use tiercel_benches::report::parse_tag;
 
 /// Command line of `tiercel-load`.
 #[derive(Debug, Parser)]
@@ -84,14 +85,6 @@ enum Proto {
     H1,
     /// HTTP/2 cleartext with prior knowledge.
     H2,
-}
-
-/// Splits `key=value`.
-fn parse_tag(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 fn main() -> anyhow::Result<ExitCode> {

@@ -85,7 +85,7 @@ mod linux {
         writes_this_poll: AtomicU32,
         /// Bytes were sent with `MSG_MORE` and not pushed yet.
         held: AtomicBool,
-        /// Pushes done (for tests and metrics).
+        /// Pushes done: what shows that a poll with one write needed none.
         pushes: AtomicU32,
     }
 
