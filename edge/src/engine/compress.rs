@@ -34,6 +34,7 @@ use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::{Body, Engine};
 use crate::policy::VariantId;
+use crate::storage::Chunk;
 
 /// Which stored body a response carries, so its encodings can be stored beside it.
 #[derive(Debug, Clone)]
@@ -381,17 +382,20 @@ impl Engine {
         {
             parts.headers.insert(ETAG, new);
         }
-        if let Some(bytes) = stored_form {
+        if let Some(chunk) = stored_form {
             self.stats
                 .encoded_hits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             parts
                 .headers
-                .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            let body = if wanted.head {
-                Body::Empty
-            } else {
-                Body::Full(Some(bytes))
+                .insert(CONTENT_LENGTH, HeaderValue::from(chunk.len()));
+            let body = match chunk.segments() {
+                _ if wanted.head => Body::Empty,
+                [one] => Body::Full(Some(one.clone())),
+                many => Body::from_stream(
+                    futures_util::stream::iter(Vec::from(many).into_iter().map(Ok::<_, io::Error>)),
+                    Some(chunk.len() as u64),
+                ),
             };
             return Response::from_parts(parts, body);
         }
@@ -420,7 +424,8 @@ impl Engine {
                     kept: Some(BytesMut::new()),
                     cap,
                     on_end: Some(Box::new(move |bytes: Bytes| {
-                        storage.put_chunk(&key, &s.variant, s.generation, 0, bytes);
+                        let chunk = Chunk::copy_from_slice(&bytes);
+                        storage.put_chunk(&key, &s.variant, s.generation, 0, chunk);
                     })),
                 })
             }

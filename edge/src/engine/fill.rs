@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use super::parts::Behind;
 use crate::policy::{AgeClock, StoredPolicy, VariantId, VarySpec};
-use crate::storage::{ObjectMeta, Storage};
+use crate::storage::{Chunk, ObjectMeta, Storage};
 use crate::upstream::UpstreamError;
 
 /// What a shareable response looks like before its body has finished arriving.
@@ -138,7 +138,7 @@ struct BodyState {
     /// Chunks fully received.
     completed: u32,
     /// The most recent completed chunks, newest last.
-    window: VecDeque<(u32, Bytes)>,
+    window: VecDeque<(u32, Chunk)>,
     /// Pieces of the chunk being assembled.
     current: Vec<Bytes>,
     current_len: usize,
@@ -329,7 +329,8 @@ impl Fill {
     }
 
     fn complete_chunk(&self, b: &mut BodyState, head: &FillHead) {
-        let chunk = concat(std::mem::take(&mut b.current));
+        let chunk = Chunk::copy_from_pieces(b.current.iter().map(|p| &p[..]));
+        b.current.clear();
         b.current_len = 0;
         let index = b.completed;
         if self.storing() {
@@ -419,9 +420,9 @@ pub enum FinishedBody {
     Failed,
 }
 
-/// Joins a chunk's pieces into one exact-size buffer. Even a single piece is copied: it is a
-/// slice of the upstream connection's read buffer, and stored as it is it would keep that whole
-/// buffer alive for as long as the chunk stays cached.
+/// Joins an inline body's pieces into one exact-size buffer. Even a single piece is copied: it
+/// is a slice of the upstream connection's read buffer, and stored as it is it would keep that
+/// whole buffer alive for as long as the object stays cached.
 fn concat(pieces: Vec<Bytes>) -> Bytes {
     let len = pieces.iter().map(Bytes::len).sum();
     let mut out = Vec::with_capacity(len);
@@ -512,7 +513,7 @@ impl FillReader {
             let offset = (self.pos % cs) as usize;
             if let Some((_, chunk)) = b.window.iter().find(|(i, _)| *i == index) {
                 let n = limit((chunk.len() - offset) as u64) as usize;
-                return Step::Data(chunk.slice(offset..offset + n));
+                return Step::Data(chunk.frame(offset, n));
             }
             return Step::FromStorage(index, offset as u64);
         }
@@ -611,7 +612,8 @@ impl FillReader {
                     if let Some(e) = self.end {
                         n = n.min((e - self.pos) as usize);
                     }
-                    let d = chunk.slice(offset..offset + n);
+                    // One segment at most, and the chunk is not kept: see `storage::Chunk`.
+                    let d = chunk.frame(offset, n);
                     self.advance(d.len());
                     return Some(Ok(d));
                 }

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE};
@@ -51,7 +51,7 @@ use crate::protocol::slicing::{
     ContentRange, part_validator, response_content_range, same_representation,
 };
 use crate::protocol::{FwdReason, strip_hop_by_hop, unsatisfied_range};
-use crate::storage::{ChunkSet, Head, ObjectMeta, owned_headers};
+use crate::storage::{Chunk, ChunkBuilder, ChunkSet, Head, ObjectMeta, owned_headers};
 use crate::upstream::{IdleTimeout, UpstreamCtx, UpstreamError};
 
 /// What fetching a chunk needs from the request that asked for it, owned so the fetch (and a
@@ -78,7 +78,7 @@ pub(super) const LAGGING_READER_QUEUE: std::time::Duration = std::time::Duration
 #[derive(Clone)]
 pub(super) struct Part {
     pub meta: Arc<ObjectMeta>,
-    pub bytes: Bytes,
+    pub bytes: Chunk,
 }
 
 /// Why a chunk could not be had.
@@ -144,7 +144,7 @@ pub(crate) struct Behind {
 
 impl Behind {
     /// Chunk `index` of the fill's body, or `None` when it cannot be had.
-    pub(super) async fn chunk(&self, index: u32) -> Option<Bytes> {
+    pub(super) async fn chunk(&self, index: u32) -> Option<Chunk> {
         match self.job.chunk(&self.meta, index).await {
             Ok(b) => Some(b),
             Err(why) => {
@@ -196,7 +196,7 @@ impl PartJob {
         &self,
         meta: &Arc<ObjectMeta>,
         index: u32,
-    ) -> Result<Bytes, PartFailure> {
+    ) -> Result<Chunk, PartFailure> {
         if let Some(b) = self.engine.storage.chunk(meta, index).await {
             return Ok(b);
         }
@@ -353,7 +353,7 @@ impl Engine {
     }
 
     async fn fetch_part_now(
-        &self,
+        self: &Arc<Self>,
         job: &PartJob,
         meta: Option<&Arc<ObjectMeta>>,
         index: u32,
@@ -487,7 +487,7 @@ impl Engine {
             let bytes = read_part(body, want, idle).await?;
             self.storage
                 .put_chunk(&m.key, &m.variant, m.generation, index, bytes.clone());
-            self.mark_present(m, index).await;
+            self.mark_present_later(m.clone(), index);
             return Ok(Part {
                 meta: m.clone(),
                 bytes,
@@ -535,7 +535,7 @@ impl Engine {
             self.storage.put_object(meta.clone(), 0);
             self.hit_for_miss.clear(&meta.key);
         } else {
-            self.mark_present(&meta, index).await;
+            self.mark_present_later(meta.clone(), index);
         }
         Ok(Part { meta, bytes })
     }
@@ -632,6 +632,14 @@ impl Engine {
         }))
     }
 
+    /// [`Engine::mark_present`] in a task of its own: the chunk is stored and its readers can
+    /// have it now. Awaited in the fetch, the node-wide lock would hold every finished part's
+    /// bytes in memory while the fetches ahead of it update their sets.
+    fn mark_present_later(self: &Arc<Self>, meta: Arc<ObjectMeta>, index: u32) {
+        let engine = self.clone();
+        tokio::spawn(async move { engine.mark_present(&meta, index).await });
+    }
+
     /// Records chunk `index` in the stored metadata's set, if that is still `meta`'s object;
     /// the set full, the object is complete. The set is a hint (a missing chunk is fetched
     /// whatever it says), so a lost race costs nothing but a later refetch.
@@ -659,28 +667,29 @@ impl Engine {
     }
 }
 
-/// Reads a part's body: exactly `want` bytes, into one exact-size buffer (never a slice of the
-/// connection's read buffer), each piece within the upstream idle timeout.
+/// Reads a part's body: exactly `want` bytes, copied into the chunk's segments as they come
+/// (never a slice of the connection's read buffer), each piece within the upstream idle
+/// timeout.
 async fn read_part(
     body: Incoming,
     want: u64,
     idle: std::time::Duration,
-) -> Result<Bytes, PartFailure> {
+) -> Result<Chunk, PartFailure> {
     let failed = |msg: &str| PartFailure::Failed(UpstreamError::Protocol(msg.to_owned()));
     let want = usize::try_from(want).map_err(|_| failed("part too large"))?;
     let mut body = std::pin::pin!(IdleTimeout::new(body, idle));
-    let mut buf = BytesMut::with_capacity(want);
+    let mut buf = ChunkBuilder::with_len(want);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(PartFailure::Failed)?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > want {
                 return Err(failed("part longer than its Content-Range"));
             }
-            buf.extend_from_slice(&data);
+            buf.extend(&data);
         }
     }
     if buf.len() != want {
         return Err(failed("part shorter than its Content-Range"));
     }
-    Ok(buf.freeze())
+    Ok(buf.finish())
 }

@@ -18,7 +18,7 @@ use crate::protocol::{
     evaluate_preconditions, evaluate_range, not_modified_headers, propagate_trace,
     strip_hop_by_hop, unsatisfied_range,
 };
-use crate::storage::ObjectMeta;
+use crate::storage::{Chunk, ObjectMeta};
 
 /// `Cache-Status` (RFC 9211).
 pub(super) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -84,7 +84,7 @@ struct Representation<'a> {
 enum BodySource {
     /// A stored object, its first needed chunk already read, and for an object stored in part
     /// the means to fetch the chunks it lacks.
-    Object(Arc<ObjectMeta>, Option<Bytes>, Option<PartJob>),
+    Object(Arc<ObjectMeta>, Option<Chunk>, Option<PartJob>),
     Fill(Arc<Fill>, Arc<FillHead>, Option<Behind>),
 }
 
@@ -495,7 +495,7 @@ impl Engine {
     fn object_body(
         &self,
         meta: Arc<ObjectMeta>,
-        first: Option<Bytes>,
+        first: Option<Chunk>,
         parts: Option<PartJob>,
         start: u64,
         end: u64,
@@ -515,7 +515,7 @@ impl Engine {
     fn object_stream(
         &self,
         meta: Arc<ObjectMeta>,
-        first: Option<Bytes>,
+        first: Option<Chunk>,
         parts: Option<PartJob>,
         start: u64,
         end: u64,
@@ -535,9 +535,10 @@ impl Engine {
             let index = (pos / cs) as u32;
             let (storage, parts) = &src;
             // The chunk after this one, if the answer needs it and the object lacks it, is
-            // fetched while this one is sent.
+            // fetched while this one is sent (asked once, as this one starts).
             let next = index.saturating_add(1);
             if let Some(job) = parts
+                && (pos % cs == 0 || pos == start)
                 && u64::from(next) * cs < end
                 && !meta.present.as_ref().is_some_and(|p| p.contains(next))
             {
@@ -563,7 +564,11 @@ impl Engine {
             };
             let offset = (pos % cs) as usize;
             let n = ((end - pos) as usize).min(chunk.len().saturating_sub(offset));
-            let piece = chunk.slice(offset..offset + n);
+            // One segment at most, and the chunk is not kept for the next piece (looked up
+            // again): a client that stops reading holds a segment, not a chunk. See
+            // `storage::Chunk`.
+            let piece = chunk.frame(offset, n);
+            let n = piece.len();
             let next = pos + n as u64;
             let next = if n == 0 { end } else { next };
             Some((Ok(piece), (meta, None, next, src)))
@@ -576,7 +581,7 @@ impl Engine {
         &self,
         mut h: HeaderMap,
         meta: Arc<ObjectMeta>,
-        first: Option<Bytes>,
+        first: Option<Chunk>,
         parts: Option<PartJob>,
         ranges: &[(u64, u64)],
         head_only: bool,

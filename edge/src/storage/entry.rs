@@ -17,9 +17,9 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use foyer::{Code, Error as FoyerError};
 
+use super::chunk::{Chunk, ChunkBuilder, SEGMENT};
 use super::meta::{ENTRY_OVERHEAD, MetaWire, ObjectMeta, vary_weight};
 use crate::policy::{VariantId, VarySpec};
 
@@ -95,7 +95,7 @@ pub enum Entry {
     /// The URL's responses vary: look up the variant next.
     Vary(Arc<VaryHead>),
     /// A body chunk.
-    Chunk(Bytes),
+    Chunk(Chunk),
     /// Read back from disk but not usable: damaged (its blake3 does not match), or written by
     /// an earlier format. Treated as missing and removed; never inserted.
     Unreadable(&'static str),
@@ -129,14 +129,31 @@ fn invalid(msg: &'static str) -> FoyerError {
 
 /// Writes one entry in the current format.
 fn write_entry(writer: &mut impl Write, kind: u8, payload: &[u8]) -> foyer::Result<()> {
-    let len = u32::try_from(payload.len()).map_err(|_| invalid("entry too large"))?;
+    write_entry_parts(writer, kind, &[payload])
+}
+
+/// Writes one entry whose payload is `parts`, one after the other.
+fn write_entry_parts<P: AsRef<[u8]>>(
+    writer: &mut impl Write,
+    kind: u8,
+    parts: &[P],
+) -> foyer::Result<()> {
+    let total: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+    let len = u32::try_from(total).map_err(|_| invalid("entry too large"))?;
+    let mut hasher = blake3::Hasher::new();
+    for p in parts {
+        hasher.update(p.as_ref());
+    }
     let mut head = [0u8; 2 + 4 + 32];
     head[0] = FORMAT;
     head[1] = kind;
     head[2..6].copy_from_slice(&len.to_le_bytes());
-    head[6..].copy_from_slice(blake3::hash(payload).as_bytes());
+    head[6..].copy_from_slice(hasher.finalize().as_bytes());
     writer.write_all(&head).map_err(FoyerError::io_error)?;
-    writer.write_all(payload).map_err(FoyerError::io_error)
+    for p in parts {
+        writer.write_all(p.as_ref()).map_err(FoyerError::io_error)?;
+    }
+    Ok(())
 }
 
 impl Code for Entry {
@@ -152,7 +169,7 @@ impl Code for Entry {
                     .map_err(|_| invalid("vary does not serialise"))?;
                 write_entry(writer, KIND_VARY, &bytes)
             }
-            Entry::Chunk(bytes) => write_entry(writer, KIND_CHUNK, bytes),
+            Entry::Chunk(chunk) => write_entry_parts(writer, KIND_CHUNK, chunk.segments()),
             Entry::Unreadable(_) => write_entry(writer, KIND_UNREADABLE, &[]),
         }
     }
@@ -176,6 +193,24 @@ impl Code for Entry {
         }
         let mut hash = [0u8; 32];
         reader.read_exact(&mut hash).map_err(FoyerError::io_error)?;
+        if start[1] == KIND_CHUNK {
+            // Read straight into segments: no chunk-sized buffer to copy from.
+            let mut hasher = blake3::Hasher::new();
+            let mut b = ChunkBuilder::with_len(len);
+            let mut buf = vec![0u8; SEGMENT.min(len)];
+            let mut left = len;
+            while left > 0 {
+                let piece = &mut buf[..SEGMENT.min(left)];
+                reader.read_exact(piece).map_err(FoyerError::io_error)?;
+                hasher.update(piece);
+                b.extend(piece);
+                left -= piece.len();
+            }
+            if hasher.finalize().as_bytes() != &hash {
+                return Ok(Entry::Unreadable("blake3 mismatch"));
+            }
+            return Ok(Entry::Chunk(b.finish()));
+        }
         let mut payload = vec![0u8; len];
         reader
             .read_exact(&mut payload)
@@ -195,7 +230,6 @@ impl Code for Entry {
                 Ok(head) => Entry::Vary(Arc::new(head)),
                 Err(_) => Entry::Unreadable("vary does not parse"),
             },
-            KIND_CHUNK => Entry::Chunk(Bytes::from(payload)),
             _ => Entry::Unreadable("unknown kind"),
         })
     }
@@ -211,6 +245,7 @@ impl Code for Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn keys_differ_by_every_part() {
@@ -241,7 +276,7 @@ mod tests {
     #[test]
     fn chunk_and_vary_roundtrip() {
         for e in [
-            Entry::Chunk(Bytes::from_static(b"hello")),
+            Entry::Chunk(Chunk::copy_from_slice(b"hello")),
             Entry::Vary(Arc::new(VaryHead {
                 vary: VarySpec::Fields(vec!["accept-encoding".into()]),
                 epoch: 7,
@@ -349,7 +384,7 @@ mod tests {
     #[test]
     fn every_flipped_byte_of_a_chunk_is_caught() {
         let mut buf = Vec::new();
-        Entry::Chunk(Bytes::from(vec![7u8; 300]))
+        Entry::Chunk(Chunk::copy_from_slice(&[7u8; 300]))
             .encode(&mut buf)
             .unwrap();
         for i in 0..buf.len() {

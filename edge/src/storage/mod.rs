@@ -7,6 +7,7 @@
 //! directory. An entry read back from disk whose blake3 does not match (each carries its own),
 //! or written by an earlier format, is dropped and reported missing, never served.
 
+mod chunk;
 mod chunkset;
 mod entry;
 mod meta;
@@ -14,12 +15,12 @@ mod meta;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
     HybridCachePolicy, RecoverMode,
 };
 
+pub use chunk::{Chunk, ChunkBuilder, SEGMENT};
 pub use chunkset::ChunkSet;
 pub use entry::{Entry, EntryKey, VaryHead};
 pub use meta::{CorruptMeta, ENTRY_OVERHEAD, ObjectMeta, headers_weight, owned_headers};
@@ -184,7 +185,7 @@ impl Storage {
 
     /// Body chunk `index` of a stored response. `None` when evicted or damaged (checked
     /// against the blake3 it was stored with when it comes back from disk, and then removed).
-    pub async fn chunk(&self, meta: &ObjectMeta, index: u32) -> Option<Bytes> {
+    pub async fn chunk(&self, meta: &ObjectMeta, index: u32) -> Option<Chunk> {
         if u64::from(index) >= meta.chunk_count() {
             return None;
         }
@@ -199,12 +200,12 @@ impl Storage {
         variant: &VariantId,
         generation: u64,
         index: u32,
-    ) -> Option<Bytes> {
+    ) -> Option<Chunk> {
         match self
             .get(&EntryKey::chunk(key, variant, generation, index))
             .await
         {
-            Some(Entry::Chunk(bytes)) => Some(bytes),
+            Some(Entry::Chunk(chunk)) => Some(chunk),
             _ => None,
         }
     }
@@ -216,11 +217,11 @@ impl Storage {
         variant: &VariantId,
         generation: u64,
         index: u32,
-        bytes: Bytes,
+        chunk: Chunk,
     ) {
         self.cache.insert(
             EntryKey::chunk(key, variant, generation, index),
-            Entry::Chunk(bytes),
+            Entry::Chunk(chunk),
         );
     }
 
