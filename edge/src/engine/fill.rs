@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use super::parts::Behind;
 use crate::policy::{AgeClock, StoredPolicy, VariantId, VarySpec};
-use crate::storage::{Chunk, ObjectMeta, Storage};
+use crate::storage::{Chunk, ObjectMeta, Storage, WeakChunk};
 use crate::upstream::UpstreamError;
 
 /// What a shareable response looks like before its body has finished arriving.
@@ -444,6 +444,8 @@ pub struct FillReader {
     behind: Option<Behind>,
     /// This reader's position as the fill sees it.
     at: Arc<AtomicU64>,
+    /// The stored chunk this reader is walking, held weakly (see `storage::Chunk`).
+    held: Option<(u32, WeakChunk)>,
     _interest: Interest,
 }
 
@@ -486,6 +488,7 @@ impl FillReader {
             end,
             behind,
             at,
+            held: None,
             _interest: interest,
         }
     }
@@ -576,7 +579,14 @@ impl FillReader {
                 Step::FromStorage(index, offset) => {
                     // Only a completed chunk was ever written.
                     let written = index < self.fill.state.lock().body.completed;
-                    let chunk = if written {
+                    let still = self
+                        .held
+                        .take()
+                        .filter(|(i, _)| *i == index)
+                        .and_then(|(_, w)| w.upgrade());
+                    let chunk = if still.is_some() {
+                        still
+                    } else if written {
                         self.fill
                             .storage
                             .chunk_raw(
@@ -612,8 +622,9 @@ impl FillReader {
                     if let Some(e) = self.end {
                         n = n.min((e - self.pos) as usize);
                     }
-                    // One segment at most, and the chunk is not kept: see `storage::Chunk`.
+                    // One segment at most, and the chunk only held weakly: see `storage::Chunk`.
                     let d = chunk.frame(offset, n);
+                    self.held = Some((index, chunk.downgrade()));
                     self.advance(d.len());
                     return Some(Ok(d));
                 }

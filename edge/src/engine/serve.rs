@@ -18,7 +18,7 @@ use crate::protocol::{
     evaluate_preconditions, evaluate_range, not_modified_headers, propagate_trace,
     strip_hop_by_hop, unsatisfied_range,
 };
-use crate::storage::{Chunk, ObjectMeta};
+use crate::storage::{Chunk, ObjectMeta, WeakChunk};
 
 /// `Cache-Status` (RFC 9211).
 pub(super) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -523,14 +523,16 @@ impl Engine {
     {
         let storage = self.storage.clone();
         let cs = u64::from(meta.chunk_size.max(1));
-        let state = (meta, first, start, (storage, parts));
-        futures_util::stream::unfold(state, move |(meta, first, pos, src)| async move {
+        // The chunk being walked, held weakly (see `storage::Chunk`).
+        let held: Option<(u32, WeakChunk)> = None;
+        let state = (meta, first, held, start, (storage, parts));
+        futures_util::stream::unfold(state, move |(meta, first, held, pos, src)| async move {
             if pos >= end {
                 return None;
             }
             if let Some(inline) = &meta.inline {
                 let piece = inline_slice(inline, pos, end);
-                return Some((Ok(piece), (meta, None, end, src)));
+                return Some((Ok(piece), (meta, None, None, end, src)));
             }
             let index = (pos / cs) as u32;
             let (storage, parts) = &src;
@@ -544,7 +546,10 @@ impl Engine {
             {
                 job.prefetch(&meta, next);
             }
-            let chunk = match (first, parts) {
+            let still = held
+                .filter(|(i, _)| *i == index)
+                .and_then(|(_, w)| w.upgrade());
+            let chunk = match (first.or(still), parts) {
                 (Some(c), _) => Ok(c),
                 (None, Some(job)) => job.chunk(&meta, index).await,
                 (None, None) => storage.chunk(&meta, index).await.ok_or(PartFailure::Gone),
@@ -559,19 +564,19 @@ impl Engine {
                         storage.remove_object(&meta);
                     }
                     let err: crate::upstream::BoxError = "stored chunk unavailable".into();
-                    return Some((Err(err), (meta, None, end, src)));
+                    return Some((Err(err), (meta, None, None, end, src)));
                 }
             };
             let offset = (pos % cs) as usize;
             let n = ((end - pos) as usize).min(chunk.len().saturating_sub(offset));
-            // One segment at most, and the chunk is not kept for the next piece (looked up
-            // again): a client that stops reading holds a segment, not a chunk. See
-            // `storage::Chunk`.
+            // One segment at most, and the chunk is only held weakly for the next piece: a
+            // client that stops reading holds a segment, not a chunk. See `storage::Chunk`.
             let piece = chunk.frame(offset, n);
             let n = piece.len();
             let next = pos + n as u64;
             let next = if n == 0 { end } else { next };
-            Some((Ok(piece), (meta, None, next, src)))
+            let held = Some((index, chunk.downgrade()));
+            Some((Ok(piece), (meta, None, held, next, src)))
         })
     }
 

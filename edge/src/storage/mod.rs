@@ -20,7 +20,7 @@ use foyer::{
     HybridCachePolicy, RecoverMode,
 };
 
-pub use chunk::{Chunk, ChunkBuilder, SEGMENT};
+pub use chunk::{Chunk, ChunkBuilder, SEGMENT, WeakChunk};
 pub use chunkset::ChunkSet;
 pub use entry::{Entry, EntryKey, VaryHead};
 pub use meta::{CorruptMeta, ENTRY_OVERHEAD, ObjectMeta, headers_weight, owned_headers};
