@@ -120,11 +120,11 @@ pub fn normalize(
     }
     let host = normalize_authority(scheme, authority)?;
     // Fast path for the common, already-canonical target: only characters a URI carries as
-    // they are, no escapes, no dot or empty segments, no fragment, no empty query. The general
-    // rules would return it unchanged (a property test checks that).
+    // they are and escapes already in canonical form, no dot or empty segments, no fragment,
+    // no empty query. The general rules would return it unchanged (property tests check that).
     if path_and_query.starts_with('/')
         && !path_and_query.ends_with('?')
-        && path_and_query.bytes().all(|b| verbatim(b) || b == b'?')
+        && canonical_characters(path_and_query.as_bytes())
         && !path_and_query.contains("/.")
         && !path_and_query.contains("//")
     {
@@ -276,6 +276,34 @@ fn normalize_authority_general(scheme: Scheme, authority: &str) -> Result<String
 /// Whether a URI carries byte `b` as it is in a path: RFC 3986 `pchar` without `%`, plus `/`.
 fn verbatim(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b)
+}
+
+/// Whether every byte of a target is one a URI carries as it is (`?` included), or part of an
+/// escape in the form [`normalize_escapes`] leaves unchanged: upper-case hex, of a character
+/// that is not unreserved.
+fn canonical_characters(b: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let upper = |x: u8| matches!(x, b'0'..=b'9' | b'A'..=b'F');
+            match (b.get(i + 1), b.get(i + 2)) {
+                (Some(&h), Some(&l)) if upper(h) && upper(l) => {
+                    let d = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                    if d.is_ascii_alphanumeric() || b"-._~".contains(&d) {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+            i += 3;
+            continue;
+        }
+        if !(verbatim(c) || c == b'?') {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// RFC 3986 §6.2.2.1–2: upper-case hex in escapes, decode escapes of unreserved characters.
@@ -499,6 +527,18 @@ mod tests {
             let general = normalize_authority_general(Scheme::Http, &host)
                 .map(|host| NormalizedUrl { host, path_and_query: normalize_target_general(&pq) });
             proptest::prop_assert_eq!(fast, general);
+        }
+
+        /// Likewise for targets full of escapes, canonical or not.
+        #[test]
+        fn the_fast_path_agrees_on_escapes(
+            segs in proptest::collection::vec("([a-z0-9._~-]|%[0-9A-Fa-f]{2}|%[0-9A-F]|%){0,4}", 0..5),
+            q in "([a-z0-9=&?]|%[0-9A-Fa-f]{2}|%){0,6}",
+        ) {
+            let path = format!("/{}", segs.join("/"));
+            let pq = if q.is_empty() { path.clone() } else { format!("{path}?{q}") };
+            let fast = normalize(Scheme::Http, "h", &pq).map(|u| u.path_and_query);
+            proptest::prop_assert_eq!(fast, Ok(normalize_target_general(&pq)));
         }
 
         #[test]

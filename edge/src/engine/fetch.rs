@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
@@ -82,36 +82,36 @@ const READERS_LINGER: std::time::Duration = std::time::Duration::from_secs(600);
 /// element alone, and `X-Forwarded-Proto` is this node's too. `X-Forwarded-For` keeps the
 /// client's chain with the address this node saw appended, as every CDN does: it names who
 /// asked, and an origin that varied content on it without `Vary` would mix clients anyway.
-pub(super) const CLIENT_ONLY: [&str; 27] = [
-    "if-none-match",
-    "if-modified-since",
-    "if-match",
-    "if-unmodified-since",
-    "if-range",
-    "range",
-    "cache-control",
-    "pragma",
+pub(super) static CLIENT_ONLY: [HeaderName; 27] = [
+    http::header::IF_NONE_MATCH,
+    http::header::IF_MODIFIED_SINCE,
+    http::header::IF_MATCH,
+    http::header::IF_UNMODIFIED_SINCE,
+    http::header::IF_RANGE,
+    http::header::RANGE,
+    http::header::CACHE_CONTROL,
+    http::header::PRAGMA,
     // A forwarding field a client can write any host and scheme into; ours replaces it.
-    "forwarded",
+    http::header::FORWARDED,
     // Unkeyed inputs that change what an origin serves.
-    "x-forwarded-host",
-    "x-forwarded-server",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-scheme",
-    "x-forwarded-ssl",
-    "x-host",
-    "x-original-host",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-uri",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-http-destinationurl",
-    "x-proxyuser-ip",
-    "front-end-https",
-    "x-url-scheme",
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-host"),
+    HeaderName::from_static("x-original-host"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+    HeaderName::from_static("x-http-destinationurl"),
+    HeaderName::from_static("x-proxyuser-ip"),
+    HeaderName::from_static("front-end-https"),
+    HeaderName::from_static("x-url-scheme"),
 ];
 
 /// Cache-Status detail of a response the policy does not let the cache store.

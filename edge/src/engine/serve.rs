@@ -97,14 +97,18 @@ impl Engine {
     pub(super) fn upstream_request_headers(
         &self,
         ctx: &RequestCtx,
-        drop: Option<&[&str]>,
+        drop: Option<&[HeaderName]>,
     ) -> HeaderMap {
-        let mut h = ctx.headers.clone();
-        strip_hop_by_hop(&mut h);
-        h.remove(http::header::EXPECT);
-        for name in drop.unwrap_or_default() {
-            h.remove(*name);
+        // Built from the fields that may go rather than cloned and then thinned: a shared
+        // fill drops some thirty names, each a lookup in a map of a handful.
+        let drop = drop.unwrap_or_default();
+        let mut h = HeaderMap::with_capacity(ctx.headers.keys_len() + 6);
+        for (name, value) in &ctx.headers {
+            if name != http::header::EXPECT && !drop.contains(name) {
+                h.append(name, value.clone());
+            }
         }
+        strip_hop_by_hop(&mut h);
         //= https://www.rfc-editor.org/rfc/rfc9112#section-3.2.2
         //# When a proxy receives a request with an absolute-form of request-target, the proxy
         //# MUST ignore the received Host header field (if any) and instead replace it with the

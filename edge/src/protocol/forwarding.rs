@@ -6,13 +6,12 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderName, Method, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Version, header};
 use tiercel_cluster::urlnorm::Scheme;
 
 use super::lists::{append_member, members, split_list, trim_ows};
 use super::{
     CDN_LOOP, KEEP_ALIVE, PROXY_CONNECTION, X_FORWARDED_FOR, X_FORWARDED_PROTO, is_tchar, is_token,
-    value_from,
 };
 
 /// Removes the connection-specific fields of a message about to be forwarded (either way).
@@ -92,7 +91,7 @@ pub fn add_forwarding_headers(
     append_member(headers, X_FORWARDED_FOR, peer.to_string().as_bytes());
     headers.insert(
         X_FORWARDED_PROTO,
-        value_from(client.scheme.as_str().as_bytes().to_vec()),
+        HeaderValue::from_static(client.scheme.as_str()),
     );
     append_member(
         headers,

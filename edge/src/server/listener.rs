@@ -137,7 +137,9 @@ pub async fn serve(
                 handshake: None,
             };
             async move {
-                let mut resp = engine.handle(req, conn).await;
+                // Boxed: the engine's future is several KiB, and hyper moves the service's
+                // future into place for every request; a box moves as a pointer.
+                let mut resp = Box::pin(engine.handle(req, conn)).await;
                 if let Some(v) = alt_svc {
                     resp.headers_mut().insert(http::header::ALT_SVC, v);
                 }
