@@ -111,28 +111,27 @@ pub fn normalize(
     authority: &str,
     path_and_query: &str,
 ) -> Result<NormalizedUrl, UrlError> {
-    if authority
-        .bytes()
-        .chain(path_and_query.bytes())
-        .any(|b| b <= b' ' || b == 0x7f)
-    {
+    let control = |s: &str| s.bytes().any(|b| b <= b' ' || b == 0x7f);
+    if control(authority) {
         return Err(UrlError::Characters);
     }
-    let host = normalize_authority(scheme, authority)?;
     // Fast path for the common, already-canonical target: only characters a URI carries as
-    // they are and escapes already in canonical form, no dot or empty segments, no fragment,
-    // no empty query. The general rules would return it unchanged (property tests check that).
+    // they are and escapes already in canonical form (so no control either), no dot or empty
+    // segments, no fragment, no empty query. The general rules would return it unchanged
+    // (property tests check that).
     if path_and_query.starts_with('/')
         && !path_and_query.ends_with('?')
-        && canonical_characters(path_and_query.as_bytes())
-        && !path_and_query.contains("/.")
-        && !path_and_query.contains("//")
+        && canonical_target(path_and_query.as_bytes())
     {
         return Ok(NormalizedUrl {
-            host,
+            host: normalize_authority(scheme, authority)?,
             path_and_query: path_and_query.to_string(),
         });
     }
+    if control(path_and_query) {
+        return Err(UrlError::Characters);
+    }
+    let host = normalize_authority(scheme, authority)?;
     Ok(NormalizedUrl {
         host,
         path_and_query: normalize_target_general(path_and_query),
@@ -279,11 +278,16 @@ fn verbatim(b: u8) -> bool {
 }
 
 /// Whether every byte of a target is one a URI carries as it is (`?` included), or part of an
-/// escape in the form [`normalize_escapes`] leaves unchanged: upper-case hex, of a character
-/// that is not unreserved.
-fn canonical_characters(b: &[u8]) -> bool {
+/// escape in the form [`normalize_escapes`] leaves unchanged (upper-case hex, of a character
+/// that is not unreserved), with no `/.` or `//` anywhere: one pass over the target.
+fn canonical_target(b: &[u8]) -> bool {
     let mut i = 0;
+    let mut prev = 0u8;
     while let Some(&c) = b.get(i) {
+        if prev == b'/' && (c == b'.' || c == b'/') {
+            return false;
+        }
+        prev = c;
         if c == b'%' {
             let upper = |x: u8| matches!(x, b'0'..=b'9' | b'A'..=b'F');
             match (b.get(i + 1), b.get(i + 2)) {
