@@ -28,6 +28,7 @@ if [[ $# -lt 3 ]]; then
     cargo build --release -q -p tiercel-edge -p tiercel-testbed --manifest-path "$ROOT/Cargo.toml"
 fi
 [[ -x $EDGE ]] || die "$EDGE is not an executable"
+[[ -x $BIN_DIR/tiercel-testbed ]] || die "$BIN_DIR/tiercel-testbed is missing (cargo build --release -p tiercel-testbed)"
 
 RUN="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

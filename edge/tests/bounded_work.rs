@@ -188,3 +188,24 @@ async fn an_object_over_the_size_cap_without_a_length_is_not_stored_and_its_chun
     assert!(e.get(small).await.is_hit());
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_without_a_length_that_ends_mid_chunk_ends_cleanly_and_is_stored() {
+    let e = Edge::start(&["--memory-cache", "64MiB"]).await;
+    // 1.5 MiB and a byte with no Content-Length: the last chunk is completed short when the
+    // body ends, after the client may have read up to it.
+    let size = 1_572_865;
+    let pq = format!("/unknown-odd?size={size}&nolen=1&cc=max-age%3D60");
+    for round in 0..2 {
+        let r = tokio::time::timeout(Duration::from_secs(20), e.get(&pq))
+            .await
+            .expect("the response ends: a reader at the end of a short last chunk must not spin");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), size, "round {round}");
+        if round == 1 {
+            assert!(r.is_hit(), "{}", r.cache_status());
+        }
+    }
+    assert_eq!(e.origin.hits(&pq), 1);
+    e.shutdown().await;
+}

@@ -509,7 +509,10 @@ impl FillReader {
         let st = self.fill.state.lock();
         let b = &st.body;
         let cs = b.chunk_size as u64;
-        let completed_bytes = u64::from(b.completed) * cs;
+        // A body that ended mid-chunk had its short last chunk completed: the completed chunks
+        // hold `total` bytes then, not a whole number of chunks (counted as whole, a reader at
+        // the end would find an empty piece of the last chunk, again and again).
+        let completed_bytes = (u64::from(b.completed) * cs).min(b.total);
         let limit = |avail: u64| self.end.map_or(avail, |e| avail.min(e - self.pos));
         if self.pos < completed_bytes {
             let index = (self.pos / cs) as u32;

@@ -107,8 +107,8 @@ pub struct Engine {
     via: Option<http::HeaderValue>,
     /// Chunk fetches in flight (objects filled by ranges).
     parts: parts::PartTable,
-    /// Serialises updates of stored chunk sets.
-    present_lock: tokio::sync::Mutex<()>,
+    /// Serialise updates of stored chunk sets, per object (sharded by key).
+    present_locks: Box<[tokio::sync::Mutex<()>]>,
     /// Encodes and decodes running at once (half the cores): compression never takes all of
     /// the CPU from serving.
     encoders: Arc<tokio::sync::Semaphore>,
@@ -159,7 +159,7 @@ impl Engine {
             encoders: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             )),
-            present_lock: tokio::sync::Mutex::new(()),
+            present_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
     }
 

@@ -353,7 +353,7 @@ impl Engine {
     }
 
     async fn fetch_part_now(
-        self: &Arc<Self>,
+        &self,
         job: &PartJob,
         meta: Option<&Arc<ObjectMeta>>,
         index: u32,
@@ -487,7 +487,7 @@ impl Engine {
             let bytes = read_part(body, want, idle).await?;
             self.storage
                 .put_chunk(&m.key, &m.variant, m.generation, index, bytes.clone());
-            self.mark_present_later(m.clone(), index);
+            self.mark_present(m, index).await;
             return Ok(Part {
                 meta: m.clone(),
                 bytes,
@@ -535,7 +535,7 @@ impl Engine {
             self.storage.put_object(meta.clone(), 0);
             self.hit_for_miss.clear(&meta.key);
         } else {
-            self.mark_present_later(meta.clone(), index);
+            self.mark_present(&meta, index).await;
         }
         Ok(Part { meta, bytes })
     }
@@ -632,19 +632,14 @@ impl Engine {
         }))
     }
 
-    /// [`Engine::mark_present`] in a task of its own: the chunk is stored and its readers can
-    /// have it now. Awaited in the fetch, the node-wide lock would hold every finished part's
-    /// bytes in memory while the fetches ahead of it update their sets.
-    fn mark_present_later(self: &Arc<Self>, meta: Arc<ObjectMeta>, index: u32) {
-        let engine = self.clone();
-        tokio::spawn(async move { engine.mark_present(&meta, index).await });
-    }
-
     /// Records chunk `index` in the stored metadata's set, if that is still `meta`'s object;
     /// the set full, the object is complete. The set is a hint (a missing chunk is fetched
     /// whatever it says), so a lost race costs nothing but a later refetch.
     async fn mark_present(&self, meta: &ObjectMeta, index: u32) {
-        let _one_at_a_time = self.present_lock.lock().await;
+        // One update at a time per object (its set is read, changed and written back); other
+        // objects' updates go on in parallel, each holding its finished part meanwhile.
+        let lock = &self.present_locks[usize::from(meta.key[0]) % self.present_locks.len()];
+        let _one_at_a_time = lock.lock().await;
         let Head::Object(current) = self.storage.head(&meta.key).await else {
             return;
         };

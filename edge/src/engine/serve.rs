@@ -18,7 +18,7 @@ use crate::protocol::{
     evaluate_preconditions, evaluate_range, not_modified_headers, propagate_trace,
     strip_hop_by_hop, unsatisfied_range,
 };
-use crate::storage::{Chunk, ObjectMeta, WeakChunk};
+use crate::storage::{Chunk, ObjectMeta};
 
 /// `Cache-Status` (RFC 9211).
 pub(super) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -527,8 +527,14 @@ impl Engine {
     {
         let storage = self.storage.clone();
         let cs = u64::from(meta.chunk_size.max(1));
-        // The chunk being walked, held weakly (see `storage::Chunk`).
-        let held: Option<(u32, WeakChunk)> = None;
+        // The chunk being walked, held weakly (see `storage::Chunk`); of the first chunk, read
+        // already, only the first frame is kept strongly: a body that waits long for its first
+        // poll (an h2 stream without window) holds a segment, not the chunk.
+        let held = first.as_ref().map(|c| ((start / cs) as u32, c.downgrade()));
+        let first = first.map(|c| {
+            let n = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+            c.frame((start % cs) as usize, n)
+        });
         let state = (meta, first, held, start, (storage, parts));
         futures_util::stream::unfold(state, move |(meta, first, held, pos, src)| async move {
             if pos >= end {
@@ -550,10 +556,18 @@ impl Engine {
             {
                 job.prefetch(&meta, next);
             }
+            if let Some(piece) = first {
+                let next = if piece.is_empty() {
+                    end
+                } else {
+                    pos + piece.len() as u64
+                };
+                return Some((Ok(piece), (meta, None, held, next, src)));
+            }
             let still = held
                 .filter(|(i, _)| *i == index)
                 .and_then(|(_, w)| w.upgrade());
-            let chunk = match (first.or(still), parts) {
+            let chunk = match (still, parts) {
                 (Some(c), _) => Ok(c),
                 (None, Some(job)) => job.chunk(&meta, index).await,
                 (None, None) => storage.chunk(&meta, index).await.ok_or(PartFailure::Gone),

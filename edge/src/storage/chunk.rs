@@ -39,8 +39,14 @@ impl std::fmt::Debug for Chunk {
 impl Chunk {
     /// The chunk made of `pieces`, copied into segments (the pieces are typically slices of a
     /// connection's read buffer, which a stored chunk must not keep alive).
-    pub fn copy_from_pieces<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Chunk {
-        let mut b = ChunkBuilder::default();
+    pub fn copy_from_pieces<'a, I>(pieces: I) -> Chunk
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: Clone,
+    {
+        let pieces = pieces.into_iter();
+        // Every segment allocated at its exact size: the tier counts a chunk by its length.
+        let mut b = ChunkBuilder::with_len(pieces.clone().map(<[u8]>::len).sum());
         for p in pieces {
             b.extend(p);
         }
@@ -73,8 +79,8 @@ impl Chunk {
         let Some(seg) = self.segments.get(offset / SEGMENT) else {
             return Bytes::new();
         };
-        let at = offset % SEGMENT;
-        let n = seg.len().saturating_sub(at).min(max);
+        let at = (offset % SEGMENT).min(seg.len());
+        let n = (seg.len() - at).min(max);
         seg.slice(at..at + n)
     }
 
@@ -248,6 +254,18 @@ mod tests {
         drop(c);
         assert!(w.upgrade().is_none(), "a frame does not keep the chunk");
         assert_eq!(&frame[..], &pattern(10)[..]);
+    }
+
+    #[test]
+    fn segments_are_allocated_at_their_exact_size() {
+        let data = pattern(SEGMENT + 10);
+        let c = Chunk::copy_from_pieces(data.chunks(7));
+        // The bytes of the last segment sit in a 10-byte allocation: a `Bytes` made from a
+        // `Vec` with spare capacity would report it through `try_into_mut`.
+        let seg = c.segments()[1].clone();
+        drop(c);
+        let owned = seg.try_into_mut().expect("the only handle");
+        assert_eq!(owned.capacity(), 10);
     }
 
     #[test]
