@@ -40,7 +40,7 @@ impl HeadFraming {
 /// line ends count, as hyper accepts them.
 pub fn head_end(buf: &[u8]) -> Option<usize> {
     let mut i = leading_empty_lines(buf);
-    while let Some(nl) = buf[i..].iter().position(|&b| b == b'\n') {
+    while let Some(nl) = memchr::memchr(b'\n', &buf[i..]) {
         let at = i + nl;
         let rest = &buf[at + 1..];
         if rest.starts_with(b"\n") {
@@ -65,7 +65,7 @@ pub fn framing_of(head: &[u8]) -> HeadFraming {
     }
     for line in head.split(|&b| b == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
         let name = &line[..colon];
