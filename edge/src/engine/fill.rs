@@ -445,7 +445,7 @@ pub struct FillReader {
     /// This reader's position as the fill sees it.
     at: Arc<AtomicU64>,
     /// The stored chunk this reader is walking, held weakly (see `storage::Chunk`).
-    held: Option<(u32, WeakChunk)>,
+    held: Option<WeakChunk>,
     _interest: Interest,
 }
 
@@ -582,11 +582,7 @@ impl FillReader {
                 Step::FromStorage(index, offset) => {
                     // Only a completed chunk was ever written.
                     let written = index < self.fill.state.lock().body.completed;
-                    let still = self
-                        .held
-                        .take()
-                        .filter(|(i, _)| *i == index)
-                        .and_then(|(_, w)| w.upgrade());
+                    let still = self.held.take().and_then(|w| w.upgrade(index));
                     let chunk = if still.is_some() {
                         still
                     } else if written {
@@ -627,7 +623,7 @@ impl FillReader {
                     }
                     // One segment at most, and the chunk only held weakly: see `storage::Chunk`.
                     let d = chunk.frame(offset, n);
-                    self.held = Some((index, chunk.downgrade()));
+                    self.held = Some(chunk.downgrade(index));
                     self.advance(d.len());
                     return Some(Ok(d));
                 }

@@ -530,7 +530,7 @@ impl Engine {
         // The chunk being walked, held weakly (see `storage::Chunk`); of the first chunk, read
         // already, only the first frame is kept strongly: a body that waits long for its first
         // poll (an h2 stream without window) holds a segment, not the chunk.
-        let held = first.as_ref().map(|c| ((start / cs) as u32, c.downgrade()));
+        let held = first.as_ref().map(|c| c.downgrade((start / cs) as u32));
         let first = first.map(|c| {
             let n = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
             c.frame((start % cs) as usize, n)
@@ -564,9 +564,7 @@ impl Engine {
                 };
                 return Some((Ok(piece), (meta, None, held, next, src)));
             }
-            let still = held
-                .filter(|(i, _)| *i == index)
-                .and_then(|(_, w)| w.upgrade());
+            let still = held.and_then(|w| w.upgrade(index));
             let chunk = match (still, parts) {
                 (Some(c), _) => Ok(c),
                 (None, Some(job)) => job.chunk(&meta, index).await,
@@ -593,7 +591,7 @@ impl Engine {
             let n = piece.len();
             let next = pos + n as u64;
             let next = if n == 0 { end } else { next };
-            let held = Some((index, chunk.downgrade()));
+            let held = Some(chunk.downgrade(index));
             Some((Ok(piece), (meta, None, held, next, src)))
         })
     }

@@ -84,43 +84,32 @@ impl Chunk {
         seg.slice(at..at + n)
     }
 
-    /// A claim on this chunk that does not keep it alive.
-    pub fn downgrade(&self) -> WeakChunk {
+    /// A claim on this chunk, chunk `index` of its body, that does not keep it alive.
+    pub fn downgrade(&self, index: u32) -> WeakChunk {
         WeakChunk {
+            index,
             segments: Arc::downgrade(&self.segments),
             len: self.len,
         }
     }
-
-    /// The whole chunk as one buffer (a copy unless it is a single segment), for the few
-    /// users that need it contiguous.
-    pub fn to_contiguous(&self) -> Bytes {
-        match &*self.segments {
-            [] => Bytes::new(),
-            [one] => one.clone(),
-            many => {
-                let mut out = Vec::with_capacity(self.len);
-                for s in many {
-                    out.extend_from_slice(s);
-                }
-                Bytes::from(out)
-            }
-        }
-    }
 }
 
-/// A reader's claim on a chunk that does not keep it alive: upgraded while storage (or
-/// anyone else) still holds the chunk, so a reader walking a chunk frame by frame looks it up
-/// once, not once per frame, and still pins nothing the tier has let go.
+/// A reader's claim on chunk `index` of its body that does not keep it alive: upgraded while
+/// storage (or anyone else) still holds the chunk, so a reader walking a chunk frame by frame
+/// looks it up once, not once per frame, and still pins nothing the tier has let go.
 #[derive(Clone, Debug)]
 pub struct WeakChunk {
+    index: u32,
     segments: Weak<[Bytes]>,
     len: usize,
 }
 
 impl WeakChunk {
-    /// The chunk, if something still holds it.
-    pub fn upgrade(&self) -> Option<Chunk> {
+    /// The chunk, if it is chunk `index` and something still holds it.
+    pub fn upgrade(&self, index: u32) -> Option<Chunk> {
+        if index != self.index {
+            return None;
+        }
         Some(Chunk {
             segments: self.segments.upgrade()?,
             len: self.len,
@@ -193,6 +182,13 @@ impl ChunkBuilder {
 mod tests {
     use super::*;
 
+    fn contiguous(c: &Chunk) -> Vec<u8> {
+        c.segments()
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect()
+    }
+
     fn pattern(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 % 251) as u8).collect()
     }
@@ -218,7 +214,7 @@ mod tests {
                 assert!(full.iter().all(|s| s.len() == SEGMENT));
                 assert!(!last.is_empty() && last.len() <= SEGMENT);
             }
-            assert_eq!(&c.to_contiguous()[..], &data[..]);
+            assert_eq!(&contiguous(&c)[..], &data[..]);
         }
     }
 
@@ -248,11 +244,12 @@ mod tests {
     #[test]
     fn a_weak_claim_lasts_as_long_as_someone_holds_the_chunk() {
         let c = Chunk::copy_from_slice(&pattern(SEGMENT * 2));
-        let w = c.downgrade();
+        let w = c.downgrade(3);
         let frame = c.frame(0, 10);
-        assert_eq!(w.upgrade().as_ref(), Some(&c));
+        assert_eq!(w.upgrade(3).as_ref(), Some(&c));
+        assert!(w.upgrade(4).is_none(), "another chunk's claim");
         drop(c);
-        assert!(w.upgrade().is_none(), "a frame does not keep the chunk");
+        assert!(w.upgrade(3).is_none(), "a frame does not keep the chunk");
         assert_eq!(&frame[..], &pattern(10)[..]);
     }
 
