@@ -9,6 +9,7 @@
 #   benches/count-instructions.sh miss            # a new 1 KiB URL per request
 #   benches/count-instructions.sh hit             # 50 hot 1 KiB objects
 #   benches/count-instructions.sh hit 2000 path/to/tiercel-edge
+#   KEEP_DUMP=/tmp/miss.cg benches/count-instructions.sh miss   # keep the profile to annotate
 #
 # Needs valgrind and h2load (nghttp2-client); builds the release binaries unless given one.
 set -euo pipefail
@@ -59,12 +60,36 @@ case $MODE in
     hit) for i in $(seq "$N"); do echo "$base/hit-$((i % 50))?$q"; done >"$RUN/urls.txt"
          head -50 "$RUN/urls.txt" >>"$RUN/warm.txt" ;;
 esac
-h2load --h1 -i "$RUN/warm.txt" -n "$(wc -l <"$RUN/warm.txt")" -c 4 >/dev/null 2>&1
+h2load --h1 -i "$RUN/warm.txt" -n "$(wc -l <"$RUN/warm.txt")" -c 1 >/dev/null 2>&1
+# h2load gives every client the whole URL list from its start: four clients on one list would
+# ask for each URL four times (one miss, three hits). Four single-client runs on four disjoint
+# quarters of the list keep four requests in flight and every miss a miss.
+upstream_requests() {
+    curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" \
+        | awk '/^tiercel_upstream_requests_total / { print $2 }'
+}
+fetched_before="$(upstream_requests)"
 callgrind_control -z "$EDGE_PID" >/dev/null 2>&1
-out="$(h2load --h1 -i "$RUN/urls.txt" -n "$N" -c 4 2>&1)"
+split -n l/4 -d "$RUN/urls.txt" "$RUN/part."
+LOADS=()
+for part in "$RUN"/part.??; do
+    h2load --h1 -i "$part" -n "$(wc -l <"$part")" -c 1 >"$part.out" 2>&1 &
+    LOADS+=($!)
+done
+wait "${LOADS[@]}" || die "h2load failed: $(cat "$RUN"/part.*.out | tail -5)"
 callgrind_control -d "$EDGE_PID" >/dev/null 2>&1
-grep -q "^status codes: $N 2xx" <<<"$out" || die "not every request succeeded: $(grep -E '^(requests|status)' <<<"$out")"
+ok=$(cat "$RUN"/part.*.out | awk '/^status codes:/ { sum += $3 } END { print sum + 0 }')
+[[ $ok == "$N" ]] || die "$ok of $N requests succeeded: $(grep -h -E '^(requests|status)' "$RUN"/part.*.out)"
+fetched=$(( $(upstream_requests) - fetched_before ))
+case $MODE in
+    miss) [[ $fetched == "$N" ]] || die "$fetched of $N requests went upstream: they were not all misses" ;;
+    hit) [[ $fetched == 0 ]] || die "$fetched of $N requests went upstream: they were not all hits" ;;
+esac
 dump="$(ls "$RUN"/cg.out.* | head -1)"
 total="$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')"
 [[ -n $total ]] || die "callgrind wrote no totals"
 echo "$MODE: $((total / N)) instructions per request ($total over $N requests; $EDGE)"
+if [[ -n ${KEEP_DUMP:-} ]]; then
+    cp "$dump" "$KEEP_DUMP"
+    echo "callgrind dump kept in $KEEP_DUMP (callgrind_annotate --inclusive=yes $KEEP_DUMP)"
+fi
