@@ -121,6 +121,20 @@ async fn malformed_and_oversized_requests() {
     many.push_str("\r\n");
     let many = raw(e.addr(), many.as_bytes()).await;
     assert_eq!(raw_status(&many), 431);
+    // The default `limits.max_headers` is 100 fields, Host included: 100 pass, 101 do not.
+    // (OPTIONS with Max-Forwards: 0 is answered by the edge itself: the origin's own limit,
+    // which the forwarding fields would push past, stays out of it.)
+    for (fields, want) in [(100, 200), (101, 431)] {
+        let mut head = String::from(
+            "OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\nMax-Forwards: 0\r\n",
+        );
+        for i in 3..fields {
+            head.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        let answer = raw(e.addr(), head.as_bytes()).await;
+        assert_eq!(raw_status(&answer), want, "{fields} fields: {answer}");
+    }
     let connect = raw(
         e.addr(),
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",

@@ -104,7 +104,7 @@ pub struct Engine {
     hit_for_miss: HitForMiss,
     stats: EngineStats,
     /// Our `Via` entry for responses received over HTTP/1.1, built once.
-    via: Option<http::HeaderValue>,
+    hop: crate::protocol::HopIdentity,
     /// Chunk fetches in flight (objects filled by ranges).
     parts: parts::PartTable,
     /// Serialise updates of stored chunk sets, per object (sharded by key).
@@ -142,9 +142,7 @@ impl Engine {
         });
         let hit_for_miss = HitForMiss::new(cfg.hit_for_miss_ttl, 100_000);
         let fill_slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_fills.max(1)));
-        let mut h = http::HeaderMap::new();
-        crate::protocol::add_via(&mut h, http::Version::HTTP_11, &cfg.name);
-        let via = h.get(http::header::VIA).cloned();
+        let hop = crate::protocol::HopIdentity::new(&cfg.cdn_loop_token, &cfg.name);
         Arc::new(Engine {
             cfg,
             storage,
@@ -154,7 +152,7 @@ impl Engine {
             fill_slots,
             hit_for_miss,
             stats: EngineStats::default(),
-            via,
+            hop,
             parts: parts::PartTable::default(),
             encoders: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),

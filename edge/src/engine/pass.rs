@@ -13,7 +13,7 @@ use super::request_body::{BodyError, ClientBody};
 use super::serve::CacheInfo;
 use super::{Body, Engine, RequestCtx};
 use crate::policy::invalidated_uris;
-use crate::protocol::{FwdReason, add_via, strip_hop_by_hop};
+use crate::protocol::{FwdReason, strip_hop_by_hop};
 use crate::upstream::{BoxError, IdleTimeout, UpstreamCtx};
 
 impl Engine {
@@ -113,7 +113,7 @@ impl Engine {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         self.strip_for_client(&mut parts.headers);
-        add_via(&mut parts.headers, parts.version, &self.cfg.name);
+        self.hop.add_via(&mut parts.headers, parts.version);
         self.set_cache_status(
             &mut parts.headers,
             &info.fwd_status(parts.status.as_u16()),

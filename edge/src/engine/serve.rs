@@ -13,10 +13,9 @@ use super::parts::{Behind, PartFailure, PartJob, fills_by_parts};
 use super::{Body, Engine, RequestCtx};
 use crate::policy::ttl_seconds;
 use crate::protocol::{
-    CacheStatus, ClientContext, FwdReason, Precondition, RangeOutcome, add_cdn_loop,
-    add_forwarding_headers, add_via, append_cache_status_lines, content_range,
-    evaluate_preconditions, evaluate_range, not_modified_headers, propagate_trace,
-    strip_hop_by_hop, unsatisfied_range,
+    CacheStatus, ClientContext, FwdReason, Precondition, RangeOutcome, add_forwarding_headers,
+    append_cache_status_lines, connection_named, content_range, evaluate_preconditions,
+    evaluate_range, is_hop_by_hop, not_modified_headers, propagate_trace, unsatisfied_range,
 };
 use crate::storage::{Chunk, ObjectMeta};
 
@@ -103,12 +102,17 @@ impl Engine {
         // fill drops some thirty names, each a lookup in a map of a handful.
         let drop = drop.unwrap_or_default();
         let mut h = HeaderMap::with_capacity(ctx.headers.keys_len() + 6);
+        // Hop-by-hop fields (RFC 9110 §7.6.1) are left behind here too.
+        let named = connection_named(&ctx.headers);
         for (name, value) in &ctx.headers {
-            if name != http::header::EXPECT && !drop.contains(name) {
+            if name != http::header::EXPECT
+                && !is_hop_by_hop(name)
+                && !drop.contains(name)
+                && !named.contains(name)
+            {
                 h.append(name, value.clone());
             }
         }
-        strip_hop_by_hop(&mut h);
         //= https://www.rfc-editor.org/rfc/rfc9112#section-3.2.2
         //# When a proxy receives a request with an absolute-form of request-target, the proxy
         //# MUST ignore the received Host header field (if any) and instead replace it with the
@@ -126,8 +130,8 @@ impl Engine {
             scheme: ctx.scheme,
             version: ctx.version,
         };
-        add_forwarding_headers(&mut h, &client, &ctx.authority, &self.cfg.name);
-        add_cdn_loop(&mut h, &self.cfg.cdn_loop_token, &self.cfg.name);
+        add_forwarding_headers(&mut h, &client, &ctx.authority, &self.hop);
+        self.hop.add_cdn_loop(&mut h);
         propagate_trace(&mut h, rand::random());
         if let Some(rules) = ctx.site.request_rules() {
             rules.apply(&mut h);
@@ -486,13 +490,7 @@ impl Engine {
     /// Age, Via and Cache-Status.
     fn decorate(&self, h: &mut HeaderMap, rep: &Representation<'_>, info: &CacheInfo) {
         h.insert(AGE, HeaderValue::from(rep.age_secs));
-        match (&self.via, h.contains_key(http::header::VIA)) {
-            // The usual case: nothing to append to, so the entry built at start-up will do.
-            (Some(via), false) => {
-                h.insert(http::header::VIA, via.clone());
-            }
-            _ => add_via(h, Version::HTTP_11, &self.cfg.name),
-        }
+        self.hop.add_via(h, Version::HTTP_11);
         self.set_cache_status(h, info, if info.hit { rep.ttl } else { None });
     }
 

@@ -9,9 +9,10 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version, header};
 use tiercel_cluster::urlnorm::Scheme;
 
-use super::lists::{append_member, members, split_list, trim_ows};
+use super::lists::{append_value, members, split_list, trim_ows};
 use super::{
     CDN_LOOP, KEEP_ALIVE, PROXY_CONNECTION, X_FORWARDED_FOR, X_FORWARDED_PROTO, is_tchar, is_token,
+    value_from,
 };
 
 /// Removes the connection-specific fields of a message about to be forwarded (either way).
@@ -44,23 +45,41 @@ use super::{
 //# A proxy MAY relay the credentials from the client request to the next proxy if that is
 //# the mechanism by which the proxies cooperatively authenticate a given request.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = members(headers, &header::CONNECTION)
+    for name in connection_named(headers) {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The fields [`strip_hop_by_hop`] always removes, whatever `Connection` says.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    PROXY_CONNECTION,
+    KEEP_ALIVE,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TRAILER,
+];
+
+/// Whether `name` is one of the fields every forwarded message loses whatever `Connection`
+/// says (see [`strip_hop_by_hop`]). For a caller that copies a header section field by field,
+/// together with [`connection_named`].
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// The fields the message's `Connection` names, which a forwarded message loses too (empty,
+/// without allocating, when there is no `Connection`).
+pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    if !headers.contains_key(header::CONNECTION) {
+        return Vec::new();
+    }
+    members(headers, &header::CONNECTION)
         .filter_map(|option| HeaderName::from_bytes(option).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        PROXY_CONNECTION,
-        KEEP_ALIVE,
-        header::TE,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::TRAILER,
-    ] {
-        headers.remove(name);
-    }
+        .collect()
 }
 
 /// Who and how the client connected to us, for the forwarding headers.
@@ -85,20 +104,44 @@ pub fn add_forwarding_headers(
     headers: &mut HeaderMap,
     client: &ClientContext,
     host: &str,
-    via_name: &str,
+    hop: &HopIdentity,
 ) {
     let peer = client.peer.to_canonical();
-    append_member(headers, X_FORWARDED_FOR, peer.to_string().as_bytes());
+    let mut address = Vec::with_capacity(15);
+    push_ip(&mut address, peer);
+    append_value(headers, X_FORWARDED_FOR, value_from(address));
     headers.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(client.scheme.as_str()),
     );
-    append_member(
+    append_value(
         headers,
         header::FORWARDED,
-        forwarded_element(peer, client.scheme, host).as_bytes(),
+        value_from(forwarded_element(peer, client.scheme, host)),
     );
-    add_via(headers, client.version, via_name);
+    hop.add_via(headers, client.version);
+}
+
+/// Writes `ip` as text. IPv4 by hand: it is every request's case, and `Display` goes through
+/// the formatting machinery (over a thousand instructions a miss).
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
+    }
 }
 
 /// The scheme a trusted forwarder says the client used: `X-Forwarded-Proto` holding exactly
@@ -123,41 +166,51 @@ pub fn forwarded_scheme(headers: &HeaderMap) -> Option<Scheme> {
 //= https://www.rfc-editor.org/rfc/rfc7239#section-6
 //# nodename = IPv4address / "[" IPv6address "]" /
 //#            "unknown" / obfnode
-fn forwarded_element(peer: IpAddr, scheme: Scheme, host: &str) -> String {
-    let mut out = match peer {
-        IpAddr::V4(v4) => format!("for={v4}"),
-        IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
-    };
-    out.push_str(";proto=");
-    out.push_str(scheme.as_str());
+fn forwarded_element(peer: IpAddr, scheme: Scheme, host: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + host.len());
+    match peer {
+        IpAddr::V4(_) => {
+            out.extend_from_slice(b"for=");
+            push_ip(&mut out, peer);
+        }
+        IpAddr::V6(_) => {
+            out.extend_from_slice(b"for=\"[");
+            push_ip(&mut out, peer);
+            out.extend_from_slice(b"]\"");
+        }
+    }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(scheme.as_str().as_bytes());
     //= https://www.rfc-editor.org/rfc/rfc7239#section-5.3
     //# The "host" parameter is used to forward the original value of the "Host" header field.
-    if let Some(value) = token_or_quoted(host) {
-        out.push_str(";host=");
-        out.push_str(&value);
+    if can_be_value(host) {
+        out.extend_from_slice(b";host=");
+        push_token_or_quoted(&mut out, host);
     }
     out
 }
 
-/// RFC 7239 §4 `value = token / quoted-string`; `None` when `s` is empty or has characters a
-/// quoted-string cannot carry (controls, DEL), so a strange Host never corrupts the field.
-fn token_or_quoted(s: &str) -> Option<String> {
+/// Whether `s` can be an RFC 7239 §4 `value` (`token / quoted-string`): not when empty or
+/// when it has characters a quoted-string cannot carry (controls, DEL), so a strange Host
+/// never corrupts the field.
+fn can_be_value(s: &str) -> bool {
+    !s.is_empty() && !s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
+/// Writes `s` (which [`can_be_value`]) as a token when it is one, else as a quoted-string.
+fn push_token_or_quoted(out: &mut Vec<u8>, s: &str) {
     if is_token(s.as_bytes()) {
-        return Some(s.to_string());
+        out.extend_from_slice(s.as_bytes());
+        return;
     }
-    if s.is_empty() || s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return None;
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
         }
-        out.push(c);
+        out.push(b);
     }
-    out.push('"');
-    Some(out)
+    out.push(b'"');
 }
 
 /// Appends our entry to `Via` of a message we forward (for a response: with the version the
@@ -168,11 +221,62 @@ fn token_or_quoted(s: &str) -> Option<String> {
 //# each inbound request message and MAY send a Via header field in forwarded response
 //# messages.
 pub fn add_via(headers: &mut HeaderMap, version: Version, via_name: &str) {
-    append_member(
-        headers,
-        header::VIA,
-        via_entry(version, via_name).as_bytes(),
-    );
+    HopIdentity::new("", via_name).add_via(headers, version);
+}
+
+/// This node as it names itself in the lists a forwarded message carries: its `Via` entry for
+/// each protocol version and its `CDN-Loop` member, sanitised and formatted once, at start-up
+/// (every miss writes both, every response its `Via`).
+#[derive(Debug, Clone)]
+pub struct HopIdentity {
+    /// `Via` entries for HTTP/0.9, 1.0, 1.1, 2 and 3, in that order.
+    via: [HeaderValue; 5],
+    /// `cdn-id; node=name`.
+    cdn_info: HeaderValue,
+}
+
+impl HopIdentity {
+    /// The identity of node `node_name` of the CDN `cdn_token` (its `CDN-Loop` cdn-id).
+    pub fn new(cdn_token: &str, node_name: &str) -> Self {
+        let text = |s: String| value_from(s.into_bytes());
+        let via = [
+            Version::HTTP_09,
+            Version::HTTP_10,
+            Version::HTTP_11,
+            Version::HTTP_2,
+            Version::HTTP_3,
+        ]
+        .map(|v| text(via_entry(v, node_name)));
+        let cdn_info = text(format!(
+            "{}; node={}",
+            sanitize_pseudonym(cdn_token, true),
+            sanitize_pseudonym(node_name, false)
+        ));
+        HopIdentity { via, cdn_info }
+    }
+
+    /// Our `Via` entry for a message received with `version`.
+    pub fn via(&self, version: Version) -> &HeaderValue {
+        let i = match version {
+            Version::HTTP_09 => 0,
+            Version::HTTP_10 => 1,
+            Version::HTTP_2 => 3,
+            Version::HTTP_3 => 4,
+            _ => 2,
+        };
+        &self.via[i]
+    }
+
+    /// Appends our entry to `Via` of a message we forward (for a response: with the version
+    /// the upstream response was received with). See [`add_via`].
+    pub fn add_via(&self, headers: &mut HeaderMap, version: Version) {
+        append_value(headers, header::VIA, self.via(version).clone());
+    }
+
+    /// Appends our `cdn-info` to `CDN-Loop`. See [`add_cdn_loop`].
+    pub fn add_cdn_loop(&self, headers: &mut HeaderMap) {
+        append_value(headers, CDN_LOOP, self.cdn_info.clone());
+    }
 }
 
 /// `received-protocol RWS received-by`, e.g. `1.1 edge-1` or `2 edge-1`.
@@ -246,12 +350,7 @@ pub fn cdn_loop_count(headers: &HeaderMap, token: &str) -> usize {
 //# Conforming CDNs SHOULD add a cdn-info to this header field in every request they
 //# generate or forward (creating the header field if necessary).
 pub fn add_cdn_loop(headers: &mut HeaderMap, token: &str, node: &str) {
-    let info = format!(
-        "{}; node={}",
-        sanitize_pseudonym(token, true),
-        sanitize_pseudonym(node, false)
-    );
-    append_member(headers, CDN_LOOP, info.as_bytes());
+    HopIdentity::new(token, node).add_cdn_loop(headers);
 }
 
 /// Whether this very node (the CDN's `token`, `node=` our name) already forwarded the request.

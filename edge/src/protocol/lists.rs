@@ -4,7 +4,8 @@
 //! `Cache-Status`) are lists whose members may contain quoted strings with commas in them, so a
 //! plain `split(',')` is wrong: these helpers split outside quotes only.
 
-use http::{HeaderMap, HeaderName};
+use http::header::Entry;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::value_from;
 
@@ -83,7 +84,8 @@ pub(crate) fn members<'h>(
         .flat_map(|v| split_list(v.as_bytes()))
 }
 
-/// Appends `member` to the list field `name`, folding any existing lines into one line.
+/// Appends the list member `value` to the list field `name`, folding any existing lines into
+/// one line.
 ///
 /// One line rather than a second field line because several consumers of `X-Forwarded-For` and
 /// `Forwarded` read only the first line; RFC 9110 §5.3 makes the two forms equivalent.
@@ -92,23 +94,31 @@ pub(crate) fn members<'h>(
 //# field name into one field line, without changing the semantics of the message, by
 //# appending each subsequent field line value to the initial field line value in order,
 //# separated by a comma (",") and optional whitespace (OWS, defined in Section 5.6.3).
-pub(crate) fn append_member(headers: &mut HeaderMap, name: HeaderName, member: &[u8]) {
-    let mut out = Vec::new();
-    for line in headers.get_all(&name) {
-        let line = trim_ows(line.as_bytes());
-        if !line.is_empty() {
-            out.extend_from_slice(line);
-            out.extend_from_slice(b", ");
+pub(crate) fn append_value(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    match headers.entry(name) {
+        // The usual case: nothing to extend, the value goes in as it is (no copy).
+        Entry::Vacant(vacant) => {
+            vacant.insert(value);
+        }
+        Entry::Occupied(mut lines) => {
+            let mut out = Vec::new();
+            for line in lines.iter() {
+                let line = trim_ows(line.as_bytes());
+                if !line.is_empty() {
+                    out.extend_from_slice(line);
+                    out.extend_from_slice(b", ");
+                }
+            }
+            out.extend_from_slice(value.as_bytes());
+            // Replaces every line with the folded one.
+            lines.insert(value_from(out));
         }
     }
-    out.extend_from_slice(member);
-    headers.insert(name, value_from(out));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn split(s: &str) -> Vec<String> {
         split_list(s.as_bytes())
@@ -148,11 +158,11 @@ mod tests {
     fn append_folds_lines() {
         let mut h = HeaderMap::new();
         let name = HeaderName::from_static("x-list");
-        append_member(&mut h, name.clone(), b"a");
+        append_value(&mut h, name.clone(), HeaderValue::from_static("a"));
         assert_eq!(h.get(&name), Some(&HeaderValue::from_static("a")));
         h.append(&name, HeaderValue::from_static(" b "));
         h.append(&name, HeaderValue::from_static(""));
-        append_member(&mut h, name.clone(), b"c");
+        append_value(&mut h, name.clone(), HeaderValue::from_static("c"));
         let all: Vec<_> = h.get_all(&name).iter().collect();
         assert_eq!(all, vec![&HeaderValue::from_static("a, b, c")]);
     }

@@ -134,7 +134,7 @@ fn forwarding_headers_on_a_fresh_request() {
         &mut h,
         &ctx(V4, Scheme::Https, Version::HTTP_11),
         "example.com",
-        "edge-1",
+        &HopIdentity::new("tiercel", "edge-1"),
     );
     assert_eq!(all(&h, "x-forwarded-for"), ["192.0.2.60"]);
     assert_eq!(all(&h, "x-forwarded-proto"), ["https"]);
@@ -159,7 +159,7 @@ fn forwarding_headers_extend_existing_lists() {
         &mut h,
         &ctx(V4, Scheme::Http, Version::HTTP_2),
         "example.com:8080",
-        "edge-1",
+        &HopIdentity::new("tiercel", "edge-1"),
     );
     assert_eq!(
         all(&h, "x-forwarded-for"),
@@ -214,7 +214,7 @@ fn forwarded_ipv6_and_mapped_addresses() {
             &mut h,
             &ctx(peer, Scheme::Https, Version::HTTP_3),
             host,
-            "e",
+            &HopIdentity::new("tiercel", "e"),
         );
         assert_eq!(all(&h, "x-forwarded-for"), [xff], "peer {peer}");
         assert_eq!(all(&h, "forwarded"), [forwarded], "peer {peer}");
@@ -349,4 +349,38 @@ fn connection_options_are_lowercased_members() {
     let h = headers(&[("connection", "Close, Upgrade"), ("connection", "x-foo")]);
     assert_eq!(connection_options(&h), ["close", "upgrade", "x-foo"]);
     assert!(connection_options(&HeaderMap::new()).is_empty());
+}
+
+#[test]
+fn addresses_are_written_as_display_writes_them() {
+    let mut addresses: Vec<IpAddr> = (0..=255u8)
+        .map(|o| IpAddr::V4(Ipv4Addr::new(o, 255 - o, o / 2, o.wrapping_mul(7))))
+        .collect();
+    addresses.extend([
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::BROADCAST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+    ]);
+    for ip in addresses {
+        let mut out = Vec::new();
+        push_ip(&mut out, ip);
+        assert_eq!(out, ip.to_string().as_bytes(), "{ip}");
+    }
+}
+
+#[test]
+fn a_hop_identity_writes_what_the_free_functions_write() {
+    let hop = HopIdentity::new("my cdn", "edge 1:80");
+    for version in [Version::HTTP_10, Version::HTTP_11, Version::HTTP_2] {
+        let (mut a, mut b) = (HeaderMap::new(), headers(&[("via", "1.0 x")]));
+        hop.add_via(&mut a, version);
+        add_via(&mut b, version, "edge 1:80");
+        assert_eq!(all(&a, "via"), [hop.via(version).to_str().unwrap()]);
+        assert_eq!(all(&b, "via")[0], format!("1.0 x, {}", all(&a, "via")[0]));
+    }
+    let mut h = HeaderMap::new();
+    hop.add_cdn_loop(&mut h);
+    assert_eq!(all(&h, "cdn-loop"), ["my-cdn; node=edge-1-80"]);
+    assert!(cdn_loop_through(&h, "my cdn", "edge 1:80"));
 }
