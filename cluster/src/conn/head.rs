@@ -63,7 +63,18 @@ pub fn framing_of(head: &[u8]) -> HeadFraming {
     if !starts_with_request_line(head) {
         return out;
     }
-    for line in head.split(|&b| b == b'\n').skip(1) {
+    let mut ends = memchr::memchr_iter(b'\n', head);
+    let Some(first) = ends.next() else {
+        return out;
+    };
+    let mut start = first + 1;
+    for end in ends.chain(std::iter::once(head.len())) {
+        let line = &head[start..end];
+        start = end + 1;
+        // Only the two names below matter, and both start with one of these.
+        if !matches!(line.first(), Some(b'c' | b'C' | b't' | b'T')) {
+            continue;
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
@@ -99,7 +110,7 @@ fn leading_empty_lines(buf: &[u8]) -> usize {
 /// `method SP target SP HTTP/1.x`, the method any token (RFC 9110 §9.1: extension methods
 /// are tokens too, and hyper accepts them).
 fn starts_with_request_line(head: &[u8]) -> bool {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = &head[..memchr::memchr(b'\n', head).unwrap_or(head.len())];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut parts = line.split(|&b| b == b' ');
     let method = parts.next().unwrap_or_default();
@@ -213,6 +224,55 @@ mod tests {
                 (*lengths, *coding, *ambiguous),
                 "{}",
                 String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    /// The framing scan as first written, line by line: the fast scan must agree with it.
+    fn framing_reference(head: &[u8]) -> (usize, bool) {
+        let head = &head[leading_empty_lines(head)..];
+        if !starts_with_request_line(head) {
+            return (0, false);
+        }
+        let (mut lengths, mut coding) = (0, false);
+        for line in head.split(|&b| b == b'\n').skip(1) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let name = &line[..colon];
+            lengths += usize::from(name.eq_ignore_ascii_case(b"content-length"));
+            coding |= name.eq_ignore_ascii_case(b"transfer-encoding");
+        }
+        (lengths, coding)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_framing_scan_agrees_with_the_line_by_line_one(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("(?i)(content-length|transfer-encoding|te|cl|x-a): ?[0-9a-z:]{0,6}").unwrap(),
+                    proptest::string::string_regex("[ -~]{0,12}").unwrap(),
+                ],
+                0..8,
+            ),
+            crlf in proptest::bool::ANY,
+            blank_first in 0usize..3,
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut head = eol.repeat(blank_first);
+            head.push_str("POST / HTTP/1.1");
+            for l in &lines {
+                head.push_str(eol);
+                head.push_str(l);
+            }
+            head.push_str(eol);
+            head.push_str(eol);
+            let f = framing_of(head.as_bytes());
+            proptest::prop_assert_eq!(
+                (f.content_lengths, f.transfer_encoding),
+                framing_reference(head.as_bytes())
             );
         }
     }
