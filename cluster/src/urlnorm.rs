@@ -195,19 +195,33 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn normalize_authority(scheme: Scheme, authority: &str) -> Result<String, UrlError> {
-    // Fast path: a lower-case name without port, empty labels or trailing dot is already
-    // canonical.
-    if !authority.is_empty()
-        && !authority.ends_with('.')
-        && !authority.starts_with('.')
-        && !authority.contains("..")
-        && authority
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-    {
+    if is_canonical_authority(scheme, authority) {
         return Ok(authority.to_string());
     }
     normalize_authority_general(scheme, authority)
+}
+
+/// The fast path: a lower-case name without empty labels or trailing dot, and a port, if any,
+/// in canonical decimal and not the scheme's default, is already what the general rules would
+/// make of it. (`host:port` is every request's Host on a non-default port.)
+fn is_canonical_authority(scheme: Scheme, authority: &str) -> bool {
+    let (host, port) = match memchr::memrchr(b':', authority.as_bytes()) {
+        Some(i) => (&authority[..i], Some(&authority[i + 1..])),
+        None => (authority, None),
+    };
+    let name = !host.is_empty()
+        && !host.ends_with('.')
+        && !host.starts_with('.')
+        && !host.contains("..")
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    name && port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && !p.starts_with('0')
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|n| n != scheme.default_port())
+    })
 }
 
 fn normalize_authority_general(scheme: Scheme, authority: &str) -> Result<String, UrlError> {
@@ -515,6 +529,21 @@ mod tests {
         assert!(normalize_host("a]b").is_err());
         assert!(normalize_host("[]").is_err());
         assert_eq!(normalize_host("[::1]:8443").unwrap(), "[::1]:8443");
+        // The `host:port` fast path keeps only what is already canonical.
+        for (given, want) in [
+            ("a.example:8080", Ok("a.example:8080")),
+            ("a.example:80", Ok("a.example")),
+            ("a.example:080", Ok("a.example")),
+            ("a.example:+8080", Ok("a.example:8080")),
+            ("a.example:08080", Ok("a.example:8080")),
+            ("a.example:0", Err(UrlError::Port)),
+            ("a.example:65536", Err(UrlError::Port)),
+            ("a.example:", Ok("a.example")),
+            ("A.example:8080", Ok("a.example:8080")),
+            ("a..example:8080", Err(UrlError::Host)),
+        ] {
+            assert_eq!(normalize_host(given).as_deref(), want.as_deref(), "{given}");
+        }
         assert_eq!(normalize_host("[FE80::1]").unwrap(), "[fe80::1]");
     }
 
@@ -524,7 +553,7 @@ mod tests {
         fn fast_paths_agree_with_the_general_rules(
             path in "/[a-zA-Z0-9./_~%-]{0,30}",
             q in "[a-z0-9=&.%/]{0,10}",
-            host in "[a-zA-Z0-9.-]{1,20}",
+            host in "[a-zA-Z0-9.-]{1,20}(:[0-9]{0,6})?",
         ) {
             let pq = if q.is_empty() { path.clone() } else { format!("{path}?{q}") };
             let fast = normalize(Scheme::Http, &host, &pq);
