@@ -138,7 +138,15 @@ impl Storage {
     }
 
     async fn get(&self, key: &EntryKey) -> Option<Entry> {
-        match self.cache.get(key).await {
+        // Without a disk tier, memory is all there is: asked directly, a miss is settled at
+        // once, where the hybrid lookup would spawn a task to ask a disk that is not there
+        // (a third of a miss's storage cost).
+        let found = if self.cache.is_hybrid() {
+            self.cache.get(key).await
+        } else {
+            Ok(self.cache.memory().get(key))
+        };
+        match found {
             Ok(Some(e)) => match e.value() {
                 Entry::Unreadable(why) => {
                     tracing::warn!(key = %hex(&key.0), why, "stored entry unreadable; dropped");
