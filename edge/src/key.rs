@@ -119,11 +119,16 @@ pub fn derive_key(
     // Deriving the context key is a hash of its own: do it once and clone the hasher.
     static BASE: std::sync::LazyLock<blake3::Hasher> =
         std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(KEY_CONTEXT));
-    let mut hasher = BASE.clone();
-    for field in [service, scheme, url.host.as_str(), path, query.as_str()] {
-        hasher.update(&(field.len() as u64).to_le_bytes());
-        hasher.update(field.as_bytes());
+    let fields = [service, scheme, url.host.as_str(), path, query.as_str()];
+    // One update over the fields laid end to end (the same bytes, so the same key): ten small
+    // updates cost blake3 more than the copy.
+    let mut input = Vec::with_capacity(fields.iter().map(|f| 8 + f.len()).sum());
+    for field in fields {
+        input.extend_from_slice(&(field.len() as u64).to_le_bytes());
+        input.extend_from_slice(field.as_bytes());
     }
+    let mut hasher = BASE.clone();
+    hasher.update(&input);
     CacheKey(*hasher.finalize().as_bytes())
 }
 

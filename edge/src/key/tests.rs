@@ -264,3 +264,36 @@ proptest::proptest! {
         }
     }
 }
+
+/// Keys are stored on disk and shared between nodes: the derivation is a contract. A key is
+/// blake3 in derive-key mode over each field as a little-endian u64 length and its bytes.
+#[test]
+fn a_key_is_the_hash_of_its_length_prefixed_fields() {
+    let reference = |fields: [&str; 5]| {
+        let mut h = blake3::Hasher::new_derive_key("tiercel 2026-01 cache key v1");
+        for f in fields {
+            h.update(&(f.len() as u64).to_le_bytes());
+            h.update(f.as_bytes());
+        }
+        CacheKey(*h.finalize().as_bytes())
+    };
+    let long = format!("/{}", "p".repeat(5000));
+    for (service, host, path, query) in [
+        ("svc", "example.com", "/a", "x=1"),
+        ("", "h", "/", ""),
+        ("svc", "example.com:8080", long.as_str(), "q"),
+    ] {
+        let pq = if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{query}")
+        };
+        let rules = KeyRules::default();
+        let scheme = if rules.include_scheme { "https" } else { "" };
+        assert_eq!(
+            key(service, Scheme::Https, host, &pq, &rules),
+            reference([service, scheme, host, path, query]),
+            "{service} {host} {pq}"
+        );
+    }
+}
