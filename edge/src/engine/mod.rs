@@ -103,8 +103,10 @@ pub struct Engine {
     fill_slots: Arc<tokio::sync::Semaphore>,
     hit_for_miss: HitForMiss,
     stats: EngineStats,
-    /// Our `Via` entry for responses received over HTTP/1.1, built once.
+    /// This node's `Via` and `CDN-Loop` entries, built once.
     hop: crate::protocol::HopIdentity,
+    /// Fields a client never gets from us (see `strip_for_client`), parsed once.
+    client_hidden: Vec<http::HeaderName>,
     /// Chunk fetches in flight (objects filled by ranges).
     parts: parts::PartTable,
     /// Serialise updates of stored chunk sets, per object (sharded by key).
@@ -143,6 +145,7 @@ impl Engine {
         let hit_for_miss = HitForMiss::new(cfg.hit_for_miss_ttl, 100_000);
         let fill_slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_fills.max(1)));
         let hop = crate::protocol::HopIdentity::new(&cfg.cdn_loop_token, &cfg.name);
+        let client_hidden = serve::client_hidden(&cfg);
         Arc::new(Engine {
             cfg,
             storage,
@@ -153,6 +156,7 @@ impl Engine {
             hit_for_miss,
             stats: EngineStats::default(),
             hop,
+            client_hidden,
             parts: parts::PartTable::default(),
             encoders: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),

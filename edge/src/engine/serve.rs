@@ -388,16 +388,8 @@ impl Engine {
 
     /// Removes what a stored or upstream header section must not show clients.
     pub(super) fn strip_for_client(&self, h: &mut HeaderMap) {
-        if !self.cfg.forward_targeted_fields {
-            //= https://www.rfc-editor.org/rfc/rfc9213#section-2.1
-            // Targeted fields are for this CDN's caches; the edge does not pass them on.
-            for f in &self.cfg.policy.targeted_fields {
-                h.remove(f);
-            }
-        }
-        if self.cfg.strip_surrogate_headers {
-            h.remove("surrogate-key");
-            h.remove("cache-tag");
+        for name in &self.client_hidden {
+            h.remove(name);
         }
     }
 
@@ -663,4 +655,21 @@ fn build(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// The fields a client never gets from this node: targeted cache fields (RFC 9213 §2.1: they
+/// are for this CDN's caches) unless configured to forward them, and surrogate keys when
+/// configured to strip them.
+//= https://www.rfc-editor.org/rfc/rfc9213#section-2.1
+// Targeted fields are for this CDN's caches; the edge does not pass them on.
+pub(super) fn client_hidden(cfg: &super::EngineConfig) -> Vec<HeaderName> {
+    let mut hidden = Vec::new();
+    if !cfg.forward_targeted_fields {
+        hidden.extend(cfg.policy.targeted_fields.iter().cloned());
+    }
+    if cfg.strip_surrogate_headers {
+        hidden.push(HeaderName::from_static("surrogate-key"));
+        hidden.push(HeaderName::from_static("cache-tag"));
+    }
+    hidden
 }
