@@ -26,7 +26,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use hyper::body::Incoming;
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
 use super::parts::Behind;
 use crate::policy::{AgeClock, StoredPolicy, VariantId, VarySpec};
@@ -159,7 +158,10 @@ struct State {
 /// Shared state of one fetch. See the module docs.
 pub struct Fill {
     state: Mutex<State>,
-    version: watch::Sender<u64>,
+    /// Woken on every change readers wait for (outcome, bytes, end). A plain `Notify`, not a
+    /// watch channel: a watch wakes through eight of them, and a miss changes a fill several
+    /// times.
+    changed: tokio::sync::Notify,
     storage: Storage,
     /// Clients waiting for the outcome or reading the body ([`Interest`]).
     interest: AtomicUsize,
@@ -205,7 +207,7 @@ impl Fill {
                     end: None,
                 },
             }),
-            version: watch::Sender::new(0),
+            changed: tokio::sync::Notify::new(),
             storage,
             interest: AtomicUsize::new(0),
             storing: AtomicBool::new(true),
@@ -285,7 +287,18 @@ impl Fill {
     }
 
     fn bump(&self) {
-        self.version.send_modify(|v| *v = v.wrapping_add(1));
+        self.changed.notify_waiters();
+    }
+
+    /// Waits for the next change of the fill if `unchanged()` still holds once the wait is
+    /// registered (so a change between the caller's look and the wait is never missed).
+    async fn wait_unless_moved(&self, unchanged: impl Fn() -> bool) {
+        let notified = self.changed.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if unchanged() {
+            notified.await;
+        }
     }
 
     /// Announces what the fetch produced. Called once by the fetch task.
@@ -296,15 +309,12 @@ impl Fill {
 
     /// Waits until the fetch task has published its outcome.
     pub async fn outcome(&self) -> Outcome {
-        let mut rx = self.version.subscribe();
         loop {
             if let Some(o) = self.state.lock().outcome.clone() {
                 return o;
             }
-            if rx.changed().await.is_err() {
-                // The sender lives in `self`: unreachable while we hold `&self`.
-                return Outcome::Failed(UpstreamError::Protocol("fill abandoned".into()));
-            }
+            self.wait_unless_moved(|| self.state.lock().outcome.is_none())
+                .await;
         }
     }
 
@@ -436,7 +446,6 @@ fn concat(pieces: Vec<Bytes>) -> Bytes {
 pub struct FillReader {
     fill: Arc<Fill>,
     head: Arc<FillHead>,
-    rx: watch::Receiver<u64>,
     pos: u64,
     end: Option<u64>,
     /// For a reader that falls behind the window: how to fetch a chunk that storage no longer
@@ -476,14 +485,12 @@ impl FillReader {
         end: Option<u64>,
         behind: Option<Behind>,
     ) -> Self {
-        let rx = fill.version.subscribe();
         let interest = fill.interest();
         let at = Arc::new(AtomicU64::new(start));
         fill.readers.lock().push(at.clone());
         FillReader {
             fill,
             head,
-            rx,
             pos: start,
             end,
             behind,
@@ -560,11 +567,8 @@ impl FillReader {
         loop {
             match self.step() {
                 Step::Data(d) if self.holds_back(d.len()) => {
-                    if self.rx.changed().await.is_err() {
-                        return Some(Err(FillError::Upstream(UpstreamError::Protocol(
-                            "fill abandoned".into(),
-                        ))));
-                    }
+                    let len = d.len();
+                    self.fill.wait_unless_moved(|| self.holds_back(len)).await;
                 }
                 Step::Data(d) => {
                     self.advance(d.len());
@@ -573,11 +577,9 @@ impl FillReader {
                 Step::Done => return None,
                 Step::Fail(e) => return Some(Err(e)),
                 Step::Wait => {
-                    if self.rx.changed().await.is_err() {
-                        return Some(Err(FillError::Upstream(UpstreamError::Protocol(
-                            "fill abandoned".into(),
-                        ))));
-                    }
+                    self.fill
+                        .wait_unless_moved(|| matches!(self.step(), Step::Wait))
+                        .await;
                 }
                 Step::FromStorage(index, offset) => {
                     // Only a completed chunk was ever written.
