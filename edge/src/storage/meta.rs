@@ -120,15 +120,17 @@ pub fn owned_headers(headers: &HeaderMap) -> HeaderMap {
         buf.extend_from_slice(value.as_bytes());
     }
     let buf = bytes::Bytes::from(buf);
-    let mut out = HeaderMap::with_capacity(headers.len());
+    // The map's structure cloned as it is (no field hashed again), then each value swapped for
+    // its copy: `values_mut` walks the lines in the order `values` did.
+    let mut out = headers.clone();
     let mut at = 0;
-    for (name, value) in headers {
+    for value in out.values_mut() {
         let end = at + value.len();
-        let mut copy =
-            HeaderValue::from_maybe_shared(buf.slice(at..end)).unwrap_or_else(|_| value.clone());
+        if let Ok(mut copy) = HeaderValue::from_maybe_shared(buf.slice(at..end)) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
         at = end;
-        copy.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), copy);
     }
     out
 }
