@@ -1,7 +1,6 @@
 //! Why an upstream exchange failed, and what the client is told.
 
 use std::error::Error as StdError;
-use std::io;
 
 use http::StatusCode;
 
@@ -65,22 +64,6 @@ impl UpstreamError {
             UpstreamError::Request(_) => "bad upstream request",
         }
     }
-
-    /// Classifies a hyper-util client error by walking its source chain.
-    pub fn from_client(err: &hyper_util::client::legacy::Error) -> Self {
-        let io_kind =
-            source_chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind));
-        if err.is_connect() {
-            return match io_kind {
-                Some(io::ErrorKind::TimedOut) => UpstreamError::ConnectTimeout,
-                Some(io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset) => {
-                    UpstreamError::Refused(chain_text(err))
-                }
-                _ => UpstreamError::Connect(chain_text(err)),
-            };
-        }
-        UpstreamError::Protocol(chain_text(err))
-    }
 }
 
 fn source_chain<'a>(
@@ -94,7 +77,7 @@ fn source_chain<'a>(
     })
 }
 
-fn chain_text(err: &(dyn StdError + 'static)) -> String {
+pub(super) fn chain_text(err: &(dyn StdError + 'static)) -> String {
     source_chain(err)
         .map(ToString::to_string)
         .collect::<Vec<_>>()

@@ -221,7 +221,7 @@ impl Slot {
     }
 }
 
-fn connect_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> UpstreamError {
+pub(super) fn connect_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> UpstreamError {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {

@@ -7,6 +7,7 @@
 //! ([`IdleTimeout`]), because only the reader knows when it is waiting.
 
 mod error;
+mod h1pool;
 mod h2conn;
 mod health;
 mod idle;

@@ -9,12 +9,11 @@ use futures_util::future::BoxFuture;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 
-use super::h2conn::{Connector, H2Connection, SendFailure};
+use super::h1pool::H1Pool;
+use super::h2conn::{H2Connection, SendFailure};
 use super::resolve::UpstreamResolver;
 use super::{Upstream, UpstreamBody, UpstreamCtx, UpstreamError, UpstreamTimeouts};
 
@@ -96,17 +95,17 @@ pub struct OriginUpstream {
     timeouts: UpstreamTimeouts,
 }
 
-type H1Client = Client<Connector, UpstreamBody>;
+type H1Client = Arc<H1Pool>;
 
 enum Transport {
     /// HTTP/1.1 keep-alive pool, keyed by the upstream's own authority.
-    Http1(Box<H1Client>),
+    Http1(H1Client),
     /// HTTP/2 connections; requests name the site in `:authority`.
     Http2(Arc<H2Connection>),
     /// HTTP/2 while the upstream picks it by ALPN, else the HTTP/1.1 pool.
     Negotiated {
         h2: Arc<H2Connection>,
-        h1: Box<H1Client>,
+        h1: H1Client,
         /// When the upstream last declined h2: HTTP/1.1 until [`RENEGOTIATE_EVERY`] passes.
         declined_at: Arc<parking_lot::Mutex<Option<Instant>>>,
     },
@@ -149,25 +148,19 @@ impl OriginUpstream {
                 .with_tls_config(tls.clone())
                 .https_or_http()
         };
-        let h1 = || -> Box<H1Client> {
-            Box::new(
-                Client::builder(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(50))
-                    .pool_max_idle_per_host(256)
-                    // HTTP/1.1 only: with h2 this pool would send the origin's name in
-                    // `:authority` (it keys on it) while `Host` carries the site's, and RFC 9113
-                    // §8.3.1 lets a server refuse that disagreement. h2 goes by H2Connection.
-                    .build(builder().enable_http1().wrap_connector(http.clone())),
-            )
-        };
         let base = Uri::builder()
             .scheme(scheme.clone())
             .authority(authority.clone())
             .path_and_query("/")
             .build()
             .map_err(|_| invalid())?;
+        let h1 = || -> H1Client {
+            Arc::new(H1Pool::new(
+                base.clone(),
+                builder().enable_http1().wrap_connector(http.clone()),
+                timeouts.connect,
+            ))
+        };
         let transport = match reach.protocol {
             WireProtocol::Http1 => Transport::Http1(h1()),
             WireProtocol::Negotiated if scheme == Scheme::HTTP => Transport::Http1(h1()),
@@ -178,7 +171,7 @@ impl OriginUpstream {
             ))),
             WireProtocol::Negotiated => Transport::Negotiated {
                 h2: Arc::new(H2Connection::new(
-                    base,
+                    base.clone(),
                     builder().enable_all_versions().wrap_connector(http.clone()),
                     timeouts.connect,
                 )),
@@ -196,13 +189,9 @@ impl OriginUpstream {
 
     /// The HTTP/1.1 request URI for `pq`: it names the upstream (the pool keys on it), while
     /// `Host` names the site.
+    /// The HTTP/1.1 request target: origin-form (the connection already goes to the origin).
     fn h1_uri(&self, pq: String) -> Result<Uri, UpstreamError> {
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|e| UpstreamError::Request(e.to_string()))
+        Uri::try_from(pq).map_err(|e| UpstreamError::Request(e.to_string()))
     }
 
     /// `req` made ready for HTTP/1.1.
@@ -245,10 +234,9 @@ async fn send_h1(
     req: Request<UpstreamBody>,
     first_byte: Duration,
 ) -> Result<Response<Incoming>, UpstreamError> {
-    match tokio::time::timeout(first_byte, client.request(req)).await {
+    match tokio::time::timeout(first_byte, client.send(req)).await {
         Err(_) => Err(UpstreamError::FirstByteTimeout),
-        Ok(Err(e)) => Err(UpstreamError::from_client(&e)),
-        Ok(Ok(resp)) => Ok(resp),
+        Ok(r) => r,
     }
 }
 

@@ -1,0 +1,135 @@
+//! How a node keeps its HTTP/1.1 connections to the origin: one connection serves request
+//! after request, concurrent requests reuse the connections the earlier ones opened, and an
+//! origin that closes a connection between responses (as at its keep-alive timeout) costs no
+//! request. The origin here is a few lines over a TCP socket, so the test sees every
+//! connection it accepts and decides when each one closes.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::{config_from_flags, h1_client, send};
+use tiercel_cluster::config::Role;
+use tiercel_edge::node;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An HTTP/1.1 origin answering each request with its path as a cacheable body; with
+/// `close_after_each`, it closes the connection after every response without saying so
+/// (no `Connection: close`), like an origin whose keep-alive timeout just expired.
+async fn raw_origin(close_after_each: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = head_end(&buf) else {
+                        let mut chunk = [0u8; 4096];
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age=60\r\n\r\n{path}",
+                        path.len()
+                    );
+                    if tcp.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if close_after_each {
+                        let _ = tcp.shutdown().await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+async fn edge(origin: SocketAddr) -> node::RunningNode {
+    support::init_logs();
+    let url = format!("http://{origin}");
+    let cfg = config_from_flags(&["--listen", "127.0.0.1:0", "--origin", url.as_str()]);
+    node::start(Role::Edge, &cfg).await.expect("edge starts")
+}
+
+async fn miss(addr: SocketAddr, path: &str) {
+    let resp = send(
+        &h1_client(),
+        Request::get(format!("http://{addr}{path}"))
+            .body(Full::<Bytes>::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{path}");
+    assert_eq!(resp.body, path.as_bytes(), "{path}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_serves_miss_after_miss() {
+    let (origin, accepted) = raw_origin(false).await;
+    let node = edge(origin).await;
+    let addr = node.listen.unwrap();
+    for i in 0..30 {
+        miss(addr, &format!("/seq-{i}")).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_reuse_the_connections_earlier_ones_opened() {
+    let (origin, accepted) = raw_origin(false).await;
+    let node = edge(origin).await;
+    let addr = node.listen.unwrap();
+    for round in 0..4 {
+        let batch: Vec<_> = (0..16)
+            .map(|i| tokio::spawn(async move { miss(addr, &format!("/par-{round}-{i}")).await }))
+            .collect();
+        for b in batch {
+            b.await.unwrap();
+        }
+    }
+    // 64 misses, at most 16 at a time: never more connections than were ever busy at once.
+    let opened = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=16).contains(&opened),
+        "{opened} connections for 64 misses"
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_closing_between_responses_costs_no_request() {
+    let (origin, accepted) = raw_origin(true).await;
+    let node = edge(origin).await;
+    let addr = node.listen.unwrap();
+    for i in 0..20 {
+        miss(addr, &format!("/closing-{i}")).await;
+        // Every other request goes out at once, racing the origin's close.
+        if i % 2 == 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 20);
+    node.shutdown().await;
+}
