@@ -46,6 +46,10 @@ pub struct H1Pool {
     conns: parking_lot::Mutex<Vec<Kept>>,
 }
 
+/// What a request queued on a connection comes to: its response head, or the error (with the
+/// request, when it never went out).
+type Sent = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>;
+
 struct Kept {
     sender: SendRequest<UpstreamBody>,
     last_used: Instant,
@@ -100,15 +104,7 @@ impl H1Pool {
     fn send_on_kept(
         &self,
         req: Request<UpstreamBody>,
-    ) -> Result<
-        impl Future<
-            Output = Result<
-                Response<Incoming>,
-                hyper::client::conn::TrySendError<Request<UpstreamBody>>,
-            >,
-        > + use<>,
-        Request<UpstreamBody>,
-    > {
+    ) -> Result<impl Future<Output = Sent> + use<>, Request<UpstreamBody>> {
         let now = Instant::now();
         let mut conns = self.conns.lock();
         conns.retain(|k| !k.sender.is_closed() && now.duration_since(k.last_used) < REUSE_WITHIN);
