@@ -2,12 +2,13 @@
 //!
 //! hyper-util's pooled client keys its idle lists by scheme and authority, clones and hashes
 //! them on every request, and takes a connection out of its list for each request and back in
-//! when the response is over; for an upstream that is one address, that bookkeeping was a
-//! twentieth of a miss's instructions. Here a connection stays in one list from its first
-//! request to its end:
+//! when the response is over; for an upstream that is one address, that bookkeeping was 8 % of
+//! a miss's instructions. Here a connection stays in one list from its first request to its
+//! end:
 //!
 //! ```text
-//! send ─▶ first connection whose last response is over (closed or long-quiet ones dropped)
+//! send ─▶ least recently used connection whose last response is over (closed or long-quiet
+//!     │    ones met on the way dropped), moved to the back of the list
 //!     │      └─ none ─▶ a new connection (kept in the list while there is room)
 //!     └─▶ request queued on it, connection left in the list (busy until its response ends)
 //!           └─ it closed before taking the request ─▶ once more, on a new connection
@@ -107,12 +108,27 @@ impl H1Pool {
     ) -> Result<impl Future<Output = Sent> + use<>, Request<UpstreamBody>> {
         let now = Instant::now();
         let mut conns = self.conns.lock();
-        conns.retain(|k| !k.sender.is_closed() && now.duration_since(k.last_used) < REUSE_WITHIN);
-        let Some(kept) = conns.iter_mut().find(|k| k.sender.is_ready()) else {
-            return Err(req);
-        };
-        kept.last_used = now;
-        Ok(kept.sender.try_send_request(req))
+        // Least recently used first: those are the likeliest to be done with their last
+        // response, so the walk is short however many connections are kept. Closed and
+        // long-quiet ones met on the way are dropped.
+        let mut i = 0;
+        while i < conns.len() {
+            let kept = &conns[i];
+            if kept.sender.is_closed() || now.duration_since(kept.last_used) >= REUSE_WITHIN {
+                conns.remove(i);
+                continue;
+            }
+            if kept.sender.is_ready() {
+                let mut kept = conns.remove(i);
+                let pending = kept.sender.try_send_request(req);
+                kept.last_used = now;
+                // To the back: the list stays in order of last use.
+                conns.push(kept);
+                return Ok(pending);
+            }
+            i += 1;
+        }
+        Err(req)
     }
 
     /// Keeps a new connection for later requests, while there is room.
