@@ -17,6 +17,7 @@
 //! The request is queued on the connection before the lock is released, so two requests never
 //! pick the same idle connection.
 
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, Uri, header};
@@ -36,6 +37,9 @@ pub const REUSE_WITHIN: Duration = Duration::from_secs(50);
 /// Connections kept (busy or idle); beyond it, a connection serves its request and closes.
 pub const MAX_KEPT: usize = 256;
 
+/// How often connections past [`REUSE_WITHIN`] are closed while no request walks the list.
+const REAP_EVERY: Duration = Duration::from_secs(10);
+
 /// The kept-alive HTTP/1.1 connections to one origin. See the module docs.
 pub struct H1Pool {
     /// Where connections go (`scheme://authority`).
@@ -44,16 +48,33 @@ pub struct H1Pool {
     host: http::HeaderValue,
     connector: Connector,
     connect_timeout: Duration,
-    conns: parking_lot::Mutex<Vec<Kept>>,
+    /// Kept connections, least recently used first.
+    conns: parking_lot::Mutex<Kept>,
+    /// [`REUSE_WITHIN`], shorter in tests.
+    reuse_within: Duration,
+}
+
+/// The kept connections and whether a reaper task watches them.
+#[derive(Default)]
+struct Kept {
+    list: Vec<Conn>,
+    reaping: bool,
 }
 
 /// What a request queued on a connection comes to: its response head, or the error (with the
 /// request, when it never went out).
 type Sent = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>;
 
-struct Kept {
+struct Conn {
     sender: SendRequest<UpstreamBody>,
     last_used: Instant,
+}
+
+impl Conn {
+    /// Whether this connection may still take a request at `now`.
+    fn usable(&self, now: Instant, reuse_within: Duration) -> bool {
+        !self.sender.is_closed() && now.duration_since(self.last_used) < reuse_within
+    }
 }
 
 impl H1Pool {
@@ -68,14 +89,15 @@ impl H1Pool {
             host,
             connector,
             connect_timeout,
-            conns: parking_lot::Mutex::new(Vec::new()),
+            conns: parking_lot::Mutex::new(Kept::default()),
+            reuse_within: REUSE_WITHIN,
         }
     }
 
     /// Sends `req` (origin-form target; a `Host` is added when it has none) and waits for the
     /// response head.
     pub async fn send(
-        &self,
+        self: &Arc<Self>,
         mut req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         if !req.headers().contains_key(header::HOST) {
@@ -107,23 +129,23 @@ impl H1Pool {
         req: Request<UpstreamBody>,
     ) -> Result<impl Future<Output = Sent> + use<>, Request<UpstreamBody>> {
         let now = Instant::now();
-        let mut conns = self.conns.lock();
+        let mut kept = self.conns.lock();
+        let conns = &mut kept.list;
         // Least recently used first: those are the likeliest to be done with their last
         // response, so the walk is short however many connections are kept. Closed and
         // long-quiet ones met on the way are dropped.
         let mut i = 0;
         while i < conns.len() {
-            let kept = &conns[i];
-            if kept.sender.is_closed() || now.duration_since(kept.last_used) >= REUSE_WITHIN {
+            if !conns[i].usable(now, self.reuse_within) {
                 conns.remove(i);
                 continue;
             }
-            if kept.sender.is_ready() {
-                let mut kept = conns.remove(i);
-                let pending = kept.sender.try_send_request(req);
-                kept.last_used = now;
+            if conns[i].sender.is_ready() {
+                let mut conn = conns.remove(i);
+                let pending = conn.sender.try_send_request(req);
+                conn.last_used = now;
                 // To the back: the list stays in order of last use.
-                conns.push(kept);
+                conns.push(conn);
                 return Ok(pending);
             }
             i += 1;
@@ -132,13 +154,18 @@ impl H1Pool {
     }
 
     /// Keeps a new connection for later requests, while there is room.
-    fn keep(&self, sender: SendRequest<UpstreamBody>) {
-        let mut conns = self.conns.lock();
-        if conns.len() < MAX_KEPT {
-            conns.push(Kept {
-                sender,
-                last_used: Instant::now(),
-            });
+    fn keep(self: &Arc<Self>, sender: SendRequest<UpstreamBody>) {
+        let mut kept = self.conns.lock();
+        if kept.list.len() >= MAX_KEPT {
+            return;
+        }
+        kept.list.push(Conn {
+            sender,
+            last_used: Instant::now(),
+        });
+        if !kept.reaping {
+            kept.reaping = true;
+            tokio::spawn(reap(Arc::downgrade(self)));
         }
     }
 
@@ -163,5 +190,123 @@ impl H1Pool {
             }
         });
         Ok(sender)
+    }
+}
+
+/// Closes kept connections unused for [`REUSE_WITHIN`] (dropping a connection's sender closes
+/// it), every [`REAP_EVERY`], until none is kept or the pool is gone: without it, connections
+/// of an origin nobody asks any more would stay open for as long as the origin allowed.
+async fn reap(pool: Weak<H1Pool>) {
+    loop {
+        tokio::time::sleep(REAP_EVERY.min(pool.upgrade().map_or(REAP_EVERY, |p| p.reuse_within)))
+            .await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut kept = pool.conns.lock();
+        kept.list.retain(|c| c.usable(now, pool.reuse_within));
+        if kept.list.is_empty() {
+            kept.reaping = false;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An origin answering `ok` to every request; counts connections accepted and closed.
+    async fn origin() -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, c) = (accepted.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if tcp.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    c.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (addr, accepted, closed)
+    }
+
+    fn pool(addr: std::net::SocketAddr, reuse_within: Duration) -> Arc<H1Pool> {
+        let http =
+            HttpConnector::new_with_resolver(super::super::resolve::UpstreamResolver::new(&[]));
+        let tls = super::super::origin::client_tls(None).unwrap();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let base: Uri = format!("http://{addr}/").parse().unwrap();
+        let mut pool = H1Pool::new(base, connector, Duration::from_secs(2));
+        pool.reuse_within = reuse_within;
+        Arc::new(pool)
+    }
+
+    async fn get(pool: &Arc<H1Pool>) -> Bytes {
+        let req = Request::get("/")
+            .body(UpstreamBody::new(
+                Empty::<Bytes>::new().map_err(|never| match never {}),
+            ))
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(5), pool.send(req))
+            .await
+            .unwrap()
+            .unwrap();
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn quiet_connections_are_reused_within_the_window_and_closed_after_it() {
+        let (addr, accepted, closed) = origin().await;
+        let pool = pool(addr, Duration::from_millis(300));
+        assert_eq!(get(&pool).await, "ok");
+        assert_eq!(get(&pool).await, "ok");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the second request reused"
+        );
+        // Nobody asks any more: the reaper closes the connection once the window is over.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while closed.load(Ordering::SeqCst) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the quiet connection stayed open"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(pool.conns.lock().list.is_empty());
+        // A later request opens a new connection and starts a new reaper.
+        assert_eq!(get(&pool).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert!(pool.conns.lock().reaping);
     }
 }

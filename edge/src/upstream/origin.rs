@@ -32,7 +32,7 @@ pub enum OriginUrlError {
 }
 
 /// The TLS client configuration for upstreams: `roots` when given, else Mozilla's.
-fn client_tls(
+pub(super) fn client_tls(
     roots: Option<&[CertificateDer<'static>]>,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
     let mut store = rustls::RootCertStore::empty();
