@@ -105,12 +105,12 @@ impl<'a> CacheStatus<'a> {
             //# forwarded request.
             if let Some(status) = self.fwd_status {
                 out.push_str("; fwd-status=");
-                out.push_str(&status.to_string());
+                out.push_str(itoa::Buffer::new().format(status));
             }
         }
         if let Some(ttl) = self.ttl {
             out.push_str("; ttl=");
-            out.push_str(&clamp_sf_integer(ttl).to_string());
+            out.push_str(itoa::Buffer::new().format(clamp_sf_integer(ttl)));
         }
         if !self.hit && self.fwd.is_some() {
             //= https://www.rfc-editor.org/rfc/rfc9211#section-2.5
