@@ -18,7 +18,8 @@ use tiercel_cluster::config::Role;
 use tiercel_edge::node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// An HTTP/1.1 origin answering each request with its path as a cacheable body; with
+/// An HTTP/1.1 origin answering each request with its path as a cacheable body and the number
+/// of the connection it came on in `X-Conn`, after 100 ms for paths under `/slow`; with
 /// `close_after_each`, it closes the connection after every response without saying so
 /// (no `Connection: close`), like an origin whose keep-alive timeout just expired.
 async fn raw_origin(close_after_each: bool) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -28,7 +29,7 @@ async fn raw_origin(close_after_each: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     let count = accepted.clone();
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
+            let conn = count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
@@ -43,8 +44,11 @@ async fn raw_origin(close_after_each: bool) -> (SocketAddr, Arc<AtomicUsize>) {
                     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                     buf.drain(..end);
                     let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    if path.starts_with("/slow") {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
                     let answer = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age=60\r\n\r\n{path}",
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age=60\r\nX-Conn: {conn}\r\n\r\n{path}",
                         path.len()
                     );
                     if tcp.write_all(answer.as_bytes()).await.is_err() {
@@ -72,7 +76,8 @@ async fn edge(origin: SocketAddr) -> node::RunningNode {
     node::start(Role::Edge, &cfg).await.expect("edge starts")
 }
 
-async fn miss(addr: SocketAddr, path: &str) {
+/// Asks `path` (a miss) and returns the origin connection that served it.
+async fn miss(addr: SocketAddr, path: &str) -> String {
     let resp = send(
         &h1_client(),
         Request::get(format!("http://{addr}{path}"))
@@ -82,6 +87,7 @@ async fn miss(addr: SocketAddr, path: &str) {
     .await;
     assert_eq!(resp.status, 200, "{path}");
     assert_eq!(resp.body, path.as_bytes(), "{path}");
+    resp.header("x-conn").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,5 +137,29 @@ async fn an_origin_closing_between_responses_costs_no_request() {
         }
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 20);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_burst_traffic_stays_on_the_warmest_connection() {
+    let (origin, accepted) = raw_origin(false).await;
+    let node = edge(origin).await;
+    let addr = node.listen.unwrap();
+    // Eight slow misses at once open eight connections.
+    let burst: Vec<_> = (0..8)
+        .map(|i| tokio::spawn(async move { miss(addr, &format!("/slow-{i}")).await }))
+        .collect();
+    for b in burst {
+        b.await.unwrap();
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 8);
+    // One at a time afterwards: the most recently used idle connection takes each, so the
+    // other seven stay idle and age out instead of taking turns.
+    let mut used = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        used.insert(miss(addr, &format!("/after-{i}")).await);
+    }
+    assert_eq!(used.len(), 1, "connections taking turns: {used:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 8);
     node.shutdown().await;
 }

@@ -7,9 +7,10 @@
 //! end:
 //!
 //! ```text
-//! send ─▶ least recently used connection whose last response is over (closed or long-quiet
-//!     │    ones met on the way dropped), moved to the back of the list
-//!     │      └─ none ─▶ a new connection (kept in the list while there is room)
+//! send ─▶ most recently used connection whose last response is over, moved to the back
+//!     │    of the list (closed ones met on the way dropped)
+//!     │      └─ none ─▶ a new connection, kept at the back
+//! reaper, every 10 s ─▶ drops connections quiet for 50 s, and idle ones beyond 256
 //!     └─▶ request queued on it, connection left in the list (busy until its response ends)
 //!           └─ it closed before taking the request ─▶ once more, on a new connection
 //! ```
@@ -34,8 +35,13 @@ use super::{UpstreamBody, UpstreamError};
 /// (hyper-util's pool, used here before, dropped idle connections after 50 s as well.)
 pub const REUSE_WITHIN: Duration = Duration::from_secs(50);
 
-/// Connections kept (busy or idle); beyond it, a connection serves its request and closes.
-pub const MAX_KEPT: usize = 256;
+/// Idle connections kept; the reaper closes the least recently used beyond it. (Busy ones
+/// are never closed for it: requests in flight are bounded by the node's fill slots.)
+pub const MAX_IDLE: usize = 256;
+
+/// Connections kept at most, busy or idle; beyond it, a connection serves its request and
+/// closes. Far above what the fill slots let be in flight: a backstop, not a limit in use.
+pub const MAX_KEPT: usize = 4096;
 
 /// How often connections past [`REUSE_WITHIN`] are closed while no request walks the list.
 const REAP_EVERY: Duration = Duration::from_secs(10);
@@ -131,16 +137,19 @@ impl H1Pool {
         let now = Instant::now();
         let mut kept = self.conns.lock();
         let conns = &mut kept.list;
-        // Least recently used first: those are the likeliest to be done with their last
-        // response, so the walk is short however many connections are kept. Closed and
-        // long-quiet ones met on the way are dropped.
-        let mut i = 0;
-        while i < conns.len() {
-            if !conns[i].usable(now, self.reuse_within) {
-                conns.remove(i);
-                continue;
-            }
-            if conns[i].sender.is_ready() {
+        // Most recently used first: traffic stays on the warmest connections, so the spare
+        // ones age out (and the one taken is the least likely to be closing at the origin's
+        // keep-alive timeout). A busy connection costs the walk one atomic load; closed ones
+        // met on the way are dropped.
+        let mut i = conns.len();
+        while i > 0 {
+            i -= 1;
+            let sender = &conns[i].sender;
+            if sender.is_ready() {
+                if !conns[i].usable(now, self.reuse_within) {
+                    conns.remove(i);
+                    continue;
+                }
                 let mut conn = conns.remove(i);
                 let pending = conn.sender.try_send_request(req);
                 conn.last_used = now;
@@ -148,7 +157,9 @@ impl H1Pool {
                 conns.push(conn);
                 return Ok(pending);
             }
-            i += 1;
+            if sender.is_closed() {
+                conns.remove(i);
+            }
         }
         Err(req)
     }
@@ -193,9 +204,10 @@ impl H1Pool {
     }
 }
 
-/// Closes kept connections unused for [`REUSE_WITHIN`] (dropping a connection's sender closes
-/// it), every [`REAP_EVERY`], until none is kept or the pool is gone: without it, connections
-/// of an origin nobody asks any more would stay open for as long as the origin allowed.
+/// Closes kept connections unused for [`REUSE_WITHIN`] and idle ones beyond [`MAX_IDLE`]
+/// (dropping a connection's sender closes it), every [`REAP_EVERY`], until none is kept or the
+/// pool is gone: without it, connections of an origin nobody asks any more would stay open for
+/// as long as the origin allowed.
 async fn reap(pool: Weak<H1Pool>) {
     loop {
         tokio::time::sleep(REAP_EVERY.min(pool.upgrade().map_or(REAP_EVERY, |p| p.reuse_within)))
@@ -206,6 +218,14 @@ async fn reap(pool: Weak<H1Pool>) {
         let now = Instant::now();
         let mut kept = pool.conns.lock();
         kept.list.retain(|c| c.usable(now, pool.reuse_within));
+        // Idle ones beyond the cap go, least recently used first (the list's front).
+        let idle = kept.list.iter().filter(|c| c.sender.is_ready()).count();
+        let mut surplus = idle.saturating_sub(MAX_IDLE);
+        kept.list.retain(|c| {
+            let drop = surplus > 0 && c.sender.is_ready();
+            surplus -= usize::from(drop);
+            !drop
+        });
         if kept.list.is_empty() {
             kept.reaping = false;
             return;

@@ -187,9 +187,8 @@ impl OriginUpstream {
         }))
     }
 
-    /// The HTTP/1.1 request URI for `pq`: it names the upstream (the pool keys on it), while
-    /// `Host` names the site.
-    /// The HTTP/1.1 request target: origin-form (the connection already goes to the origin).
+    /// The HTTP/1.1 request target for `pq`: origin-form (the connection already goes to the
+    /// origin), while `Host` names the site.
     fn h1_uri(&self, pq: String) -> Result<Uri, UpstreamError> {
         Uri::try_from(pq).map_err(|e| UpstreamError::Request(e.to_string()))
     }
