@@ -44,7 +44,7 @@ pub struct FillHead {
     /// Status.
     pub status: StatusCode,
     /// Header section as stored (hop-by-hop and private fields removed).
-    pub headers: HeaderMap,
+    pub headers: std::sync::Arc<HeaderMap>,
     /// RFC 9111 §4.2.3 inputs.
     pub age: AgeClock,
     /// Freshness rules.

@@ -276,9 +276,9 @@ impl Engine {
         // The client that started the fill also gets the fields withheld from storage.
         let with_private;
         let headers = if info.collapsed || head.withheld.is_empty() {
-            &head.headers
+            &*head.headers
         } else {
-            let mut h = head.headers.clone();
+            let mut h = HeaderMap::clone(&head.headers);
             for (name, value) in &head.withheld {
                 h.append(name.clone(), value.clone());
             }

@@ -301,7 +301,7 @@ mod tests {
             vary: VarySpec::None,
             head_epoch: 0,
             status: http::StatusCode::OK,
-            headers,
+            headers: std::sync::Arc::new(headers),
             age: crate::policy::AgeClock::new(&http::HeaderMap::new(), now, now),
             policy: crate::policy::StoredPolicy {
                 freshness_lifetime: std::time::Duration::from_secs(60),

@@ -26,7 +26,7 @@ pub struct ObjectMeta {
     /// Response status.
     pub status: StatusCode,
     /// The stored header section: hop-by-hop and `private="…"` fields already removed.
-    pub headers: HeaderMap,
+    pub headers: std::sync::Arc<HeaderMap>,
     /// RFC 9111 §4.2.3 inputs.
     pub age: AgeClock,
     /// Freshness and revalidation rules computed from the headers.
@@ -109,12 +109,13 @@ fn strings_weight(list: &[String]) -> usize {
         .sum()
 }
 
-/// A copy of `headers` whose values live in one exact-size buffer of their own. Header values
+/// A copy of `headers` whose values live in one exact-size buffer of their own, shared (the
+/// fill's head and the stored object hold the same map). Header values
 /// parsed by hyper are slices of its read buffer: stored as they are, each would keep that
 /// whole buffer (kilobytes, shared with the body) alive for as long as the object is cached.
 /// One buffer for all of them rather than one each: two allocations instead of two per field
 /// (a copied value's first clone allocates its shared count, and a stored head is cloned).
-pub fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+pub fn owned_headers(headers: &HeaderMap) -> std::sync::Arc<HeaderMap> {
     let mut buf = Vec::with_capacity(headers.values().map(HeaderValue::len).sum());
     for value in headers.values() {
         buf.extend_from_slice(value.as_bytes());
@@ -132,7 +133,7 @@ pub fn owned_headers(headers: &HeaderMap) -> HeaderMap {
         }
         at = end;
     }
-    out
+    std::sync::Arc::new(out)
 }
 
 /// The serialised form of [`ObjectMeta`]; header fields as (name, raw value bytes) pairs.
@@ -220,7 +221,7 @@ impl TryFrom<MetaWire> for ObjectMeta {
             vary: w.vary,
             head_epoch: w.head_epoch,
             status,
-            headers,
+            headers: std::sync::Arc::new(headers),
             age: w.age,
             policy: w.policy,
             url: w.url,
