@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use parking_lot::Mutex;
 
@@ -24,7 +24,7 @@ use crate::policy::{
 use crate::protocol::slicing::{ContentRange, part_validator, response_content_range};
 use crate::protocol::strip_hop_by_hop;
 use crate::storage::{ChunkSet, Head, ObjectMeta, VaryHead, owned_headers};
-use crate::upstream::{IdleTimeout, UpstreamBody, UpstreamCtx};
+use crate::upstream::{IdleTimeout, UpstreamCtx};
 
 /// Everything the fetch task needs, copied out of the leader's request so it can outlive it.
 pub(super) struct FillJob {
@@ -757,12 +757,7 @@ impl Engine {
     }
 }
 
-/// An empty request body for the upstream.
-pub(super) fn empty_body() -> UpstreamBody {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
+pub(super) use crate::upstream::empty_body;
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,9 @@
 //! What a proxy does to header sections on the way through: drop what belongs to one
 //! connection, and say who forwarded the message and for whom.
 //!
-//! Request path: `strip_hop_by_hop` → `add_forwarding_headers` → `add_cdn_loop` (after checking
-//! `cdn_loop_count`) → upstream. Response path: `strip_hop_by_hop` → `add_via` → client.
+//! Request path: `strip_hop_by_hop` → `add_forwarding_headers` → `HopIdentity::add_cdn_loop`
+//! (after checking `cdn_loop_count`) → upstream. Response path: `strip_hop_by_hop` →
+//! `HopIdentity::add_via` → client.
 
 use std::net::IpAddr;
 
@@ -216,17 +217,6 @@ fn push_token_or_quoted(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Appends our entry to `Via` of a message we forward (for a response: with the version the
-/// upstream response was received with).
-//= https://www.rfc-editor.org/rfc/rfc9110#section-7.6.3
-//# A proxy MUST send an appropriate Via header field, as described below, in each message
-//# that it forwards. An HTTP-to-HTTP gateway MUST send an appropriate Via header field in
-//# each inbound request message and MAY send a Via header field in forwarded response
-//# messages.
-pub fn add_via(headers: &mut HeaderMap, version: Version, via_name: &str) {
-    HopIdentity::new("", via_name).add_via(headers, version);
-}
-
 /// This node as it names itself in the lists a forwarded message carries: its `Via` entry for
 /// each protocol version and its `CDN-Loop` member, sanitised and formatted once, at start-up
 /// (every miss writes both, every response its `Via`).
@@ -259,7 +249,7 @@ impl HopIdentity {
     }
 
     /// Our `Via` entry for a message received with `version`.
-    pub fn via(&self, version: Version) -> &HeaderValue {
+    fn via(&self, version: Version) -> &HeaderValue {
         let i = match version {
             Version::HTTP_09 => 0,
             Version::HTTP_10 => 1,
@@ -271,12 +261,23 @@ impl HopIdentity {
     }
 
     /// Appends our entry to `Via` of a message we forward (for a response: with the version
-    /// the upstream response was received with). See [`add_via`].
+    /// the upstream response was received with).
+    //= https://www.rfc-editor.org/rfc/rfc9110#section-7.6.3
+    //# A proxy MUST send an appropriate Via header field, as described below, in each message
+    //# that it forwards. An HTTP-to-HTTP gateway MUST send an appropriate Via header field in
+    //# each inbound request message and MAY send a Via header field in forwarded response
+    //# messages.
     pub fn add_via(&self, headers: &mut HeaderMap, version: Version) {
         append_value(headers, header::VIA, self.via(version).clone());
     }
 
-    /// Appends our `cdn-info` to `CDN-Loop`. See [`add_cdn_loop`].
+    /// Appends our `cdn-info` to `CDN-Loop` of a request going upstream: the CDN's `cdn-id`
+    /// with a `node` parameter naming this node, so a node recognises a request it forwarded
+    /// itself (an edge configured as its own shield) at once, before it could join its own
+    /// fill.
+    //= https://www.rfc-editor.org/rfc/rfc8586#section-2
+    //# Conforming CDNs SHOULD add a cdn-info to this header field in every request they
+    //# generate or forward (creating the header field if necessary).
     pub fn add_cdn_loop(&self, headers: &mut HeaderMap) {
         append_value(headers, CDN_LOOP, self.cdn_info.clone());
     }
@@ -327,7 +328,7 @@ fn sanitize_pseudonym(name: &str, allow_colon: bool) -> String {
 
 /// How many times `token` already appears as a `cdn-id` in `CDN-Loop`, over all lines and
 /// list members, ignoring parameters and ASCII case (a cdn-id may be a host name). `token` is
-/// sanitised exactly as [`add_cdn_loop`] writes it, so the two always agree.
+/// sanitised exactly as [`HopIdentity::add_cdn_loop`] writes it, so the two always agree.
 //= https://www.rfc-editor.org/rfc/rfc8586#section-2
 //# CDN-Loop  = #cdn-info
 //# cdn-info  = cdn-id *( OWS ";" OWS parameter )
@@ -344,16 +345,6 @@ pub fn cdn_loop_count(headers: &HeaderMap, token: &str) -> usize {
             trim_ows(id).eq_ignore_ascii_case(token.as_bytes())
         })
         .count()
-}
-
-/// Appends our `cdn-info` to `CDN-Loop` of a request going upstream: the CDN's `cdn-id` with
-/// a `node` parameter naming this node, so a node recognises a request it forwarded itself
-/// (an edge configured as its own shield) at once, before it could join its own fill.
-//= https://www.rfc-editor.org/rfc/rfc8586#section-2
-//# Conforming CDNs SHOULD add a cdn-info to this header field in every request they
-//# generate or forward (creating the header field if necessary).
-pub fn add_cdn_loop(headers: &mut HeaderMap, token: &str, node: &str) {
-    HopIdentity::new(token, node).add_cdn_loop(headers);
 }
 
 /// Whether this very node (the CDN's `token`, `node=` our name) already forwarded the request.

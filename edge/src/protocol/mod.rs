@@ -29,9 +29,9 @@ mod lists;
 
 pub use cache_status::{CacheStatus, FwdReason, append_cache_status, append_cache_status_lines};
 pub use forwarding::{
-    ClientContext, HopIdentity, add_cdn_loop, add_forwarding_headers, add_via, cdn_loop_count,
-    cdn_loop_through, connection_named, connection_options, decrement_max_forwards,
-    forwarded_scheme, is_hop_by_hop, strip_hop_by_hop,
+    ClientContext, HopIdentity, add_forwarding_headers, cdn_loop_count, cdn_loop_through,
+    connection_named, connection_options, decrement_max_forwards, forwarded_scheme, is_hop_by_hop,
+    strip_hop_by_hop,
 };
 pub use framing::{FramingError, check_framing};
 pub use head_limits::{HeadLimits, within_head_limits};

@@ -109,12 +109,12 @@ fn strings_weight(list: &[String]) -> usize {
         .sum()
 }
 
-/// A copy of `headers` whose values live in one exact-size buffer of their own, shared (the
-/// fill's head and the stored object hold the same map). Header values
-/// parsed by hyper are slices of its read buffer: stored as they are, each would keep that
-/// whole buffer (kilobytes, shared with the body) alive for as long as the object is cached.
-/// One buffer for all of them rather than one each: two allocations instead of two per field
-/// (a copied value's first clone allocates its shared count, and a stored head is cloned).
+/// A copy of `headers` whose values live in one exact-size buffer of their own, behind an
+/// `Arc` (the fill's head and the stored object share it). Header values parsed by hyper are
+/// slices of its read buffer: stored as they are, each would keep that whole buffer
+/// (kilobytes, shared with the body) alive for as long as the object is cached. One buffer for
+/// all of them rather than one each: two allocations instead of two per field (a copied
+/// value's first clone allocates its shared count).
 pub fn owned_headers(headers: &HeaderMap) -> std::sync::Arc<HeaderMap> {
     let mut buf = Vec::with_capacity(headers.values().map(HeaderValue::len).sum());
     for value in headers.values() {
@@ -243,7 +243,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn owned_headers_keep_every_line_in_order_and_its_sensitivity() {
+    fn owned_headers_copy_every_line_in_order_with_its_sensitivity() {
         let mut h = HeaderMap::new();
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-b", HeaderValue::from_static(""));
@@ -251,7 +251,25 @@ mod tests {
         let mut secret = HeaderValue::from_static("s3cr3t");
         secret.set_sensitive(true);
         h.append("set-cookie", secret);
+        // Values that are slices of one read buffer, as hyper hands them out.
+        let read = bytes::Bytes::from_static(b"..........abc..........xyz..........");
+        h.append(
+            "x-c",
+            HeaderValue::from_maybe_shared(read.slice(10..13)).unwrap(),
+        );
+        h.append(
+            "x-d",
+            HeaderValue::from_maybe_shared(read.slice(23..26)).unwrap(),
+        );
         let owned = owned_headers(&h);
+        // None of the copies points into the read buffer.
+        let within = read.as_ptr_range();
+        for v in owned.values() {
+            assert!(
+                !within.contains(&v.as_bytes().as_ptr()),
+                "{v:?} is not a copy"
+            );
+        }
         let lines = |m: &HeaderMap| -> Vec<(String, Vec<u8>, bool)> {
             m.iter()
                 .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec(), v.is_sensitive()))

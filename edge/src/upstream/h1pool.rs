@@ -10,9 +10,12 @@
 //! send ─▶ most recently used connection whose last response is over, moved to the back
 //!     │    of the list (closed ones met on the way dropped)
 //!     │      └─ none ─▶ a new connection, kept at the back
-//! reaper, every 10 s ─▶ drops connections quiet for 50 s, and idle ones beyond 256
 //!     └─▶ request queued on it, connection left in the list (busy until its response ends)
-//!           └─ it closed before taking the request ─▶ once more, on a new connection
+//!           ├─ it closed before taking the request ─▶ once more, on a new connection
+//!           └─ it broke before a response head ─▶ once more, on a new connection, when the
+//!                request has no body and an idempotent method (`retry::may_retry`)
+//!
+//! reaper, every 10 s ─▶ drops connections quiet for 50 s, and idle ones beyond 256
 //! ```
 //!
 //! The request is queued on the connection before the lock is released, so two requests never
@@ -24,10 +27,10 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, Uri, header};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use tower_service::Service;
 
 use super::error::chain_text;
-use super::h2conn::{Connector, connect_error};
+use super::h2conn::{Connector, open};
+use super::retry::{AttemptFacts, Replay, may_retry};
 use super::{UpstreamBody, UpstreamError};
 
 /// A connection not used for this long is not used again: origins commonly close keep-alive
@@ -109,13 +112,30 @@ impl H1Pool {
         if !req.headers().contains_key(header::HOST) {
             req.headers_mut().insert(header::HOST, self.host.clone());
         }
+        let idempotent = req.method().is_idempotent();
+        // Kept to send again should the kept connection break under it (below).
+        let replay = Replay::of(&req);
         let req = match self.send_on_kept(req) {
             Ok(pending) => match pending.await {
                 Ok(resp) => return Ok(resp),
                 Err(mut e) => match e.take_message() {
                     // The connection closed before the request went out: nothing was sent.
                     Some(req) => req,
-                    None => return Err(UpstreamError::Protocol(chain_text(e.error()))),
+                    // It went out, and the connection broke before a response head: most
+                    // likely the origin closing it at its keep-alive timeout as the request
+                    // crossed. Once more on a new connection, if the retry rule allows it.
+                    None => {
+                        let error = UpstreamError::Protocol(chain_text(e.error()));
+                        let facts = AttemptFacts {
+                            idempotent,
+                            replayable: replay.is_some(),
+                            sent_to_client: false,
+                        };
+                        match replay {
+                            Some(replay) if may_retry(facts, &error) => replay.request(),
+                            _ => return Err(error),
+                        }
+                    }
                 },
             },
             Err(req) => req,
@@ -139,7 +159,7 @@ impl H1Pool {
         let conns = &mut kept.list;
         // Most recently used first: traffic stays on the warmest connections, so the spare
         // ones age out (and the one taken is the least likely to be closing at the origin's
-        // keep-alive timeout). A busy connection costs the walk one atomic load; closed ones
+        // keep-alive timeout). A busy connection costs the walk two atomic loads; closed ones
         // met on the way are dropped.
         let mut i = conns.len();
         while i > 0 {
@@ -176,21 +196,17 @@ impl H1Pool {
         });
         if !kept.reaping {
             kept.reaping = true;
-            tokio::spawn(reap(Arc::downgrade(self)));
+            tokio::spawn(reap(
+                Arc::downgrade(self),
+                REAP_EVERY.min(self.reuse_within),
+            ));
         }
     }
 
     /// A new connection, its connection task spawned.
     async fn connect(&self) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
         let mut connector = self.connector.clone();
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, connector.call(self.base.clone()))
-                .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return Err(connect_error(e.as_ref())),
-                Err(_) => return Err(UpstreamError::ConnectTimeout),
-            };
+        let stream = open(&mut connector, &self.base, self.connect_timeout).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(stream)
             .await
@@ -205,13 +221,12 @@ impl H1Pool {
 }
 
 /// Closes kept connections unused for [`REUSE_WITHIN`] and idle ones beyond [`MAX_IDLE`]
-/// (dropping a connection's sender closes it), every [`REAP_EVERY`], until none is kept or the
+/// (dropping a connection's sender closes it), every `every`, until none is kept or the
 /// pool is gone: without it, connections of an origin nobody asks any more would stay open for
 /// as long as the origin allowed.
-async fn reap(pool: Weak<H1Pool>) {
+async fn reap(pool: Weak<H1Pool>, every: Duration) {
     loop {
-        tokio::time::sleep(REAP_EVERY.min(pool.upgrade().map_or(REAP_EVERY, |p| p.reuse_within)))
-            .await;
+        tokio::time::sleep(every).await;
         let Some(pool) = pool.upgrade() else {
             return;
         };

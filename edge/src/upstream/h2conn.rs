@@ -138,14 +138,9 @@ impl Slot {
             return Ok(Opened::Sender(s));
         }
         self.recently_failed()?;
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, connector.call(self.base.clone()))
-                .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return Err(self.connect_failed(connect_error(e.as_ref()))),
-                Err(_) => return Err(self.connect_failed(UpstreamError::ConnectTimeout)),
-            };
+        let stream = open(&mut connector, &self.base, self.connect_timeout)
+            .await
+            .map_err(|e| self.connect_failed(e))?;
         if self.base.scheme() == Some(&http::uri::Scheme::HTTPS)
             && !stream.connected().is_negotiated_h2()
         {
@@ -221,7 +216,20 @@ impl Slot {
     }
 }
 
-pub(super) fn connect_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> UpstreamError {
+/// The transport `connector` makes to `base` (TCP, and TLS for `https`) within `timeout`.
+pub(super) async fn open(
+    connector: &mut Connector,
+    base: &Uri,
+    timeout: Duration,
+) -> Result<<Connector as Service<Uri>>::Response, UpstreamError> {
+    match tokio::time::timeout(timeout, connector.call(base.clone())).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(connect_error(e.as_ref())),
+        Err(_) => Err(UpstreamError::ConnectTimeout),
+    }
+}
+
+fn connect_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> UpstreamError {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {

@@ -30,7 +30,7 @@ pub use health::{Health, backoff};
 pub use idle::IdleTimeout;
 pub use origin::{OriginUpstream, OriginUrlError, Reach, WireProtocol};
 pub use pool::{OriginPool, Picker, PoolMember, smooth_schedule};
-pub use retry::{AttemptFacts, may_retry};
+pub use retry::{AttemptFacts, Replay, may_retry};
 pub use shields::{PROBE_EVERY, ShieldUpstream};
 
 /// Errors a request body sent upstream may fail with.
@@ -38,6 +38,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request body on its way upstream (empty for fills, the client's body for pass-through).
 pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// An empty request body for the upstream.
+pub fn empty_body() -> UpstreamBody {
+    use http_body_util::BodyExt;
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 /// Timeouts of one upstream exchange.
 #[derive(Debug, Clone, Copy)]

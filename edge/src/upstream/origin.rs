@@ -98,7 +98,7 @@ pub struct OriginUpstream {
 type H1Client = Arc<H1Pool>;
 
 enum Transport {
-    /// HTTP/1.1 keep-alive pool, keyed by the upstream's own authority.
+    /// HTTP/1.1 keep-alive connections to the upstream's address (`h1pool`).
     Http1(H1Client),
     /// HTTP/2 connections; requests name the site in `:authority`.
     Http2(Arc<H2Connection>),

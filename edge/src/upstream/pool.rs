@@ -18,15 +18,15 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tiercel_cluster::service::{Balance, HealthCheck};
 use tiercel_cluster::shield_select::{Candidate, rank};
 use tokio::task::AbortHandle;
 
 use super::health::Health;
-use super::retry::{AttemptFacts, may_retry};
-use super::{OriginUpstream, Upstream, UpstreamBody, UpstreamCtx, UpstreamError};
+use super::retry::{AttemptFacts, Replay, may_retry};
+use super::{OriginUpstream, Upstream, UpstreamBody, UpstreamCtx, UpstreamError, empty_body};
 
 /// One origin of a pool.
 pub struct PoolMember {
@@ -215,7 +215,7 @@ async fn health_check(members: Arc<Vec<PoolMember>>, i: usize, check: HealthChec
     loop {
         tick.tick().await;
         let Some(m) = members.get(i) else { return };
-        let mut req = Request::new(empty());
+        let mut req = Request::new(empty_body());
         *req.method_mut() = Method::GET;
         *req.uri_mut() = path.clone();
         let answer = tokio::time::timeout(check.timeout, async {
@@ -230,10 +230,6 @@ async fn health_check(members: Arc<Vec<PoolMember>>, i: usize, check: HealthChec
             _ => m.health.failed(),
         }
     }
-}
-
-fn empty() -> UpstreamBody {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 impl Upstream for OriginPool {
@@ -251,31 +247,20 @@ impl Upstream for OriginPool {
         });
         let ctx = ctx.clone();
         Box::pin(async move {
+            let again = Replay::of(&req);
             let facts = AttemptFacts {
                 idempotent: req.method().is_idempotent(),
-                replayable: http_body::Body::is_end_stream(req.body()),
+                replayable: again.is_some(),
                 sent_to_client: false,
             };
-            let again = facts.replayable.then(|| {
-                (
-                    req.method().clone(),
-                    req.uri().clone(),
-                    req.headers().clone(),
-                )
-            });
             let mut attempt = Some(req);
             let mut last = None;
             // The first choice, and at most one other member.
             for i in order.into_iter().take(2) {
-                let Some(req) = attempt.take().or_else(|| {
-                    again.as_ref().map(|(m, u, h)| {
-                        let mut r = Request::new(empty());
-                        *r.method_mut() = m.clone();
-                        *r.uri_mut() = u.clone();
-                        *r.headers_mut() = h.clone();
-                        r
-                    })
-                }) else {
+                let Some(req) = attempt
+                    .take()
+                    .or_else(|| again.as_ref().map(Replay::request))
+                else {
                     break;
                 };
                 let Some(m) = members.get(i) else { break };

@@ -15,7 +15,9 @@
 //! then the origin) would triple the wait and the origin's load; a hung shield is caught by its
 //! probes instead.
 
-use super::UpstreamError;
+use http::{HeaderMap, Method, Request, Uri, Version};
+
+use super::{UpstreamBody, UpstreamError, empty_body};
 
 /// What is known about the request when an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,39 @@ pub fn may_retry(facts: AttemptFacts, error: &UpstreamError) -> bool {
         return true;
     }
     facts.replayable && facts.idempotent && matches!(error, UpstreamError::Protocol(_))
+}
+
+/// The parts of a request without a body, kept so that it can be sent again ("replayable" in
+/// the table above).
+#[derive(Debug, Clone)]
+pub struct Replay {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    /// The parts of `req`, when it has no body (a request with one cannot be sent again: its
+    /// body is read as it goes out).
+    pub fn of(req: &Request<UpstreamBody>) -> Option<Replay> {
+        http_body::Body::is_end_stream(req.body()).then(|| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    /// The request again.
+    pub fn request(&self) -> Request<UpstreamBody> {
+        let mut req = Request::new(empty_body());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
 }
 
 #[cfg(test)]

@@ -20,16 +20,15 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use tiercel_cluster::shield_select::{Candidate, parse_shield, rank};
 use tokio::task::AbortHandle;
 
 use super::health::Health;
-use super::retry::{AttemptFacts, may_retry};
+use super::retry::{AttemptFacts, Replay, may_retry};
 use super::{
     OriginUpstream, OriginUrlError, Reach, Upstream, UpstreamBody, UpstreamCtx, UpstreamError,
-    UpstreamTimeouts, WireProtocol,
+    UpstreamTimeouts, WireProtocol, empty_body,
 };
 
 /// How often each shield is probed.
@@ -115,7 +114,7 @@ async fn probe(members: Arc<Vec<Member>>, i: usize) {
     loop {
         tick.tick().await;
         let Some(m) = members.get(i) else { return };
-        let mut req = Request::new(empty());
+        let mut req = Request::new(empty_body());
         *req.method_mut() = Method::OPTIONS;
         *req.uri_mut() = http::Uri::from_static("/");
         req.headers_mut().insert(
@@ -127,27 +126,6 @@ async fn probe(members: Arc<Vec<Member>>, i: usize) {
             Ok(Ok(resp)) if resp.status().is_success() => m.health.succeeded(),
             _ => m.health.failed(),
         }
-    }
-}
-
-fn empty() -> UpstreamBody {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
-}
-
-/// The parts of a request needed to send it again.
-struct Replay {
-    method: Method,
-    uri: http::Uri,
-    headers: http::HeaderMap,
-}
-
-impl Replay {
-    fn request(&self) -> Request<UpstreamBody> {
-        let mut req = Request::new(empty());
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.headers_mut() = self.headers.clone();
-        req
     }
 }
 
@@ -163,16 +141,11 @@ impl Upstream for ShieldUpstream {
         let ctx = ctx.clone();
         Box::pin(async move {
             let idempotent = req.method().is_idempotent();
-            let replayable = http_body::Body::is_end_stream(req.body());
             // Only a request without a body can be sent again; its parts are kept for that.
-            let replay = replayable.then(|| Replay {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                headers: req.headers().clone(),
-            });
+            let replay = Replay::of(&req);
             let facts = AttemptFacts {
                 idempotent,
-                replayable,
+                replayable: replay.is_some(),
                 sent_to_client: false,
             };
             // Healthy shields in rank order; when none is, the best-ranked one anyway unless
