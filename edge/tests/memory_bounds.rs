@@ -292,9 +292,14 @@ async fn a_1_gib_object_streams_through_a_16_mib_tier_and_slow_readers_are_not_b
     }
     assert_eq!(cut, 0, "late joiners are served, not cut off");
     let resp = client.request(request()).await.unwrap();
-    let (n, clean) = tokio::time::timeout(std::time::Duration::from_secs(120), drain(resp))
-        .await
-        .expect("1 GiB within 2 minutes");
+    let Ok((n, clean)) =
+        tokio::time::timeout(std::time::Duration::from_secs(120), drain(resp)).await
+    else {
+        panic!(
+            "1 GiB not read within 2 minutes; the edge said, last line first:\n{}",
+            log()
+        );
+    };
     assert!(
         clean && n == GIB,
         "read {n} bytes (clean: {clean}); the edge said, last line first:\n{}",

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use parking_lot::Mutex;
 
 use super::admission::{OverCap, admit, variants_after};
@@ -24,7 +23,7 @@ use crate::policy::{
 use crate::protocol::slicing::{ContentRange, part_validator, response_content_range};
 use crate::protocol::strip_hop_by_hop;
 use crate::storage::{ChunkSet, Head, ObjectMeta, VaryHead, owned_headers};
-use crate::upstream::{IdleTimeout, UpstreamCtx};
+use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx};
 
 /// Everything the fetch task needs, copied out of the leader's request so it can outlive it.
 pub(super) struct FillJob {
@@ -470,7 +469,7 @@ impl Engine {
         &self,
         fill: &Arc<Fill>,
         job: &FillJob,
-        resp: Response<Incoming>,
+        resp: Response<ResponseBody>,
         detail: &'static str,
     ) {
         let server_error = is_server_error(resp.status());
@@ -553,7 +552,7 @@ impl Engine {
         &self,
         fill: &Arc<Fill>,
         job: &FillJob,
-        resp: Response<Incoming>,
+        resp: Response<ResponseBody>,
         plan: StorePlan,
         (request_time, response_time): (SystemTime, SystemTime),
         segment: Option<(u64, u64)>,
@@ -626,8 +625,13 @@ impl Engine {
             variant,
             vary: vary.clone(),
             status: parts.status,
-            // Exact-size copies: what is stored must not pin hyper's read buffers.
-            headers: owned_headers(&parts.headers),
+            // What is stored must not pin a read buffer: values are copied to one exact-size
+            // buffer unless they already live in one.
+            headers: if body.head_is_compact() {
+                Arc::new(std::mem::take(&mut parts.headers))
+            } else {
+                owned_headers(&parts.headers)
+            },
             age,
             policy,
             length,
@@ -686,6 +690,7 @@ impl Engine {
             });
         }
         let finished = fill.seal(&result, &head, self.cfg.inline_max);
+        tracing::debug!(url = %job.url, received = fill.received(), ?result, "fill ended");
         let chunk_size = u32::try_from(self.cfg.chunk_size).unwrap_or(u32::MAX);
         let object = |size: u64, inline: Option<Bytes>, present: Option<ChunkSet>| ObjectMeta {
             url: job.url.clone(),

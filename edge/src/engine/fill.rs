@@ -22,9 +22,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crate::upstream::ResponseBody;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
-use hyper::body::Incoming;
 use parking_lot::Mutex;
 
 use super::parts::Behind;
@@ -99,7 +99,7 @@ pub enum Outcome {
     /// must ask the upstream themselves. `server_error` marks 5xx answers (stale-if-error).
     Private {
         /// The response, until one client takes it.
-        slot: Arc<Mutex<Option<Response<Incoming>>>>,
+        slot: Arc<Mutex<Option<Response<ResponseBody>>>>,
         /// 500, 502, 503 or 504: an error for stale-if-error purposes.
         server_error: bool,
         /// Why it is not stored, for Cache-Status `detail=`.

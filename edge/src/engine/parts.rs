@@ -33,7 +33,6 @@ use futures_util::future::{BoxFuture, Shared};
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use parking_lot::Mutex;
 
 use super::admission::admit;
@@ -52,7 +51,7 @@ use crate::protocol::slicing::{
 };
 use crate::protocol::{FwdReason, strip_hop_by_hop, unsatisfied_range};
 use crate::storage::{Chunk, ChunkBuilder, ChunkSet, Head, ObjectMeta, owned_headers};
-use crate::upstream::{IdleTimeout, UpstreamCtx, UpstreamError};
+use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx, UpstreamError};
 
 /// What fetching a chunk needs from the request that asked for it, owned so the fetch (and a
 /// response body that fetches chunks as it goes) can outlive the request's handler.
@@ -666,7 +665,7 @@ impl Engine {
 /// (never a slice of the connection's read buffer), each piece within the upstream idle
 /// timeout.
 async fn read_part(
-    body: Incoming,
+    body: ResponseBody,
     want: u64,
     idle: std::time::Duration,
 ) -> Result<Chunk, PartFailure> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use http::header::{CONNECTION, CONTENT_LENGTH};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::fills::FillSlot;
 use super::request_body::{BodyError, ClientBody};
@@ -14,7 +13,7 @@ use super::serve::CacheInfo;
 use super::{Body, Engine, RequestCtx};
 use crate::policy::invalidated_uris;
 use crate::protocol::{FwdReason, strip_hop_by_hop};
-use crate::upstream::{BoxError, IdleTimeout, UpstreamCtx};
+use crate::upstream::{BoxError, IdleTimeout, ResponseBody, UpstreamCtx};
 
 impl Engine {
     /// Forwards a request with its body, streams the answer back, and invalidates stored
@@ -107,7 +106,7 @@ impl Engine {
     pub(super) fn relay(
         &self,
         ctx: &RequestCtx,
-        resp: Response<Incoming>,
+        resp: Response<ResponseBody>,
         info: CacheInfo,
     ) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();

@@ -1,7 +1,5 @@
 //! Why an upstream exchange failed, and what the client is told.
 
-use std::error::Error as StdError;
-
 use http::StatusCode;
 
 /// An upstream (origin or shield) failure, classified so the engine can choose the status
@@ -64,22 +62,4 @@ impl UpstreamError {
             UpstreamError::Request(_) => "bad upstream request",
         }
     }
-}
-
-fn source_chain<'a>(
-    err: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    let mut next = Some(err);
-    std::iter::from_fn(move || {
-        let current = next?;
-        next = current.source();
-        Some(current)
-    })
-}
-
-pub(super) fn chain_text(err: &(dyn StdError + 'static)) -> String {
-    source_chain(err)
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
 }

@@ -1,52 +1,48 @@
 //! HTTP/1.1 connections to one origin, kept alive and reused.
 //!
-//! hyper-util's pooled client keys its idle lists by scheme and authority, clones and hashes
-//! them on every request, and takes a connection out of its list for each request and back in
-//! when the response is over; for an upstream that is one address, that bookkeeping was 8 % of
-//! a miss's instructions. Here a connection stays in one list from its first request to its
-//! end:
+//! A connection is either idle in the pool's list or owned by the one exchange using it
+//! (`h1conn`): the asking task writes the request and reads the response itself, and the
+//! response body hands the connection back when its last byte is in.
 //!
 //! ```text
-//! send ─▶ most recently used connection whose last response is over, moved to the back
-//!     │    of the list (closed ones met on the way dropped)
-//!     │      └─ none ─▶ a new connection, kept at the back
-//!     └─▶ request queued on it, connection left in the list (busy until its response ends)
-//!           ├─ it closed before taking the request ─▶ once more, on a new connection
-//!           └─ it broke before a response head ─▶ once more, on a new connection, when the
-//!                request has no body and an idempotent method (`retry::may_retry`)
+//! send ─▶ most recently idle connection, if the origin has not closed it (checked without
+//!     │    a system call unless the socket turned readable) and it is not past REUSE_WITHIN
+//!     │      └─ none ─▶ a new connection
+//!     ├─▶ exchange on it: request written, response head read
+//!     │      └─ the kept connection broke before a byte of response ─▶ once more, on a new
+//!     │           connection, when the request has no body and an idempotent method
+//!     │           (`retry::may_retry`)
+//!     └─▶ body read to its end ─▶ back to the list (the least recently idle one closed when
+//!          MAX_IDLE are there), unless the origin or the framing said otherwise
 //!
-//! reaper, every 10 s ─▶ drops connections quiet for 50 s, and idle ones beyond 256
+//! reaper, every 10 s ─▶ closes connections idle for REUSE_WITHIN
 //! ```
 //!
-//! The request is queued on the connection before the lock is released, so two requests never
-//! pick the same idle connection.
+//! hyper-util's pooled client, and then hyper's own connections, were used here before: both
+//! ran a task per connection and passed every request and response through channels to it,
+//! which for a 1 KiB miss was a sixth of the node's instructions.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, Uri, header};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 
-use super::error::chain_text;
+use super::h1conn::{Conn, H1Body, encode};
 use super::h2conn::{Connector, open};
-use super::retry::{AttemptFacts, Replay, may_retry};
+use super::retry::{AttemptFacts, may_retry};
 use super::{UpstreamBody, UpstreamError};
 
-/// A connection not used for this long is not used again: origins commonly close keep-alive
+/// A connection idle for this long is not used again: origins commonly close keep-alive
 /// connections after 60 s or more, and one closing just as a request goes out would fail it.
 /// (hyper-util's pool, used here before, dropped idle connections after 50 s as well.)
 pub const REUSE_WITHIN: Duration = Duration::from_secs(50);
 
-/// Idle connections kept; the reaper closes the least recently used beyond it. (Busy ones
-/// are never closed for it: requests in flight are bounded by the node's fill slots.)
+/// Idle connections kept; the least recently idle one is closed to keep another beyond it.
+/// (Busy ones are bounded by the node's fill slots and client connections.)
 pub const MAX_IDLE: usize = 256;
 
-/// Connections kept at most, busy or idle; beyond it, a connection serves its request and
-/// closes. Far above what the fill slots let be in flight: a backstop, not a limit in use.
-pub const MAX_KEPT: usize = 4096;
-
-/// How often connections past [`REUSE_WITHIN`] are closed while no request walks the list.
+/// How often connections past [`REUSE_WITHIN`] are closed while no request takes them.
 const REAP_EVERY: Duration = Duration::from_secs(10);
 
 /// The kept-alive HTTP/1.1 connections to one origin. See the module docs.
@@ -57,33 +53,22 @@ pub struct H1Pool {
     host: http::HeaderValue,
     connector: Connector,
     connect_timeout: Duration,
-    /// Kept connections, least recently used first.
-    conns: parking_lot::Mutex<Kept>,
+    /// Idle connections, least recently idle first.
+    idle: parking_lot::Mutex<Idle>,
     /// [`REUSE_WITHIN`], shorter in tests.
     reuse_within: Duration,
 }
 
-/// The kept connections and whether a reaper task watches them.
+/// The idle connections and whether a reaper task watches them.
 #[derive(Default)]
-struct Kept {
-    list: Vec<Conn>,
+struct Idle {
+    #[expect(
+        clippy::vec_box,
+        reason = "a connection moves between this list, its exchange and its body: a pointer, \
+                  not its TLS state, is what moves"
+    )]
+    list: Vec<Box<Conn>>,
     reaping: bool,
-}
-
-/// What a request queued on a connection comes to: its response head, or the error (with the
-/// request, when it never went out).
-type Sent = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>;
-
-struct Conn {
-    sender: SendRequest<UpstreamBody>,
-    last_used: Instant,
-}
-
-impl Conn {
-    /// Whether this connection may still take a request at `now`.
-    fn usable(&self, now: Instant, reuse_within: Duration) -> bool {
-        !self.sender.is_closed() && now.duration_since(self.last_used) < reuse_within
-    }
 }
 
 impl H1Pool {
@@ -98,7 +83,7 @@ impl H1Pool {
             host,
             connector,
             connect_timeout,
-            conns: parking_lot::Mutex::new(Kept::default()),
+            idle: parking_lot::Mutex::new(Idle::default()),
             reuse_within: REUSE_WITHIN,
         }
     }
@@ -108,122 +93,79 @@ impl H1Pool {
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<H1Body>, UpstreamError> {
         if !req.headers().contains_key(header::HOST) {
             req.headers_mut().insert(header::HOST, self.host.clone());
         }
-        let idempotent = req.method().is_idempotent();
-        // Kept to send again should the kept connection break under it (below).
-        let replay = Replay::of(&req);
-        let req = match self.send_on_kept(req) {
-            Ok(pending) => match pending.await {
-                Ok(resp) => return Ok(resp),
-                Err(mut e) => match e.take_message() {
-                    // The connection closed before the request went out: nothing was sent.
-                    Some(req) => req,
-                    // It went out, and the connection broke before a response head: most
-                    // likely the origin closing it at its keep-alive timeout as the request
-                    // crossed. Once more on a new connection, if the retry rule allows it.
-                    None => {
-                        let error = UpstreamError::Protocol(chain_text(e.error()));
-                        let facts = AttemptFacts {
-                            idempotent,
-                            replayable: replay.is_some(),
-                            sent_to_client: false,
-                        };
-                        match replay {
-                            Some(replay) if may_retry(facts, &error) => replay.request(),
-                            _ => return Err(error),
-                        }
-                    }
-                },
-            },
-            Err(req) => req,
+        let facts = AttemptFacts {
+            idempotent: req.method().is_idempotent(),
+            replayable: false,
+            sent_to_client: false,
         };
-        let mut sender = self.connect().await?;
-        let pending = sender.try_send_request(req);
-        self.keep(sender);
-        pending
+        let head_request = req.method() == http::Method::HEAD;
+        let (head, mut body) = encode(req);
+        // Without a body, the head's bytes are the whole request: sent again as they are.
+        let facts = AttemptFacts {
+            replayable: body.is_none(),
+            ..facts
+        };
+        if let Some(conn) = self.checkout() {
+            match conn.exchange(&head, body.take(), head_request, self).await {
+                Ok(resp) => return Ok(resp),
+                // Most likely the origin closing the connection at its keep-alive timeout as
+                // the request crossed: once more on a new connection, if the rule allows it.
+                Err(failed) if failed.unanswered && may_retry(facts, &failed.error) => {}
+                Err(failed) => return Err(failed.error),
+            }
+        }
+        let conn = self.connect().await?;
+        conn.exchange(&head, body, head_request, self)
             .await
-            .map_err(|e| UpstreamError::Protocol(chain_text(e.error())))
+            .map_err(|failed| failed.error)
     }
 
-    /// Queues `req` on a kept connection that is ready for it, or hands it back when none is.
-    #[allow(clippy::result_large_err)]
-    fn send_on_kept(
-        &self,
-        req: Request<UpstreamBody>,
-    ) -> Result<impl Future<Output = Sent> + use<>, Request<UpstreamBody>> {
+    /// The most recently idle connection still open, if any.
+    fn checkout(&self) -> Option<Box<Conn>> {
         let now = Instant::now();
-        let mut kept = self.conns.lock();
-        let conns = &mut kept.list;
-        // Most recently used first: traffic stays on the warmest connections, so the spare
-        // ones age out (and the one taken is the least likely to be closing at the origin's
-        // keep-alive timeout). A busy connection costs the walk two atomic loads; closed ones
-        // met on the way are dropped.
-        let mut i = conns.len();
-        while i > 0 {
-            i -= 1;
-            let sender = &conns[i].sender;
-            if sender.is_ready() {
-                if !conns[i].usable(now, self.reuse_within) {
-                    conns.remove(i);
-                    continue;
-                }
-                let mut conn = conns.remove(i);
-                let pending = conn.sender.try_send_request(req);
-                conn.last_used = now;
-                // To the back: the list stays in order of last use.
-                conns.push(conn);
-                return Ok(pending);
-            }
-            if sender.is_closed() {
-                conns.remove(i);
+        loop {
+            let mut conn = self.idle.lock().list.pop()?;
+            // Most recently idle first: traffic stays on the warmest connections, so spare
+            // ones age out, and the one taken is the least likely to be closing at the
+            // origin's keep-alive timeout. Stale and closed ones are dropped on the way.
+            if now.duration_since(conn.last_used) < self.reuse_within && conn.is_open() {
+                return Some(conn);
             }
         }
-        Err(req)
     }
 
-    /// Keeps a new connection for later requests, while there is room.
-    fn keep(self: &Arc<Self>, sender: SendRequest<UpstreamBody>) {
-        let mut kept = self.conns.lock();
-        if kept.list.len() >= MAX_KEPT {
-            return;
-        }
-        kept.list.push(Conn {
-            sender,
-            last_used: Instant::now(),
-        });
-        if !kept.reaping {
-            kept.reaping = true;
+    /// Keeps `conn`, whose last exchange ended cleanly, for later requests.
+    pub(super) fn put_back(self: &Arc<Self>, mut conn: Box<Conn>) {
+        conn.last_used = Instant::now();
+        let mut idle = self.idle.lock();
+        let evicted = (idle.list.len() >= MAX_IDLE).then(|| idle.list.remove(0));
+        idle.list.push(conn);
+        if !idle.reaping {
+            idle.reaping = true;
             tokio::spawn(reap(
                 Arc::downgrade(self),
                 REAP_EVERY.min(self.reuse_within),
             ));
         }
+        drop(idle);
+        drop(evicted);
     }
 
-    /// A new connection, its connection task spawned.
-    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+    /// A new connection.
+    async fn connect(&self) -> Result<Box<Conn>, UpstreamError> {
         let mut connector = self.connector.clone();
         let stream = open(&mut connector, &self.base, self.connect_timeout).await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(stream)
-            .await
-            .map_err(|e| UpstreamError::Connect(format!("h1 handshake: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "origin connection ended");
-            }
-        });
-        Ok(sender)
+        Ok(Conn::new(TokioIo::new(stream)))
     }
 }
 
-/// Closes kept connections unused for [`REUSE_WITHIN`] and idle ones beyond [`MAX_IDLE`]
-/// (dropping a connection's sender closes it), every `every`, until none is kept or the
-/// pool is gone: without it, connections of an origin nobody asks any more would stay open for
-/// as long as the origin allowed.
+/// Closes connections idle for [`REUSE_WITHIN`], every `every`, until none is kept or the pool
+/// is gone: without it, connections of an origin nobody asks any more would stay open for as
+/// long as the origin allowed.
 async fn reap(pool: Weak<H1Pool>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
@@ -231,18 +173,11 @@ async fn reap(pool: Weak<H1Pool>, every: Duration) {
             return;
         };
         let now = Instant::now();
-        let mut kept = pool.conns.lock();
-        kept.list.retain(|c| c.usable(now, pool.reuse_within));
-        // Idle ones beyond the cap go, least recently used first (the list's front).
-        let idle = kept.list.iter().filter(|c| c.sender.is_ready()).count();
-        let mut surplus = idle.saturating_sub(MAX_IDLE);
-        kept.list.retain(|c| {
-            let drop = surplus > 0 && c.sender.is_ready();
-            surplus -= usize::from(drop);
-            !drop
-        });
-        if kept.list.is_empty() {
-            kept.reaping = false;
+        let mut idle = pool.idle.lock();
+        idle.list
+            .retain(|c| now.duration_since(c.last_used) < pool.reuse_within);
+        if idle.list.is_empty() {
+            idle.reaping = false;
             return;
         }
     }
@@ -338,10 +273,10 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(pool.conns.lock().list.is_empty());
+        assert!(pool.idle.lock().list.is_empty());
         // A later request opens a new connection and starts a new reaper.
         assert_eq!(get(&pool).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
-        assert!(pool.conns.lock().reaping);
+        assert!(pool.idle.lock().reaping);
     }
 }

@@ -35,7 +35,7 @@ impl<B> IdleTimeout<B> {
 
 impl<B> Body for IdleTimeout<B>
 where
-    B: Body<Data = Bytes, Error = hyper::Error>,
+    B: Body<Data = Bytes, Error = UpstreamError>,
 {
     type Data = Bytes;
     type Error = UpstreamError;
@@ -49,7 +49,7 @@ where
             Poll::Ready(frame) => {
                 let deadline = Instant::now() + *this.idle;
                 this.sleep.as_mut().reset(deadline);
-                Poll::Ready(frame.map(|r| r.map_err(|e| UpstreamError::Protocol(e.to_string()))))
+                Poll::Ready(frame)
             }
             Poll::Pending => {
                 ready!(this.sleep.poll(cx));

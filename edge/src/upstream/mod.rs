@@ -7,7 +7,9 @@
 //! ([`IdleTimeout`]), because only the reader knows when it is waiting.
 
 mod error;
+mod h1conn;
 mod h1pool;
+mod h1wire;
 mod h2conn;
 mod health;
 mod idle;
@@ -19,13 +21,18 @@ mod shields;
 
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
 pub use error::UpstreamError;
+pub use h1conn::H1Body;
 pub use health::{Health, backoff};
 pub use idle::IdleTimeout;
 pub use origin::{OriginUpstream, OriginUrlError, Reach, WireProtocol};
@@ -46,6 +53,72 @@ pub fn empty_body() -> UpstreamBody {
         .map_err(|never| match never {})
         .boxed_unsync()
 }
+
+/// A response body from an upstream: read straight from an HTTP/1.1 connection (`h1conn`), or
+/// from one of hyper's HTTP/2 streams.
+pub enum ResponseBody {
+    H1(H1Body),
+    H2(Incoming),
+}
+
+impl ResponseBody {
+    /// Whether the field values of the head this body came with already live in one
+    /// exact-size buffer of their own (HTTP/1.1 heads, which `h1wire` copies out of the read
+    /// buffer), so that storing them pins nothing else; hyper's HTTP/2 values are slices of
+    /// its read buffers.
+    pub fn head_is_compact(&self) -> bool {
+        matches!(self, ResponseBody::H1(_))
+    }
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResponseBody::H1(_) => f.write_str("ResponseBody::H1"),
+            ResponseBody::H2(body) => write!(f, "ResponseBody::H2({body:?})"),
+        }
+    }
+}
+
+impl From<Incoming> for ResponseBody {
+    fn from(body: Incoming) -> Self {
+        ResponseBody::H2(body)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        match self.get_mut() {
+            ResponseBody::H1(body) => Pin::new(body).poll_frame(cx),
+            ResponseBody::H2(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|e| UpstreamError::Protocol(e.to_string())),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::H1(body) => body.is_end_stream(),
+            ResponseBody::H2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::H1(body) => body.size_hint(),
+            ResponseBody::H2(body) => body.size_hint(),
+        }
+    }
+}
+
+/// What an upstream answers: the head, with the body still streaming.
+pub type UpstreamResponse = Response<ResponseBody>;
 
 /// Timeouts of one upstream exchange.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +164,7 @@ pub trait Upstream: Send + Sync + 'static {
         &self,
         req: Request<UpstreamBody>,
         ctx: &UpstreamCtx,
-    ) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>>;
+    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>>;
 
     /// The idle timeout the engine applies to response bodies from this upstream.
     fn idle_timeout(&self) -> Duration;

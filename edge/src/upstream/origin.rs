@@ -7,15 +7,17 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
+use http::{Request, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::pki_types::CertificateDer;
 
 use super::h1pool::H1Pool;
 use super::h2conn::{H2Connection, SendFailure};
 use super::resolve::UpstreamResolver;
-use super::{Upstream, UpstreamBody, UpstreamCtx, UpstreamError, UpstreamTimeouts};
+use super::{
+    ResponseBody, Upstream, UpstreamBody, UpstreamCtx, UpstreamError, UpstreamResponse,
+    UpstreamTimeouts,
+};
 
 /// An origin URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -232,10 +234,10 @@ async fn send_h1(
     client: H1Client,
     req: Request<UpstreamBody>,
     first_byte: Duration,
-) -> Result<Response<Incoming>, UpstreamError> {
+) -> Result<UpstreamResponse, UpstreamError> {
     match tokio::time::timeout(first_byte, client.send(req)).await {
         Err(_) => Err(UpstreamError::FirstByteTimeout),
-        Ok(r) => r,
+        Ok(r) => r.map(|resp| resp.map(ResponseBody::H1)),
     }
 }
 
@@ -244,7 +246,7 @@ impl Upstream for OriginUpstream {
         &self,
         mut req: Request<UpstreamBody>,
         _ctx: &UpstreamCtx,
-    ) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>> {
+    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         let first_byte = self.timeouts.first_byte;
         match &self.transport {
             Transport::Http1(client) => {
@@ -262,7 +264,7 @@ impl Upstream for OriginUpstream {
                     prepared?;
                     match tokio::time::timeout(first_byte, conn.send(req)).await {
                         Err(_) => Err(UpstreamError::FirstByteTimeout),
-                        Ok(r) => r,
+                        Ok(r) => r.map(|resp| resp.map(ResponseBody::H2)),
                     }
                 })
             }
@@ -292,7 +294,7 @@ impl Upstream for OriginUpstream {
                     let sent = tokio::time::timeout(first_byte, h2.try_send(req)).await;
                     match sent {
                         Err(_) => Err(UpstreamError::FirstByteTimeout),
-                        Ok(Ok(resp)) => Ok(resp),
+                        Ok(Ok(resp)) => Ok(resp.map(ResponseBody::H2)),
                         Ok(Err(SendFailure::Failed(e))) => Err(e),
                         Ok(Err(SendFailure::Declined(req))) => {
                             let mut req = *req;

@@ -17,16 +17,18 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use http::{Method, Request, Response};
+use http::{Method, Request};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tiercel_cluster::service::{Balance, HealthCheck};
 use tiercel_cluster::shield_select::{Candidate, rank};
 use tokio::task::AbortHandle;
 
 use super::health::Health;
 use super::retry::{AttemptFacts, Replay, may_retry};
-use super::{OriginUpstream, Upstream, UpstreamBody, UpstreamCtx, UpstreamError, empty_body};
+use super::{
+    OriginUpstream, Upstream, UpstreamBody, UpstreamCtx, UpstreamError, UpstreamResponse,
+    empty_body,
+};
 
 /// One origin of a pool.
 pub struct PoolMember {
@@ -237,7 +239,7 @@ impl Upstream for OriginPool {
         &self,
         req: Request<UpstreamBody>,
         ctx: &UpstreamCtx,
-    ) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>> {
+    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         let members = self.members.clone();
         let up: Vec<bool> = members.iter().map(|m| m.health.is_up()).collect();
         let order = self.picker.order(&ctx.key, &up, |i| {

@@ -19,8 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use http::{Method, Request, Response};
-use hyper::body::Incoming;
+use http::{Method, Request};
 use tiercel_cluster::shield_select::{Candidate, parse_shield, rank};
 use tokio::task::AbortHandle;
 
@@ -28,7 +27,7 @@ use super::health::Health;
 use super::retry::{AttemptFacts, Replay, may_retry};
 use super::{
     OriginUpstream, OriginUrlError, Reach, Upstream, UpstreamBody, UpstreamCtx, UpstreamError,
-    UpstreamTimeouts, WireProtocol, empty_body,
+    UpstreamResponse, UpstreamTimeouts, WireProtocol, empty_body,
 };
 
 /// How often each shield is probed.
@@ -134,7 +133,7 @@ impl Upstream for ShieldUpstream {
         &self,
         req: Request<UpstreamBody>,
         ctx: &UpstreamCtx,
-    ) -> BoxFuture<'static, Result<Response<Incoming>, UpstreamError>> {
+    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         let order = rank(&self.candidates, &ctx.key);
         let members = self.members.clone();
         let fallback = self.fallback.clone();
