@@ -22,7 +22,7 @@ use crate::policy::{
 };
 use crate::protocol::slicing::{ContentRange, part_validator, response_content_range};
 use crate::protocol::strip_hop_by_hop;
-use crate::storage::{ChunkSet, Head, ObjectMeta, VaryHead, owned_headers};
+use crate::storage::{ChunkSet, Head, ObjectMeta, VaryHead, headers_weight, owned_headers};
 use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx};
 
 /// Everything the fetch task needs, copied out of the leader's request so it can outlive it.
@@ -626,11 +626,14 @@ impl Engine {
             vary: vary.clone(),
             status: parts.status,
             // What is stored must not pin a read buffer: values are copied to one exact-size
-            // buffer unless they already live in one.
-            headers: if body.head_is_compact() {
-                Arc::new(std::mem::take(&mut parts.headers))
-            } else {
-                owned_headers(&parts.headers)
+            // buffer, unless they already live in one that the stored fields' weight covers
+            // (an origin padding its head with fields dropped here would otherwise have the
+            // memory tier keep far more than it counts).
+            headers: match body.compact_head_len() {
+                Some(len) if headers_weight(&parts.headers) >= len => {
+                    Arc::new(std::mem::take(&mut parts.headers))
+                }
+                _ => owned_headers(&parts.headers),
             },
             age,
             policy,

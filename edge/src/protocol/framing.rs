@@ -13,7 +13,8 @@
 //! | two `Content-Length` lines, even equal | §6.3: MAY accept identical values | 400 |
 //! | `Transfer-Encoding` other than exactly one `chunked` | §6.1: chunked MUST NOT be applied twice | 400 |
 //!
-//! Whatever is accepted is re-framed by hyper when it is forwarded, so the origin never sees
+//! Whatever is accepted is re-framed when it is forwarded (`upstream/h1wire.rs` writes the
+//! framing from the body itself, and hyper's HTTP/2 client its own), so the origin never sees
 //! the client's framing.
 
 use http::{HeaderMap, Version, header};

@@ -36,7 +36,7 @@ const HEAD_TAG: [u8; 32] = [
 pub struct EntryKey(pub [u8; 32]);
 
 impl EntryKey {
-    /// The entry every lookup of a URL starts with: the key with [`HEAD_TAG`] XORed in, not
+    /// The entry every lookup of a URL starts with: the key with a fixed tag XORed in, not
     /// hashed again. The key is already a blake3 output nobody chooses, so this keeps heads
     /// apart from each other (a bijection) and from variant and chunk entries (blake3 outputs
     /// of other inputs) as surely as a hash would, and every lookup and store saves one

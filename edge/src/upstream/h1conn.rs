@@ -23,7 +23,8 @@ use tower_service::Service;
 
 use super::h1pool::H1Pool;
 use super::h1wire::{
-    BodyLength, Chunk, ChunkedDecoder, Framing, MAX_INTERIM, Parsed, encode_request, parse_response,
+    BodyLength, Chunk, ChunkedDecoder, Framing, MAX_INTERIM, Parsed, RequestFraming,
+    encode_request, parse_response,
 };
 use super::h2conn::Connector;
 use super::{UpstreamBody, UpstreamError};
@@ -96,25 +97,27 @@ impl Conn {
     /// since the last response. Costs no system call unless the socket became readable.
     pub fn is_open(&mut self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        // Into the (empty) read buffer: the room is the response's anyway.
-        // Ready means closed, failed, or bytes nobody asked for: not usable either way.
-        self.poll_read(&mut cx).is_pending()
+        let mut probe = [0u8; 1];
+        let mut probe = tokio::io::ReadBuf::new(&mut probe);
+        // Ready means closed, failed, or a byte nobody asked for: not usable either way (and
+        // the connection is dropped, so the byte is not lost to anyone).
+        tokio::io::AsyncRead::poll_read(Pin::new(&mut self.io), &mut cx, &mut probe).is_pending()
     }
 
-    /// Sends the request whose head is `head` (and `body`, framed as `chunked` says), then
+    /// Sends the request whose head is `head` (and `body`, framed as the head says), then
     /// reads up to the final response head. The body of the response keeps the connection and
     /// gives it to `home` when it is over, if the exchange left it reusable.
     pub async fn exchange(
         mut self: Box<Self>,
         head: &[u8],
-        body: Option<(UpstreamBody, bool)>,
+        body: Option<(UpstreamBody, RequestFraming)>,
         head_request: bool,
         home: &Arc<H1Pool>,
     ) -> Result<Response<H1Body>, Failed> {
         let sent = async {
             self.io.write_all(head).await?;
-            if let Some((body, chunked)) = body {
-                send_body(&mut self.io, body, chunked).await?;
+            if let Some((body, framing)) = body {
+                send_body(&mut self.io, body, framing).await?;
             }
             self.io.flush().await
         }
@@ -143,23 +146,14 @@ impl Conn {
                 Ok(Parsed::Partial) => {}
                 Err(e) => return Err(Failed::answered(UpstreamError::Protocol(e.to_string()))),
             }
-            let before = self.buf.len();
-            let n = self.read().await.map_err(|e| {
-                let error = UpstreamError::Protocol(format!("reading the response: {e}"));
-                if before == 0 && interim == 0 {
-                    Failed::unanswered(error)
-                } else {
-                    Failed::answered(error)
-                }
-            })?;
-            if n == 0 {
-                let error = protocol("the connection closed before a response");
-                return Err(if before == 0 && interim == 0 {
-                    Failed::unanswered(error)
-                } else {
-                    Failed::answered(error)
-                });
-            }
+            // Nothing of a response yet: the request may go again elsewhere.
+            let unanswered = self.buf.is_empty() && interim == 0;
+            let error = match self.read().await {
+                Ok(0) => protocol("the connection closed before a response"),
+                Ok(_) => continue,
+                Err(e) => UpstreamError::Protocol(format!("reading the response: {e}")),
+            };
+            return Err(Failed { error, unanswered });
         };
         let state = match head.framing {
             Framing::Empty | Framing::Length(0) => BodyState::Done,
@@ -171,6 +165,7 @@ impl Conn {
             conn: Some(self),
             state,
             home: (head.keep_alive && whole_request).then(|| home.clone()),
+            head_len: head.len,
         });
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
@@ -179,13 +174,12 @@ impl Conn {
         Ok(resp)
     }
 
-    /// Gives back a large read buffer before the connection goes idle: 256 idle connections
-    /// keeping [`READ_MAX`] each would be 128 MiB doing nothing. The read size stays: the
-    /// next response's first read takes what the socket holds, not just the head.
+    /// Gives back the read buffer before the connection goes idle (its room may be the tail
+    /// of a [`READ_MAX`] block, which it alone would keep alive: 256 idle connections could
+    /// hold 128 MiB doing nothing). The read size stays: the next response's first read takes
+    /// what the socket holds, not just the head.
     fn trim_for_idle(&mut self) {
-        if self.buf.capacity() > 4 * READ_FIRST {
-            self.buf = BytesMut::new();
-        }
+        self.buf = BytesMut::new();
     }
 
     /// Reads once; 0 at the end of the stream.
@@ -226,13 +220,16 @@ fn protocol(what: &str) -> UpstreamError {
     UpstreamError::Protocol(what.to_string())
 }
 
-/// Writes `body`, each frame as a chunk when `chunked`. A body that stops with an error
-/// leaves the request unfinished, and the connection is not reused.
+/// Writes `body` as `framing` says: each frame as a chunk, or exactly the length the head
+/// declared (a body that yields more stops before the excess, one that ends short fails: the
+/// origin must never read a byte of the next request as this one's). A failed body leaves the
+/// request unfinished, and the connection is not reused.
 async fn send_body<W: AsyncWrite + Unpin>(
     io: &mut W,
     mut body: UpstreamBody,
-    chunked: bool,
+    framing: RequestFraming,
 ) -> io::Result<()> {
+    let mut sent = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(io::Error::other)?;
         let Ok(data) = frame.into_data() else {
@@ -241,24 +238,36 @@ async fn send_body<W: AsyncWrite + Unpin>(
         if data.is_empty() {
             continue;
         }
-        if chunked {
-            let mut size = itoa_hex(data.len());
-            size.extend_from_slice(b"\r\n");
-            io.write_all(&size).await?;
-            io.write_all(&data).await?;
-            io.write_all(b"\r\n").await?;
-        } else {
-            io.write_all(&data).await?;
+        match framing {
+            RequestFraming::Chunked => {
+                // One write per chunk: size line, data and CRLF in one buffer.
+                let mut chunk = Vec::with_capacity(data.len() + 20);
+                chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                chunk.extend_from_slice(&data);
+                chunk.extend_from_slice(b"\r\n");
+                io.write_all(&chunk).await?;
+            }
+            RequestFraming::Length(n) => {
+                sent += data.len() as u64;
+                if sent > n {
+                    return Err(io::Error::other(
+                        "request body longer than its Content-Length",
+                    ));
+                }
+                io.write_all(&data).await?;
+            }
+            RequestFraming::None => {
+                return Err(io::Error::other("request body where none was framed"));
+            }
         }
     }
-    if chunked {
-        io.write_all(b"0\r\n\r\n").await?;
+    match framing {
+        RequestFraming::Chunked => io.write_all(b"0\r\n\r\n").await,
+        RequestFraming::Length(n) if sent < n => Err(io::Error::other(
+            "request body shorter than its Content-Length",
+        )),
+        _ => Ok(()),
     }
-    Ok(())
-}
-
-fn itoa_hex(n: usize) -> Vec<u8> {
-    format!("{n:x}").into_bytes()
 }
 
 /// What a request's body is, for the head's framing.
@@ -272,14 +281,16 @@ pub(super) fn body_length(body: &UpstreamBody) -> BodyLength {
     }
 }
 
-/// The request head of `req` as bytes, its body, and whether that is sent chunked.
-pub(super) fn encode(req: Request<UpstreamBody>) -> (Vec<u8>, Option<(UpstreamBody, bool)>) {
+/// The request head of `req` as bytes, and its body with the framing the head declared.
+pub(super) fn encode(
+    req: Request<UpstreamBody>,
+) -> (Vec<u8>, Option<(UpstreamBody, RequestFraming)>) {
     let (parts, body) = req.into_parts();
     let length = body_length(&body);
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut head = Vec::with_capacity(512);
-    let chunked = encode_request(&parts.method, target, &parts.headers, length, &mut head);
-    let body = (length != BodyLength::None).then_some((body, chunked));
+    let framing = encode_request(&parts.method, target, &parts.headers, length, &mut head);
+    let body = (framing != RequestFraming::None).then_some((body, framing));
     (head, body)
 }
 
@@ -297,9 +308,17 @@ pub struct H1Body {
     state: BodyState,
     /// Where the connection goes once the body is over; `None` when it is not to be reused.
     home: Option<Arc<H1Pool>>,
+    /// Bytes of the head the response's field values are slices of.
+    head_len: usize,
 }
 
 impl H1Body {
+    /// The length of the one buffer the head's field values are slices of (an exact copy of
+    /// the head, status line and fields dropped since included).
+    pub fn head_len(&self) -> usize {
+        self.head_len
+    }
+
     /// Once the body is over: the connection goes back to its pool, if nothing was left
     /// unread after the body.
     fn end_if_done(&mut self) {
@@ -335,7 +354,9 @@ impl Body for H1Body {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            match &mut this.state {
+            // Take what the buffer holds; else what the connection closing now would mean
+            // (`None`: the end of a body delimited by the close).
+            let cut_short = match &mut this.state {
                 BodyState::Done => {
                     this.end_if_done();
                     return Poll::Ready(None);
@@ -353,31 +374,17 @@ impl Body for H1Body {
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    let short = *left;
-                    match ready!(conn.poll_read(cx)) {
-                        Ok(0) => {
-                            return this.fail(UpstreamError::Protocol(format!(
-                                "the connection closed {short} bytes before the body's end"
-                            )));
-                        }
-                        Ok(_) => {}
-                        Err(e) => return this.fail(reading(e)),
-                    }
+                    Some("the connection closed before the body's end")
                 }
                 BodyState::Chunked(decoder) => match decoder.decode(&mut conn.buf) {
                     Ok(Chunk::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                     Ok(Chunk::Done) => {
                         this.state = BodyState::Done;
+                        continue;
                     }
-                    Ok(Chunk::NeedMore) => match ready!(conn.poll_read(cx)) {
-                        Ok(0) => {
-                            return this.fail(protocol(
-                                "the connection closed before the chunked body's end",
-                            ));
-                        }
-                        Ok(_) => {}
-                        Err(e) => return this.fail(reading(e)),
-                    },
+                    Ok(Chunk::NeedMore) => {
+                        Some("the connection closed before the chunked body's end")
+                    }
                     Err(e) => return this.fail(UpstreamError::Protocol(e.to_string())),
                 },
                 BodyState::UntilClose => {
@@ -385,16 +392,20 @@ impl Body for H1Body {
                         let data = conn.buf.split().freeze();
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    match ready!(conn.poll_read(cx)) {
-                        Ok(0) => {
-                            this.conn = None;
-                            this.state = BodyState::Done;
-                            return Poll::Ready(None);
-                        }
-                        Ok(_) => {}
-                        Err(e) => return this.fail(reading(e)),
-                    }
+                    None
                 }
+            };
+            match ready!(conn.poll_read(cx)) {
+                Ok(0) => match cut_short {
+                    Some(what) => return this.fail(protocol(what)),
+                    None => {
+                        this.conn = None;
+                        this.state = BodyState::Done;
+                        return Poll::Ready(None);
+                    }
+                },
+                Ok(_) => {}
+                Err(e) => return this.fail(reading(e)),
             }
         }
     }

@@ -2,10 +2,12 @@
 //! with the framing of its body (RFC 9112 §6.3), and the chunked decoder (§7.1).
 //!
 //! Whatever an origin sends is checked here before a byte of it is believed: a response whose
-//! framing is ambiguous (differing `Content-Length` values, a coding other than `chunked`,
-//! `Transfer-Encoding` in HTTP/1.0) is refused with [`WireError`] and the connection closed, as
-//! RFC 9112 §6.3 asks of a proxy, and every line the decoder reads is bounded, so an origin
-//! cannot make the node buffer or scan without end.
+//! framing is ambiguous (differing `Content-Length` values, `Transfer-Encoding` in HTTP/1.0)
+//! is refused with [`WireError`] and the connection closed, as RFC 9112 §6.3 asks of a proxy;
+//! so is a transfer coding other than `chunked` (§6.3 would read such a body to the close, but
+//! a proxy cannot undo the coding and would pass the encoded bytes on as the content). Every
+//! line the decoder reads is bounded, so an origin cannot make the node buffer or scan without
+//! end.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
@@ -22,8 +24,8 @@ pub const MAX_FIELDS: usize = 100;
 /// Most interim (1xx) responses skipped before the final one.
 pub const MAX_INTERIM: usize = 16;
 
-/// Most bytes of chunk extensions in one body; they are skipped, not stored.
-const MAX_EXTENSIONS: usize = 16 * 1024;
+/// Most bytes after a chunk size on its line (whitespace and extensions, skipped, not stored).
+const MAX_EXTENSIONS: usize = 4 * 1024;
 
 /// Most bytes of trailer fields in one body; they are read and dropped (the engine neither
 /// stores nor forwards trailers).
@@ -79,6 +81,8 @@ pub struct ResponseHead {
     pub framing: Framing,
     /// Whether the connection may carry another request once this body is read.
     pub keep_alive: bool,
+    /// Bytes of the head (the buffer its field values are slices of).
+    pub len: usize,
 }
 
 /// What the bytes read so far hold.
@@ -92,56 +96,69 @@ pub enum Parsed {
     Final(ResponseHead),
 }
 
-/// Appends the request head for `method`, `target` (origin-form) and `headers` to `out`, with
-/// the framing of a body that is `body` (`None` when there is none). A `Transfer-Encoding` in
-/// `headers` is not copied: the framing written is this function's. Returns whether the body
-/// must be sent chunked.
+/// Appends the request head for `method`, `target` (origin-form) and `headers` to `out`, and
+/// returns how its body (`body`) is framed. The framing is this function's alone: no
+/// `Transfer-Encoding` or `Content-Length` of `headers` is copied. A single valid
+/// `Content-Length` is written again when the body's length is not known otherwise, and the
+/// sender holds the body to it ([`RequestFraming::Length`]); any other is dropped, so a length
+/// that disagrees with the body can never reach the origin and desynchronise a kept
+/// connection (a `GET` with `Content-Length: 1` and no body would leave the origin waiting
+/// for a byte; `5, 5` in front of 200 bytes would smuggle 195).
 pub fn encode_request(
     method: &Method,
     target: &str,
     headers: &HeaderMap,
     body: BodyLength,
     out: &mut Vec<u8>,
-) -> bool {
+) -> RequestFraming {
     // Every part was validated when it was built (`Method`, `Uri`, `HeaderName`,
     // `HeaderValue` refuse CR, LF and NUL), so nothing here can split the head.
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut has_length = false;
     for (name, value) in headers {
-        if name == TRANSFER_ENCODING {
+        if name == TRANSFER_ENCODING || name == CONTENT_LENGTH {
             continue;
         }
-        has_length |= name == CONTENT_LENGTH;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let chunked = match body {
-        _ if has_length => false,
-        BodyLength::None => {
+    let declared = || {
+        let mut values = headers.get_all(CONTENT_LENGTH).iter();
+        let first = values.next()?;
+        values
+            .next()
+            .is_none()
+            .then(|| parse_length(first.as_bytes()))
+            .flatten()
+    };
+    let length = |out: &mut Vec<u8>, n: u64| {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    };
+    let framing = match (body, declared()) {
+        (BodyLength::None, _) => {
             // RFC 9110 §8.6: a request whose method defines a body says its length, even 0.
             if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-                out.extend_from_slice(b"content-length: 0\r\n");
+                length(out, 0);
             }
-            false
+            RequestFraming::None
         }
-        BodyLength::Exact(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            out.extend_from_slice(b"\r\n");
-            false
+        (BodyLength::Exact(n), _) | (BodyLength::Unknown, Some(n)) => {
+            length(out, n);
+            RequestFraming::Length(n)
         }
-        BodyLength::Unknown => {
+        (BodyLength::Unknown, None) => {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-            true
+            RequestFraming::Chunked
         }
     };
     out.extend_from_slice(b"\r\n");
-    chunked
+    framing
 }
 
 /// What is known of a request body's length before it is sent.
@@ -150,6 +167,17 @@ pub enum BodyLength {
     None,
     Exact(u64),
     Unknown,
+}
+
+/// How a request's body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body.
+    None,
+    /// Exactly this many bytes: a body that yields more or fewer fails the request.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
 }
 
 /// Parses the response head at the start of `buf`, for a request that was HEAD when
@@ -218,6 +246,7 @@ pub fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, 
         headers,
         framing,
         keep_alive,
+        len,
     }))
 }
 
@@ -329,6 +358,7 @@ fn persistent(headers: &HeaderMap, version: Version) -> bool {
 #[derive(Debug, Clone)]
 pub struct ChunkedDecoder {
     state: State,
+    /// Bytes after the size on the current size line.
     extensions: usize,
     trailers: usize,
 }
@@ -425,19 +455,28 @@ impl ChunkedDecoder {
                 Some(d) if digits < MAX_SIZE_DIGITS => State::Size(value << 4 | d, digits + 1),
                 Some(_) => return bad("chunk size too long"),
                 None if digits == 0 => return bad("chunk size"),
-                None => match b {
+                None => {
+                    self.extensions = 0;
+                    match b {
+                        b' ' | b'\t' => State::SizeSpace(value),
+                        b';' => State::Extension(value),
+                        b'\r' => State::SizeLf(value),
+                        _ => return bad("chunk size"),
+                    }
+                }
+            },
+            State::SizeSpace(value) => {
+                self.extensions += 1;
+                if self.extensions > MAX_EXTENSIONS {
+                    return bad("chunk extensions too long");
+                }
+                match b {
                     b' ' | b'\t' => State::SizeSpace(value),
                     b';' => State::Extension(value),
                     b'\r' => State::SizeLf(value),
                     _ => return bad("chunk size"),
-                },
-            },
-            State::SizeSpace(value) => match b {
-                b' ' | b'\t' => State::SizeSpace(value),
-                b';' => State::Extension(value),
-                b'\r' => State::SizeLf(value),
-                _ => return bad("chunk size"),
-            },
+                }
+            }
             State::Extension(value) => {
                 self.extensions += 1;
                 if self.extensions > MAX_EXTENSIONS {

@@ -20,8 +20,8 @@ fn request_head_bytes() {
     headers.append("accept", HeaderValue::from_static("b"));
     headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
     let mut out = Vec::new();
-    let chunked = encode_request(&Method::GET, "/a?b", &headers, BodyLength::None, &mut out);
-    assert!(!chunked);
+    let framing = encode_request(&Method::GET, "/a?b", &headers, BodyLength::None, &mut out);
+    assert_eq!(framing, RequestFraming::None);
     assert_eq!(
         out,
         b"GET /a?b HTTP/1.1\r\nhost: example.com\r\naccept: a\r\naccept: b\r\n\r\n"
@@ -32,35 +32,64 @@ fn request_head_bytes() {
 fn request_body_framing() {
     let frame = |method: Method, headers: &HeaderMap, body| {
         let mut out = Vec::new();
-        let chunked = encode_request(&method, "/", headers, body, &mut out);
-        (String::from_utf8(out).unwrap(), chunked)
+        let framing = encode_request(&method, "/", headers, body, &mut out);
+        (String::from_utf8(out).unwrap(), framing)
     };
     let none = HeaderMap::new();
     assert_eq!(
         frame(Method::POST, &none, BodyLength::None),
-        ("POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n".into(), false)
+        (
+            "POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n".into(),
+            RequestFraming::None
+        )
     );
     assert_eq!(
         frame(Method::DELETE, &none, BodyLength::None),
-        ("DELETE / HTTP/1.1\r\n\r\n".into(), false)
+        ("DELETE / HTTP/1.1\r\n\r\n".into(), RequestFraming::None)
     );
     assert_eq!(
         frame(Method::PUT, &none, BodyLength::Exact(12)),
-        ("PUT / HTTP/1.1\r\ncontent-length: 12\r\n\r\n".into(), false)
+        (
+            "PUT / HTTP/1.1\r\ncontent-length: 12\r\n\r\n".into(),
+            RequestFraming::Length(12)
+        )
     );
     assert_eq!(
         frame(Method::POST, &none, BodyLength::Unknown),
         (
             "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n".into(),
-            true
+            RequestFraming::Chunked
         )
     );
-    // The request's own length wins over the body's hint.
-    let mut with_length = HeaderMap::new();
-    with_length.insert("content-length", HeaderValue::from_static("3"));
+    let with = |value: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert("content-length", HeaderValue::from_static(value));
+        h
+    };
+    // A valid length of the request frames a body of unknown length, and holds it to it.
     assert_eq!(
-        frame(Method::POST, &with_length, BodyLength::Unknown),
-        ("POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n".into(), false)
+        frame(Method::POST, &with("3"), BodyLength::Unknown),
+        (
+            "POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n".into(),
+            RequestFraming::Length(3)
+        )
+    );
+    // The body's own length wins over the field's.
+    assert_eq!(
+        frame(Method::POST, &with("3"), BodyLength::Exact(4)).1,
+        RequestFraming::Length(4)
+    );
+    // A length without a body, or one that is not a single number, never goes out.
+    assert_eq!(
+        frame(Method::GET, &with("1"), BodyLength::None),
+        ("GET / HTTP/1.1\r\n\r\n".into(), RequestFraming::None)
+    );
+    assert_eq!(
+        frame(Method::POST, &with("5, 5"), BodyLength::Unknown),
+        (
+            "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n".into(),
+            RequestFraming::Chunked
+        )
     );
 }
 
@@ -373,6 +402,7 @@ fn chunked_bodies_decode() {
 #[test]
 fn malformed_chunked_bodies_fail() {
     let long_ext = format!("1;{}\r\nx\r\n0\r\n\r\n", "e".repeat(MAX_EXTENSIONS + 1));
+    let long_space = format!("1{}\r\nx\r\n0\r\n\r\n", " ".repeat(MAX_EXTENSIONS + 1));
     let long_trailer = format!("0\r\nT: {}\r\n\r\n", "t".repeat(MAX_TRAILERS));
     for input in [
         &b"x\r\n"[..],
@@ -387,6 +417,7 @@ fn malformed_chunked_bodies_fail() {
         b"0\r\nT: x\n\r\n",
         b"0\r\n\rX",
         long_ext.as_bytes(),
+        long_space.as_bytes(),
         long_trailer.as_bytes(),
     ] {
         assert!(
@@ -397,6 +428,12 @@ fn malformed_chunked_bodies_fail() {
     }
     // Sixteen digits still fit.
     assert!(decode_in_pieces(b"000000000000000A\r\n", &[]).is_ok());
+    // The extension bound is per line: long bodies with extensions on every chunk decode.
+    let ext = format!(";sig={}", "a".repeat(MAX_EXTENSIONS - 8));
+    let body: String = (0..100).map(|_| format!("1{ext}\r\nx\r\n")).collect();
+    let input = format!("{body}0\r\n\r\n");
+    let (decoded, done, _) = decode_in_pieces(input.as_bytes(), &[]).unwrap();
+    assert_eq!((decoded.len(), done), (100, true));
 }
 
 fn encode_chunked(body: &[u8], sizes: &[usize], ext: bool) -> Vec<u8> {

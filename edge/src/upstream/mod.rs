@@ -62,12 +62,15 @@ pub enum ResponseBody {
 }
 
 impl ResponseBody {
-    /// Whether the field values of the head this body came with already live in one
-    /// exact-size buffer of their own (HTTP/1.1 heads, which `h1wire` copies out of the read
-    /// buffer), so that storing them pins nothing else; hyper's HTTP/2 values are slices of
-    /// its read buffers.
-    pub fn head_is_compact(&self) -> bool {
-        matches!(self, ResponseBody::H1(_))
+    /// When the field values of the head this body came with are slices of one exact-size
+    /// copy of that head (HTTP/1.1 heads, copied out of the read buffer by `h1wire`), the
+    /// copy's length: storing the values as they are keeps that many bytes alive, where
+    /// hyper's HTTP/2 values are slices of its read buffers and must be copied.
+    pub fn compact_head_len(&self) -> Option<usize> {
+        match self {
+            ResponseBody::H1(body) => Some(body.head_len()),
+            ResponseBody::H2(_) => None,
+        }
     }
 }
 
