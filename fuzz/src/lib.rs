@@ -16,6 +16,7 @@ pub mod conditionals;
 pub mod config_file;
 pub mod http_date;
 mod input;
+pub mod origin_response;
 pub mod purge_api;
 pub mod purge_wire;
 pub mod range;
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("conditionals", conditionals::check),
     ("config_file", config_file::check),
     ("http_date", http_date::check),
+    ("origin_response", origin_response::check),
     ("purge_api", purge_api::check),
     ("purge_wire", purge_wire::check),
     ("range", range::check),

@@ -106,6 +106,7 @@ target_props!(
     conditionals,
     config_file,
     http_date,
+    origin_response,
     purge_api,
     purge_wire,
     range,

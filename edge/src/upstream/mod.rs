@@ -9,7 +9,7 @@
 mod error;
 mod h1conn;
 mod h1pool;
-mod h1wire;
+pub mod h1wire;
 mod h2conn;
 mod health;
 mod idle;
