@@ -3,7 +3,7 @@
 //! back to its pool once the last byte is in.
 //!
 //! hyper's client gave every connection a task of its own, and every request crossed to it and
-//! back over channels: for a 1 KiB miss that was a sixth of the node's instructions. Here no
+//! back over channels: for a 1 KiB miss that was a fifth of the node's instructions. Here no
 //! task and no channel stand between the fill and its socket; the wire format is `h1wire`'s.
 
 use std::io;
@@ -35,7 +35,7 @@ pub(super) type Io = TokioIo<<Connector as Service<http::Uri>>::Response>;
 /// Room for a connection's first read (a head, a small body).
 const READ_FIRST: usize = 8 * 1024;
 
-/// Most room asked for one read. Reads grow to it while each fills the room it had, as
+/// Most room asked for one read. Reads grow to it while each uses half its room or more, as
 /// hyper's do: one read then takes everything the socket holds. That matters beyond the
 /// system calls saved: when the host's TCP memory runs short, the kernel accepts a segment
 /// only into a nearly empty receive queue, and a reader that leaves segments queued sees
