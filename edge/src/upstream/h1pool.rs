@@ -20,7 +20,7 @@
 //!
 //! hyper-util's pooled client, and then hyper's own connections, were used here before: both
 //! ran a task per connection and passed every request and response through channels to it,
-//! which for a 1 KiB miss was a sixth of the node's instructions.
+//! which for a 1 KiB miss was a fifth of the node's instructions.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
