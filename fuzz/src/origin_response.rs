@@ -2,7 +2,6 @@
 //! chunked decoder (`tiercel_edge::upstream::h1wire`).
 
 use bytes::BytesMut;
-use http::StatusCode;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use tiercel_edge::upstream::h1wire::{
     Chunk, ChunkedDecoder, Framing, MAX_HEAD, Parsed, WireError, parse_response,
@@ -79,9 +78,7 @@ fn parse_all(rest: &[u8], cut: usize, head_request: bool) -> Outcome {
                     Framing::Empty => {}
                 }
                 buf.extend_from_slice(&rest[fed..]);
-                let status = head.status;
-                assert_ne!(status, StatusCode::SWITCHING_PROTOCOLS);
-                return Some(Ok((head.framing, status.as_u16(), buf.to_vec())));
+                return Some(Ok((head.framing, head.status.as_u16(), buf.to_vec())));
             }
             Err(e) => return Some(Err(e)),
         }

@@ -23,7 +23,7 @@ use crate::policy::{
 use crate::protocol::slicing::{ContentRange, part_validator, response_content_range};
 use crate::protocol::strip_hop_by_hop;
 use crate::storage::{ChunkSet, Head, ObjectMeta, VaryHead, headers_weight, owned_headers};
-use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx};
+use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx, empty_body};
 
 /// Everything the fetch task needs, copied out of the leader's request so it can outlive it.
 pub(super) struct FillJob {
@@ -764,8 +764,6 @@ impl Engine {
         fill.end(result);
     }
 }
-
-pub(super) use crate::upstream::empty_body;
 
 #[cfg(test)]
 mod tests {

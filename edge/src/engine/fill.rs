@@ -22,7 +22,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use crate::upstream::ResponseBody;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use parking_lot::Mutex;
@@ -30,7 +29,7 @@ use parking_lot::Mutex;
 use super::parts::Behind;
 use crate::policy::{AgeClock, StoredPolicy, VariantId, VarySpec};
 use crate::storage::{Chunk, ObjectMeta, Storage, WeakChunk};
-use crate::upstream::UpstreamError;
+use crate::upstream::{ResponseBody, UpstreamError};
 
 /// What a shareable response looks like before its body has finished arriving.
 #[derive(Debug)]

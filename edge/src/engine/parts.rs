@@ -36,7 +36,7 @@ use http_body_util::{BodyExt, Empty};
 use parking_lot::Mutex;
 
 use super::admission::admit;
-use super::fetch::{FillJob, empty_body, response_tags};
+use super::fetch::{FillJob, response_tags};
 use super::fill::FillHead;
 use super::fills::FillSlot;
 use super::lookup::FillTarget;
@@ -51,7 +51,7 @@ use crate::protocol::slicing::{
 };
 use crate::protocol::{FwdReason, strip_hop_by_hop, unsatisfied_range};
 use crate::storage::{Chunk, ChunkBuilder, ChunkSet, Head, ObjectMeta, owned_headers};
-use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx, UpstreamError};
+use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx, UpstreamError, empty_body};
 
 /// What fetching a chunk needs from the request that asked for it, owned so the fetch (and a
 /// response body that fetches chunks as it goes) can outlive the request's handler.

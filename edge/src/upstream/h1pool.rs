@@ -97,17 +97,14 @@ impl H1Pool {
         if !req.headers().contains_key(header::HOST) {
             req.headers_mut().insert(header::HOST, self.host.clone());
         }
-        let facts = AttemptFacts {
-            idempotent: req.method().is_idempotent(),
-            replayable: false,
-            sent_to_client: false,
-        };
+        let idempotent = req.method().is_idempotent();
         let head_request = req.method() == http::Method::HEAD;
         let (head, mut body) = encode(req);
         // Without a body, the head's bytes are the whole request: sent again as they are.
         let facts = AttemptFacts {
+            idempotent,
             replayable: body.is_none(),
-            ..facts
+            sent_to_client: false,
         };
         if let Some(conn) = self.checkout() {
             match conn.exchange(&head, body.take(), head_request, self).await {

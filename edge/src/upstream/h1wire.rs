@@ -303,7 +303,7 @@ fn framing(
         let had_length = headers.remove(CONTENT_LENGTH).is_some();
         return Ok((Framing::Chunked, !had_length));
     }
-    let mut length: Option<u64> = None;
+    let (mut length, mut items) = (None, 0);
     for value in headers.get_all(CONTENT_LENGTH) {
         for item in value.as_bytes().split(|&b| b == b',') {
             let n = parse_length(item.trim_ascii()).ok_or(WireError::Length)?;
@@ -311,15 +311,12 @@ fn framing(
                 return Err(WireError::Length);
             }
             length = Some(n);
+            items += 1;
         }
     }
     match length {
         Some(n) => {
-            if headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some()
-                || headers
-                    .get(CONTENT_LENGTH)
-                    .is_some_and(|v| v.as_bytes().contains(&b','))
-            {
+            if items > 1 {
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
             }
             Ok((Framing::Length(n), true))

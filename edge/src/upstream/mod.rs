@@ -19,10 +19,9 @@ mod resolve;
 mod retry;
 mod shields;
 
-use std::time::Duration;
-
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -37,7 +36,7 @@ pub use health::{Health, backoff};
 pub use idle::IdleTimeout;
 pub use origin::{OriginUpstream, OriginUrlError, Reach, WireProtocol};
 pub use pool::{OriginPool, Picker, PoolMember, smooth_schedule};
-pub use retry::{AttemptFacts, Replay, may_retry};
+pub use retry::{AttemptFacts, may_retry};
 pub use shields::{PROBE_EVERY, ShieldUpstream};
 
 /// Errors a request body sent upstream may fail with.
@@ -80,12 +79,6 @@ impl std::fmt::Debug for ResponseBody {
             ResponseBody::H1(_) => f.write_str("ResponseBody::H1"),
             ResponseBody::H2(body) => write!(f, "ResponseBody::H2({body:?})"),
         }
-    }
-}
-
-impl From<Incoming> for ResponseBody {
-    fn from(body: Incoming) -> Self {
-        ResponseBody::H2(body)
     }
 }
 
