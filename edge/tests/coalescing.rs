@@ -172,6 +172,56 @@ async fn a_disconnecting_client_does_not_abort_the_fill() {
     e.shutdown().await;
 }
 
+/// The leader runs its fetch itself until the response head is in: a leader whose client
+/// leaves before that hands the fetch on, and a request that joined it is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_gone_before_the_head_still_completes_the_fill_for_its_joiner() {
+    let e = Edge::start(&[]).await;
+    let pq = "/co/early-leave?size=5000&cc=max-age%3D60&delay_ms=400";
+    let leader = {
+        let client = e.client.clone();
+        let url = e.url(pq);
+        tokio::spawn(async move {
+            client
+                .request(Request::get(url).body(Full::<Bytes>::default()).unwrap())
+                .await
+        })
+    };
+    // The leader's fetch is waiting for the origin's head; a second request joins it.
+    let deadline = Instant::now() + WAIT;
+    while e.node.engine.fills_in_flight() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(e.node.engine.fills_in_flight(), 1);
+    let joiner = {
+        let client = e.client.clone();
+        let url = e.url(pq);
+        tokio::spawn(async move {
+            let resp = client
+                .request(Request::get(url).body(Full::<Bytes>::default()).unwrap())
+                .await
+                .unwrap();
+            let status = resp.headers()["cache-status"].to_str().unwrap().to_string();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The leader's client goes away while the origin has not answered yet.
+    leader.abort();
+    let (status, body) = tokio::time::timeout(WAIT, joiner).await.unwrap().unwrap();
+    assert_eq!(&body[..], &expected_body(pq, 5000)[..]);
+    assert!(status.contains("collapsed"), "joined the fill: {status}");
+    let r = e.get(pq).await;
+    assert!(
+        r.is_hit(),
+        "stored by the handed-on fill: {}",
+        r.cache_status()
+    );
+    assert_eq!(e.origin.hits(pq), 1);
+    e.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_mebibyte_object_streams_to_concurrent_clients() {
     let e = Edge::start(&["--memory-cache", "256MiB"]).await;

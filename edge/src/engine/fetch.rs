@@ -285,9 +285,7 @@ impl Engine {
             }
         }
         let _guard = Abandon(self.clone(), fill.clone(), table_key);
-        // Boxed: the fetch's state machine is kilobytes, and unboxed it would be copied into
-        // the task, then again as the task's stage changes, on every miss.
-        Box::pin(self.fetch_into(&fill, &job)).await;
+        self.fetch_into(&fill, &job).await;
     }
 
     /// Takes the fill out of the coalescing table: called before its outcome becomes final, so a

@@ -306,6 +306,11 @@ impl Fill {
         self.bump();
     }
 
+    /// Whether the fetch has published its outcome.
+    pub fn has_outcome(&self) -> bool {
+        self.state.lock().outcome.is_some()
+    }
+
     /// Waits until the fetch task has published its outcome.
     pub async fn outcome(&self) -> Outcome {
         loop {

@@ -8,6 +8,7 @@ use http::{Method, Response, StatusCode};
 
 use super::fill::{Fill, Outcome};
 use super::fills::{FillKey, FillSlot};
+use super::leader_fetch::LeaderFetch;
 use super::parts::ColdRange;
 use super::purge::PurgeVerdict;
 use super::serve::CacheInfo;
@@ -318,7 +319,8 @@ impl Engine {
             let mut job = self.fill_job(ctx, &target);
             // Nobody reads a background revalidation: it is not "abandoned" for that.
             job.background = true;
-            tokio::spawn(self.clone().run_fill(fill, job, Some(key), slot));
+            // Boxed: a fetch's state is kilobytes, and the task would copy it as it starts.
+            tokio::spawn(Box::pin(self.clone().run_fill(fill, job, Some(key), slot)));
         }
     }
 
@@ -364,21 +366,26 @@ impl Engine {
         // This client's interest keeps the fill going until it is served (its body reader
         // then holds its own).
         let _interest = fill.interest();
-        if let (true, Some(slot)) = (leader, slot) {
+        self.stats
+            .misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let outcome = if let (true, Some(slot)) = (leader, slot) {
             let job = self.fill_job(ctx, &target);
-            tokio::spawn(
-                self.clone()
-                    .run_fill(fill.clone(), job, (!alone).then_some(key), slot),
-            );
+            // The leader runs the fetch until the outcome is known; what is left of it then
+            // (a body still arriving) goes on in a task of its own.
+            let mut fetch = LeaderFetch::new(self.clone().run_fill(
+                fill.clone(),
+                job,
+                (!alone).then_some(key),
+                slot,
+            ));
+            fetch.outcome(&fill).await
         } else {
             self.stats
                 .collapsed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.stats
-            .misses
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let outcome = fill.outcome().await;
+            fill.outcome().await
+        };
         self.serve_outcome(ctx, &fill, outcome, &target, !leader)
             .await
     }

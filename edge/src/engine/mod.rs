@@ -20,6 +20,7 @@ mod fetch;
 mod fill;
 mod fills;
 mod follower;
+mod leader_fetch;
 mod lookup;
 mod parts;
 mod pass;
