@@ -390,6 +390,18 @@ impl Fill {
         }
     }
 
+    /// The whole body, once it has ended well within its first chunk (a small object whose
+    /// fetch completed before its readers started): a reader can take it in one piece.
+    pub fn whole_body(&self) -> Option<Bytes> {
+        let st = self.state.lock();
+        let b = &st.body;
+        match (&b.end, b.completed, b.current.as_slice()) {
+            (Some(Ok(())), 0, [one]) => Some(one.clone()),
+            (Some(Ok(())), 0, pieces) => Some(concat(pieces.to_vec())),
+            _ => None,
+        }
+    }
+
     /// Tells readers the body is over (successfully or not).
     pub fn end(&self, result: Result<(), FillError>) {
         self.state.lock().body.end = Some(result);

@@ -468,6 +468,15 @@ impl Engine {
             BodySource::Object(meta, first, parts) => {
                 self.object_body(meta, first, parts, start, end.unwrap_or(0))
             }
+            // A body already whole (a small miss, fetched while its leader waited for the
+            // head) goes out in one piece, without a reader and its stream; never when it is
+            // shorter than what the response announces (the first slice of a larger object).
+            BodySource::Fill(fill, _, _)
+                if let Some(whole) = fill.whole_body()
+                    && end.is_none_or(|e| e <= whole.len() as u64) =>
+            {
+                Body::Full(Some(inline_slice(&whole, start, end.unwrap_or(u64::MAX))))
+            }
             BodySource::Fill(fill, head, behind) => {
                 let reader = FillReader::new(fill, head, start, end, behind);
                 let stream = futures_util::stream::unfold(reader, |mut r| async move {
