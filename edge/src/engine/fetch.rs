@@ -123,13 +123,16 @@ fn is_server_error(status: StatusCode) -> bool {
 
 /// Surrogate keys of a response: `Surrogate-Key` is space-separated, `Cache-Tag` comma-separated.
 pub(super) fn response_tags(headers: &HeaderMap) -> Vec<String> {
+    // Named by constants: a `&str` name is parsed into a `HeaderName` on every lookup.
+    static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+    static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
     let mut tags = Vec::new();
-    for v in headers.get_all("surrogate-key") {
+    for v in headers.get_all(&SURROGATE_KEY) {
         if let Ok(s) = v.to_str() {
             tags.extend(s.split_ascii_whitespace().map(str::to_string));
         }
     }
-    for v in headers.get_all("cache-tag") {
+    for v in headers.get_all(&CACHE_TAG) {
         if let Ok(s) = v.to_str() {
             tags.extend(
                 s.split(',')
@@ -369,7 +372,7 @@ impl Engine {
             //# field MUST record the time it was received and append a corresponding Date
             //# header field to the message's header section if it is cached or forwarded
             //# downstream.
-            ensure_date(&mut parts.headers, response_time);
+            let date = ensure_date(&mut parts.headers, response_time);
             let segment = match asked.map(|n| self.sliced_answer(job, &mut parts, n)) {
                 None | Some(Sliced::AsUsual) => None,
                 Some(Sliced::Segment(n)) => content_length(&parts.headers).map(|total| (n, total)),
@@ -449,7 +452,7 @@ impl Engine {
                 }
                 Storability::Store(plan) => {
                     let resp = Response::from_parts(parts, body);
-                    let times = (request_time, response_time);
+                    let times = (request_time, response_time, date);
                     self.stream_into(fill, job, resp, plan, times, segment)
                         .await;
                     return;
@@ -552,7 +555,7 @@ impl Engine {
         job: &FillJob,
         resp: Response<ResponseBody>,
         plan: StorePlan,
-        (request_time, response_time): (SystemTime, SystemTime),
+        (request_time, response_time, date): (SystemTime, SystemTime, Option<SystemTime>),
         segment: Option<(u64, u64)>,
     ) {
         let StorePlan {
@@ -561,7 +564,7 @@ impl Engine {
             strip_fields,
         } = plan;
         let (mut parts, body) = resp.into_parts();
-        let age = AgeClock::new(&parts.headers, request_time, response_time);
+        let age = AgeClock::dated(&parts.headers, date, request_time, response_time);
         strip_hop_by_hop(&mut parts.headers);
         let mut withheld = HeaderMap::new();
         for name in &strip_fields {

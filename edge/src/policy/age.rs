@@ -31,8 +31,24 @@ impl AgeClock {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> Self {
+        Self::dated(
+            resp_headers,
+            date_value(resp_headers),
+            request_time,
+            response_time,
+        )
+    }
+
+    /// [`AgeClock::new`] with the response's Date already parsed (what [`ensure_date`]
+    /// returned): a miss parses it once.
+    pub fn dated(
+        resp_headers: &HeaderMap,
+        date: Option<SystemTime>,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Self {
         let age_value = age_value(resp_headers);
-        let apparent_age = date_value(resp_headers)
+        let apparent_age = date
             .and_then(|date| response_time.duration_since(date).ok())
             .unwrap_or(Duration::ZERO);
         let response_delay = response_time
@@ -99,13 +115,22 @@ pub(crate) fn date_value(headers: &HeaderMap) -> Option<SystemTime> {
 //# A recipient with a clock that receives a response message without a Date header field MUST
 //# record the time it was received and append a corresponding Date header field to the
 //# message's header section if it is cached or forwarded downstream.
-pub fn ensure_date(headers: &mut HeaderMap, response_time: SystemTime) {
-    if date_value(headers).is_none() {
-        headers.remove(header::DATE);
-        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time)) {
-            headers.insert(header::DATE, v);
-        }
+///
+/// Returns the Date the response carries now: `None` only if the one written could not be
+/// (never, for a clock after 1970).
+pub fn ensure_date(headers: &mut HeaderMap, response_time: SystemTime) -> Option<SystemTime> {
+    if let Some(date) = date_value(headers) {
+        return Some(date);
     }
+    headers.remove(header::DATE);
+    let written = HeaderValue::from_str(&httpdate::fmt_http_date(response_time)).ok()?;
+    headers.insert(header::DATE, written);
+    // What parsing the written field gives: whole seconds.
+    let secs = response_time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -279,6 +304,30 @@ mod tests {
             h.get("date").map(|v| v.as_bytes()),
             Some(date(0).as_bytes())
         );
+    }
+
+    proptest! {
+        /// What `ensure_date` returns is what parsing the Date it leaves gives (so the age
+        /// clock need not parse it again), for a Date kept, replaced or written, at any
+        /// sub-second response time.
+        #[test]
+        fn ensure_date_returns_the_date_it_leaves(
+            millis in 0u64..4_000_000_000_000,
+            kept in proptest::option::of(-100_000i64..100_000),
+            garbage in any::<bool>(),
+        ) {
+            let response_time = SystemTime::UNIX_EPOCH + Duration::from_millis(millis);
+            let mut h = match (kept, garbage) {
+                (_, true) => headers(&[("date", "garbage")]),
+                (Some(d), false) => headers(&[("date", &date(d))]),
+                (None, false) => headers(&[]),
+            };
+            let returned = ensure_date(&mut h, response_time);
+            prop_assert!(returned.is_some());
+            prop_assert_eq!(returned, date_value(&h));
+            let clock = AgeClock::dated(&h, returned, response_time, response_time);
+            prop_assert_eq!(clock, AgeClock::new(&h, response_time, response_time));
+        }
     }
 
     #[test]
