@@ -4,6 +4,7 @@
 //! Parsing is total: every input yields directives, malformed parts are ignored or, for the
 //! freshness directives, turned into "stale" exactly as RFC 9111 §4.2.1 encourages.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, header};
@@ -92,7 +93,8 @@ pub enum DirectiveSource {
 /// was syntactically broken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RawDirective {
-    pub name: String,
+    /// Borrowed for the directives this cache knows (no allocation per directive).
+    pub name: Cow<'static, str>,
     pub value: Option<Vec<u8>>,
     pub malformed: bool,
 }
@@ -111,7 +113,7 @@ pub(crate) fn parse_element(e: &[u8]) -> Option<RawDirective> {
     if name_len == 0 {
         return None;
     }
-    let name = String::from_utf8_lossy(&e[..name_len]).to_ascii_lowercase();
+    let name = directive_name(&e[..name_len]);
     let rest = trim_ows(&e[name_len..]);
     if rest.is_empty() {
         return Some(RawDirective {
@@ -151,10 +153,46 @@ pub(crate) fn parse_element(e: &[u8]) -> Option<RawDirective> {
     })
 }
 
+/// A directive name, lower-cased: the names this cache acts on (and their common spellings)
+/// as constants, any other one copied.
+fn directive_name(token: &[u8]) -> Cow<'static, str> {
+    const KNOWN: [&str; 20] = [
+        "max-age",
+        "s-maxage",
+        "no-store",
+        "no-cache",
+        "private",
+        "public",
+        "must-revalidate",
+        "proxy-revalidate",
+        "must-understand",
+        "no-transform",
+        "immutable",
+        "stale-while-revalidate",
+        "stale-if-error",
+        "max-stale",
+        "min-fresh",
+        "only-if-cached",
+        "no-store-remote",
+        "content",
+        "pre-check",
+        "post-check",
+    ];
+    match KNOWN
+        .iter()
+        .find(|k| k.as_bytes().eq_ignore_ascii_case(token))
+    {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(String::from_utf8_lossy(token).to_ascii_lowercase()),
+    }
+}
+
 /// All directives of a Cache-Control-syntax field, every line combined.
 pub(crate) fn parse_cache_control(headers: &HeaderMap, name: &HeaderName) -> Vec<RawDirective> {
-    list_elements(headers, name)
-        .into_iter()
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| split_list(v.as_bytes()))
         .filter_map(parse_element)
         .collect()
 }
@@ -182,7 +220,7 @@ fn parse_surrogate_control(headers: &HeaderMap) -> Vec<RawDirective> {
             continue;
         }
         if d.name == "no-store-remote" {
-            d.name = "no-store".to_string();
+            d.name = Cow::Borrowed("no-store");
         }
         if d.name == "max-age"
             && let Some(v) = &d.value
@@ -190,7 +228,7 @@ fn parse_surrogate_control(headers: &HeaderMap) -> Vec<RawDirective> {
         {
             let (fresh, stale) = (v[..plus].to_vec(), v[plus + 1..].to_vec());
             out.push(RawDirective {
-                name: SURROGATE_STALE.to_string(),
+                name: Cow::Borrowed(SURROGATE_STALE),
                 value: Some(stale),
                 malformed: false,
             });
@@ -263,7 +301,7 @@ fn from_dictionary(dict: Vec<(String, Member)>) -> Option<Vec<RawDirective>> {
             Member::Item(_) => (None, true),
         };
         out.push(RawDirective {
-            name,
+            name: name.into(),
             value,
             malformed,
         });
@@ -278,7 +316,7 @@ fn response_from_raw(raw: &[RawDirective]) -> ResponseDirectives {
     // Some(None) records two different values: the permission is then dropped.
     let (mut swr, mut sie) = (None, None);
     for r in raw {
-        match r.name.as_str() {
+        match &*r.name {
             //= https://www.rfc-editor.org/rfc/rfc9111#section-4.2.1
             //# When there is more than one value present for a given directive (e.g., two
             //# Expires header field lines or multiple Cache-Control: max-age directives), either
@@ -453,7 +491,7 @@ impl RequestDirectives {
             } else {
                 r.value.as_deref().and_then(parse_delta_seconds)
             };
-            match r.name.as_str() {
+            match &*r.name {
                 //= https://www.rfc-editor.org/rfc/rfc9111#section-5.2.1.1
                 //# The max-age request directive indicates that the client prefers a response
                 //# whose age is less than or equal to the specified number of seconds.

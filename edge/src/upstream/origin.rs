@@ -197,7 +197,12 @@ impl OriginUpstream {
 
     /// `req` made ready for HTTP/1.1.
     fn for_h1(&self, req: &mut Request<UpstreamBody>) -> Result<(), UpstreamError> {
-        *req.uri_mut() = self.h1_uri(path_and_query(req))?;
+        // A target already in origin form (what the engine builds from its canonical target)
+        // is kept as it is: parsing it again would check every byte a second time.
+        let uri = req.uri();
+        if uri.scheme().is_some() || uri.authority().is_some() || uri.path_and_query().is_none() {
+            *req.uri_mut() = self.h1_uri(path_and_query(req))?;
+        }
         *req.version_mut() = http::Version::HTTP_11;
         Ok(())
     }
