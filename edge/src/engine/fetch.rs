@@ -349,8 +349,10 @@ impl Engine {
             }
             let asked = slice.take();
             if let Some(n) = asked {
-                let range = format!("bytes=0-{}", n - 1);
-                if let Ok(v) = HeaderValue::try_from(range) {
+                let mut range = Vec::with_capacity(28);
+                range.extend_from_slice(b"bytes=0-");
+                range.extend_from_slice(itoa::Buffer::new().format(n - 1).as_bytes());
+                if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(range)) {
                     headers.insert(RANGE, v);
                 }
             }

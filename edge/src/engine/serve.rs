@@ -252,11 +252,14 @@ impl Engine {
             // Past its first chunk, a response waits for fill slots rather than stop short.
             BodySource::Object(meta.clone(), first, parts.map(PartJob::patient)),
         );
-        resp.extensions_mut().insert(super::compress::StoredBody {
-            key: meta.key,
-            variant: meta.variant,
-            generation: meta.generation,
-        });
+        // Only the compressor reads it: an extension map is an allocation per response.
+        if ctx.site.compresses() {
+            resp.extensions_mut().insert(super::compress::StoredBody {
+                key: meta.key,
+                variant: meta.variant,
+                generation: meta.generation,
+            });
+        }
         Ok(resp)
     }
 
@@ -300,7 +303,7 @@ impl Engine {
             info,
             BodySource::Fill(fill.clone(), head.clone(), behind),
         );
-        if storing {
+        if storing && ctx.site.compresses() {
             resp.extensions_mut().insert(super::compress::StoredBody {
                 key: head.key,
                 variant: head.variant,
@@ -388,6 +391,11 @@ impl Engine {
 
     /// Removes what a stored or upstream header section must not show clients.
     pub(super) fn strip_for_client(&self, h: &mut HeaderMap) {
+        // A response's few names compared against the hidden ones first: most have none of
+        // them, and a removal hashes its name whether or not the field is there.
+        if !h.keys().any(|k| self.client_hidden.contains(k)) {
+            return;
+        }
         for name in &self.client_hidden {
             h.remove(name);
         }

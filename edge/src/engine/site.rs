@@ -163,6 +163,12 @@ impl Site {
             .filter(|r| !r.is_empty())
     }
 
+    /// Whether its responses may be compressed on the way out (the compressor then wants to
+    /// know which stored body a response carries, `compress::StoredBody`).
+    pub fn compresses(&self) -> bool {
+        self.service.as_ref().is_some_and(|s| s.compress.is_some())
+    }
+
     /// Rules for responses to clients.
     pub fn response_rules(&self) -> Option<&HeaderRules> {
         self.service

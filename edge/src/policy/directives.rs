@@ -12,8 +12,8 @@ use http::{HeaderMap, HeaderName, header};
 use super::config::{PolicyConfig, SURROGATE_CONTROL};
 use super::sf::{self, BareItem, Member};
 use super::syntax::{
-    field_name_list, find_unquoted, is_ows, is_tchar, list_elements, parse_delta_seconds,
-    parse_quoted_string, split_list, trim_ows,
+    field_name_list, find_unquoted, is_ows, is_tchar, list_elements, list_items,
+    parse_delta_seconds, parse_quoted_string, trim_ows,
 };
 
 /// The scope of a directive that may name header fields (`no-cache`, `private`).
@@ -192,7 +192,7 @@ pub(crate) fn parse_cache_control(headers: &HeaderMap, name: &HeaderName) -> Vec
     headers
         .get_all(name)
         .iter()
-        .flat_map(|v| split_list(v.as_bytes()))
+        .flat_map(|v| list_items(v.as_bytes()))
         .filter_map(parse_element)
         .collect()
 }
@@ -533,7 +533,7 @@ impl RequestDirectives {
             && headers
                 .get_all(header::PRAGMA)
                 .iter()
-                .flat_map(|v| split_list(v.as_bytes()))
+                .flat_map(|v| list_items(v.as_bytes()))
                 .any(|e| e.eq_ignore_ascii_case(b"no-cache"))
         {
             d.no_cache = true;

@@ -22,7 +22,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Parses an HTTP-date; `None` when it is none of the three formats or names no real time.
 pub fn parse_http_date(text: &str) -> Option<SystemTime> {
-    parse_http_date_at(text, SystemTime::now())
+    // The clock is read only for the obsolete two-digit year (nearly every Date is IMF-fixdate).
+    let s = text.trim_matches([' ', '\t']).as_bytes();
+    let parts = imf_fixdate(s)
+        .or_else(|| rfc850(s, SystemTime::now()))
+        .or_else(|| asctime(s))?;
+    parts.to_time()
 }
 
 /// [`parse_http_date`] as seen at `now` (the clock matters only for a two-digit year).

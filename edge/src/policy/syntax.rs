@@ -99,30 +99,48 @@ pub(crate) fn parse_quoted_string(s: &[u8]) -> Option<(Vec<u8>, usize)> {
 //= https://www.rfc-editor.org/rfc/rfc9110#section-5.6.1.2
 //# a recipient MUST parse and ignore a reasonable number of empty list elements
 pub(crate) fn split_list(line: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut i = 0;
-    while i < line.len() {
-        match line[i] {
-            b'\\' if in_quotes => i += 1,
-            b'"' => in_quotes = !in_quotes,
-            b',' if !in_quotes => {
-                push_element(&mut out, &line[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    push_element(&mut out, &line[start.min(line.len())..]);
-    out
+    list_items(line).collect()
 }
 
-fn push_element<'a>(out: &mut Vec<&'a [u8]>, e: &'a [u8]) {
-    let e = trim_ows(e);
-    if !e.is_empty() {
-        out.push(e);
+/// [`split_list`] without collecting: the elements one by one, with no allocation.
+pub(crate) fn list_items(line: &[u8]) -> ListItems<'_> {
+    ListItems { line, start: 0 }
+}
+
+/// The elements of one field line (see [`list_items`]).
+pub(crate) struct ListItems<'a> {
+    line: &'a [u8],
+    /// Where the next element starts; past the end once the last one is out.
+    start: usize,
+}
+
+impl<'a> Iterator for ListItems<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        while self.start <= self.line.len() {
+            let rest = &self.line[self.start..];
+            let mut in_quotes = false;
+            let mut i = 0;
+            let end = loop {
+                match rest.get(i) {
+                    None => break rest.len(),
+                    Some(b'\\') if in_quotes => i += 1,
+                    Some(b'"') => in_quotes = !in_quotes,
+                    Some(b',') if !in_quotes => break i,
+                    Some(_) => {}
+                }
+                i += 1;
+            };
+            // `end` may pass the line's end after a trailing backslash in quotes.
+            let end = end.min(rest.len());
+            self.start += end + 1;
+            let e = trim_ows(&rest[..end]);
+            if !e.is_empty() {
+                return Some(e);
+            }
+        }
+        None
     }
 }
 
@@ -248,6 +266,46 @@ mod tests {
             let got: Vec<&[u8]> = split_list(input.as_bytes());
             let want: Vec<&[u8]> = want.iter().map(|s| s.as_bytes()).collect();
             assert_eq!(got, want, "input {input:?}");
+        }
+    }
+
+    /// The splitting rules as first written (collecting into a vector), kept as the
+    /// reference the iterator is checked against.
+    fn reference_split(line: &[u8]) -> Vec<&[u8]> {
+        fn push<'a>(out: &mut Vec<&'a [u8]>, e: &'a [u8]) {
+            let e = trim_ows(e);
+            if !e.is_empty() {
+                out.push(e);
+            }
+        }
+        let mut out = Vec::new();
+        let (mut start, mut in_quotes, mut i) = (0, false, 0);
+        while i < line.len() {
+            match line[i] {
+                b'\\' if in_quotes => i += 1,
+                b'"' => in_quotes = !in_quotes,
+                b',' if !in_quotes => {
+                    push(&mut out, &line[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        push(&mut out, &line[start.min(line.len())..]);
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn list_items_split_as_the_reference_does(
+            line in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'=', b',', b' ', b'\t', b'"', b'\\', b'x']),
+                0..40,
+            )
+        ) {
+            let got: Vec<&[u8]> = list_items(&line).collect();
+            proptest::prop_assert_eq!(got, reference_split(&line));
         }
     }
 
