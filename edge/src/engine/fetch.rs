@@ -249,9 +249,7 @@ impl Engine {
         // A part holding every byte is the representation itself: stored and served as a 200.
         parts.status = StatusCode::OK;
         parts.headers.remove(CONTENT_RANGE);
-        parts
-            .headers
-            .insert(CONTENT_LENGTH, HeaderValue::from(total));
+        crate::protocol::set_decimal(&mut parts.headers, CONTENT_LENGTH, total);
         if whole {
             Sliced::AsUsual
         } else {

@@ -462,9 +462,7 @@ impl Engine {
         };
         let body_len = end.map(|e| e - start);
         match body_len {
-            Some(n) => {
-                h.insert(CONTENT_LENGTH, HeaderValue::from(n));
-            }
+            Some(n) => crate::protocol::set_decimal(&mut h, CONTENT_LENGTH, n),
             None => {
                 h.remove(CONTENT_LENGTH);
             }
@@ -498,7 +496,7 @@ impl Engine {
 
     /// Age, Via and Cache-Status.
     fn decorate(&self, h: &mut HeaderMap, rep: &Representation<'_>, info: &CacheInfo) {
-        h.insert(AGE, HeaderValue::from(rep.age_secs));
+        h.insert(AGE, crate::protocol::decimal_value(rep.age_secs));
         self.hop.add_via(h, Version::HTTP_11);
         self.set_cache_status(h, info, if info.hit { rep.ttl } else { None });
     }

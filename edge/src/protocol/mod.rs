@@ -40,7 +40,7 @@ pub use range::{RangeOutcome, content_range, evaluate_range, unsatisfied_range};
 pub use request_target::{TargetError, check_method, request_authority};
 pub use trace::{next_traceparent, propagate_trace};
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// `Cache-Status` (RFC 9211); not among `http`'s predefined names.
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -74,6 +74,29 @@ pub(crate) fn value_from(bytes: Vec<u8>) -> HeaderValue {
     }
 }
 
+/// A decimal field value (`Content-Length`, `Age`). Numbers below ten are constants: `Age` is 0
+/// on nearly every miss and a few seconds on a fresh hit, and `HeaderValue::from(u64)` is an
+/// allocation.
+pub(crate) fn decimal_value(n: u64) -> HeaderValue {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match usize::try_from(n).ok().and_then(|i| DIGITS.get(i)) {
+        Some(digit) => HeaderValue::from_static(digit),
+        None => HeaderValue::from(n),
+    }
+}
+
+/// Sets `name` to the decimal `n`, unless it already holds exactly that one value (a stored
+/// response's `Content-Length` nearly always does): no new value, no second hashing.
+pub(crate) fn set_decimal(headers: &mut HeaderMap, name: HeaderName, n: u64) {
+    let mut lines = headers.get_all(&name).iter();
+    if let (Some(only), None) = (lines.next(), lines.next())
+        && only.as_bytes() == itoa::Buffer::new().format(n).as_bytes()
+    {
+        return;
+    }
+    headers.insert(name, decimal_value(n));
+}
+
 /// RFC 9110 §5.6.2 `tchar`.
 pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -82,4 +105,44 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 /// RFC 9110 §5.6.2 `token`: one or more `tchar`.
 pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::CONTENT_LENGTH;
+
+    #[test]
+    fn decimal_values_read_as_the_number() {
+        for n in [0, 1, 9, 10, 42, 1024, u64::MAX] {
+            assert_eq!(decimal_value(n).as_bytes(), n.to_string().as_bytes());
+        }
+    }
+
+    /// An equal single value is kept; a different one, a list or several lines are replaced
+    /// by the one value.
+    #[test]
+    fn set_decimal_replaces_all_but_the_same_single_value() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "1024"),
+            (&["1024"], "1024"),
+            (&["01024"], "1024"),
+            (&["1024, 1024"], "1024"),
+            (&["1024", "1024"], "1024"),
+            (&["7"], "1024"),
+        ];
+        for (lines, want) in cases {
+            let mut h = HeaderMap::new();
+            for l in *lines {
+                h.append(CONTENT_LENGTH, HeaderValue::from_static(l));
+            }
+            set_decimal(&mut h, CONTENT_LENGTH, 1024);
+            let got: Vec<&[u8]> = h
+                .get_all(CONTENT_LENGTH)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            assert_eq!(got, vec![want.as_bytes()], "lines {lines:?}");
+        }
+    }
 }
