@@ -25,16 +25,13 @@ use crate::protocol::strip_hop_by_hop;
 use crate::storage::{ChunkSet, Head, ObjectMeta, VaryHead, headers_weight, owned_headers};
 use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx, empty_body};
 
-/// Everything the fetch task needs, copied out of the leader's request so it can outlive it.
+/// Everything the fetch task needs: the leader's request, shared so it can outlive it (its
+/// headers judge storability and the variant, and each exchange's header section is built
+/// from it: nothing is copied for a fill).
 pub(super) struct FillJob {
     pub(super) key: [u8; 32],
-    pub(super) url: String,
-    pub(super) host: String,
-    pub(super) target: http::Uri,
-    /// The header section sent upstream (forwarding headers added, conditionals removed).
-    pub(super) upstream_headers: HeaderMap,
-    /// The leader's request header section as received (storability, variant).
-    pub(super) request_headers: HeaderMap,
+    /// The leader's request.
+    pub(super) ctx: Arc<RequestCtx>,
     head: Option<Arc<VaryHead>>,
     stale: Option<Arc<ObjectMeta>>,
     pub(super) purge_index: u64,
@@ -49,6 +46,29 @@ pub(super) struct FillJob {
     /// For a cold whole GET: the bytes the first exchange asks for by range
     /// (`cache.slice_threshold`, see [`Engine::slice_for`]).
     slice: Option<u64>,
+}
+
+impl FillJob {
+    /// The leader's request header section as received (storability, variant).
+    pub(super) fn request_headers(&self) -> &HeaderMap {
+        &self.ctx.headers
+    }
+
+    /// The URL as purges name it (stored with the object).
+    pub(super) fn url(&self) -> String {
+        self.ctx.url.purge_key()
+    }
+
+    /// The host as host purges name it (stored with the object).
+    pub(super) fn host(&self) -> String {
+        let host = &self.ctx.url.host;
+        tiercel_cluster::urlnorm::normalize_host(host).unwrap_or_else(|_| host.clone())
+    }
+
+    /// The canonical target, as the URI of an upstream request.
+    pub(super) fn target(&self) -> http::Uri {
+        self.ctx.upstream_uri()
+    }
 }
 
 /// What the answer to a sliced first exchange (`Range: bytes=0-(slice - 1)`) turned out to be.
@@ -158,17 +178,10 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 impl Engine {
-    pub(super) fn fill_job(&self, ctx: &RequestCtx, target: &FillTarget) -> FillJob {
-        let upstream_headers = self.upstream_request_headers(ctx, Some(&CLIENT_ONLY));
+    pub(super) fn fill_job(&self, ctx: &Arc<RequestCtx>, target: &FillTarget) -> FillJob {
         FillJob {
             key: ctx.key,
-            url: ctx.url.purge_key(),
-            // Host purges name hosts the way `normalize_host` writes them.
-            host: tiercel_cluster::urlnorm::normalize_host(&ctx.url.host)
-                .unwrap_or_else(|_| ctx.url.host.clone()),
-            target: ctx.upstream_uri(),
-            upstream_headers,
-            request_headers: ctx.headers.clone(),
+            ctx: ctx.clone(),
             head: target.head.clone(),
             stale: target.stale.clone(),
             purge_index: self.purges.applied_index(),
@@ -178,6 +191,13 @@ impl Engine {
             policy: ctx.site.policy.clone(),
             slice: self.slice_for(ctx, target),
         }
+    }
+
+    /// The header section of one exchange of a fill: the leader's request with the fields a
+    /// shared fill never forwards removed and this node's forwarding fields added, built for
+    /// each exchange (most fills make one) rather than kept and copied.
+    pub(super) fn fill_request_headers(&self, job: &FillJob) -> HeaderMap {
+        self.upstream_request_headers(&job.ctx, Some(&CLIENT_ONLY))
     }
 
     /// How many bytes a fill for `ctx` asks for first, by range: only for a cold whole GET
@@ -339,7 +359,7 @@ impl Engine {
         // not select the stored response (RFC 9111 §4.3.4); or, for a cold object (never
         // validated), a sliced one and a whole one when the part could not be used.
         for _ in 0..2 {
-            let mut headers = job.upstream_headers.clone();
+            let mut headers = self.fill_request_headers(job);
             if let Some(m) = &validate {
                 for (name, value) in conditional_request_headers(&m.headers).iter() {
                     headers.insert(name.clone(), value.clone());
@@ -355,7 +375,7 @@ impl Engine {
                 }
             }
             let mut req = Request::new(empty_body());
-            *req.uri_mut() = job.target.clone();
+            *req.uri_mut() = job.target();
             *req.headers_mut() = headers;
             let request_time = SystemTime::now();
             self.stats
@@ -377,7 +397,7 @@ impl Engine {
                 None | Some(Sliced::AsUsual) => None,
                 Some(Sliced::Segment(n)) => content_length(&parts.headers).map(|total| (n, total)),
                 Some(Sliced::Refetch) => {
-                    tracing::debug!(url = %job.url, status = %parts.status, "slice not usable; fetching whole");
+                    tracing::debug!(url = %job.url(), status = %parts.status, "slice not usable; fetching whole");
                     continue;
                 }
             };
@@ -422,13 +442,13 @@ impl Engine {
             }
             match storability(
                 &http::Method::GET,
-                &job.request_headers,
+                job.request_headers(),
                 status,
                 &parts.headers,
                 &job.policy,
             ) {
                 Storability::DoNotStore(reason) => {
-                    tracing::debug!(%reason, url = %job.url, "response not stored");
+                    tracing::debug!(%reason, url = %job.url(), "response not stored");
                     // Only the response's own verdict says something about the next requests;
                     // a leader's Authorization or no-store says nothing about anyone else's.
                     if !matches!(
@@ -500,7 +520,7 @@ impl Engine {
         let age = AgeClock::new(&headers, request_time, response_time);
         let plan = storability(
             &http::Method::GET,
-            &job.request_headers,
+            job.request_headers(),
             stored.status,
             &headers,
             &job.policy,
@@ -513,7 +533,7 @@ impl Engine {
                 (plan.policy, true)
             }
             Storability::DoNotStore(reason) => {
-                tracing::debug!(%reason, url = %job.url, "revalidated response no longer storable");
+                tracing::debug!(%reason, url = %job.url(), "revalidated response no longer storable");
                 (
                     StoredPolicy::from_response(stored.status, &headers, &job.policy),
                     false,
@@ -588,7 +608,7 @@ impl Engine {
             let resp = Response::from_parts(parts, body);
             return self.publish_private(fill, job, resp, "too-large");
         }
-        let variant = variant_id(&vary, &job.request_headers);
+        let variant = variant_id(&vary, job.request_headers());
         let head_epoch = match (&vary, &job.head) {
             (VarySpec::Fields(_), Some(h)) if h.vary == vary => h.epoch,
             (VarySpec::Fields(_), _) => rand::random(),
@@ -612,7 +632,7 @@ impl Engine {
             head_epoch,
             new_variant,
         ) {
-            tracing::debug!(url = %job.url, cap = over.as_str(), "response over a storage cap");
+            tracing::debug!(url = %job.url(), cap = over.as_str(), "response over a storage cap");
             if over != OverCap::Variants {
                 // The response itself is over the cap: the next ones for the key will be too.
                 self.hit_for_miss.mark(job.key, Instant::now());
@@ -694,11 +714,11 @@ impl Engine {
             });
         }
         let finished = fill.seal(&result, &head, self.cfg.inline_max);
-        tracing::debug!(url = %job.url, received = fill.received(), ?result, "fill ended");
+        tracing::debug!(url = %job.url(), received = fill.received(), ?result, "fill ended");
         let chunk_size = u32::try_from(self.cfg.chunk_size).unwrap_or(u32::MAX);
         let object = |size: u64, inline: Option<Bytes>, present: Option<ChunkSet>| ObjectMeta {
-            url: job.url.clone(),
-            host: job.host.clone(),
+            url: job.url(),
+            host: job.host(),
             tags: tags.clone(),
             purge_index: job.purge_index,
             inline,

@@ -91,6 +91,8 @@ impl Engine {
 
     /// GET and HEAD.
     pub(super) async fn cached(self: &Arc<Self>, ctx: RequestCtx) -> Response<Body> {
+        // Shared, so that a fill started for it needs no copy of what it asks upstream.
+        let ctx = Arc::new(ctx);
         // Hits never look at the hit-for-miss marks: only a request about to fill does.
         let mut alone = ctx.directives.no_store;
         // Set when a fill told us the URL's Vary before storage can: the next round goes
@@ -148,7 +150,7 @@ impl Engine {
             // A partly stored object the client wants validated (see `reuse_stored`): its own
             // request goes upstream, the object stays.
             if target.fwd == FwdReason::Request && target.stale.is_none() {
-                return self.pass_range(ctx).await;
+                return self.pass_range(Arc::unwrap_or_clone(ctx)).await;
             }
             if ctx.method == Method::GET && ctx.headers.contains_key(RANGE) {
                 // Not stored: the client's own range goes upstream, not a whole object. An
@@ -156,7 +158,7 @@ impl Engine {
                 // 9111 §3.5), which shared media seldom does: its range goes upstream as it
                 // came, one request, instead of an aligned part first.
                 if alone || ctx.headers.contains_key(http::header::AUTHORIZATION) {
-                    return self.pass_range(ctx).await;
+                    return self.pass_range(Arc::unwrap_or_clone(ctx)).await;
                 }
                 let first = single_range_start(&ctx.headers);
                 // A whole fetch of the object in flight serves the range as its bytes arrive,
@@ -172,7 +174,9 @@ impl Engine {
                 {
                     match self.cold_range(&ctx, first).await {
                         ColdRange::Done(resp) => return resp,
-                        ColdRange::Private => return self.pass_range(ctx).await,
+                        ColdRange::Private => {
+                            return self.pass_range(Arc::unwrap_or_clone(ctx)).await;
+                        }
                         ColdRange::Whole => {}
                     }
                 }
@@ -193,7 +197,7 @@ impl Engine {
     /// Decides what to do with a stored response: serve it (`Ok`) or fetch (`Err(target)`).
     async fn reuse_stored(
         self: &Arc<Self>,
-        ctx: &RequestCtx,
+        ctx: &Arc<RequestCtx>,
         meta: Arc<ObjectMeta>,
     ) -> Result<Response<Body>, FillTarget> {
         let verdict = self.purges.verdict(&tiercel_cluster::purge::ObjectRef {
@@ -297,7 +301,7 @@ impl Engine {
 
     /// Starts a revalidation nobody waits for (stale-while-revalidate), unless one is running
     /// or no fill slot is free right now (the stale response is served either way).
-    fn revalidate_in_background(self: &Arc<Self>, ctx: &RequestCtx, meta: &Arc<ObjectMeta>) {
+    fn revalidate_in_background(self: &Arc<Self>, ctx: &Arc<RequestCtx>, meta: &Arc<ObjectMeta>) {
         let key: FillKey = (ctx.key, meta.variant);
         // A request in early data may be a replay: it gets the stale response, and the
         // next request starts the revalidation.
@@ -335,7 +339,7 @@ impl Engine {
     /// Joins or starts the fill for the request's variant and serves its outcome.
     async fn fill_and_serve(
         self: &Arc<Self>,
-        ctx: &RequestCtx,
+        ctx: &Arc<RequestCtx>,
         target: FillTarget,
         alone: bool,
     ) -> Served {
@@ -392,7 +396,7 @@ impl Engine {
 
     async fn serve_outcome(
         self: &Arc<Self>,
-        ctx: &RequestCtx,
+        ctx: &Arc<RequestCtx>,
         fill: &Arc<Fill>,
         outcome: Outcome,
         target: &FillTarget,
@@ -480,7 +484,7 @@ impl Engine {
     /// Serves the stale response of `target` if stale-if-error (or a soft purge) allows it.
     async fn stale_on_error(
         self: &Arc<Self>,
-        ctx: &RequestCtx,
+        ctx: &Arc<RequestCtx>,
         target: &FillTarget,
         now: SystemTime,
     ) -> Option<Response<Body>> {

@@ -212,7 +212,7 @@ impl PartJob {
 
 impl Engine {
     /// The chunk-fetching context of a request.
-    pub(super) fn part_job(self: &Arc<Self>, ctx: &RequestCtx) -> PartJob {
+    pub(super) fn part_job(self: &Arc<Self>, ctx: &Arc<RequestCtx>) -> PartJob {
         let target = FillTarget::anew(NO_VARY_VARIANT, FwdReason::Miss);
         PartJob {
             engine: self.clone(),
@@ -223,7 +223,11 @@ impl Engine {
     }
 
     /// The means for a reader of `fill_head`'s fill to fetch what fell out of storage.
-    pub(super) fn behind(self: &Arc<Self>, ctx: &RequestCtx, head: &FillHead) -> Option<Behind> {
+    pub(super) fn behind(
+        self: &Arc<Self>,
+        ctx: &Arc<RequestCtx>,
+        head: &FillHead,
+    ) -> Option<Behind> {
         let size = head.length?;
         let meta = ObjectMeta {
             // Never stored: its chunk set only keeps `mark_present` away from the real one.
@@ -240,7 +244,7 @@ impl Engine {
     /// by fetching only the chunk that byte is in.
     pub(super) async fn cold_range(
         self: &Arc<Self>,
-        ctx: &RequestCtx,
+        ctx: &Arc<RequestCtx>,
         first_byte: u64,
     ) -> ColdRange {
         let cs = self.cfg.chunk_size.max(1) as u64;
@@ -398,7 +402,7 @@ impl Engine {
             }
             last = last.min(m.size - 1);
         }
-        let mut headers = job.job.upstream_headers.clone();
+        let mut headers = self.fill_request_headers(&job.job);
         let range = HeaderValue::try_from(format!("bytes={first}-{last}"))
             .map_err(|e| PartFailure::Failed(UpstreamError::Request(e.to_string())))?;
         headers.insert(RANGE, range);
@@ -417,7 +421,7 @@ impl Engine {
             return Err(PartFailure::Busy);
         };
         let mut req = Request::new(empty_body());
-        *req.uri_mut() = job.job.target.clone();
+        *req.uri_mut() = job.job.target();
         *req.headers_mut() = headers;
         self.stats
             .upstream_requests
@@ -552,7 +556,7 @@ impl Engine {
     ) -> Result<(StorePlan, Vec<String>, u32), PartFailure> {
         let plan = match storability(
             &Method::GET,
-            &job.request_headers,
+            job.request_headers(),
             StatusCode::OK,
             headers,
             &job.policy,
@@ -618,8 +622,8 @@ impl Engine {
             headers: owned_headers(&headers),
             age,
             policy: plan.policy,
-            url: job.url.clone(),
-            host: job.host.clone(),
+            url: job.url(),
+            host: job.host(),
             tags,
             purge_index: job.purge_index,
             size: total,

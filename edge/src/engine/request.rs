@@ -69,8 +69,9 @@ impl Handshake {
     }
 }
 
-/// A request, parsed once.
-#[derive(Debug)]
+/// A request, parsed once. A fill shares it (`Arc`) rather than copying what it needs; the
+/// clone serves only a request passed on whole while a fill still holds it.
+#[derive(Debug, Clone)]
 pub struct RequestCtx {
     /// Method as received.
     pub method: Method,

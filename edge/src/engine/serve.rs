@@ -143,7 +143,7 @@ impl Engine {
     /// for an object stored in part, could not be fetched by range either).
     pub(super) async fn serve_object(
         self: &Arc<Self>,
-        ctx: &RequestCtx,
+        ctx: &Arc<RequestCtx>,
         meta: &Arc<ObjectMeta>,
         info: CacheInfo,
         now: SystemTime,
@@ -266,7 +266,7 @@ impl Engine {
     /// Serves a response still arriving from upstream.
     pub(super) fn serve_fill(
         self: &Arc<Self>,
-        ctx: &RequestCtx,
+        ctx: &Arc<RequestCtx>,
         fill: &Arc<Fill>,
         head: &Arc<FillHead>,
         info: CacheInfo,
