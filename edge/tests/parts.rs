@@ -637,6 +637,26 @@ async fn a_cold_whole_get_asks_for_a_slice_then_the_rest_chunk_by_chunk() {
         if_range, 8,
         "every chunk after the slice is checked against it"
     );
+    // The chunks one response fetches are one trace upstream (the client sent none).
+    let traces: std::collections::HashSet<String> = e
+        .origin
+        .requests()
+        .iter()
+        .filter(|r| r.headers.contains_key("if-range"))
+        .filter_map(|r| {
+            r.headers
+                .get("traceparent")?
+                .to_str()
+                .ok()
+                .map(str::to_string)
+        })
+        .map(|t| t.split('-').nth(1).unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        traces.len(),
+        1,
+        "one trace id across the chunk fetches: {traces:?}"
+    );
 
     // Complete now: a hit, nothing more asked.
     no_fills_in_flight(&e).await;

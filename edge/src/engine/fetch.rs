@@ -1,4 +1,4 @@
-//! The fetch task behind a fill: one upstream exchange, its classification, and the body
+//! The fetch behind a fill: one upstream exchange, its classification, and the body
 //! written into the fill (and storage) as it arrives.
 
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use crate::protocol::strip_hop_by_hop;
 use crate::storage::{ChunkSet, Head, ObjectMeta, VaryHead, headers_weight, owned_headers};
 use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx, empty_body};
 
-/// Everything the fetch task needs: the leader's request, shared so it can outlive it (its
+/// Everything the fetch needs: the leader's request, shared so it can outlive it (its
 /// headers judge storability and the variant, and each exchange's header section is built
 /// from it: nothing is copied for a fill).
 pub(super) struct FillJob {
@@ -46,6 +46,9 @@ pub(super) struct FillJob {
     /// For a cold whole GET: the bytes the first exchange asks for by range
     /// (`cache.slice_threshold`, see [`Engine::slice_for`]).
     slice: Option<u64>,
+    /// The ids a `traceparent` the client did not send is made of: drawn once, so every
+    /// exchange of the fill (a refetch, the chunks fetched by range) is one trace upstream.
+    trace_random: [u8; 24],
 }
 
 impl FillJob {
@@ -83,6 +86,9 @@ enum Sliced {
     /// the object is asked for again, whole.
     Refetch,
 }
+
+/// Body bytes a fill takes in before it yields once (see `stream_into`).
+const YIELD_AFTER: u64 = 1024 * 1024;
 
 /// The longest a body that will not be stored keeps its first chunks for readers behind.
 const READERS_LINGER: std::time::Duration = std::time::Duration::from_secs(600);
@@ -190,6 +196,7 @@ impl Engine {
             upstream: ctx.site.upstream.clone(),
             policy: ctx.site.policy.clone(),
             slice: self.slice_for(ctx, target),
+            trace_random: rand::random(),
         }
     }
 
@@ -197,7 +204,7 @@ impl Engine {
     /// shared fill never forwards removed and this node's forwarding fields added, built for
     /// each exchange (most fills make one) rather than kept and copied.
     pub(super) fn fill_request_headers(&self, job: &FillJob) -> HeaderMap {
-        self.upstream_request_headers(&job.ctx, Some(&CLIENT_ONLY))
+        self.upstream_request_headers(&job.ctx, Some(&CLIENT_ONLY), job.trace_random)
     }
 
     /// How many bytes a fill for `ctx` asks for first, by range: only for a cold whole GET
@@ -670,10 +677,19 @@ impl Engine {
         let mut result: Result<(), FillError> = Ok(());
         // Chunks written before the object turned out too large: deleted at the end.
         let mut oversized: Option<u32> = None;
+        // The leader may be running this fetch in its own poll (`leader_fetch.rs`): a body
+        // already waiting in large amounts is left to the fetch's own task past this many
+        // bytes, so the leader starts answering its client at once. A small body never gets
+        // there and completes in the leader's poll.
+        let mut yield_at = Some(YIELD_AFTER);
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(frame) => {
                     if let Ok(data) = frame.into_data() {
+                        if yield_at.is_some_and(|at| fill.received() >= at) {
+                            yield_at = None;
+                            tokio::task::yield_now().await;
+                        }
                         if oversized.is_some() {
                             // Nothing is stored now: readers behind find their bytes only in
                             // memory, so the upstream waits for the slowest.

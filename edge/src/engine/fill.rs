@@ -1,7 +1,7 @@
 //! One in-flight upstream fetch, shared by every client that asked for the same object.
 //!
 //! ```text
-//!  fetch task ──head──▶ Fill::publish ──▶ waiters wake (Outcome)
+//!  fetch ──head──▶ Fill::publish ──▶ waiters wake (Outcome)
 //!      │
 //!      └─frames─▶ Fill::push ─▶ current chunk pieces ─(chunk full)─▶ storage + window
 //!                                   ▲                                     ▲
@@ -9,8 +9,10 @@
 //!                   └──────────── lagging readers read chunks from there ┘
 //! ```
 //!
-//! The fetch task owns the upstream connection and runs to completion whatever the clients do,
-//! so a client that disconnects never aborts the fill for the others. While chunks are
+//! The fetch owns the upstream connection and runs to completion whatever the clients do, so
+//! a client that disconnects never aborts the fill for the others: the leader runs it until
+//! the outcome is published, and a task of its own runs what is left (`leader_fetch.rs`).
+//! Only the fetch publishes the outcome (its drop guard included). While chunks are
 //! stored, readers never slow the fetch down: each keeps its own position, reads the newest
 //! bytes from the chunk being assembled, recent chunks from a small in-memory window, and
 //! older chunks back from storage. Once they are not (a body without a length that outgrew
@@ -300,7 +302,7 @@ impl Fill {
         }
     }
 
-    /// Announces what the fetch produced. Called once by the fetch task.
+    /// Announces what the fetch produced. Called once, by the fetch (or its drop guard).
     pub fn publish(&self, outcome: Outcome) {
         self.state.lock().outcome = Some(outcome);
         self.bump();
@@ -311,7 +313,7 @@ impl Fill {
         self.state.lock().outcome.is_some()
     }
 
-    /// Waits until the fetch task has published its outcome.
+    /// Waits until the fetch has published its outcome.
     pub async fn outcome(&self) -> Outcome {
         loop {
             if let Some(o) = self.state.lock().outcome.clone() {

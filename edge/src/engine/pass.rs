@@ -43,7 +43,7 @@ impl Engine {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return self.too_many_fills();
         };
-        let headers = self.upstream_request_headers(&ctx, None);
+        let headers = self.upstream_request_headers(&ctx, None, rand::random());
         let mut req = Request::new(body.boxed_unsync());
         *req.method_mut() = ctx.method.clone();
         *req.uri_mut() = ctx.upstream_uri();

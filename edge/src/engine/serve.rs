@@ -92,11 +92,13 @@ impl Engine {
     /// forwarding fields, CDN-Loop and traceparent added, and Host set to the canonical
     /// authority, the one the key holds (for an absolute-form target that is the target's,
     /// not the client's Host line: RFC 9112 §3.2.2). `drop` lists the client's fields that
-    /// must not reach the upstream (a shared fill's: `fetch::CLIENT_ONLY`).
+    /// must not reach the upstream (a shared fill's: `fetch::CLIENT_ONLY`). `trace_random`
+    /// gives the ids of this hop's span (and of a new trace when the client sent none).
     pub(super) fn upstream_request_headers(
         &self,
         ctx: &RequestCtx,
         drop: Option<&[HeaderName]>,
+        trace_random: [u8; 24],
     ) -> HeaderMap {
         // Built from the fields that may go rather than cloned and then thinned: a shared
         // fill drops some thirty names, each a lookup in a map of a handful.
@@ -132,7 +134,7 @@ impl Engine {
         };
         add_forwarding_headers(&mut h, &client, &ctx.authority, &self.hop);
         self.hop.add_cdn_loop(&mut h);
-        propagate_trace(&mut h, rand::random());
+        propagate_trace(&mut h, trace_random);
         if let Some(rules) = ctx.site.request_rules() {
             rules.apply(&mut h);
         }
