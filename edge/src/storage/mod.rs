@@ -218,6 +218,17 @@ impl Storage {
         }
     }
 
+    /// Inserts one entry. Without a disk tier it goes to the memory tier directly: the hybrid
+    /// insert would also hand it to a disk store that is not there (hashing it, weighing it and
+    /// reading the clock four times: about 900 instructions a miss).
+    fn insert(&self, key: EntryKey, entry: Entry) {
+        if self.hybrid {
+            self.cache.insert(key, entry);
+        } else {
+            self.cache.memory().insert(key, entry);
+        }
+    }
+
     /// Stores one body chunk of a response being filled.
     pub fn put_chunk(
         &self,
@@ -227,7 +238,7 @@ impl Storage {
         index: u32,
         chunk: Chunk,
     ) {
-        self.cache.insert(
+        self.insert(
             EntryKey::chunk(key, variant, generation, index),
             Entry::Chunk(chunk),
         );
@@ -245,13 +256,11 @@ impl Storage {
                     epoch: meta.head_epoch,
                     variants,
                 };
-                self.cache
-                    .insert(EntryKey::head(&key), Entry::Vary(Arc::new(head)));
-                self.cache
-                    .insert(EntryKey::variant(&key, &meta.variant), Entry::Object(meta));
+                self.insert(EntryKey::head(&key), Entry::Vary(Arc::new(head)));
+                self.insert(EntryKey::variant(&key, &meta.variant), Entry::Object(meta));
             }
             _ => {
-                self.cache.insert(EntryKey::head(&key), Entry::Object(meta));
+                self.insert(EntryKey::head(&key), Entry::Object(meta));
             }
         }
     }
