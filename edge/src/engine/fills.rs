@@ -26,8 +26,13 @@ impl FillSlot {
     pub async fn acquire(
         node: &Arc<tokio::sync::Semaphore>,
         connection: &Arc<tokio::sync::Semaphore>,
-        deadline: tokio::time::Instant,
+        patience: std::time::Duration,
     ) -> Option<Self> {
+        // Nearly always free: taken without reading the clock for a deadline.
+        if let Some(slot) = Self::try_acquire(node, connection) {
+            return Some(slot);
+        }
+        let deadline = tokio::time::Instant::now() + patience;
         // The connection's first: a connection over its own cap does not hold a node slot
         // while it waits.
         let conn = tokio::time::timeout_at(deadline, connection.clone().acquire_owned())
@@ -183,10 +188,21 @@ impl HitForMiss {
         }
     }
 
-    /// Whether requests for `key` should skip coalescing at `now` (asked on misses only).
+    /// Whether requests for `key` should skip coalescing at `now`.
+    #[cfg(test)]
     pub fn is_marked(&self, key: &[u8; 32], now: Instant) -> bool {
+        self.marked(key, || now)
+    }
+
+    /// Whether requests for `key` should skip coalescing now (asked on misses only). The
+    /// clock is read only for a key that has a mark.
+    pub fn is_marked_now(&self, key: &[u8; 32]) -> bool {
+        self.marked(key, Instant::now)
+    }
+
+    fn marked(&self, key: &[u8; 32], now: impl FnOnce() -> Instant) -> bool {
         let m = self.marks.lock();
-        m.until.get(key).is_some_and(|until| *until > now)
+        m.until.get(key).is_some_and(|until| *until > now())
     }
 
     /// Marks held.

@@ -1,7 +1,7 @@
 //! The cache path for GET and HEAD: look up, decide with the policy, serve or fill.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use http::header::RANGE;
 use http::{Method, Response, StatusCode};
@@ -144,7 +144,7 @@ impl Engine {
             if !self.after_handshake(&ctx).await {
                 return self.too_early();
             }
-            if !alone && self.hit_for_miss.is_marked(&ctx.key, Instant::now()) {
+            if !alone && self.hit_for_miss.is_marked_now(&ctx.key) {
                 alone = true;
             }
             // A partly stored object the client wants validated (see `reuse_stored`): its own
@@ -350,9 +350,8 @@ impl Engine {
         let (fill, leader, slot) = match joined {
             Some(fill) => (fill, false, None),
             None => {
-                let deadline = tokio::time::Instant::now() + self.cfg.fill_queue;
                 let Some(slot) =
-                    FillSlot::acquire(&self.fill_slots, &ctx.conn_fills, deadline).await
+                    FillSlot::acquire(&self.fill_slots, &ctx.conn_fills, self.cfg.fill_queue).await
                 else {
                     self.stats
                         .fills_refused

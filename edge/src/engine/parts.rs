@@ -412,8 +412,7 @@ impl Engine {
         if let Some(v) = meta.and_then(|m| part_validator(&m.headers)) {
             headers.insert(IF_RANGE, v);
         }
-        let deadline = tokio::time::Instant::now() + job.queue;
-        let Some(_slot) = FillSlot::acquire(&self.fill_slots, &job.conn_fills, deadline).await
+        let Some(_slot) = FillSlot::acquire(&self.fill_slots, &job.conn_fills, job.queue).await
         else {
             self.stats
                 .fills_refused

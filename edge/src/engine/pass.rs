@@ -35,8 +35,8 @@ impl Engine {
             return self.body_refused(e);
         }
         let fault = body.fault();
-        let deadline = tokio::time::Instant::now() + self.cfg.fill_queue;
-        let Some(slot) = FillSlot::acquire(&self.fill_slots, &ctx.conn_fills, deadline).await
+        let Some(slot) =
+            FillSlot::acquire(&self.fill_slots, &ctx.conn_fills, self.cfg.fill_queue).await
         else {
             self.stats
                 .fills_refused
