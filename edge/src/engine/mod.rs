@@ -18,6 +18,7 @@ mod compress;
 mod config;
 mod fetch;
 mod fill;
+mod fill_job;
 mod fills;
 mod follower;
 mod leader_fetch;

@@ -36,8 +36,9 @@ use http_body_util::{BodyExt, Empty};
 use parking_lot::Mutex;
 
 use super::admission::admit;
-use super::fetch::{FillJob, response_tags};
+use super::fetch::response_tags;
 use super::fill::FillHead;
+use super::fill_job::FillJob;
 use super::fills::FillSlot;
 use super::lookup::FillTarget;
 use super::serve::CacheInfo;

@@ -92,7 +92,7 @@ impl Engine {
     /// forwarding fields, CDN-Loop and traceparent added, and Host set to the canonical
     /// authority, the one the key holds (for an absolute-form target that is the target's,
     /// not the client's Host line: RFC 9112 §3.2.2). `drop` lists the client's fields that
-    /// must not reach the upstream (a shared fill's: `fetch::CLIENT_ONLY`). `trace_random`
+    /// must not reach the upstream (a shared fill's: `fill_job::CLIENT_ONLY`). `trace_random`
     /// gives the ids of this hop's span (and of a new trace when the client sent none).
     pub(super) fn upstream_request_headers(
         &self,

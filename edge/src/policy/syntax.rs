@@ -102,46 +102,10 @@ pub(crate) fn split_list(line: &[u8]) -> Vec<&[u8]> {
     list_items(line).collect()
 }
 
-/// [`split_list`] without collecting: the elements one by one, with no allocation.
-pub(crate) fn list_items(line: &[u8]) -> ListItems<'_> {
-    ListItems { line, start: 0 }
-}
-
-/// The elements of one field line (see [`list_items`]).
-pub(crate) struct ListItems<'a> {
-    line: &'a [u8],
-    /// Where the next element starts; past the end once the last one is out.
-    start: usize,
-}
-
-impl<'a> Iterator for ListItems<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        while self.start <= self.line.len() {
-            let rest = &self.line[self.start..];
-            let mut in_quotes = false;
-            let mut i = 0;
-            let end = loop {
-                match rest.get(i) {
-                    None => break rest.len(),
-                    Some(b'\\') if in_quotes => i += 1,
-                    Some(b'"') => in_quotes = !in_quotes,
-                    Some(b',') if !in_quotes => break i,
-                    Some(_) => {}
-                }
-                i += 1;
-            };
-            // `end` may pass the line's end after a trailing backslash in quotes.
-            let end = end.min(rest.len());
-            self.start += end + 1;
-            let e = trim_ows(&rest[..end]);
-            if !e.is_empty() {
-                return Some(e);
-            }
-        }
-        None
-    }
+/// [`split_list`] without collecting: the elements one by one, with no allocation (the
+/// protocol module's list splitter, which follows the same rules).
+pub(crate) fn list_items(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    crate::protocol::split_list(line)
 }
 
 /// Every list element of every line of field `name`: the combination of field lines that

@@ -27,6 +27,8 @@ pub mod trace;
 
 mod lists;
 
+pub(crate) use lists::split_list;
+
 pub use cache_status::{CacheStatus, FwdReason, append_cache_status, append_cache_status_lines};
 pub use forwarding::{
     ClientContext, HopIdentity, add_forwarding_headers, cdn_loop_count, cdn_loop_through,

@@ -447,6 +447,13 @@ impl ChunkedDecoder {
     /// The state after framing byte `b`.
     fn step(&mut self, b: u8) -> Result<State, WireError> {
         let bad = |what| Err(WireError::Chunked(what));
+        // Bytes after a chunk size (spaces, extensions) are bounded per size line.
+        if matches!(self.state, State::SizeSpace(_) | State::Extension(_)) {
+            self.extensions += 1;
+            if self.extensions > MAX_EXTENSIONS {
+                return bad("chunk extensions too long");
+            }
+        }
         Ok(match self.state {
             State::Size(value, digits) => match hex(b) {
                 Some(d) if digits < MAX_SIZE_DIGITS => State::Size(value << 4 | d, digits + 1),
@@ -462,29 +469,17 @@ impl ChunkedDecoder {
                     }
                 }
             },
-            State::SizeSpace(value) => {
-                self.extensions += 1;
-                if self.extensions > MAX_EXTENSIONS {
-                    return bad("chunk extensions too long");
-                }
-                match b {
-                    b' ' | b'\t' => State::SizeSpace(value),
-                    b';' => State::Extension(value),
-                    b'\r' => State::SizeLf(value),
-                    _ => return bad("chunk size"),
-                }
-            }
-            State::Extension(value) => {
-                self.extensions += 1;
-                if self.extensions > MAX_EXTENSIONS {
-                    return bad("chunk extensions too long");
-                }
-                match b {
-                    b'\r' => State::SizeLf(value),
-                    b'\n' => return bad("bare LF"),
-                    _ => State::Extension(value),
-                }
-            }
+            State::SizeSpace(value) => match b {
+                b' ' | b'\t' => State::SizeSpace(value),
+                b';' => State::Extension(value),
+                b'\r' => State::SizeLf(value),
+                _ => return bad("chunk size"),
+            },
+            State::Extension(value) => match b {
+                b'\r' => State::SizeLf(value),
+                b'\n' => return bad("bare LF"),
+                _ => State::Extension(value),
+            },
             State::SizeLf(value) => match (b, value) {
                 (b'\n', 0) => State::TrailerStart,
                 (b'\n', n) => State::Data(n),
