@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
 
@@ -23,7 +23,7 @@ use crate::policy::{
 use crate::protocol::slicing::{ContentRange, part_validator, response_content_range};
 use crate::protocol::strip_hop_by_hop;
 use crate::storage::{ChunkSet, Head, ObjectMeta, headers_weight, owned_headers};
-use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx, empty_body};
+use crate::upstream::{IdleTimeout, ResponseBody, UpstreamCtx};
 
 /// What the answer to a sliced first exchange (`Range: bytes=0-(slice - 1)`) turned out to be.
 enum Sliced {
@@ -151,21 +151,21 @@ impl Engine {
     /// (or not) before the fill leaves the coalescing table, whatever its readers do, except
     /// that a fill nobody reads any more stops once it outgrows `cache.abandoned_fill_max`.
     /// `slot` is held until then.
-    pub(super) async fn run_fill(
+    pub(super) fn run_fill(
         self: Arc<Self>,
         fill: Arc<Fill>,
         mut job: FillJob,
         table_key: Option<FillKey>,
         slot: FillSlot,
-    ) {
-        let _slot = slot;
+    ) -> impl Future<Output = ()> + Send + 'static {
         job.table_key = table_key;
         // A fill made alone (hit-for-miss) is not stored: one request for all of it.
         if table_key.is_none() {
             job.slice = None;
         }
-        // Whatever happens to this task (even a panic), the fill leaves the table and resolves
-        // for its readers: nobody waits forever, and the next request starts afresh.
+        // Whatever happens to this fetch (even a panic, or being dropped before it ran), the
+        // fill leaves the table and resolves for its readers: nobody waits forever, and the
+        // next request starts afresh.
         struct Abandon(Arc<Engine>, Arc<Fill>, Option<FillKey>);
         impl Drop for Abandon {
             fn drop(&mut self) {
@@ -175,8 +175,14 @@ impl Engine {
                 self.1.abandon();
             }
         }
-        let _guard = Abandon(self.clone(), fill.clone(), table_key);
-        self.fetch_into(&fill, &job).await;
+        let guard = Abandon(self.clone(), fill.clone(), table_key);
+        // Prepared before the future is made: it holds the job once, not also the arguments
+        // it was made from (it is boxed, moved, for every fill).
+        async move {
+            let _slot = slot;
+            let _guard = guard;
+            self.fetch_into(&fill, &job).await;
+        }
     }
 
     /// Takes the fill out of the coalescing table: called before its outcome becomes final, so a
@@ -244,14 +250,16 @@ impl Engine {
                     headers.insert(RANGE, v);
                 }
             }
-            let mut req = Request::new(empty_body());
-            *req.uri_mut() = job.target();
-            *req.headers_mut() = headers;
             let request_time = SystemTime::now();
             self.stats
                 .upstream_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let resp = match job.upstream.send(req, &UpstreamCtx { key: job.key }).await {
+            // The request is made in the call, not in a local: a local would stay in this
+            // future's state beside the response it waits for.
+            let sent = job
+                .upstream
+                .send(job.upstream_get(headers), &UpstreamCtx { key: job.key });
+            let resp = match sent.await {
                 Ok(r) => r,
                 Err(e) => return self.settle(fill, job, Outcome::Failed(e)),
             };

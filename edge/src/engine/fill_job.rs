@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use http::header::RANGE;
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, Request};
 
 use super::fills::FillKey;
 use super::lookup::FillTarget;
 use super::{Engine, RequestCtx};
 use crate::storage::{ObjectMeta, VaryHead};
+use crate::upstream::{UpstreamBody, empty_body};
 
 /// Everything the fetch needs: the leader's request, shared so it can outlive it (its
 /// headers judge storability and the variant, and each exchange's header section is built
@@ -38,6 +39,15 @@ pub(super) struct FillJob {
 }
 
 impl FillJob {
+    /// A body-less request for this fill's target with `headers` (built by
+    /// [`Engine::upstream_request_headers`] and the exchange's own fields).
+    pub(super) fn upstream_get(&self, headers: HeaderMap) -> Request<UpstreamBody> {
+        let mut req = Request::new(empty_body());
+        *req.uri_mut() = self.target();
+        *req.headers_mut() = headers;
+        req
+    }
+
     /// The leader's request header section as received (storability, variant).
     pub(super) fn request_headers(&self) -> &HeaderMap {
         &self.ctx.headers

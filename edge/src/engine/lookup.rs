@@ -89,10 +89,9 @@ impl Engine {
         }
     }
 
-    /// GET and HEAD.
-    pub(super) async fn cached(self: &Arc<Self>, ctx: RequestCtx) -> Response<Body> {
-        // Shared, so that a fill started for it needs no copy of what it asks upstream.
-        let ctx = Arc::new(ctx);
+    /// GET and HEAD. `ctx` comes shared, so that a fill started for it needs no copy of what it asks
+    /// upstream (and this future, boxed for every request, holds no copy of it either).
+    pub(super) async fn cached(self: &Arc<Self>, ctx: Arc<RequestCtx>) -> Response<Body> {
         // Hits never look at the hit-for-miss marks: only a request about to fill does.
         let mut alone = ctx.directives.no_store;
         // Set when a fill told us the URL's Vary before storage can: the next round goes
@@ -149,8 +148,10 @@ impl Engine {
             }
             // A partly stored object the client wants validated (see `reuse_stored`): its own
             // request goes upstream, the object stays.
+            // `pass_range` is boxed where it is called: a rare path, whose future would
+            // otherwise make this one (boxed for every request) twice as large.
             if target.fwd == FwdReason::Request && target.stale.is_none() {
-                return self.pass_range(Arc::unwrap_or_clone(ctx)).await;
+                return Box::pin(self.pass_range(Arc::unwrap_or_clone(ctx))).await;
             }
             if ctx.method == Method::GET && ctx.headers.contains_key(RANGE) {
                 // Not stored: the client's own range goes upstream, not a whole object. An
@@ -158,7 +159,7 @@ impl Engine {
                 // 9111 §3.5), which shared media seldom does: its range goes upstream as it
                 // came, one request, instead of an aligned part first.
                 if alone || ctx.headers.contains_key(http::header::AUTHORIZATION) {
-                    return self.pass_range(Arc::unwrap_or_clone(ctx)).await;
+                    return Box::pin(self.pass_range(Arc::unwrap_or_clone(ctx))).await;
                 }
                 let first = single_range_start(&ctx.headers);
                 // A whole fetch of the object in flight serves the range as its bytes arrive,
@@ -175,7 +176,7 @@ impl Engine {
                     match self.cold_range(&ctx, first).await {
                         ColdRange::Done(resp) => return resp,
                         ColdRange::Private => {
-                            return self.pass_range(Arc::unwrap_or_clone(ctx)).await;
+                            return Box::pin(self.pass_range(Arc::unwrap_or_clone(ctx))).await;
                         }
                         ColdRange::Whole => {}
                     }

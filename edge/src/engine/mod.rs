@@ -261,7 +261,17 @@ impl Engine {
             validators_of: None,
         };
         let mut site = None;
-        let mut resp = self.handle_routed(req, conn, &mut site, &mut wanted).await;
+        // Checked and routed without an await, so that this future holds no copy of the
+        // request's parts or context while it waits: it is boxed (moved) for every request.
+        let mut resp = match self.admit(req, conn, &mut site, &mut wanted) {
+            Err(resp) => resp,
+            Ok((ctx, body)) if ctx.method == Method::GET || ctx.method == Method::HEAD => {
+                drop(body);
+                self.cached(Arc::new(ctx)).await
+            }
+            // Boxed: passing is the rarer path, and its future would double this one's size.
+            Ok((ctx, body)) => Box::pin(self.pass_request(ctx, body)).await,
+        };
         if let Some(site) = site.as_deref() {
             if let Some(rules) = site.service.as_ref().and_then(|s| s.compress.as_ref()) {
                 resp = self.compress(rules, &wanted, resp).await;
@@ -273,15 +283,16 @@ impl Engine {
         resp
     }
 
-    /// [`Engine::handle`], telling which site the request went to (its response rules apply
-    /// to whatever comes back, errors included).
-    async fn handle_routed<B>(
-        self: &Arc<Self>,
+    /// Checks a request and builds its context: the one canonical target, its site, key and
+    /// directives; or the error response. Tells which site the request went to (its response
+    /// rules apply to whatever comes back, errors included).
+    fn admit<B>(
+        &self,
         req: Request<B>,
         conn: ConnInfo,
         routed: &mut Option<Arc<Site>>,
         wanted: &mut compress::Wanted,
-    ) -> Response<Body>
+    ) -> Result<(RequestCtx, B), Response<Body>>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -314,7 +325,7 @@ impl Engine {
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
             );
-            return resp;
+            return Err(resp);
         }
         // HTTP/1.1 heads over the limits never get here (hyper refuses them as they arrive);
         // h2 and h3 heads are decoded first.
@@ -326,27 +337,27 @@ impl Engine {
                 &parts.headers,
             )
         {
-            return self.plain_error(
+            return Err(self.plain_error(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "request header fields too large\n",
                 None,
-            );
+            ));
         }
         let authority = match request_authority(&parts.uri, &parts.headers, parts.version) {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(error = %e, "bad request target");
-                return self.plain_error(
+                return Err(self.plain_error(
                     StatusCode::BAD_REQUEST,
                     "bad request: invalid or missing Host\n",
                     None,
-                );
+                ));
             }
         };
         //= https://www.rfc-editor.org/rfc/rfc9112#section-3.2.4
         //# The asterisk-form of request-target is only used for a server-wide OPTIONS request
         if parts.uri.path() == "*" {
-            return if parts.method == Method::OPTIONS {
+            return Err(if parts.method == Method::OPTIONS {
                 self.options_here()
             } else {
                 self.plain_error(
@@ -354,7 +365,7 @@ impl Engine {
                     "bad request: invalid target\n",
                     None,
                 )
-            };
+            });
         }
         //= https://www.rfc-editor.org/rfc/rfc9112#section-3.2.3
         //# The authority-form of request-target is only used for CONNECT requests
@@ -364,11 +375,11 @@ impl Engine {
             && parts.uri.scheme().is_none()
             && parts.uri.authority().is_some()
         {
-            return self.plain_error(
+            return Err(self.plain_error(
                 StatusCode::BAD_REQUEST,
                 "bad request: invalid target\n",
                 None,
-            );
+            ));
         }
         // The one canonical target: the key, the upstream request line and Host, purges and
         // logs all use it (urlnorm's module docs list the rules). An absolute-form target with
@@ -384,11 +395,11 @@ impl Engine {
                 Some((url, target))
             });
         let Some((url, target)) = canonical else {
-            return self.plain_error(
+            return Err(self.plain_error(
                 StatusCode::BAD_REQUEST,
                 "bad request: invalid target\n",
                 None,
-            );
+            ));
         };
         if let Err(e) = check_method(&parts.method) {
             let text = if e.status() == StatusCode::METHOD_NOT_ALLOWED {
@@ -396,21 +407,21 @@ impl Engine {
             } else {
                 "bad request: malformed method\n"
             };
-            return self.plain_error(e.status(), text, None);
+            return Err(self.plain_error(e.status(), text, None));
         }
         if !decrement_max_forwards(&parts.method, &mut parts.headers) {
             // Max-Forwards: 0 on OPTIONS: this cache is the final recipient.
-            return self.options_here();
+            return Err(self.options_here());
         }
         let token = &self.cfg.cdn_loop_token;
         if cdn_loop_through(&parts.headers, token, &self.cfg.name)
             || cdn_loop_count(&parts.headers, token) >= self.cfg.max_loop_hops
         {
-            return self.plain_error(
+            return Err(self.plain_error(
                 StatusCode::LOOP_DETECTED,
                 "loop detected (CDN-Loop)\n",
                 None,
-            );
+            ));
         }
         let early = conn.handshake.filter(Handshake::pending);
         if early.is_some() {
@@ -423,7 +434,7 @@ impl Engine {
             // An unsafe method may change state upstream; a replay must not repeat it. The
             // client sends it again after the handshake.
             if !parts.method.is_safe() {
-                return self.too_early();
+                return Err(self.too_early());
             }
         }
         // The host picks the site, once; the request keeps it to the end.
@@ -442,11 +453,11 @@ impl Engine {
                 _ => false,
             };
             if !same {
-                return self.plain_error(
+                return Err(self.plain_error(
                     StatusCode::MISDIRECTED_REQUEST,
                     "misdirected request: this connection is for another site\n",
                     None,
-                );
+                ));
             }
         }
         let routed_site = sites.route(host_of(&url.host)).cloned();
@@ -457,11 +468,11 @@ impl Engine {
             //# The 421 (Misdirected Request) status code indicates that the request was
             //# directed at a server that is unable or unwilling to produce an authoritative
             //# response for the target URI.
-            return self.plain_error(
+            return Err(self.plain_error(
                 StatusCode::MISDIRECTED_REQUEST,
                 "misdirected request: no site here for this host\n",
                 None,
-            );
+            ));
         };
         site.counters
             .requests
@@ -472,16 +483,16 @@ impl Engine {
         let Some(client) = client_ip(conn.trusted && judged, conn.peer, &parts.headers) else {
             // A forwarder we trust that names no address: refused, not taken as the
             // forwarder's own (which an allow list may admit).
-            return self.plain_error(
+            return Err(self.plain_error(
                 StatusCode::BAD_REQUEST,
                 "bad request: X-Forwarded-For names no address\n",
                 None,
-            );
+            ));
         };
         match site.admit(client, &parts.method) {
             Admission::Admit => {}
             Admission::Denied => {
-                return self.plain_error(StatusCode::FORBIDDEN, "forbidden\n", None);
+                return Err(self.plain_error(StatusCode::FORBIDDEN, "forbidden\n", None));
             }
             Admission::Method => {
                 let mut resp =
@@ -489,7 +500,7 @@ impl Engine {
                 if let Some(allow) = site.allow_header() {
                     resp.headers_mut().insert(http::header::ALLOW, allow);
                 }
-                return resp;
+                return Err(resp);
             }
             Admission::TooMany(wait) => {
                 let mut resp =
@@ -502,7 +513,7 @@ impl Engine {
                     http::header::RETRY_AFTER,
                     http::HeaderValue::from(secs.max(1)),
                 );
-                return resp;
+                return Err(resp);
             }
         }
         if let Some(rules) = site.service.as_ref().and_then(|s| s.compress.as_ref()) {
@@ -545,20 +556,25 @@ impl Engine {
             directives,
             start,
         };
-        if ctx.method == Method::GET || ctx.method == Method::HEAD {
-            drop(body);
-            self.cached(ctx).await
-        } else {
-            if !self.after_handshake(&ctx).await {
-                return self.too_early();
-            }
-            let fwd = if ctx.method.is_safe() {
-                FwdReason::Bypass
-            } else {
-                FwdReason::Method
-            };
-            self.pass(ctx, body, fwd).await
+        Ok((ctx, body))
+    }
+
+    /// A request that passes (not GET or HEAD): after its handshake, if it came in early
+    /// data.
+    async fn pass_request<B>(self: &Arc<Self>, ctx: RequestCtx, body: B) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if !self.after_handshake(&ctx).await {
+            return self.too_early();
         }
+        let fwd = if ctx.method.is_safe() {
+            FwdReason::Bypass
+        } else {
+            FwdReason::Method
+        };
+        self.pass(ctx, body, fwd).await
     }
 }
 
