@@ -286,6 +286,9 @@ impl Engine {
     /// Checks a request and builds its context: the one canonical target, its site, key and
     /// directives; or the error response. Tells which site the request went to (its response
     /// rules apply to whatever comes back, errors included).
+    // The refusal is no larger than what an accepted request carries (its context), and the
+    // caller matches the result at once.
+    #[allow(clippy::result_large_err)]
     fn admit<B>(
         &self,
         req: Request<B>,
