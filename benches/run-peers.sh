@@ -362,7 +362,11 @@ log "run directory $RUN"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
     -keyout "$RUN/tls.key" -out "$RUN/tls.crt" >/dev/null 2>&1 || die "openssl could not make a certificate"
-start_bg origin taskset -c "$LOAD_CPU" "$BIN/tiercel-testbed" demo-origin \
+# The origin shares the load generator's core and its priority: at nice 0 beside a load
+# generator at -20 it got the core only when the load generator slept, so every miss waited
+# for that (CFS weights 1024 against 88761), the more so for a server whose answers woke the
+# load generator more often.
+start_bg origin "${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-testbed" demo-origin \
     --listen "127.0.0.1:$ORIGIN_PORT"
 wait_port "$ORIGIN_PORT" "$LAST_PID" || die "the demo origin did not start: $(cat "$RUN/origin.log")"
 ORIGIN="127.0.0.1:$ORIGIN_PORT"
