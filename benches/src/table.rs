@@ -141,6 +141,9 @@ struct Row {
     runs: usize,
     /// Lowest and highest req/s over the measured runs.
     rps_range: Option<(f64, f64)>,
+    /// Each measured run's req/s and CPU per request, in run order: run-peers interleaves the
+    /// servers, so the n-th runs of two servers were measured seconds apart (see [`paired`]).
+    by_round: Vec<(f64, Option<f64>)>,
 }
 
 /// The median of `values` (the mean of the two middle ones for an even count).
@@ -214,10 +217,15 @@ impl Row {
             Some(summary) => Entry::Measured(Box::new(summary)),
             None => first.clone(),
         };
+        let by_round = measured
+            .iter()
+            .map(|r| (r.rps, r.server_cpu_us_per_request()))
+            .collect();
         Some(Row {
             entry,
             runs: entries.len(),
             rps_range,
+            by_round,
         })
     }
 
@@ -230,6 +238,41 @@ impl Row {
             _ => self.runs.to_string(),
         }
     }
+}
+
+/// The subject against a peer round by round: the median, lowest and highest of the per-round
+/// req/s ratios, and the median per-round CPU-per-request ratio. On a host whose speed drifts
+/// (this VM's moves by ±20 % from one minute to the next), servers measured seconds apart in
+/// the same round see the same host, so these ratios scatter far less than the runs do, and
+/// their median is the steadier comparison. `None` unless both have the same number of
+/// measured runs, two or more.
+fn paired(subject: &Row, peer: &Row) -> Option<String> {
+    let (a, b) = (&subject.by_round, &peer.by_round);
+    if a.len() != b.len() || a.len() < 2 {
+        return None;
+    }
+    let rps: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|(_, p)| p.0 > 0.0)
+        .map(|(s, p)| s.0 / p.0)
+        .collect();
+    let cpu: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter_map(|(s, p)| Some(s.1? / p.1.filter(|c| *c > 0.0)?))
+        .collect();
+    let lo = rps.iter().copied().reduce(f64::min)?;
+    let hi = rps.iter().copied().reduce(f64::max)?;
+    let mut line = format!(
+        "per round: req/s {:.2}× ({lo:.2}–{hi:.2}× over {})",
+        median(rps.clone())?,
+        rps.len()
+    );
+    if let Some(cpu) = median(cpu) {
+        let _ = write!(line, ", CPU/req {cpu:.2}×");
+    }
+    Some(line)
 }
 
 /// The load generator used its whole core while the server did not: the figure says more
@@ -350,7 +393,8 @@ pub fn render(entries: &[Entry]) -> String {
             for p in &peers {
                 let cell = match (is_subject, subject, find(&case, p)) {
                     (true, Some(s), Some(peer)) => ratio(s, peer).map(|r| {
-                        verdicts.push(verdict(e, p, r));
+                        let rounds = find_row(&case, p).and_then(|peer| paired(row, peer));
+                        verdicts.push(verdict(e, p, r, rounds));
                         r.cell()
                     }),
                     _ => None,
@@ -377,13 +421,18 @@ pub fn render(entries: &[Entry]) -> String {
 
 /// The summary of `server`'s measured runs in a case.
 fn find<'a>(case: &'a [Row], server: &str) -> Option<&'a LoadReport> {
-    case.iter()
-        .find(|row| row.entry.server().eq_ignore_ascii_case(server))
-        .and_then(|row| row.entry.measured())
+    find_row(case, server).and_then(|row| row.entry.measured())
 }
 
-/// One line saying whether the subject met the target against one peer in one case.
-fn verdict(e: &Entry, peer: &str, r: Ratio) -> String {
+/// `server`'s row in a case.
+fn find_row<'a>(case: &'a [Row], server: &str) -> Option<&'a Row> {
+    case.iter()
+        .find(|row| row.entry.server().eq_ignore_ascii_case(server))
+}
+
+/// One line saying whether the subject met the target against one peer in one case, with the
+/// round-by-round comparison when there is one.
+fn verdict(e: &Entry, peer: &str, r: Ratio, rounds: Option<String>) -> String {
     let rps_ok = r.rps >= 1.0;
     let p99_ok = r.p99.is_none_or(|p99| p99 <= 1.0);
     let status = match (rps_ok, p99_ok) {
@@ -392,7 +441,7 @@ fn verdict(e: &Entry, peer: &str, r: Ratio) -> String {
         (true, false) => "missed (p99)",
         (false, false) => "missed (req/s and p99)",
     };
-    format!(
+    let mut line = format!(
         "{} {} ({}) vs {}: {} ({})",
         e.protocol(),
         e.size(),
@@ -400,7 +449,11 @@ fn verdict(e: &Entry, peer: &str, r: Ratio) -> String {
         display_name(peer),
         status,
         r.cell()
-    )
+    );
+    if let Some(rounds) = rounds {
+        let _ = write!(line, "; {rounds}");
+    }
+    line
 }
 
 /// `Tiercel`, `nginx`, `Varnish`: how the projects spell themselves.

@@ -294,3 +294,28 @@ fn each_tool_is_its_own_case_and_missing_percentiles_show_as_dashes() {
         "{table}"
     );
 }
+
+#[test]
+fn verdicts_add_the_round_by_round_ratios_when_the_runs_pair_up() {
+    // Three interleaved rounds on a host that slows down between them: each round compares the
+    // two servers at one speed.
+    let entries = vec![
+        report("tiercel", Protocol::H1, "1KiB", 36_000.0, 1000.0),
+        report("nginx", Protocol::H1, "1KiB", 30_000.0, 1000.0),
+        report("tiercel", Protocol::H1, "1KiB", 30_000.0, 1000.0),
+        report("nginx", Protocol::H1, "1KiB", 24_000.0, 1000.0),
+        report("tiercel", Protocol::H1, "1KiB", 24_000.0, 1000.0),
+        report("nginx", Protocol::H1, "1KiB", 20_000.0, 1000.0),
+    ];
+    let table = render(&entries);
+    assert!(
+        table.contains(
+            "- h1 1KiB (tiercel-load) vs nginx: met (req/s 1.25×, p99 1.00×, CPU/req 0.80×); \
+             per round: req/s 1.20× (1.20–1.25× over 3), CPU/req 0.83×\n"
+        ),
+        "{table}"
+    );
+    // Unequal run counts do not pair.
+    let table = render(&entries[..5]);
+    assert!(!table.contains("per round"), "{table}");
+}
