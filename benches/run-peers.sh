@@ -47,6 +47,7 @@ RETRIES=""       # runs disturbed by other processes are measured again this man
 DISCARDED=0
 KEEP=0
 MISS=0
+MISS_FILL=20s    # --miss: misses sent to each server before its first measured run
 TIERCEL_MEMORY=512MiB
 TIERCEL_DISK=""  # size of a disk tier for Tiercel (in the run directory); empty: memory only
 ARGS="$*"
@@ -92,6 +93,10 @@ Options:
   --miss                every request asks for a new URL (the miss path: upstream fetch,
                         store, eviction); sizes are reported as e.g. "1KiB miss"; the
                         origin's CPU shows as "other CPU", and runs are not retried for it
+  --miss-fill DURATION  with --miss, misses sent to each server before measuring, so every
+                        measured miss also evicts (a node's steady state) and no server is
+                        measured while it first touches its cache memory (default $MISS_FILL;
+                        0s: none)
 EOF
 }
 
@@ -99,6 +104,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --miss) MISS=1 ;;
+        --miss-fill) MISS_FILL="$2"; MISS_FILL_GIVEN=1; shift ;;
         --duration) DURATION="$2"; shift ;;
         --warmup) WARMUP="$2"; shift ;;
         --servers) SERVERS="$2"; shift ;;
@@ -134,6 +140,7 @@ if [[ $QUICK == 1 ]]; then
     QUIET_WAIT="${QUIET_WAIT:-0}"
     RETRIES="${RETRIES:-0}"
     MAX_ERRORS=0
+    [[ -z "${MISS_FILL_GIVEN:-}" ]] && MISS_FILL=0s
 fi
 if [[ $MISS == 1 ]]; then
     # The origin works on every request, and counts as "other CPU": that is the workload, not
@@ -527,6 +534,19 @@ for proto in "${PROTOCOL_LIST[@]}"; do
             fi
             ready+=("$server")
         done
+        # Misses: each cache is filled first (512 MiB of 1 KiB objects is some 200 000 of
+        # them), so the first rounds do not measure a server growing into fresh memory (page
+        # faults, zeroed huge pages) and the later ones a server that evicts.
+        if [[ $MISS == 1 && $MISS_FILL != 0s && $MISS_FILL != 0 ]]; then
+            for server in "${ready[@]}"; do
+                log "filling $server's cache: $MISS_FILL of $proto misses"
+                "${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" \
+                    --protocol "$proto" --connections "$H1_CONNS" --duration "$MISS_FILL" \
+                    --warmup 0s --json "$(server_url "$server" "$proto")$path" \
+                    >/dev/null 2>>"$RUN/load.err" \
+                    || log "filling $server's cache failed: $(tail -2 "$RUN/load.err")"
+            done
+        fi
         for tool in "${TOOL_LIST[@]}"; do
         tool_speaks "$tool" "$proto" || continue
         if [[ $tool == h2load && $MISS == 1 ]]; then
@@ -616,7 +636,11 @@ if [[ -n "$OUT" ]]; then
         echo "- runs measured again because other processes used more than ${QUIET_MAX}% of a core meanwhile: $DISCARDED (at most $RETRIES per run)"
         echo "- each case: $WARMUP warm-up, then $DURATION measured, $ROUNDS round(s) interleaved across servers (the table shows per-figure medians; ± is half the req/s range); tiercel-load h1: $H1_CONNS keep-alive connections; tiercel-load h2: $H2_CONNS connections × $H2_STREAMS streams (prior knowledge); wrk and h2load: $EXT_CONNS connections, one request in flight on each"
         echo "- workers per server: $WORKERS; server µs/req: the servers' CPU time over the window divided by the requests served in it"
-        echo "- objects: demo origin \`$(object_path 1KiB)\` etc., warmed and checked to be hits first"
+        if [[ $MISS == 1 ]]; then
+            echo "- objects: demo origin \`$(object_path 1KiB)\` etc., a new URL every request; each server's cache first filled with $MISS_FILL of misses, so every measured miss also evicts"
+        else
+            echo "- objects: demo origin \`$(object_path 1KiB)\` etc., warmed and checked to be hits first"
+        fi
         echo "- command: \`benches/run-peers.sh${ARGS:+ $ARGS}\`"
         echo
         echo "$TABLE"
