@@ -48,6 +48,7 @@ DISCARDED=0
 KEEP=0
 MISS=0
 MISS_FILL=20s    # --miss: misses sent to each server before its first measured run
+MISS_FILLED=0    # whether a fill ran (the report says so)
 TIERCEL_MEMORY=512MiB
 TIERCEL_DISK=""  # size of a disk tier for Tiercel (in the run directory); empty: memory only
 ARGS="$*"
@@ -95,8 +96,8 @@ Options:
                         origin's CPU shows as "other CPU", and runs are not retried for it
   --miss-fill DURATION  with --miss, misses sent to each server before measuring, so every
                         measured miss also evicts (a node's steady state) and no server is
-                        measured while it first touches its cache memory (default $MISS_FILL;
-                        0s: none)
+                        measured while it first touches its cache memory (default $MISS_FILL,
+                        enough for the default cache sizes; --quick: 0s; 0s: none)
 EOF
 }
 
@@ -537,14 +538,22 @@ for proto in "${PROTOCOL_LIST[@]}"; do
         # Misses: each cache is filled first (512 MiB of 1 KiB objects is some 200 000 of
         # them), so the first rounds do not measure a server growing into fresh memory (page
         # faults, zeroed huge pages) and the later ones a server that evicts.
-        if [[ $MISS == 1 && $MISS_FILL != 0s && $MISS_FILL != 0 ]]; then
+        if [[ $MISS == 1 && ! $MISS_FILL =~ ^0+(s|ms|m)?$ ]] && tool_speaks tiercel-load "$proto"; then
+            fill=("$BIN/tiercel-load" --protocol "$proto")
+            if [[ $proto == h1 ]]; then
+                fill+=(--connections "$H1_CONNS")
+            else
+                fill+=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
+            fi
             for server in "${ready[@]}"; do
                 log "filling $server's cache: $MISS_FILL of $proto misses"
-                "${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "$BIN/tiercel-load" \
-                    --protocol "$proto" --connections "$H1_CONNS" --duration "$MISS_FILL" \
-                    --warmup 0s --json "$(server_url "$server" "$proto")$path" \
-                    >/dev/null 2>>"$RUN/load.err" \
-                    || log "filling $server's cache failed: $(tail -2 "$RUN/load.err")"
+                if "${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "${fill[@]}" \
+                    --duration "$MISS_FILL" --warmup 0s \
+                    --json "$(server_url "$server" "$proto")$path" >/dev/null 2>>"$RUN/load.err"; then
+                    MISS_FILLED=1
+                else
+                    log "filling $server's cache failed: $(tail -2 "$RUN/load.err")"
+                fi
             done
         fi
         for tool in "${TOOL_LIST[@]}"; do
@@ -578,6 +587,7 @@ for proto in "${PROTOCOL_LIST[@]}"; do
                     if json=$("${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" \
                         "${load[@]}" --duration "$DURATION" --warmup "$WARMUP" \
                         --expect-length "$bytes" --tag "server=$server" --tag "size=$size_label" \
+                        --tag "round=$round" \
                         $(watch_flags "$server") --json "$url" 2>>"$RUN/load.err"); then
                         :
                     else
@@ -636,8 +646,10 @@ if [[ -n "$OUT" ]]; then
         echo "- runs measured again because other processes used more than ${QUIET_MAX}% of a core meanwhile: $DISCARDED (at most $RETRIES per run)"
         echo "- each case: $WARMUP warm-up, then $DURATION measured, $ROUNDS round(s) interleaved across servers (the table shows per-figure medians; ± is half the req/s range); tiercel-load h1: $H1_CONNS keep-alive connections; tiercel-load h2: $H2_CONNS connections × $H2_STREAMS streams (prior knowledge); wrk and h2load: $EXT_CONNS connections, one request in flight on each"
         echo "- workers per server: $WORKERS; server µs/req: the servers' CPU time over the window divided by the requests served in it"
-        if [[ $MISS == 1 ]]; then
+        if [[ $MISS == 1 && $MISS_FILLED == 1 ]]; then
             echo "- objects: demo origin \`$(object_path 1KiB)\` etc., a new URL every request; each server's cache first filled with $MISS_FILL of misses, so every measured miss also evicts"
+        elif [[ $MISS == 1 ]]; then
+            echo "- objects: demo origin \`$(object_path 1KiB)\` etc., a new URL every request; caches not filled first"
         else
             echo "- objects: demo origin \`$(object_path 1KiB)\` etc., warmed and checked to be hits first"
         fi

@@ -141,9 +141,10 @@ struct Row {
     runs: usize,
     /// Lowest and highest req/s over the measured runs.
     rps_range: Option<(f64, f64)>,
-    /// Each measured run's req/s and CPU per request, in run order: run-peers interleaves the
-    /// servers, so the n-th runs of two servers were measured seconds apart (see [`paired`]).
-    by_round: Vec<(f64, Option<f64>)>,
+    /// Each measured run's round (its `round` tag, when run-peers gave one), req/s and CPU per
+    /// request, in run order: run-peers interleaves the servers, so the runs of one round were
+    /// measured seconds apart (see [`paired`]).
+    by_round: Vec<(Option<String>, f64, Option<f64>)>,
 }
 
 /// The median of `values` (the mean of the two middle ones for an even count).
@@ -219,7 +220,10 @@ impl Row {
         };
         let by_round = measured
             .iter()
-            .map(|r| (r.rps, r.server_cpu_us_per_request()))
+            .map(|r| {
+                let round = r.tags.get("round").cloned();
+                (round, r.rps, r.server_cpu_us_per_request())
+            })
             .collect();
         Some(Row {
             entry,
@@ -244,23 +248,32 @@ impl Row {
 /// req/s ratios, and the median per-round CPU-per-request ratio. On a host whose speed drifts
 /// (this VM's moves by ±20 % from one minute to the next), servers measured seconds apart in
 /// the same round see the same host, so these ratios scatter far less than the runs do, and
-/// their median is the steadier comparison. `None` unless both have the same number of
-/// measured runs, two or more.
+/// their median is the steadier comparison. Runs pair by their `round` tag; in files without
+/// one, by position, when both servers have as many measured runs. `None` with fewer than two
+/// pairs.
 fn paired(subject: &Row, peer: &Row) -> Option<String> {
     let (a, b) = (&subject.by_round, &peer.by_round);
-    if a.len() != b.len() || a.len() < 2 {
+    let tagged = a.iter().chain(b).all(|(round, ..)| round.is_some());
+    let pairs: Vec<_> = if tagged {
+        a.iter()
+            .filter_map(|s| Some((s, b.iter().find(|p| p.0 == s.0)?)))
+            .collect()
+    } else if a.len() == b.len() {
+        a.iter().zip(b).collect()
+    } else {
+        Vec::new()
+    };
+    if pairs.len() < 2 {
         return None;
     }
-    let rps: Vec<f64> = a
+    let rps: Vec<f64> = pairs
         .iter()
-        .zip(b)
-        .filter(|(_, p)| p.0 > 0.0)
-        .map(|(s, p)| s.0 / p.0)
+        .filter(|(_, p)| p.1 > 0.0)
+        .map(|(s, p)| s.1 / p.1)
         .collect();
-    let cpu: Vec<f64> = a
+    let cpu: Vec<f64> = pairs
         .iter()
-        .zip(b)
-        .filter_map(|(s, p)| Some(s.1? / p.1.filter(|c| *c > 0.0)?))
+        .filter_map(|(s, p)| Some(s.2? / p.2.filter(|c| *c > 0.0)?))
         .collect();
     let lo = rps.iter().copied().reduce(f64::min)?;
     let hi = rps.iter().copied().reduce(f64::max)?;

@@ -315,7 +315,32 @@ fn verdicts_add_the_round_by_round_ratios_when_the_runs_pair_up() {
         ),
         "{table}"
     );
-    // Unequal run counts do not pair.
+    // Untagged runs of unequal counts do not pair.
     let table = render(&entries[..5]);
     assert!(!table.contains("per round"), "{table}");
+}
+
+#[test]
+fn runs_tagged_with_their_round_pair_by_round_even_when_one_is_missing() {
+    let tagged = |server: &str, rps: f64, round: &str| {
+        let mut e = report(server, Protocol::H1, "1KiB", rps, 1000.0);
+        if let Entry::Measured(r) = &mut e {
+            r.tags.insert("round".to_owned(), round.to_owned());
+        }
+        e
+    };
+    // The subject's round 2 failed: its round 3 pairs with the peer's round 3 (1.5×), not
+    // with the peer's round 2 (which would read 3.0×).
+    let entries = vec![
+        tagged("tiercel", 30_000.0, "1"),
+        tagged("nginx", 20_000.0, "1"),
+        tagged("nginx", 10_000.0, "2"),
+        tagged("tiercel", 30_000.0, "3"),
+        tagged("nginx", 20_000.0, "3"),
+    ];
+    let table = render(&entries);
+    assert!(
+        table.contains("per round: req/s 1.50× (1.50–1.50× over 2)"),
+        "{table}"
+    );
 }

@@ -185,9 +185,6 @@ impl Engine {
         }
     }
 
-    /// Takes the fill out of the coalescing table: called before its outcome becomes final, so a
-    /// request arriving afterwards looks in storage (or starts its own fetch) instead of
-    /// joining a result that was decided before it arrived.
     /// Deletes chunks `0..written` of a body that will not be stored, once no reader needs
     /// them: a reader that lags behind the fill still reads its first chunks from storage,
     /// and would find them gone (a body cut short) if they were deleted as the fill ends.

@@ -89,8 +89,8 @@ impl Engine {
         }
     }
 
-    /// GET and HEAD. `ctx` comes shared, so that a fill started for it needs no copy of what it asks
-    /// upstream (and this future, boxed for every request, holds no copy of it either).
+    /// GET and HEAD. `ctx` comes shared, so that a fill started for it needs no copy of what it
+    /// asks upstream (and this future, boxed for every request, holds no copy of it either).
     pub(super) async fn cached(self: &Arc<Self>, ctx: Arc<RequestCtx>) -> Response<Body> {
         // Hits never look at the hit-for-miss marks: only a request about to fill does.
         let mut alone = ctx.directives.no_store;

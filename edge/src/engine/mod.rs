@@ -252,8 +252,8 @@ impl Engine {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        // The client's Accept-Encoding is read only for a site that compresses (in
-        // `handle_routed`): nothing to copy on other requests.
+        // The client's Accept-Encoding is read only for a site that compresses (in `admit`):
+        // nothing to copy on other requests.
         let mut wanted = compress::Wanted {
             accept: None,
             head: req.method() == Method::HEAD,

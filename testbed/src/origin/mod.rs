@@ -59,7 +59,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use body::{expected_body, expected_range, expected_variant_body};
-pub use recorder::{MAX_RECORDED, RecordedRequest};
+pub use recorder::{COUNTED_TARGETS, MAX_RECORDED, RecordedRequest};
 pub use respond::{ECHO_HEADER, HITS_HEADER};
 pub use spec::Spec;
 
@@ -146,12 +146,14 @@ impl Origin {
     }
 
     /// Requests received for exactly this path and query (e.g. `/a?size=10`), failed ones
-    /// included.
+    /// included. Counted per target in two generations of [`COUNTED_TARGETS`]: exact unless
+    /// more distinct targets than that were asked for since this one's last request.
     pub fn hits(&self, path_and_query: &str) -> u64 {
         self.shared.recorder.hits(path_and_query)
     }
 
-    /// Requests received whose path and query start with `path_prefix`.
+    /// Requests received whose path and query start with `path_prefix`, among the targets
+    /// still counted (see [`hits`](Self::hits)).
     pub fn hits_prefix(&self, path_prefix: &str) -> u64 {
         self.shared.recorder.hits_prefix(path_prefix)
     }
@@ -167,7 +169,7 @@ impl Origin {
     }
 
     /// Requests for exactly this target that carried `If-None-Match` or `If-Modified-Since`
-    /// (revalidations), whatever the answer was.
+    /// (revalidations), whatever the answer was; bounded like [`hits`](Self::hits).
     pub fn conditional_hits(&self, path_and_query: &str) -> u64 {
         self.shared.recorder.conditional_hits(path_and_query)
     }
