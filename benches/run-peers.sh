@@ -633,7 +633,9 @@ if [[ -z "$OUT" && $QUICK == 0 ]]; then
 fi
 if [[ -n "$OUT" ]]; then
     {
-        echo "# Hot-hit benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+        title="Hot-hit benchmark"
+        [[ $MISS == 1 ]] && title="Miss benchmark"
+        echo "# $title, $(date -u '+%Y-%m-%d %H:%M UTC')"
         echo
         dirty=""
         [[ -n "$(git -C "$ROOT" status --porcelain -- edge cluster 2>/dev/null)" ]] && dirty=" (edge/ or cluster/ modified)"
