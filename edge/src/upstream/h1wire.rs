@@ -11,7 +11,9 @@
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
+
+use super::field_names::field_name;
 
 /// Largest response head accepted (status line and fields). nginx's default buffer is 4–8 KiB,
 /// Varnish's 32 KiB; 64 KiB leaves room for the long `Set-Cookie` and `Link` fields some
@@ -232,8 +234,7 @@ pub fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, 
     bytes::Buf::advance(buf, len);
     let mut headers = HeaderMap::with_capacity(at.len());
     for [name, name_end, value, value_end] in at {
-        let name = HeaderName::from_bytes(&head[name..name_end])
-            .map_err(|_| WireError::Head("field name"))?;
+        let name = field_name(&head[name..name_end]).map_err(|_| WireError::Head("field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(value..value_end))
             .map_err(|_| WireError::Head("field value"))?;
         headers.append(name, value);

@@ -7,6 +7,7 @@
 //! ([`IdleTimeout`]), because only the reader knows when it is waiting.
 
 mod error;
+mod field_names;
 mod h1conn;
 mod h1pool;
 pub mod h1wire;
