@@ -508,6 +508,17 @@ skip() {
 
 # --- measure ----------------------------------------------------------------------------------
 
+# tiercel-load's command for a protocol, with the case's connections (and streams for h2), in
+# TIERCEL_LOAD: the measured runs and the miss fill load alike.
+tiercel_load_for() {
+    TIERCEL_LOAD=("$BIN/tiercel-load" --protocol "$1")
+    if [[ $1 == h1 ]]; then
+        TIERCEL_LOAD+=(--connections "$H1_CONNS")
+    else
+        TIERCEL_LOAD+=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
+    fi
+}
+
 : >"$RUN/results.jsonl"
 for proto in "${PROTOCOL_LIST[@]}"; do
     for size in "${SIZE_LIST[@]}"; do
@@ -539,12 +550,8 @@ for proto in "${PROTOCOL_LIST[@]}"; do
         # them), so the first rounds do not measure a server growing into fresh memory (page
         # faults, zeroed huge pages) and the later ones a server that evicts.
         if [[ $MISS == 1 && ! $MISS_FILL =~ ^0+(s|ms|m)?$ ]] && tool_speaks tiercel-load "$proto"; then
-            fill=("$BIN/tiercel-load" --protocol "$proto")
-            if [[ $proto == h1 ]]; then
-                fill+=(--connections "$H1_CONNS")
-            else
-                fill+=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
-            fi
+            tiercel_load_for "$proto"
+            fill=("${TIERCEL_LOAD[@]}")
             for server in "${ready[@]}"; do
                 log "filling $server's cache: $MISS_FILL of $proto misses"
                 if "${BOOST[@]}" taskset -c "$LOAD_CPU" "${NICE[@]}" "${fill[@]}" \
@@ -563,12 +570,8 @@ for proto in "${PROTOCOL_LIST[@]}"; do
             continue
         fi
         if [[ $tool == tiercel-load ]]; then
-            load=("$BIN/tiercel-load" --protocol "$proto")
-            if [[ $proto == h1 ]]; then
-                load+=(--connections "$H1_CONNS")
-            else
-                load+=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
-            fi
+            tiercel_load_for "$proto"
+            load=("${TIERCEL_LOAD[@]}")
         else
             load=("$BIN/peer-load" --tool "$tool" --connections "$EXT_CONNS")
         fi
