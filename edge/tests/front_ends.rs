@@ -354,3 +354,54 @@ async fn pipelined_h1_requests_are_answered_in_order() {
     assert_eq!(e.origin.hits(a), 1);
     e.shutdown().await;
 }
+
+/// Over h2 a body of known length ends with its last DATA frame (END_STREAM set on it), not
+/// with an empty DATA frame after it, both streamed from a fill and from chunks in the cache.
+#[tokio::test]
+async fn h2_bodies_end_on_their_last_data_frame() {
+    use tokio::io::AsyncWriteExt;
+    let e = Edge::start(&[]).await;
+    let pq = "/fe/frames?size=300000&cc=max-age%3D60";
+    let want = expected_body(pq, 300_000);
+    let mut s = tokio::net::TcpStream::connect(e.addr()).await.unwrap();
+    // The largest windows, so flow control never holds a frame back.
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
+    out.extend(frame(WINDOW_UPDATE, 0, 0, &0x7fff_0000u32.to_be_bytes()));
+    s.write_all(&out).await.unwrap();
+    let authority = e.addr().to_string();
+    for (n, stream) in [(1, 1u32), (2, 3)] {
+        let fields = [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", pq),
+            (":authority", authority.as_str()),
+        ];
+        let headers = frame(HEADERS, END_HEADERS | END_STREAM, stream, &hpack(&fields));
+        s.write_all(&headers).await.unwrap();
+        let mut body = Vec::new();
+        let mut data_frames = 0;
+        loop {
+            let (kind, flags, on, payload) = read_frame(&mut s).await;
+            if on != stream || kind != DATA {
+                assert_ne!(kind, RST_STREAM, "request {n} was reset");
+                continue;
+            }
+            data_frames += 1;
+            assert!(
+                !payload.is_empty(),
+                "request {n}: an empty DATA frame after {} bytes",
+                body.len()
+            );
+            body.extend_from_slice(&payload);
+            if flags & END_STREAM != 0 {
+                break;
+            }
+        }
+        assert!(body == want, "request {n}: the body differs");
+        assert!(data_frames >= 19, "request {n}: {data_frames} DATA frames");
+    }
+    assert_eq!(e.origin.hits(pq), 1, "the second request was a hit");
+    drop(s);
+    e.shutdown().await;
+}

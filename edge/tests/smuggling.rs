@@ -7,7 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Edge, WAIT, raw_status};
+use support::{
+    DATA, END_HEADERS, END_STREAM, Edge, GOAWAY, HEADERS, RST_STREAM, WAIT, frame, hpack,
+    raw_status, read_frame,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -157,34 +160,6 @@ async fn bare_lf_line_ends_make_one_request_read_the_same_way() {
     e.shutdown().await;
 }
 
-/// HPACK "literal header field without indexing, new name" (RFC 7541 §6.2.2), no Huffman; every
-/// name and value here is shorter than 127 bytes.
-fn hpack(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in fields {
-        out.push(0);
-        out.push(u8::try_from(name.len()).unwrap());
-        out.extend_from_slice(name.as_bytes());
-        out.push(u8::try_from(value.len()).unwrap());
-        out.extend_from_slice(value.as_bytes());
-    }
-    out
-}
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len();
-    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-const HEADERS: u8 = 0x1;
-const DATA: u8 = 0x0;
-const RST_STREAM: u8 = 0x3;
-const GOAWAY: u8 = 0x7;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
 const PROTOCOL_ERROR: u32 = 0x1;
 
 /// Sends an h2 connection preface, empty SETTINGS and `frames`, then reads frames until stream
@@ -198,17 +173,9 @@ async fn h2_exchange(e: &Edge, frames: &[Vec<u8>]) -> Option<u32> {
         out.extend_from_slice(f);
     }
     s.write_all(&out).await.unwrap();
-    let mut head = [0u8; 9];
     loop {
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head))
-            .await
-            .expect("an h2 frame in time")
-            .expect("the connection stays readable until an answer");
-        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).await.unwrap();
-        match head[3] {
+        let (kind, _, stream, payload) = read_frame(&mut s).await;
+        match kind {
             RST_STREAM if stream == 1 => {
                 return Some(u32::from_be_bytes([
                     payload[0], payload[1], payload[2], payload[3],

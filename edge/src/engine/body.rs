@@ -24,6 +24,10 @@ pub enum Body {
         inner: UnsyncBoxBody<Bytes, BoxError>,
         /// Exact length, if known.
         len: Option<u64>,
+        /// Bytes still to come, when the length is exact and the stream cannot carry trailers:
+        /// at zero the body says it has ended, so HTTP/2 marks its last DATA frame as the end
+        /// of the stream instead of sending an empty one after it.
+        left: Option<u64>,
     },
 }
 
@@ -54,6 +58,7 @@ impl Body {
         Body::Stream {
             inner: http_body_util::StreamBody::new(frames).boxed_unsync(),
             len,
+            left: len,
         }
     }
 
@@ -66,6 +71,7 @@ impl Body {
         Body::Stream {
             inner: body.map_err(Into::into).boxed_unsync(),
             len,
+            left: None,
         }
     }
 }
@@ -101,13 +107,14 @@ impl Body {
     /// This body, holding `guard` until it is over (or dropped).
     pub fn holding<G: Send + Unpin + 'static>(self, guard: G) -> Body {
         match self {
-            Body::Stream { inner, len } => Body::Stream {
+            Body::Stream { inner, len, left } => Body::Stream {
                 inner: Holding {
                     inner,
                     _guard: guard,
                 }
                 .boxed_unsync(),
                 len,
+                left,
             },
             other => other,
         }
@@ -125,7 +132,14 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream { inner, .. } => Pin::new(inner).poll_frame(cx),
+            Body::Stream { inner, left, .. } => {
+                let polled = Pin::new(inner).poll_frame(cx);
+                if let (Poll::Ready(Some(Ok(frame))), Some(left)) = (&polled, left.as_mut()) {
+                    let n = frame.data_ref().map_or(0, Bytes::len);
+                    *left = left.saturating_sub(n as u64);
+                }
+                polled
+            }
         }
     }
 
@@ -133,7 +147,7 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => true,
             Body::Full(b) => b.is_none(),
-            Body::Stream { inner, .. } => inner.is_end_stream(),
+            Body::Stream { inner, left, .. } => *left == Some(0) || inner.is_end_stream(),
         }
     }
 
@@ -141,7 +155,7 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::Stream { inner, len } => {
+            Body::Stream { inner, len, .. } => {
                 len.map_or_else(|| inner.size_hint(), SizeHint::with_exact)
             }
         }

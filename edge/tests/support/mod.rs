@@ -359,6 +359,56 @@ pub async fn h2_connect(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
     client.ready().await.expect("h2 ready")
 }
 
+/// HPACK "literal header field without indexing, new name" (RFC 7541 §6.2.2), no Huffman; every
+/// name and value here is shorter than 127 bytes.
+pub fn hpack(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(0);
+        out.push(u8::try_from(name.len()).unwrap());
+        out.extend_from_slice(name.as_bytes());
+        out.push(u8::try_from(value.len()).unwrap());
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+/// One h2 frame: the 9-byte head (RFC 9113 §4.1) and `payload`.
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+// h2 frame types and flags for raw frame tests (RFC 9113 §6).
+pub const DATA: u8 = 0x0;
+pub const HEADERS: u8 = 0x1;
+pub const RST_STREAM: u8 = 0x3;
+pub const SETTINGS: u8 = 0x4;
+pub const GOAWAY: u8 = 0x7;
+pub const WINDOW_UPDATE: u8 = 0x8;
+pub const END_STREAM: u8 = 0x1;
+pub const END_HEADERS: u8 = 0x4;
+
+/// Reads one h2 frame from `s`: (type, flags, stream, payload).
+pub async fn read_frame(s: &mut tokio::net::TcpStream) -> (u8, u8, u32, Vec<u8>) {
+    let mut head = [0u8; 9];
+    tokio::time::timeout(WAIT, s.read_exact(&mut head))
+        .await
+        .expect("an h2 frame in time")
+        .expect("an h2 frame");
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0u8; len];
+    tokio::time::timeout(WAIT, s.read_exact(&mut payload))
+        .await
+        .expect("an h2 frame's payload in time")
+        .expect("an h2 frame's payload");
+    (head[3], head[4], stream, payload)
+}
+
 /// A free TCP port on loopback (free when asked; the caller binds it soon after).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -76,6 +76,42 @@ async fn the_later_writes_of_a_poll_are_held_until_it_ends() {
     assert_eq!(got, want[700..]);
 }
 
+/// The tail of a poll's writes stays held while the peer reads and acknowledges what went
+/// before it: the kernel's own transmits (on an ACK) must not send it early as a small segment
+/// of its own. `MSG_MORE` alone held it only through the call that wrote it.
+#[tokio::test]
+async fn a_held_tail_waits_for_the_push_while_the_peer_acknowledges() {
+    let (mut io, cork, mut peer) = pair().await;
+    // More than one loopback segment (64 KiB), so full segments leave and a tail is held.
+    let writes = [pattern(40_000, 1), pattern(40_000, 2), pattern(40_000, 3)];
+    let total: usize = writes.iter().map(Vec::len).sum();
+    poll_fn(|cx| {
+        cork.begin_poll();
+        for w in &writes {
+            write_now(&mut io, cx, w);
+        }
+        Poll::Ready(())
+    })
+    .await;
+    // The peer reads all it can for a while; every read is acknowledged.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(150);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, peer.read(&mut buf)).await {
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.len() < total,
+        "the tail left before the push ({} of {total} bytes)",
+        got.len()
+    );
+    cork.push();
+    let mut rest = vec![0u8; total - got.len()];
+    peer.read_exact(&mut rest).await.unwrap();
+    got.extend_from_slice(&rest);
+    assert!(got == writes.concat(), "bytes differ");
+}
+
 #[tokio::test]
 async fn one_write_per_poll_needs_no_push() {
     let (io, cork, mut peer) = pair().await;
