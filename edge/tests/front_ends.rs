@@ -356,12 +356,13 @@ async fn pipelined_h1_requests_are_answered_in_order() {
 }
 
 /// Over h2 a body of known length ends with its last DATA frame (END_STREAM set on it), not
-/// with an empty DATA frame after it, both streamed from a fill and from chunks in the cache.
+/// with an empty DATA frame after it, both streamed from a fill (the origin trickles the body,
+/// so the miss is served while it arrives) and from chunks in the cache.
 #[tokio::test]
 async fn h2_bodies_end_on_their_last_data_frame() {
     use tokio::io::AsyncWriteExt;
     let e = Edge::start(&[]).await;
-    let pq = "/fe/frames?size=300000&cc=max-age%3D60";
+    let pq = "/fe/frames?size=300000&chunk=16384&chunk_ms=2&cc=max-age%3D60";
     let want = expected_body(pq, 300_000);
     let mut s = tokio::net::TcpStream::connect(e.addr()).await.unwrap();
     // The largest windows, so flow control never holds a frame back.

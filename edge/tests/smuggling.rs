@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    DATA, END_HEADERS, END_STREAM, Edge, GOAWAY, HEADERS, RST_STREAM, WAIT, frame, hpack,
+    DATA, END_HEADERS, END_STREAM, Edge, GOAWAY, HEADERS, RST_STREAM, SETTINGS, WAIT, frame, hpack,
     raw_status, read_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -168,7 +168,7 @@ const PROTOCOL_ERROR: u32 = 0x1;
 async fn h2_exchange(e: &Edge, frames: &[Vec<u8>]) -> Option<u32> {
     let mut s = TcpStream::connect(e.addr()).await.unwrap();
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(frame(0x4, 0, 0, &[]));
+    out.extend(frame(SETTINGS, 0, 0, &[]));
     for f in frames {
         out.extend_from_slice(f);
     }

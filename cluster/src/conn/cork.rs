@@ -24,7 +24,7 @@
 //!
 //! Linux only; elsewhere [`cork`] hands the socket back as it is and [`Corked`] has nothing to
 //! push. A push missed by a bug would cost a delay, not a hang: the kernel sends a corked tail
-//! after 200 ms.
+//! on its probe timer (max(RTO, 200 ms)).
 //!
 //! ```text
 //!  hyper / h2 / rustls ─ write 1 ─────▶ send()                   ─▶ transmitted

@@ -47,7 +47,9 @@ impl Body {
         Body::Full(Some(Bytes::from_static(s.as_bytes())))
     }
 
-    /// A body read from a stream of byte results.
+    /// A body read from a stream of byte results. A `len` must be the exact count of bytes
+    /// the stream yields: once that many have come, the body says it has ended, and the
+    /// stream is not polled again (so nothing may wait for it to yield `None`).
     pub fn from_stream<S, E>(stream: S, len: Option<u64>) -> Self
     where
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
@@ -135,8 +137,9 @@ impl http_body::Body for Body {
             Body::Stream { inner, left, .. } => {
                 let polled = Pin::new(inner).poll_frame(cx);
                 if let (Poll::Ready(Some(Ok(frame))), Some(left)) = (&polled, left.as_mut()) {
-                    let n = frame.data_ref().map_or(0, Bytes::len);
-                    *left = left.saturating_sub(n as u64);
+                    let n = frame.data_ref().map_or(0, Bytes::len) as u64;
+                    debug_assert!(n <= *left, "a stream longer than its length");
+                    *left = left.saturating_sub(n);
                 }
                 polled
             }

@@ -93,18 +93,23 @@ async fn a_held_tail_waits_for_the_push_while_the_peer_acknowledges() {
         Poll::Ready(())
     })
     .await;
-    // The peer reads all it can for a while; every read is acknowledged.
+    // The peer reads all it can for a while (loopback ACKs take microseconds); every read is
+    // acknowledged. Well inside the kernel's own 200 ms probe, which would send the tail
+    // anyway: a run stalled that long proves nothing and is not judged.
+    let started = std::time::Instant::now();
     let mut got = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(150);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(40);
     while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, peer.read(&mut buf)).await {
         got.extend_from_slice(&buf[..n]);
     }
-    assert!(
-        got.len() < total,
-        "the tail left before the push ({} of {total} bytes)",
-        got.len()
-    );
+    if started.elapsed() < Duration::from_millis(150) {
+        assert!(
+            got.len() < total,
+            "the tail left before the push ({} of {total} bytes)",
+            got.len()
+        );
+    }
     cork.push();
     let mut rest = vec![0u8; total - got.len()];
     peer.read_exact(&mut rest).await.unwrap();
