@@ -97,6 +97,43 @@ async fn a_body_that_breaks_is_not_stored() {
     e.shutdown().await;
 }
 
+/// `limits.max_request_head` holds exactly over HTTP/1.1, now that hyper's buffer is larger
+/// than it: a head past it that arrives whole in one read is refused with 431 (and goes
+/// nowhere), one under it is served.
+#[tokio::test]
+async fn an_h1_head_past_the_configured_limit_is_refused_however_it_arrives() {
+    let e = Edge::start_cfg(&[], |c| {
+        c.limits.max_request_head = tiercel_cluster::config::ByteSize::kib(4);
+    })
+    .await;
+    let head = |filler: usize| {
+        format!(
+            "GET /limit HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-Fill: {}\r\n\r\n",
+            "a".repeat(filler)
+        )
+    };
+    let under = raw(e.addr(), head(3000).as_bytes()).await;
+    assert_eq!(
+        raw_status(&under),
+        200,
+        "{}",
+        &under[..under.len().min(200)]
+    );
+    let whole = raw(e.addr(), head(6000).as_bytes()).await;
+    assert_eq!(
+        raw_status(&whole),
+        431,
+        "{}",
+        &whole[..whole.len().min(200)]
+    );
+    assert_eq!(
+        e.origin.hits("/limit"),
+        1,
+        "only the head under the limit went upstream"
+    );
+    e.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_requests() {
     let e = Edge::start(&[]).await;

@@ -9,13 +9,15 @@
 //!
 //! The rules of when a connection is closed live in [`quiet`] (pure, tested exhaustively); the
 //! wrappers in [`watch`] feed it; [`serve`] runs the accept loop and each connection's
-//! watchdog; [`cork`] coalesces what one poll of a connection writes into one system call.
+//! watchdog; [`protocols`] serves HTTP/1.1 or HTTP/2 by the connection's first bytes; [`cork`]
+//! coalesces what one poll of a connection writes into one system call.
 //! What a request means is the caller's business: it passes a handler.
 
 pub mod cork;
 mod fds;
 pub mod head;
 pub mod limiter;
+pub mod protocols;
 pub mod quiet;
 mod serve;
 pub mod stats;
@@ -24,6 +26,7 @@ pub mod watch;
 pub use fds::{FD_RESERVE, FdBudget, fd_budget, raise_fd_limit};
 pub use head::AmbiguousFraming;
 pub use limiter::{Admitted, ConnLimiter};
+pub use protocols::Protocols;
 pub use quiet::{Activity, Closing, ConnControl, InFlight, QuietLimits, Verdict, verdict};
 pub use serve::{ConnOptions, TlsServerName, bind, serve, serve_connection};
 pub use stats::ConnectionStats;

@@ -11,8 +11,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::cork::{Cork, Corked, cork};
 use super::head::AmbiguousFraming;
 use super::limiter::ConnLimiter;
+use super::protocols::Protocols;
 use super::quiet::{Activity, Closing, ConnControl, QuietLimits, Verdict, verdict};
 use super::stats::ConnectionStats;
 use super::watch::{TrackedBody, WatchedIo};
@@ -54,7 +53,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub async fn serve<M, H, Fut, B>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    protocols: Arc<Protocols>,
     opts: ConnOptions,
     stats: Arc<ConnectionStats>,
     shutdown: CancellationToken,
@@ -100,7 +99,7 @@ pub async fn serve<M, H, Fut, B>(
         let (stream, cork) = cork(stream);
         let stats = stats.clone();
         let tls = tls.clone();
-        let builder = builder.clone();
+        let protocols = protocols.clone();
         let shutdown = shutdown.clone();
         let limits = opts.limits;
         let handler = connection(peer);
@@ -110,7 +109,7 @@ pub async fn serve<M, H, Fut, B>(
             let closed = match tls {
                 None => {
                     serve_connection(
-                        stream, cork, None, &builder, activity, limits, shutdown, handler,
+                        stream, cork, None, &protocols, activity, limits, shutdown, handler,
                     )
                     .await
                 }
@@ -129,7 +128,7 @@ pub async fn serve<M, H, Fut, B>(
                         Ok(Ok(tls_stream)) => {
                             let name = tls_stream.get_ref().1.server_name().map(TlsServerName::new);
                             serve_connection(
-                                tls_stream, cork, name, &builder, activity, limits, shutdown,
+                                tls_stream, cork, name, &protocols, activity, limits, shutdown,
                                 handler,
                             )
                             .await
@@ -183,7 +182,7 @@ pub async fn serve_connection<I, H, Fut, B>(
     io: I,
     cork: Option<Arc<Cork>>,
     server_name: Option<TlsServerName>,
-    builder: &auto::Builder<TokioExecutor>,
+    protocols: &Arc<Protocols>,
     activity: Arc<Activity>,
     limits: QuietLimits,
     shutdown: CancellationToken,
@@ -196,7 +195,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let io = TokioIo::new(WatchedIo::new(io, activity.clone()));
+    let io = WatchedIo::new(io, activity.clone());
     let requests = activity.clone();
     let handler = Arc::new(handler);
     let service = service_fn(move |mut req: Request<Incoming>| {
@@ -214,7 +213,7 @@ where
             Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
         }
     });
-    let conn = Corked::new(builder.serve_connection(io, service), cork);
+    let conn = Corked::new(protocols.serve(io, service), cork);
     tokio::pin!(conn);
     let first_look = limits
         .header
@@ -238,13 +237,13 @@ where
                 return Some(Closing::SendTimeout);
             }
             () = shutdown.cancelled(), if !closing => {
-                conn.as_mut().inner().graceful_shutdown();
+                conn.as_mut().inner().get_mut().graceful_shutdown();
                 closing = true;
             }
             () = activity.close_asked(), if !closing => {
                 // Idle while the node is at its connection limit: make room (h1 closes between
                 // requests, h2 sends GOAWAY), and drop it if it lingers.
-                conn.as_mut().inner().graceful_shutdown();
+                conn.as_mut().inner().get_mut().graceful_shutdown();
                 closing = true;
                 idle_close = Some(Closing::MadeRoom);
                 look.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
@@ -258,7 +257,7 @@ where
                     }
                     // Idle: close politely first, and drop it if it lingers.
                     Verdict::Close(Closing::Idle) if !closing => {
-                        conn.as_mut().inner().graceful_shutdown();
+                        conn.as_mut().inner().get_mut().graceful_shutdown();
                         closing = true;
                         idle_close = Some(Closing::Idle);
                         CLOSE_LINGER

@@ -18,9 +18,10 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 
 /// Size of every segment but a chunk's last. The most a client connection can pin of a chunk
-/// through one body frame. Smaller costs writes: HTTP/1.1 writes a frame this size at a time
-/// (hyper flushes once its 64 KiB buffer is full), so a 1 MiB body takes 8 writes; at 64 KiB
-/// it took 16, and 1 MiB hits ran about 20 % slower on loopback.
+/// through one body frame. Smaller costs writes where a frame is written alone: with hyper's
+/// HTTP/1.1 queue at 64 KiB a 1 MiB body took 8 writes, at 64 KiB segments 16, and 1 MiB hits
+/// ran about 20 % slower on loopback. The queue now holds four segments
+/// (`H1_WRITE_QUEUE` in `server/listener.rs`).
 pub const SEGMENT: usize = 128 * 1024;
 
 /// A body chunk: segments of [`SEGMENT`] bytes, the last one possibly shorter.

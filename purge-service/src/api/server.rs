@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
-use tiercel_cluster::conn::{self, ConnLimiter, ConnOptions, ConnectionStats, QuietLimits};
+use tiercel_cluster::conn::{
+    self, ConnLimiter, ConnOptions, ConnectionStats, Protocols, QuietLimits,
+};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -20,21 +22,23 @@ use crate::config::Limits;
 /// Largest request head accepted (h1 buffer, h2 header list).
 const MAX_HEAD: usize = 64 * 1024;
 
-fn builder() -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
+fn protocols() -> Protocols {
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         // Heads and idle keep-alive are timed by the watchdog.
         .header_read_timeout(None)
         .max_buf_size(MAX_HEAD)
+        .max_header_size(MAX_HEAD)
         .max_headers(64);
-    b.http2()
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEAD as u32)
         .max_concurrent_streams(64)
         .keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(10));
-    b
+    Protocols { http1, http2 }
 }
 
 /// Serves `listener` as `kind` until `shutdown` is cancelled.
@@ -65,7 +69,7 @@ pub async fn serve(
     conn::serve(
         listener,
         tls,
-        Arc::new(builder()),
+        Arc::new(protocols()),
         opts,
         stats,
         shutdown,
