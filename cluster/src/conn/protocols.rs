@@ -8,11 +8,13 @@
 //! connection waiting on the client's receive window most of the time, and the kernel paced
 //! it from timers: 400 µs of CPU per response against 240 µs for the same bytes in one write.
 //! hyper's own HTTP/1.1 builder keeps the two apart (`max_header_size` for heads), so here the
-//! head limit stays where it was (431 past it, checked as the head arrives and once it is
-//! parsed) and the caller sizes the queue: several frames leave in one `writev`.
+//! head limit is exact (431 past it, checked as the head arrives and once it is parsed; with
+//! the auto builder it was never under hyper's 8 KiB minimum) and the caller sizes the queue:
+//! several frames leave in one `writev`. The same limit now bounds chunked trailers too.
 //!
-//! Reads are capped at [`READ_CAP`] bytes, so the larger buffer limit does not let hyper's
-//! read buffer grow past twice that (it doubles only after a read that filled it).
+//! Reads are capped just under 64 KiB ([`READ_CAP`]): hyper doubles its read reservation only
+//! after a read that filled it, so its read buffer stays at the 64 KiB it had before, however
+//! large the queue.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -35,15 +37,16 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// The most bytes one read hands hyper.
-pub const READ_CAP: usize = 64 * 1024;
+/// The most bytes one read hands hyper: one under 64 KiB, so that hyper's reservation, which
+/// doubles after a read as large as itself, never passes 64 KiB.
+pub const READ_CAP: usize = 64 * 1024 - 1;
 
 /// How a listener's connections speak each protocol.
 #[derive(Clone, Debug)]
 pub struct Protocols {
     /// HTTP/1.1 (and 1.0).
     pub http1: http1::Builder,
-    /// HTTP/2, by prior knowledge or after ALPN.
+    /// HTTP/2 (the preface decides, with or without ALPN).
     pub http2: http2::Builder<TokioExecutor>,
 }
 
@@ -101,8 +104,8 @@ where
     B::Error: Into<BoxError>,
     TokioExecutor: Http2ServerConnExec<S::Future, B>,
 {
-    /// Asks the connection to finish: HTTP/1.1 after the response in flight, HTTP/2 with a
-    /// GOAWAY; one that has not yet sent a request head is closed.
+    /// Asks the connection to finish: HTTP/1.1 after the request it is on, HTTP/2 with a
+    /// GOAWAY; one whose first bytes have not yet chosen a protocol is closed.
     pub fn graceful_shutdown(&mut self) {
         match &mut self.state {
             State::Sniffing { .. } => self.state = State::Done,
@@ -140,7 +143,10 @@ where
                     };
                     let h2 = match ready!(sniff(stream, cx, seen, len)) {
                         Ok(h2) => h2,
-                        Err(e) => return Poll::Ready(Err(e.into())),
+                        Err(e) => {
+                            this.state = State::Done;
+                            return Poll::Ready(Err(e.into()));
+                        }
                     };
                     let (Some(stream), Some(service)) = (io.take(), service.take()) else {
                         return Poll::Ready(Ok(()));

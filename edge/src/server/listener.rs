@@ -68,7 +68,8 @@ const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 /// hit, two 290 µs, one 240 µs). Also the most a client that stops reading can pin of stored
 /// bodies in its queue (beside its socket's buffer in the kernel): at 1 MiB, 1 000 stalled
 /// readers of a 1 GiB object took the edge to 376 MiB RSS, over the 300 MiB that
-/// `memory_bounds` holds it to; at 512 KiB they stay under it.
+/// `memory_bounds` holds it to; at 512 KiB they stay under it. (A `limits.max_request_head`
+/// above it raises the queue with it: hyper has one buffer limit for both.)
 const H1_WRITE_QUEUE: usize = 512 * 1024;
 
 fn protocols(opts: &ServerOptions) -> Protocols {
