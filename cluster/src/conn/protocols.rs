@@ -32,6 +32,8 @@ use hyper::service::{HttpService, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::quiet::Activity;
+
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
@@ -52,7 +54,13 @@ pub struct Protocols {
 
 impl Protocols {
     /// Serves `io` with `service`, in whichever protocol its first bytes speak.
-    pub fn serve<I, S>(self: &Arc<Self>, io: I, service: S) -> Connection<I, S>
+    /// `activity` is the connection's watchdog state, told when HTTP/2 is chosen.
+    pub fn serve<I, S>(
+        self: &Arc<Self>,
+        io: I,
+        service: S,
+        activity: Arc<Activity>,
+    ) -> Connection<I, S>
     where
         I: AsyncRead + AsyncWrite + Unpin,
         S: HttpService<Incoming>,
@@ -65,6 +73,7 @@ impl Protocols {
                 len: 0,
             },
             protocols: self.clone(),
+            activity,
         }
     }
 }
@@ -73,6 +82,7 @@ impl Protocols {
 pub struct Connection<I, S: HttpService<Incoming>> {
     state: State<I, S>,
     protocols: Arc<Protocols>,
+    activity: Arc<Activity>,
 }
 
 type H1<I, S> = Pin<Box<http1::Connection<TokioIo<Rewind<I>>, S>>>;
@@ -156,6 +166,7 @@ where
                         inner: stream,
                     });
                     this.state = if h2 {
+                        this.activity.chose_http2();
                         State::Http2(Box::pin(this.protocols.http2.serve_connection(io, service)))
                     } else {
                         State::Http1(Box::pin(this.protocols.http1.serve_connection(io, service)))

@@ -18,7 +18,7 @@
 //! client, and when no body on the connection has moved for `client_idle`, it is dropped too.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use super::head::{MAX_SCANNED_HEAD, framing_of, head_end};
@@ -138,8 +138,6 @@ pub struct Activity {
     h2: AtomicBool,
     /// A request has started on this connection.
     served: AtomicBool,
-    /// Bytes of [`H2_PREFACE_START`] seen so far, or [`PREFACE_DECIDED`].
-    preface_matched: AtomicU8,
     /// 0 = writes are going through, else ms since accept + 1 of the first refused write.
     write_blocked: AtomicU64,
     bodies_waiting: AtomicUsize,
@@ -157,11 +155,6 @@ pub struct Activity {
     ambiguous: AtomicBool,
 }
 
-/// The HTTP/2 connection preface starts with these bytes; no HTTP/1.1 method does.
-const H2_PREFACE_START: &[u8] = b"PRI ";
-/// The protocol is known (h2 or not); reads no longer look at the preface.
-const PREFACE_DECIDED: u8 = u8::MAX;
-
 impl Activity {
     /// A connection accepted now; until its first bytes it counts as a head in progress.
     pub fn new() -> Arc<Self> {
@@ -172,7 +165,6 @@ impl Activity {
             head_started: AtomicU64::new(1),
             h2: AtomicBool::new(false),
             served: AtomicBool::new(false),
-            preface_matched: AtomicU8::new(0),
             write_blocked: AtomicU64::new(0),
             bodies_waiting: AtomicUsize::new(0),
             body_progress: AtomicU64::new(0),
@@ -194,10 +186,6 @@ impl Activity {
     pub fn bytes_read(&self, read: &[u8]) {
         if read.is_empty() {
             return;
-        }
-        let matched = self.preface_matched.load(Relaxed);
-        if matched != PREFACE_DECIDED {
-            self.sniff_preface(matched, read);
         }
         if self.scanning.load(Relaxed) {
             self.scan_head(read);
@@ -248,20 +236,13 @@ impl Activity {
         self.ambiguous.swap(false, Relaxed)
     }
 
-    /// Matches the connection's first bytes against the h2 preface, across reads: a first
-    /// read may hold a single byte, and `P` alone is also how POST, PUT and PATCH begin.
-    fn sniff_preface(&self, matched: u8, read: &[u8]) {
-        let want = &H2_PREFACE_START[usize::from(matched)..];
-        let n = read.len().min(want.len());
-        let next = if read[..n] != want[..n] {
-            PREFACE_DECIDED
-        } else if n == want.len() {
-            self.h2.store(true, Relaxed);
-            PREFACE_DECIDED
-        } else {
-            matched + n as u8
-        };
-        self.preface_matched.store(next, Relaxed);
+    /// The connection's first bytes were the HTTP/2 preface ([`super::protocols`] decides, on
+    /// the same bytes hyper is then given): its requests are streams, with no heads to time or
+    /// scan.
+    pub fn chose_http2(&self) {
+        self.h2.store(true, Relaxed);
+        self.scanning.store(false, Relaxed);
+        self.head.lock().clear();
     }
 
     /// The socket refused a write (its send buffer is full); the clock starts at the first.
@@ -588,17 +569,10 @@ mod tests {
         assert!(a.snapshot().head_started.is_some());
 
         let b = Activity::new();
-        b.bytes_read(b"PR");
-        assert!(!b.snapshot().h2, "undecided after two bytes");
-        b.bytes_read(b"I * HTTP/2.0\r\n");
-        assert!(b.snapshot().h2, "the preface, split across reads");
-        let p = Activity::new();
-        p.bytes_read(b"P");
-        p.bytes_read(b"OST / HTTP/1.1\r\n");
-        assert!(!p.snapshot().h2, "a POST whose first read was one byte");
-        let whole = Activity::new();
-        whole.bytes_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-        assert!(whole.snapshot().h2);
+        b.bytes_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert!(!b.snapshot().h2, "bytes alone decide nothing");
+        b.chose_http2();
+        assert!(b.snapshot().h2);
         let c = Activity::new();
         c.bytes_read(b"PUT / HTTP/1.1\r\n");
         assert!(!c.snapshot().h2);

@@ -213,7 +213,7 @@ where
             Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
         }
     });
-    let conn = Corked::new(protocols.serve(io, service), cork);
+    let conn = Corked::new(protocols.serve(io, service, activity.clone()), cork);
     tokio::pin!(conn);
     let first_look = limits
         .header

@@ -102,12 +102,15 @@ fn protocols() -> Arc<Protocols> {
 }
 
 /// Serves one connection: `/big` is eight 128 KiB frames, anything else a short text naming
-/// the protocol. Returns the address and the most bytes handed to the socket in one write.
-async fn server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// the protocol. Returns the address, the most bytes handed to the socket in one write, and
+/// the connection's watchdog state.
+async fn server() -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<Activity>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let largest = Arc::new(AtomicUsize::new(0));
     let noted = largest.clone();
+    let activity = Activity::new();
+    let watched = activity.clone();
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         tcp.set_nodelay(true).unwrap();
@@ -126,9 +129,9 @@ async fn server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
             };
             Ok::<_, Infallible>(Response::new(body))
         });
-        let _ = protocols().serve(io, service).await;
+        let _ = protocols().serve(io, service, watched).await;
     });
-    (addr, largest)
+    (addr, largest, activity)
 }
 
 /// Everything the server sends until it closes; a reset after its answer (the client was
@@ -149,7 +152,7 @@ async fn read_all(s: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn http1_is_served_when_the_first_bytes_are_not_the_preface() {
-    let (addr, _) = server().await;
+    let (addr, _, activity) = server().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.set_nodelay(true).unwrap();
     // "P" is also how the h2 preface begins: sent alone, then the rest, which must follow it
@@ -161,12 +164,13 @@ async fn http1_is_served_when_the_first_bytes_are_not_the_preface() {
     }
     let out = String::from_utf8(read_all(&mut s).await).unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(!activity.snapshot().h2, "the watchdog times HTTP/1.1 heads");
     assert!(out.ends_with("HTTP/1.1"), "{out}");
 }
 
 #[tokio::test]
 async fn http2_is_served_after_a_preface_split_across_reads() {
-    let (addr, _) = server().await;
+    let (addr, _, activity) = server().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.set_nodelay(true).unwrap();
     let preface = PREFACE.as_slice();
@@ -193,11 +197,12 @@ async fn http2_is_served_after_a_preface_split_across_reads() {
             break;
         }
     }
+    assert!(activity.snapshot().h2, "the watchdog was told");
 }
 
 #[tokio::test]
 async fn an_http1_head_past_its_limit_is_refused_with_431() {
-    let (addr, _) = server().await;
+    let (addr, _, _) = server().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut head = b"GET /x HTTP/1.1\r\nHost: a\r\n".to_vec();
     // Sent in pieces, as a slow client would: the limit holds as it arrives.
@@ -217,7 +222,7 @@ async fn an_http1_head_past_its_limit_is_refused_with_431() {
 
 #[tokio::test]
 async fn a_response_of_eight_frames_leaves_in_one_write() {
-    let (addr, largest) = server().await;
+    let (addr, largest, _) = server().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         .await
