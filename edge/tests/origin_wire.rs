@@ -1,8 +1,9 @@
 //! What the node makes of an origin's HTTP/1.1 bytes, and what it sends: chunked bodies with
 //! extensions and trailers, interim responses, bodies delimited by the close, heads whose
 //! framing is ambiguous (refused with a 502, as RFC 9112 §6.3 asks of a proxy), bodies cut
-//! short (never cached), bytes after a response (the connection is not used again), and
-//! request bodies framed by length or chunked. The origin is a TCP socket answering each path
+//! short (never cached), bytes after a response (the connection is not used again), request
+//! bodies framed by length or chunked, and answers that come while a request body is still
+//! going out (a refusal ends the sending, an early 2xx does not). The origin is a TCP socket answering each path
 //! with canned bytes, so every byte is the test's choice.
 
 mod support;
@@ -519,5 +520,146 @@ async fn bodyless_answers_keep_the_connection_whatever_their_fields_say() {
     // The 204's `Content-Length` announced nothing to read: the next answer is read whole.
     assert_eq!(get(&node, "/next").await.body, "next");
     assert_eq!(seen.lock().unwrap().connections, 1);
+    node.shutdown().await;
+}
+
+/// An origin that reads a request's head only, answers with `answer`, and then neither reads
+/// nor closes for a minute (the connection is kept to the end of the test).
+async fn refusing_origin(answer: &'static [u8]) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    if !fill(&mut tcp, &mut buf).await {
+                        return;
+                    }
+                }
+                let _ = tcp.write_all(answer).await;
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A client that declares a 64 MiB upload, writes it while it can (the writes go on in the
+/// background), and reads the edge's response.
+async fn upload_64_mib(edge: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let s = tokio::net::TcpStream::connect(edge).await.unwrap();
+    let writer = s.into_std().unwrap();
+    let mut reader = tokio::net::TcpStream::from_std(writer.try_clone().unwrap()).unwrap();
+    let mut writer = tokio::net::TcpStream::from_std(writer).unwrap();
+    let head = format!("POST {path} HTTP/1.1\r\nHost: a.test\r\nContent-Length: 67108864\r\n\r\n");
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let pump = tokio::spawn(async move {
+        let piece = vec![b'x'; 64 * 1024];
+        for _ in 0..1024 {
+            if writer.write_all(&piece).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (status, _, body) = support::read_h1_response(&mut reader, false).await;
+    pump.abort();
+    (status, body)
+}
+
+//= https://www.rfc-editor.org/rfc/rfc9112#section-9.5
+//# A client sending a message body SHOULD monitor the network connection for an error
+//# response while it is transmitting the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_origin_refuses_early_gets_its_answer_not_a_timeout() {
+    support::init_logs();
+    // It answers without closing, and stops reading: only watching the socket while the body
+    // goes out finds the answer (the first-byte timeout would turn it into a 504).
+    let refusing =
+        refusing_origin(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\n\r\ntoo large")
+            .await;
+    let url = format!("http://{refusing}");
+    let cfg = config_from_flags(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--origin",
+        url.as_str(),
+        "--first-byte-timeout",
+        "5s",
+    ]);
+    let node = node::start(Role::Edge, &cfg).await.expect("edge starts");
+    let (status, body) = upload_64_mib(node.listen.unwrap(), "/upload").await;
+    assert_eq!((status, &body[..]), (413, &b"too large"[..]));
+    // A redirect refuses the body too.
+    node.shutdown().await;
+    let redirecting = refusing_origin(
+        b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    let url = format!("http://{redirecting}");
+    let cfg = config_from_flags(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--origin",
+        url.as_str(),
+        "--first-byte-timeout",
+        "5s",
+    ]);
+    let node = node::start(Role::Edge, &cfg).await.expect("edge starts");
+    let (status, body) = upload_64_mib(node.listen.unwrap(), "/upload").await;
+    assert_eq!((status, body.len()), (307, 0));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_2xx_still_gets_the_whole_body() {
+    // The origin says 100 Continue and 200 as soon as it has the head, then reads the whole
+    // body and ends its response with the count: the edge must go on sending after the 200.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = Vec::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if !fill(&mut tcp, &mut buf).await {
+                return;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let early = b"HTTP/1.1 100 Continue\r\n\r\n\
+                      HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if tcp.write_all(early).await.is_err() {
+            return;
+        }
+        while buf.len() - head_end < declared {
+            if !fill(&mut tcp, &mut buf).await {
+                return;
+            }
+        }
+        let got = (buf.len() - head_end).to_string();
+        let tail = format!("{:x}\r\n{got}\r\n0\r\n\r\n", got.len());
+        let _ = tcp.write_all(tail.as_bytes()).await;
+    });
+    let node = edge(origin_addr).await;
+    let edge_addr = node.listen.unwrap();
+    let resp = send(
+        &h1_client(),
+        Request::post(format!("http://{edge_addr}/upload"))
+            .body(Full::new(Bytes::from(vec![b'x'; 4 << 20])))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(&resp.body[..], (4 << 20).to_string().as_bytes());
     node.shutdown().await;
 }

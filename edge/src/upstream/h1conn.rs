@@ -15,13 +15,13 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::io::poll_read_buf;
 use tower_service::Service;
 
 use super::h1pool::H1Pool;
+use super::h1send::Sent;
 use super::h1wire::{
     BodyLength, Chunk, ChunkedDecoder, Framing, MAX_INTERIM, Parsed, RequestFraming,
     encode_request, parse_response,
@@ -45,9 +45,9 @@ const READ_MAX: usize = 512 * 1024;
 
 /// A kept-alive connection between exchanges.
 pub(super) struct Conn {
-    io: Io,
+    pub(super) io: Io,
     /// Read but not yet consumed; empty between exchanges.
-    buf: BytesMut,
+    pub(super) buf: BytesMut,
     /// When it last went idle.
     pub last_used: Instant,
     /// Room the next read asks for (grows while reads fill it, see [`READ_MAX`]).
@@ -116,44 +116,60 @@ impl Conn {
     ) -> Result<Response<H1Body>, Failed> {
         let sent = async {
             self.io.write_all(head).await?;
-            if let Some((body, framing)) = body {
-                send_body(&mut self.io, body, framing).await?;
+            let sent = match body {
+                Some((body, framing)) => self.send_body(body, framing, head_request).await?,
+                None => Sent {
+                    whole: true,
+                    head: None,
+                    interim: 0,
+                },
+            };
+            if sent.whole {
+                self.io.flush().await?;
             }
-            self.io.flush().await
+            Ok::<_, io::Error>(sent)
         }
         .await;
-        // A request cut short leaves the connection mid-message: never reused.
-        let whole_request = sent.is_ok();
-        if let Err(e) = sent {
-            // The origin may have answered before it stopped reading (a 413 to an upload).
-            if self.buf.is_empty() && !self.readable_now() {
-                return Err(Failed::unanswered(UpstreamError::Protocol(format!(
-                    "sending the request: {e}"
-                ))));
-            }
-        }
-        let mut interim = 0;
-        let head = loop {
-            match parse_response(&mut self.buf, head_request) {
-                Ok(Parsed::Final(head)) => break head,
-                Ok(Parsed::Interim) => {
-                    interim += 1;
-                    if interim > MAX_INTERIM {
-                        return Err(Failed::answered(protocol("too many interim responses")));
-                    }
-                    continue;
+        // A request cut short (by a failed write, or an origin that refused the body) leaves
+        // the connection mid-message: never reused.
+        let (whole_request, early, mut interim) = match sent {
+            Ok(sent) => (sent.whole, sent.head, sent.interim),
+            Err(e) => {
+                // The origin may have answered before it stopped reading (a 413 to an upload).
+                if self.buf.is_empty() && !self.readable_now() {
+                    return Err(Failed::unanswered(UpstreamError::Protocol(format!(
+                        "sending the request: {e}"
+                    ))));
                 }
-                Ok(Parsed::Partial) => {}
-                Err(e) => return Err(Failed::answered(UpstreamError::Protocol(e.to_string()))),
+                (false, None, 0)
             }
-            // Nothing of a response yet: the request may go again elsewhere.
-            let unanswered = self.buf.is_empty() && interim == 0;
-            let error = match self.read().await {
-                Ok(0) => protocol("the connection closed before a response"),
-                Ok(_) => continue,
-                Err(e) => UpstreamError::Protocol(format!("reading the response: {e}")),
-            };
-            return Err(Failed { error, unanswered });
+        };
+        let head = match early {
+            Some(head) => head,
+            None => loop {
+                if interim > MAX_INTERIM {
+                    return Err(Failed::answered(protocol("too many interim responses")));
+                }
+                match parse_response(&mut self.buf, head_request) {
+                    Ok(Parsed::Final(head)) => break head,
+                    Ok(Parsed::Interim) => {
+                        interim += 1;
+                        continue;
+                    }
+                    Ok(Parsed::Partial) => {}
+                    Err(e) => {
+                        return Err(Failed::answered(UpstreamError::Protocol(e.to_string())));
+                    }
+                }
+                // Nothing of a response yet: the request may go again elsewhere.
+                let unanswered = self.buf.is_empty() && interim == 0;
+                let error = match self.read().await {
+                    Ok(0) => protocol("the connection closed before a response"),
+                    Ok(_) => continue,
+                    Err(e) => UpstreamError::Protocol(format!("reading the response: {e}")),
+                };
+                return Err(Failed { error, unanswered });
+            },
         };
         let state = match head.framing {
             Framing::Empty | Framing::Length(0) => BodyState::Done,
@@ -187,7 +203,7 @@ impl Conn {
         std::future::poll_fn(|cx| self.poll_read(cx)).await
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    pub(super) fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         // Always the whole read size: a read with less room than a segment leaves the rest
         // queued, which under TCP memory pressure costs the next segments (see READ_MAX).
         if self.buf.capacity() - self.buf.len() < self.read_size {
@@ -218,56 +234,6 @@ impl Conn {
 
 fn protocol(what: &str) -> UpstreamError {
     UpstreamError::Protocol(what.to_string())
-}
-
-/// Writes `body` as `framing` says: each frame as a chunk, or exactly the length the head
-/// declared (a body that yields more stops before the excess, one that ends short fails: the
-/// origin must never read a byte of the next request as this one's). A failed body leaves the
-/// request unfinished, and the connection is not reused.
-async fn send_body<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    mut body: UpstreamBody,
-    framing: RequestFraming,
-) -> io::Result<()> {
-    let mut sent = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(io::Error::other)?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers are not sent
-        };
-        if data.is_empty() {
-            continue;
-        }
-        match framing {
-            RequestFraming::Chunked => {
-                // One write per chunk: size line, data and CRLF in one buffer.
-                let mut chunk = Vec::with_capacity(data.len() + 20);
-                chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                chunk.extend_from_slice(&data);
-                chunk.extend_from_slice(b"\r\n");
-                io.write_all(&chunk).await?;
-            }
-            RequestFraming::Length(n) => {
-                sent += data.len() as u64;
-                if sent > n {
-                    return Err(io::Error::other(
-                        "request body longer than its Content-Length",
-                    ));
-                }
-                io.write_all(&data).await?;
-            }
-            RequestFraming::None => {
-                return Err(io::Error::other("request body where none was framed"));
-            }
-        }
-    }
-    match framing {
-        RequestFraming::Chunked => io.write_all(b"0\r\n\r\n").await,
-        RequestFraming::Length(n) if sent < n => Err(io::Error::other(
-            "request body shorter than its Content-Length",
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// What a request's body is, for the head's framing.

@@ -10,6 +10,7 @@ mod error;
 mod field_names;
 mod h1conn;
 mod h1pool;
+mod h1send;
 pub mod h1wire;
 mod h2conn;
 mod health;
