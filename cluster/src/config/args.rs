@@ -118,14 +118,14 @@ pub struct NodeArgs {
 
     /// Upstream time to first byte.
     #[arg(long, value_name = "DURATION", help = format!(
-        "Upstream time to the response head [default: {}]",
+        "Upstream time from the request's end to the response head [default: {}]",
         format_duration(defaults::FIRST_BYTE_TIMEOUT)
     ))]
     pub first_byte_timeout: Option<String>,
 
     /// Upstream body idle timeout.
     #[arg(long, value_name = "DURATION", help = format!(
-        "Upstream body: longest pause between reads [default: {}]",
+        "Upstream: longest pause in a response body, or in taking a request body [default: {}]",
         format_duration(defaults::IDLE_TIMEOUT)
     ))]
     pub idle_timeout: Option<String>,

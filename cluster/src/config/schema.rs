@@ -241,10 +241,12 @@ pub struct Timeouts {
     /// Upstream TCP + TLS connect.
     #[serde(with = "duration")]
     pub connect: Duration,
-    /// Upstream: request sent → response head received.
+    /// Upstream: the request's last byte sent → response head received (an upload's time
+    /// going out is not counted: `idle` bounds it).
     #[serde(with = "duration")]
     pub first_byte: Duration,
-    /// Upstream body: longest pause between two reads.
+    /// Upstream: longest pause between two reads of a response body, and longest the
+    /// upstream may take none of a request body while it goes out.
     #[serde(with = "duration")]
     pub idle: Duration,
     /// Client: an HTTP/1.1 request head must be complete this long after its first byte (a

@@ -22,6 +22,9 @@ pub enum UpstreamError {
     /// The response body stalled for longer than the idle timeout.
     #[error("upstream body stalled beyond the idle timeout")]
     IdleTimeout,
+    /// The upstream took none of the request body for longer than the idle timeout.
+    #[error("upstream took none of the request body within the idle timeout")]
+    RequestStalled,
     /// The upstream closed the connection or broke the protocol.
     #[error("upstream protocol error: {0}")]
     Protocol(String),
@@ -36,7 +39,8 @@ impl UpstreamError {
         match self {
             UpstreamError::ConnectTimeout
             | UpstreamError::FirstByteTimeout
-            | UpstreamError::IdleTimeout => StatusCode::GATEWAY_TIMEOUT,
+            | UpstreamError::IdleTimeout
+            | UpstreamError::RequestStalled => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -58,6 +62,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => "upstream unreachable",
             UpstreamError::FirstByteTimeout => "upstream response timed out",
             UpstreamError::IdleTimeout => "upstream response stalled",
+            UpstreamError::RequestStalled => "upstream stopped taking the request",
             UpstreamError::Protocol(_) => "upstream protocol error",
             UpstreamError::Request(_) => "bad upstream request",
         }

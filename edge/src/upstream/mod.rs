@@ -3,8 +3,10 @@
 //!
 //! The engine hands an [`Upstream`] a request whose target is origin-form (`/path?query`) and
 //! whose `Host` is the client's; the implementation picks the connection (pooled) and applies
-//! the connect and first-byte timeouts. The body's idle timeout is the reader's job
-//! ([`IdleTimeout`]), because only the reader knows when it is waiting.
+//! the connect and first-byte timeouts (the latter from the request's end, with the idle
+//! timeout bounding a request body that stops going out: `request_clock`). The response
+//! body's idle timeout is the reader's job ([`IdleTimeout`]), because only the reader knows
+//! when it is waiting.
 
 mod error;
 mod field_names;
@@ -17,6 +19,7 @@ mod health;
 mod idle;
 mod origin;
 mod pool;
+mod request_clock;
 mod resolve;
 mod retry;
 mod shields;
@@ -123,9 +126,10 @@ pub type UpstreamResponse = Response<ResponseBody>;
 pub struct UpstreamTimeouts {
     /// TCP (and TLS) connection set-up.
     pub connect: Duration,
-    /// From sending the request to receiving the response head.
+    /// From the request's end to the response head.
     pub first_byte: Duration,
-    /// Longest pause between two body frames.
+    /// Longest pause between two response body frames, or while the upstream takes none of a
+    /// request body.
     pub idle: Duration,
 }
 

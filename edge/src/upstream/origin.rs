@@ -13,6 +13,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::h1pool::H1Pool;
 use super::h2conn::{H2Connection, SendFailure};
+use super::request_clock::RequestClock;
 use super::resolve::UpstreamResolver;
 use super::{
     ResponseBody, Upstream, UpstreamBody, UpstreamCtx, UpstreamError, UpstreamResponse,
@@ -234,16 +235,11 @@ fn path_and_query(req: &Request<UpstreamBody>) -> String {
         .to_string()
 }
 
-/// One exchange over the HTTP/1.1 pool, bounded by the first-byte timeout.
-async fn send_h1(
-    client: H1Client,
-    req: Request<UpstreamBody>,
-    first_byte: Duration,
-) -> Result<UpstreamResponse, UpstreamError> {
-    match tokio::time::timeout(first_byte, client.send(req)).await {
-        Err(_) => Err(UpstreamError::FirstByteTimeout),
-        Ok(r) => r.map(|resp| resp.map(ResponseBody::H1)),
-    }
+/// `req` with its body clocked, and the clock that times its exchange.
+fn clocked(req: Request<UpstreamBody>) -> (Request<UpstreamBody>, RequestClock) {
+    let (parts, body) = req.into_parts();
+    let (body, clock) = RequestClock::wrap(body);
+    (Request::from_parts(parts, body), clock)
 }
 
 impl Upstream for OriginUpstream {
@@ -252,14 +248,18 @@ impl Upstream for OriginUpstream {
         mut req: Request<UpstreamBody>,
         _ctx: &UpstreamCtx,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
-        let first_byte = self.timeouts.first_byte;
+        let UpstreamTimeouts {
+            first_byte, idle, ..
+        } = self.timeouts;
         match &self.transport {
             Transport::Http1(client) => {
                 let prepared = self.for_h1(&mut req);
                 let client = H1Client::clone(client);
                 Box::pin(async move {
                     prepared?;
-                    send_h1(client, req, first_byte).await
+                    let (req, clock) = clocked(req);
+                    let resp = clock.run(first_byte, idle, client.send(req)).await?;
+                    Ok(resp.map(ResponseBody::H1))
                 })
             }
             Transport::Http2(conn) => {
@@ -267,10 +267,9 @@ impl Upstream for OriginUpstream {
                 let conn = conn.clone();
                 Box::pin(async move {
                     prepared?;
-                    match tokio::time::timeout(first_byte, conn.send(req)).await {
-                        Err(_) => Err(UpstreamError::FirstByteTimeout),
-                        Ok(r) => r.map(|resp| resp.map(ResponseBody::H2)),
-                    }
+                    let (req, clock) = clocked(req);
+                    let resp = clock.run(first_byte, idle, conn.send(req)).await?;
+                    Ok(resp.map(ResponseBody::H2))
                 })
             }
             Transport::Negotiated {
@@ -286,7 +285,9 @@ impl Upstream for OriginUpstream {
                     let prepared = self.for_h1(&mut req);
                     return Box::pin(async move {
                         prepared?;
-                        send_h1(client, req, first_byte).await
+                        let (req, clock) = clocked(req);
+                        let resp = clock.run(first_byte, idle, client.send(req)).await?;
+                        Ok(resp.map(ResponseBody::H1))
                     });
                 }
                 let site = req.headers().get(http::header::HOST).cloned();
@@ -295,25 +296,25 @@ impl Upstream for OriginUpstream {
                 let (h2, declined_at) = (h2.clone(), declined_at.clone());
                 Box::pin(async move {
                     prepared?;
-                    let started = tokio::time::Instant::now();
-                    let sent = tokio::time::timeout(first_byte, h2.try_send(req)).await;
-                    match sent {
-                        Err(_) => Err(UpstreamError::FirstByteTimeout),
-                        Ok(Ok(resp)) => Ok(resp.map(ResponseBody::H2)),
-                        Ok(Err(SendFailure::Failed(e))) => Err(e),
-                        Ok(Err(SendFailure::Declined(req))) => {
-                            let mut req = *req;
-                            // Nothing was sent: the same request over HTTP/1.1.
-                            *declined_at.lock() = Some(Instant::now());
-                            *req.uri_mut() = h1_uri?;
-                            *req.version_mut() = http::Version::HTTP_11;
-                            if let Some(site) = site {
-                                req.headers_mut().insert(http::header::HOST, site);
+                    let (req, clock) = clocked(req);
+                    let exchange = async {
+                        match h2.try_send(req).await {
+                            Ok(resp) => Ok(resp.map(ResponseBody::H2)),
+                            Err(SendFailure::Failed(e)) => Err(e),
+                            Err(SendFailure::Declined(req)) => {
+                                let mut req = *req;
+                                // Nothing was sent: the same request over HTTP/1.1.
+                                *declined_at.lock() = Some(Instant::now());
+                                *req.uri_mut() = h1_uri?;
+                                *req.version_mut() = http::Version::HTTP_11;
+                                if let Some(site) = site {
+                                    req.headers_mut().insert(http::header::HOST, site);
+                                }
+                                Ok(client.send(req).await?.map(ResponseBody::H1))
                             }
-                            let left = first_byte.saturating_sub(started.elapsed());
-                            send_h1(client, req, left).await
                         }
-                    }
+                    };
+                    clock.run(first_byte, idle, exchange).await
                 })
             }
         }

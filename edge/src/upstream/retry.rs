@@ -6,6 +6,7 @@
 //! | before the request left (refused, connect timeout, DNS/TLS) | retry | retry | retry |
 //! | after it left, the connection broke before a response head | retry | no | no |
 //! | after it left, no response head within `first_byte` | no | no | no |
+//! | the upstream stopped taking its body (`idle`) | – | – | no |
 //! | any byte already went to the client | no | no | no |
 //!
 //! "Replayable" means the request can be sent again as it was: it has no body (fills, GET,
@@ -115,6 +116,7 @@ mod tests {
         for e in [
             UpstreamError::FirstByteTimeout,
             UpstreamError::IdleTimeout,
+            UpstreamError::RequestStalled,
             UpstreamError::Request("bug".into()),
         ] {
             assert!(!may_retry(facts(true, true, false), &e), "{e}");

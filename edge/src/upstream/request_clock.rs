@@ -1,0 +1,267 @@
+//! When an upstream exchange times out, for requests with a body.
+//!
+//! The first-byte timeout is the origin's time to answer a request, so it counts from the
+//! request's end, as nginx's `proxy_read_timeout` does: counted from the start, an upload that
+//! takes longer than it to go out (a large one, or from a slow client) would be a 504 however
+//! fast the origin took it. While the body goes out, what is timed is the upstream taking it:
+//! a pause longer than the idle timeout in which the sender waits on the upstream (not on the
+//! client, whose pauses `timeouts.client_body` bounds) ends the exchange, as nginx's
+//! `proxy_send_timeout` does.
+//!
+//! The clock is read off the request body: its frames are what the sender takes once the
+//! upstream has room (hyper's HTTP/2 client polls for more only within the stream's window,
+//! `h1send` only after the last write went out).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::{BoxError, UpstreamBody, UpstreamError};
+
+/// What the request body has done so far, shared between the body (moved into the sender)
+/// and the exchange's timer.
+#[derive(Debug)]
+struct Progress {
+    /// The last change: a frame taken, or the wait for the client begun or ended.
+    last: Instant,
+    /// When the body ended (its last frame taken).
+    ended: Option<Instant>,
+    /// The sender asked for more and the client has not sent it yet.
+    waiting_on_client: bool,
+}
+
+/// Where the request of one exchange has got to: `None` without a body (the request was
+/// whole when it started), else the body's progress as the sender takes it.
+#[derive(Debug, Clone)]
+pub(super) struct RequestClock(Option<Arc<Mutex<Progress>>>);
+
+/// A request body that tells its [`RequestClock`] how far the sender has taken it.
+struct Clocked {
+    inner: UpstreamBody,
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl Body for Clocked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let now = Instant::now();
+        let ended = match &polled {
+            Poll::Pending => None,
+            Poll::Ready(Some(Ok(_))) => Some(self.inner.is_end_stream()),
+            Poll::Ready(None) => Some(true),
+            // The send fails with the body's error: nothing left to time.
+            Poll::Ready(Some(Err(_))) => Some(false),
+        };
+        let mut p = self.progress.lock();
+        match ended {
+            None if !p.waiting_on_client => {
+                p.waiting_on_client = true;
+                p.last = now;
+            }
+            None => {}
+            Some(ended) => {
+                p.waiting_on_client = false;
+                p.last = now;
+                if ended && p.ended.is_none() {
+                    p.ended = Some(now);
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl RequestClock {
+    /// `body`, clocked (a body that is already over is left as it is).
+    pub(super) fn wrap(body: UpstreamBody) -> (UpstreamBody, RequestClock) {
+        if body.is_end_stream() {
+            return (body, RequestClock(None));
+        }
+        let progress = Arc::new(Mutex::new(Progress {
+            last: Instant::now(),
+            ended: None,
+            waiting_on_client: false,
+        }));
+        let body = Clocked {
+            inner: body,
+            progress: progress.clone(),
+        };
+        (body.boxed_unsync(), RequestClock(Some(progress)))
+    }
+
+    /// The instant the exchange times out at if nothing changes, and how, as of `now`;
+    /// `None` while the sender waits on the client.
+    fn deadline(
+        &self,
+        started: Instant,
+        first_byte: Duration,
+        idle: Duration,
+    ) -> Option<(Instant, UpstreamError)> {
+        let Some(p) = &self.0 else {
+            return Some((started + first_byte, timed_out()));
+        };
+        let p = p.lock();
+        match p.ended {
+            Some(ended) => Some((ended + first_byte, timed_out())),
+            None if p.waiting_on_client => None,
+            None => Some((p.last + idle, UpstreamError::RequestStalled)),
+        }
+    }
+
+    /// Runs `exchange` (the request going out, then its response head coming in) until it
+    /// is done or times out: `first_byte` after the request's end, or `idle` into a pause in
+    /// which the upstream takes none of the body.
+    pub(super) async fn run<T>(
+        &self,
+        first_byte: Duration,
+        idle: Duration,
+        exchange: impl Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
+        let started = Instant::now();
+        if self.0.is_none() {
+            return tokio::time::timeout(first_byte, exchange)
+                .await
+                .unwrap_or_else(|_| Err(timed_out()));
+        }
+        tokio::pin!(exchange);
+        loop {
+            // While the client is slow its own timeout runs; look again after `idle`.
+            let (at, _) = self
+                .deadline(started, first_byte, idle)
+                .unwrap_or_else(|| (Instant::now() + idle, timed_out()));
+            tokio::select! {
+                biased;
+                done = &mut exchange => return done,
+                () = tokio::time::sleep_until(at) => {
+                    // Progress may have moved the deadline on since it was taken.
+                    if let Some((at, error)) = self.deadline(started, first_byte, idle)
+                        && at <= Instant::now()
+                    {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn timed_out() -> UpstreamError {
+    UpstreamError::FirstByteTimeout
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use futures_util::stream;
+    use http_body_util::StreamBody;
+
+    use super::*;
+
+    const FIRST_BYTE: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(3);
+
+    fn body_of(pieces: Vec<&'static [u8]>) -> UpstreamBody {
+        let frames = pieces
+            .into_iter()
+            .map(|p| Ok::<_, Infallible>(Frame::data(Bytes::from_static(p))));
+        StreamBody::new(stream::iter(frames))
+            .map_err(|e| match e {})
+            .boxed_unsync()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bodyless_request_has_the_first_byte_timeout_from_its_start() {
+        let (_, clock) = RequestClock::wrap(super::super::empty_body());
+        let never = std::future::pending::<Result<(), UpstreamError>>();
+        let started = Instant::now();
+        let r = clock.run(FIRST_BYTE, IDLE, never).await;
+        assert!(matches!(r, Err(UpstreamError::FirstByteTimeout)));
+        assert_eq!(started.elapsed(), FIRST_BYTE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_byte_timeout_counts_from_the_bodys_end() {
+        let (mut body, clock) = RequestClock::wrap(body_of(vec![b"a", b"b"]));
+        let started = Instant::now();
+        // A sender that takes one frame every 2 s (within the idle timeout), for 20 s in all
+        // before the body ends: longer than the first-byte timeout.
+        let exchange = async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if body.frame().await.is_none() {
+                    break;
+                }
+            }
+            std::future::pending::<Result<(), UpstreamError>>().await
+        };
+        let r = clock.run(FIRST_BYTE, IDLE, exchange).await;
+        assert!(matches!(r, Err(UpstreamError::FirstByteTimeout)));
+        // Ended at 6 s (the third poll says None), timed out first-byte later.
+        assert_eq!(started.elapsed(), Duration::from_secs(6) + FIRST_BYTE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_that_stops_taking_the_body_is_a_stall_after_the_idle_timeout() {
+        let (mut body, clock) = RequestClock::wrap(body_of(vec![b"a", b"b", b"c"]));
+        let started = Instant::now();
+        let exchange = async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let _ = body.frame().await;
+            // The upstream's window stays shut: no more is taken.
+            std::future::pending::<Result<(), UpstreamError>>().await
+        };
+        let r = clock.run(FIRST_BYTE, IDLE, exchange).await;
+        assert!(matches!(r, Err(UpstreamError::RequestStalled)));
+        assert_eq!(started.elapsed(), Duration::from_secs(2) + IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_client_is_not_the_upstreams_stall() {
+        // The client's pieces come 5 s apart (longer than the idle timeout): the sender waits
+        // on the client, which is not timed here.
+        let frames = stream::unfold(0, |i| async move {
+            if i == 3 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"x"))),
+                i + 1,
+            ))
+        });
+        let body = StreamBody::new(Box::pin(frames))
+            .map_err(|e| match e {})
+            .boxed_unsync();
+        let (mut body, clock) = RequestClock::wrap(body);
+        let exchange = async move {
+            while body.frame().await.is_some() {}
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, UpstreamError>("answered")
+        };
+        let r = clock.run(FIRST_BYTE, IDLE, exchange).await;
+        assert_eq!(r.ok(), Some("answered"));
+    }
+}

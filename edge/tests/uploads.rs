@@ -1,0 +1,246 @@
+//! How request bodies go out to an origin over HTTP/1.1, against origins on loopback whose
+//! every byte is the test's: an answer that comes while the body is still going out (a
+//! refusal ends the sending, an early 2xx does not, RFC 9112 §9.5), and the timers of an
+//! upload (the first-byte timeout counts from the request's end; an origin that stops taking
+//! the body is a 504 after the idle timeout).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::{config_from_flags, h1_client, send};
+use tiercel_cluster::config::Role;
+use tiercel_edge::node;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An edge in front of `origin`, with `flags` besides.
+async fn edge(origin: SocketAddr, flags: &[&str]) -> node::RunningNode {
+    support::init_logs();
+    let url = format!("http://{origin}");
+    let mut all = vec!["--listen", "127.0.0.1:0", "--origin", url.as_str()];
+    all.extend_from_slice(flags);
+    let cfg = config_from_flags(&all);
+    node::start(Role::Edge, &cfg).await.expect("edge starts")
+}
+
+/// Reads more of a request into `buf`; false at the end of the stream.
+async fn fill(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match tcp.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
+/// Reads up to the end of a request head; the head's length, or `None` at the end of the
+/// stream.
+async fn read_head(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        if !fill(tcp, buf).await {
+            return None;
+        }
+    }
+}
+
+/// The `content-length` of a request head.
+fn declared_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An origin that reads a request's head only, answers with `answer`, and then neither reads
+/// nor closes for a minute (the connection is kept to the end of the test).
+async fn refusing_origin(answer: &'static [u8]) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if read_head(&mut tcp, &mut buf).await.is_none() {
+                    return;
+                }
+                let _ = tcp.write_all(answer).await;
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A client that declares a 64 MiB upload, writes it while it can (the writes go on in the
+/// background), and reads the edge's response.
+async fn upload_64_mib(edge: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let s = tokio::net::TcpStream::connect(edge).await.unwrap();
+    let writer = s.into_std().unwrap();
+    let mut reader = tokio::net::TcpStream::from_std(writer.try_clone().unwrap()).unwrap();
+    let mut writer = tokio::net::TcpStream::from_std(writer).unwrap();
+    let head = format!("POST {path} HTTP/1.1\r\nHost: a.test\r\nContent-Length: 67108864\r\n\r\n");
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let pump = tokio::spawn(async move {
+        let piece = vec![b'x'; 64 * 1024];
+        for _ in 0..1024 {
+            if writer.write_all(&piece).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (status, _, body) = support::read_h1_response(&mut reader, false).await;
+    pump.abort();
+    (status, body)
+}
+
+//= https://www.rfc-editor.org/rfc/rfc9112#section-9.5
+//# A client sending a message body SHOULD monitor the network connection for an error
+//# response while it is transmitting the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_origin_refuses_early_gets_its_answer_not_a_timeout() {
+    // It answers without closing, and stops reading: only watching the socket while the body
+    // goes out finds the answer (the first-byte timeout would turn it into a 504).
+    let refusing =
+        refusing_origin(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\n\r\ntoo large")
+            .await;
+    let node = edge(refusing, &["--first-byte-timeout", "5s"]).await;
+    let (status, body) = upload_64_mib(node.listen.unwrap(), "/upload").await;
+    assert_eq!((status, &body[..]), (413, &b"too large"[..]));
+    // A redirect refuses the body too.
+    node.shutdown().await;
+    let redirecting = refusing_origin(
+        b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    let node = edge(redirecting, &["--first-byte-timeout", "5s"]).await;
+    let (status, body) = upload_64_mib(node.listen.unwrap(), "/upload").await;
+    assert_eq!((status, body.len()), (307, 0));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_2xx_still_gets_the_whole_body() {
+    // The origin says 100 Continue and 200 as soon as it has the head, then reads the whole
+    // body and ends its response with the count: the edge must go on sending after the 200.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = Vec::new();
+        let Some(head_end) = read_head(&mut tcp, &mut buf).await else {
+            return;
+        };
+        let declared = declared_length(&buf[..head_end]);
+        let early = b"HTTP/1.1 100 Continue\r\n\r\n\
+                      HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if tcp.write_all(early).await.is_err() {
+            return;
+        }
+        while buf.len() - head_end < declared {
+            if !fill(&mut tcp, &mut buf).await {
+                return;
+            }
+        }
+        let got = (buf.len() - head_end).to_string();
+        let tail = format!("{:x}\r\n{got}\r\n0\r\n\r\n", got.len());
+        let _ = tcp.write_all(tail.as_bytes()).await;
+    });
+    let node = edge(origin_addr, &[]).await;
+    let edge_addr = node.listen.unwrap();
+    let resp = send(
+        &h1_client(),
+        Request::post(format!("http://{edge_addr}/upload"))
+            .body(Full::new(Bytes::from(vec![b'x'; 4 << 20])))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(&resp.body[..], (4 << 20).to_string().as_bytes());
+    node.shutdown().await;
+}
+
+/// An origin that takes a request body slowly (32 KiB every 20 ms, about 1.6 MB/s), then
+/// answers 200 with the count of body bytes it read.
+async fn slow_reading_origin() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = Vec::new();
+        let Some(head_end) = read_head(&mut tcp, &mut buf).await else {
+            return;
+        };
+        let declared = declared_length(&buf[..head_end]);
+        let mut got = buf.len() - head_end;
+        let mut piece = vec![0u8; 32 * 1024];
+        while got < declared {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            match tcp.read(&mut piece).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+        let count = got.to_string();
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{count}",
+            count.len()
+        );
+        let _ = tcp.write_all(answer.as_bytes()).await;
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_longer_than_the_first_byte_timeout_is_answered() {
+    // 4 MiB at the origin's pace takes seconds (beyond what the sockets' buffers hold), with
+    // a first-byte timeout of 1 s: it counts from the request's end, not its start.
+    let node = edge(slow_reading_origin().await, &["--first-byte-timeout", "1s"]).await;
+    let edge_addr = node.listen.unwrap();
+    let started = std::time::Instant::now();
+    let resp = send(
+        &h1_client(),
+        Request::post(format!("http://{edge_addr}/upload"))
+            .body(Full::new(Bytes::from(vec![b'x'; 4 << 20])))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (resp.status.as_u16(), &resp.body[..]),
+        (200, (4 << 20).to_string().as_bytes()),
+        "after {:?}",
+        started.elapsed()
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_stops_taking_an_upload_is_a_504_after_the_idle_timeout() {
+    // It reads the head, then neither reads nor answers: once the sockets' buffers are full
+    // nothing moves, and the idle timeout (1 s) ends the exchange long before the first-byte
+    // timeout would (30 s, beyond the test client's own wait).
+    let silent = refusing_origin(b"").await;
+    let node = edge(silent, &["--idle-timeout", "1s"]).await;
+    let (status, body) = upload_64_mib(node.listen.unwrap(), "/upload").await;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body.contains("upstream stopped taking the request"),
+        "{body}"
+    );
+    node.shutdown().await;
+}
