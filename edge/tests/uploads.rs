@@ -2,7 +2,7 @@
 //! every byte is the test's: an answer that comes while the body is still going out (a
 //! refusal ends the sending, an early 2xx does not, RFC 9112 §9.5), and the timers of an
 //! upload (the first-byte timeout counts from the request's end; an origin that stops taking
-//! the body is a 504 after the idle timeout).
+//! the body is a 504 after the idle timeout), over HTTP/1.1 and HTTP/2.
 
 mod support;
 
@@ -19,11 +19,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An edge in front of `origin`, with `flags` besides.
 async fn edge(origin: SocketAddr, flags: &[&str]) -> node::RunningNode {
+    edge_speaking(origin, "http/1.1", flags).await
+}
+
+/// An edge in front of `origin` speaking `protocol` to it, with `flags` besides.
+async fn edge_speaking(origin: SocketAddr, protocol: &str, flags: &[&str]) -> node::RunningNode {
     support::init_logs();
     let url = format!("http://{origin}");
     let mut all = vec!["--listen", "127.0.0.1:0", "--origin", url.as_str()];
     all.extend_from_slice(flags);
-    let cfg = config_from_flags(&all);
+    let mut cfg = config_from_flags(&all);
+    cfg.origin_protocol = protocol.into();
     node::start(Role::Edge, &cfg).await.expect("edge starts")
 }
 
@@ -235,6 +241,85 @@ async fn an_origin_that_stops_taking_an_upload_is_a_504_after_the_idle_timeout()
     // timeout would (30 s, beyond the test client's own wait).
     let silent = refusing_origin(b"").await;
     let node = edge(silent, &["--idle-timeout", "1s"]).await;
+    let (status, body) = upload_64_mib(node.listen.unwrap(), "/upload").await;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body.contains("upstream stopped taking the request"),
+        "{body}"
+    );
+    node.shutdown().await;
+}
+
+/// An h2c origin (prior knowledge) that reads a request body one frame every `pace` and
+/// answers 200 with the count of bytes it read, or with `pace` `None` reads nothing and never
+/// answers.
+async fn h2c_origin(pace: Option<Duration>) -> SocketAddr {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: Request<hyper::body::Incoming>| async move {
+                        let Some(pace) = pace else {
+                            std::future::pending::<()>().await;
+                            unreachable!()
+                        };
+                        let mut body = req.into_body();
+                        let mut got = 0;
+                        while let Some(frame) = body.frame().await {
+                            tokio::time::sleep(pace).await;
+                            got += frame
+                                .ok()
+                                .and_then(|f| f.into_data().ok())
+                                .map_or(0, |d| d.len());
+                        }
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(got.to_string()),
+                        )))
+                    },
+                );
+                // Windows of 64 KiB: the edge sends little ahead of what the origin has read,
+                // so the body ends late, and the answer comes soon after.
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .initial_stream_window_size(64 * 1024)
+                        .initial_connection_window_size(64 * 1024)
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_h2_an_upload_longer_than_the_first_byte_timeout_is_answered() {
+    // 1.5 MiB through 64 KiB windows, one frame read every 5 ms: seconds to go out, with a
+    // first-byte timeout of 1 s.
+    let origin = h2c_origin(Some(Duration::from_millis(5))).await;
+    let node = edge_speaking(origin, "h2", &["--first-byte-timeout", "1s"]).await;
+    let edge_addr = node.listen.unwrap();
+    let resp = send(
+        &h1_client(),
+        Request::post(format!("http://{edge_addr}/upload"))
+            .body(Full::new(Bytes::from(vec![b'x'; 3 << 19])))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (resp.status.as_u16(), &resp.body[..]),
+        (200, (3 << 19).to_string().as_bytes())
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_h2_an_origin_that_stops_taking_an_upload_is_a_504_after_the_idle_timeout() {
+    let origin = h2c_origin(None).await;
+    let node = edge_speaking(origin, "h2", &["--idle-timeout", "1s"]).await;
     let (status, body) = upload_64_mib(node.listen.unwrap(), "/upload").await;
     let body = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(status, 504, "{body}");
