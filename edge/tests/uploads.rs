@@ -1,4 +1,4 @@
-//! How request bodies go out to an origin over HTTP/1.1, against origins on loopback whose
+//! How request bodies go out to an origin, against origins on loopback whose
 //! every byte is the test's: an answer that comes while the body is still going out (a
 //! refusal ends the sending, an early 2xx does not, RFC 9112 §9.5), and the timers of an
 //! upload (the first-byte timeout counts from the request's end; an origin that stops taking
