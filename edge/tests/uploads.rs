@@ -135,52 +135,13 @@ async fn an_upload_the_origin_refuses_early_gets_its_answer_not_a_timeout() {
     node.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_early_2xx_still_gets_the_whole_body() {
-    // The origin says 100 Continue and 200 as soon as it has the head, then reads the whole
-    // body and ends its response with the count: the edge must go on sending after the 200.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let Ok((mut tcp, _)) = listener.accept().await else {
-            return;
-        };
-        let mut buf = Vec::new();
-        let Some(head_end) = read_head(&mut tcp, &mut buf).await else {
-            return;
-        };
-        let declared = declared_length(&buf[..head_end]);
-        let early = b"HTTP/1.1 100 Continue\r\n\r\n\
-                      HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-        if tcp.write_all(early).await.is_err() {
-            return;
-        }
-        while buf.len() - head_end < declared {
-            if !fill(&mut tcp, &mut buf).await {
-                return;
-            }
-        }
-        let got = (buf.len() - head_end).to_string();
-        let tail = format!("{:x}\r\n{got}\r\n0\r\n\r\n", got.len());
-        let _ = tcp.write_all(tail.as_bytes()).await;
-    });
-    let node = edge(origin_addr, &[]).await;
-    let edge_addr = node.listen.unwrap();
-    let resp = send(
-        &h1_client(),
-        Request::post(format!("http://{edge_addr}/upload"))
-            .body(Full::new(Bytes::from(vec![b'x'; 4 << 20])))
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(resp.status, 200);
-    assert_eq!(&resp.body[..], (4 << 20).to_string().as_bytes());
-    node.shutdown().await;
-}
-
-/// An origin that takes a request body slowly (32 KiB every 20 ms, about 1.6 MB/s), then
-/// answers 200 with the count of body bytes it read.
-async fn slow_reading_origin() -> SocketAddr {
+/// An origin that, once it has a request's head, writes `early`, waits `pause`, reads the
+/// whole body, then writes `tail(bytes of body read)` and closes.
+async fn scripted_origin(
+    early: &'static [u8],
+    pause: Duration,
+    tail: fn(usize) -> String,
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -192,44 +153,103 @@ async fn slow_reading_origin() -> SocketAddr {
             return;
         };
         let declared = declared_length(&buf[..head_end]);
-        let mut got = buf.len() - head_end;
-        let mut piece = vec![0u8; 32 * 1024];
-        while got < declared {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            match tcp.read(&mut piece).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got += n,
+        if tcp.write_all(early).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        while buf.len() - head_end < declared {
+            if !fill(&mut tcp, &mut buf).await {
+                return;
             }
         }
-        let count = got.to_string();
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{count}",
-            count.len()
-        );
-        let _ = tcp.write_all(answer.as_bytes()).await;
+        let _ = tcp.write_all(tail(buf.len() - head_end).as_bytes()).await;
+        let _ = tcp.shutdown().await;
     });
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_longer_than_the_first_byte_timeout_is_answered() {
-    // 4 MiB at the origin's pace takes seconds (beyond what the sockets' buffers hold), with
-    // a first-byte timeout of 1 s: it counts from the request's end, not its start.
-    let node = edge(slow_reading_origin().await, &["--first-byte-timeout", "1s"]).await;
-    let edge_addr = node.listen.unwrap();
-    let started = std::time::Instant::now();
-    let resp = send(
+/// Uploads `len` bytes through the edge at `edge` with hyper's client.
+async fn upload(edge: SocketAddr, len: usize) -> support::Resp {
+    send(
         &h1_client(),
-        Request::post(format!("http://{edge_addr}/upload"))
-            .body(Full::new(Bytes::from(vec![b'x'; 4 << 20])))
+        Request::post(format!("http://{edge}/upload"))
+            .body(Full::new(Bytes::from(vec![b'x'; len])))
             .unwrap(),
     )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_2xx_still_gets_the_whole_body() {
+    // The origin says 100 Continue and 200 as soon as it has the head, then reads the whole
+    // body and ends its response with the count: the edge must go on sending after the 200.
+    let origin = scripted_origin(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        Duration::ZERO,
+        |got| {
+            let got = got.to_string();
+            format!("{:x}\r\n{got}\r\n0\r\n\r\n", got.len())
+        },
+    )
     .await;
+    let node = edge(origin, &[]).await;
+    let resp = upload(node.listen.unwrap(), 4 << 20).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(&resp.body[..], (4 << 20).to_string().as_bytes());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_2xx_that_closes_after_still_gets_the_whole_body() {
+    // A 200 delimited by the close, sent at once: the origin closing after it does not mean
+    // it refuses the body, which it reads before it writes the rest of its answer.
+    let origin = scripted_origin(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+        Duration::ZERO,
+        |got| got.to_string(),
+    )
+    .await;
+    let node = edge(origin, &[]).await;
+    let resp = upload(node.listen.unwrap(), 4 << 20).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(&resp.body[..], (4 << 20).to_string().as_bytes());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_early_answer_is_a_502_and_nothing_after_it_is_read_as_a_response() {
+    // Two lengths (RFC 9112 §6.3: a 502), and bytes after the head that look like a response.
+    let origin = refusing_origin(
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n\
+          HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
+    )
+    .await;
+    let node = edge(origin, &["--first-byte-timeout", "5s"]).await;
+    let (status, body) = upload_64_mib(node.listen.unwrap(), "/upload").await;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.contains("forged"), "{body}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_longer_than_the_first_byte_timeout_is_answered() {
+    // The origin reads nothing for 1.5 s, then all 32 MiB (more than the sockets' buffers
+    // hold, so the body cannot have gone out before), and answers at once; the first-byte
+    // timeout of 1 s counts from the request's end, not its start.
+    let origin = scripted_origin(b"", Duration::from_millis(1500), |got| {
+        let got = got.to_string();
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{got}",
+            got.len()
+        )
+    })
+    .await;
+    let node = edge(origin, &["--first-byte-timeout", "1s"]).await;
+    let resp = upload(node.listen.unwrap(), 32 << 20).await;
     assert_eq!(
         (resp.status.as_u16(), &resp.body[..]),
-        (200, (4 << 20).to_string().as_bytes()),
-        "after {:?}",
-        started.elapsed()
+        (200, (32 << 20).to_string().as_bytes())
     );
     node.shutdown().await;
 }
@@ -251,10 +271,10 @@ async fn an_origin_that_stops_taking_an_upload_is_a_504_after_the_idle_timeout()
     node.shutdown().await;
 }
 
-/// An h2c origin (prior knowledge) that reads a request body one frame every `pace` and
-/// answers 200 with the count of bytes it read, or with `pace` `None` reads nothing and never
-/// answers.
-async fn h2c_origin(pace: Option<Duration>) -> SocketAddr {
+/// An h2c origin (prior knowledge) with 64 KiB windows that waits `pause` before it reads a
+/// request body, then reads it all and answers 200 with the count of bytes read; with
+/// `pause` `None` it reads nothing and never answers.
+async fn h2c_origin(pause: Option<Duration>) -> SocketAddr {
     use http_body_util::BodyExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -263,26 +283,22 @@ async fn h2c_origin(pace: Option<Duration>) -> SocketAddr {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: Request<hyper::body::Incoming>| async move {
-                        let Some(pace) = pace else {
+                        let Some(pause) = pause else {
                             std::future::pending::<()>().await;
                             unreachable!()
                         };
-                        let mut body = req.into_body();
-                        let mut got = 0;
-                        while let Some(frame) = body.frame().await {
-                            tokio::time::sleep(pace).await;
-                            got += frame
-                                .ok()
-                                .and_then(|f| f.into_data().ok())
-                                .map_or(0, |d| d.len());
-                        }
+                        tokio::time::sleep(pause).await;
+                        let got = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map_or(0, |b| b.to_bytes().len());
                         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
                             Bytes::from(got.to_string()),
                         )))
                     },
                 );
-                // Windows of 64 KiB: the edge sends little ahead of what the origin has read,
-                // so the body ends late, and the answer comes soon after.
+                // Small windows: the edge can send little ahead of what the origin has read.
                 let _ =
                     hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                         .initial_stream_window_size(64 * 1024)
@@ -297,21 +313,14 @@ async fn h2c_origin(pace: Option<Duration>) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_h2_an_upload_longer_than_the_first_byte_timeout_is_answered() {
-    // 1.5 MiB through 64 KiB windows, one frame read every 5 ms: seconds to go out, with a
-    // first-byte timeout of 1 s.
-    let origin = h2c_origin(Some(Duration::from_millis(5))).await;
+    // The origin reads nothing for 1.5 s (the windows hold 64 KiB of the 1 MiB), then all of
+    // it, and answers at once; the first-byte timeout is 1 s.
+    let origin = h2c_origin(Some(Duration::from_millis(1500))).await;
     let node = edge_speaking(origin, "h2", &["--first-byte-timeout", "1s"]).await;
-    let edge_addr = node.listen.unwrap();
-    let resp = send(
-        &h1_client(),
-        Request::post(format!("http://{edge_addr}/upload"))
-            .body(Full::new(Bytes::from(vec![b'x'; 3 << 19])))
-            .unwrap(),
-    )
-    .await;
+    let resp = upload(node.listen.unwrap(), 1 << 20).await;
     assert_eq!(
         (resp.status.as_u16(), &resp.body[..]),
-        (200, (3 << 19).to_string().as_bytes())
+        (200, (1 << 20).to_string().as_bytes())
     );
     node.shutdown().await;
 }

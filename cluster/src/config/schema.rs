@@ -242,7 +242,7 @@ pub struct Timeouts {
     #[serde(with = "duration")]
     pub connect: Duration,
     /// Upstream: the request's last byte sent → response head received (an upload's time
-    /// going out is not counted: `idle` bounds it).
+    /// going out is not counted: `idle` bounds each pause in which the upstream takes none).
     #[serde(with = "duration")]
     pub first_byte: Duration,
     /// Upstream: longest pause between two reads of a response body, and longest the

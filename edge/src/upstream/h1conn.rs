@@ -33,7 +33,7 @@ use super::{UpstreamBody, UpstreamError};
 pub(super) type Io = TokioIo<<Connector as Service<http::Uri>>::Response>;
 
 /// Room for a connection's first read (a head, a small body).
-const READ_FIRST: usize = 8 * 1024;
+pub(super) const READ_FIRST: usize = 8 * 1024;
 
 /// Most room asked for one read. Reads grow to it while each uses half its room or more, as
 /// hyper's do: one read then takes everything the socket holds. That matters beyond the
@@ -114,36 +114,36 @@ impl Conn {
         head_request: bool,
         home: &Arc<H1Pool>,
     ) -> Result<Response<H1Body>, Failed> {
-        let sent = async {
-            self.io.write_all(head).await?;
-            let sent = match body {
-                Some((body, framing)) => self.send_body(body, framing, head_request).await?,
-                None => Sent {
-                    whole: true,
-                    head: None,
-                    interim: 0,
-                },
-            };
-            if sent.whole {
-                self.io.flush().await?;
-            }
-            Ok::<_, io::Error>(sent)
+        let mut sent = match self.io.write_all(head).await {
+            Err(e) => Sent::without_body(Err(e)),
+            Ok(()) => match body {
+                Some((body, framing)) => self.send_body(body, framing, head_request).await,
+                None => Sent::without_body(Ok(true)),
+            },
+        };
+        if matches!(sent.ended, Ok(true))
+            && let Err(e) = self.io.flush().await
+        {
+            sent.ended = Err(e);
         }
-        .await;
+        if let Some(e) = sent.malformed {
+            return Err(Failed::answered(UpstreamError::Protocol(e.to_string())));
+        }
         // A request cut short (by a failed write, or an origin that refused the body) leaves
         // the connection mid-message: never reused.
-        let (whole_request, early, mut interim) = match sent {
-            Ok(sent) => (sent.whole, sent.head, sent.interim),
-            Err(e) => {
-                // The origin may have answered before it stopped reading (a 413 to an upload).
-                if self.buf.is_empty() && !self.readable_now() {
-                    return Err(Failed::unanswered(UpstreamError::Protocol(format!(
-                        "sending the request: {e}"
-                    ))));
-                }
-                (false, None, 0)
-            }
-        };
+        let whole_request = matches!(sent.ended, Ok(true));
+        if let Err(e) = sent.ended
+            // The origin may have answered before it stopped reading (a 413 to an upload).
+            && sent.head.is_none()
+            && sent.interim == 0
+            && self.buf.is_empty()
+            && !self.readable_now()
+        {
+            return Err(Failed::unanswered(UpstreamError::Protocol(format!(
+                "sending the request: {e}"
+            ))));
+        }
+        let (early, mut interim) = (sent.head, sent.interim);
         let head = match early {
             Some(head) => head,
             None => loop {
@@ -203,7 +203,7 @@ impl Conn {
         std::future::poll_fn(|cx| self.poll_read(cx)).await
     }
 
-    pub(super) fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         // Always the whole read size: a read with less room than a segment leaves the rest
         // queued, which under TCP memory pressure costs the next segments (see READ_MAX).
         if self.buf.capacity() - self.buf.len() < self.read_size {
@@ -223,6 +223,19 @@ impl Conn {
             self.shrink_next = !self.shrink_next;
         }
         Poll::Ready(Ok(n))
+    }
+
+    /// Reads once into the buffer, with room for at least `room` bytes, leaving the read size
+    /// as it is.
+    pub(super) fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        room: usize,
+    ) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < room {
+            self.buf.reserve(room);
+        }
+        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
     /// Whether a response may already wait in the socket after a failed write.

@@ -2,31 +2,49 @@
 //!
 //! An origin that refuses an upload (a 413, a 401, a redirect) often answers as soon as it
 //! has read the head, and then stops reading without closing. A sender that only writes waits
-//! on a full socket until its first-byte timeout, and turns the origin's answer into a 504.
+//! on a full socket until a timeout, and turns the origin's answer into a 504.
 //! So the socket is read between writes, and a final response that refuses the body ends the
 //! sending (RFC 9112 §9.5); an early 2xx is kept while the rest of the body goes out, for an
 //! origin that answers at once and reads on.
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http_body::Body;
 use tokio::io::AsyncWrite;
 
 use super::UpstreamBody;
-use super::h1conn::Conn;
-use super::h1wire::{MAX_INTERIM, Parsed, RequestFraming, ResponseHead, parse_response};
+use super::h1conn::{Conn, READ_FIRST};
+use super::h1wire::{MAX_INTERIM, Parsed, RequestFraming, ResponseHead, WireError, parse_response};
 
-/// How the body's sending ended, short of a write error.
+/// How the body's sending ended, and what the origin said meanwhile (kept whatever the
+/// ending: an origin that answered 200 and then closed still answered).
 pub(super) struct Sent {
-    /// Every byte of the body went out: the connection is still between messages.
-    pub whole: bool,
+    /// `Ok(true)`: every byte of the body went out, and the connection is between messages;
+    /// `Ok(false)`: the origin refused the body and the sending stopped; an error: a write
+    /// failed, or the body did.
+    pub ended: io::Result<bool>,
     /// The final response head, when it came while the body was going out.
     pub head: Option<ResponseHead>,
     /// Interim (1xx) responses read while sending.
     pub interim: usize,
+    /// Bytes the origin sent meanwhile that are no response (its head is gone from the
+    /// buffer: the exchange fails with this, and reads nothing more).
+    pub malformed: Option<WireError>,
+}
+
+impl Sent {
+    /// A request without a body, or one whose head could not be written (`ended`).
+    pub fn without_body(ended: io::Result<bool>) -> Sent {
+        Sent {
+            ended,
+            head: None,
+            interim: 0,
+            malformed: None,
+        }
+    }
 }
 
 //= https://www.rfc-editor.org/rfc/rfc9112#section-9.5
@@ -35,10 +53,11 @@ pub(super) struct Sent {
 //# indicates the server does not wish to receive the message body and is closing the
 //# connection, the client SHOULD immediately cease transmitting the body and close its side
 //# of the connection.
-/// Whether an early final response ends the sending: an error or a redirect (which does not
-/// want the body, as curl also judges), or any answer after which the origin closes.
+/// Whether an early final response ends the sending: an error or a redirect does not want
+/// the body (curl judges alike). A 2xx does, even one after which the origin closes: the rest
+/// goes out, and the connection is not reused.
 fn refuses_body(head: &ResponseHead) -> bool {
-    head.status.as_u16() >= 300 || !head.keep_alive
+    head.status.as_u16() >= 300
 }
 
 /// The bytes of a request body as its head framed it: each frame a chunk, or exactly the
@@ -93,19 +112,30 @@ struct Watch {
     reading: bool,
     head: Option<ResponseHead>,
     interim: usize,
+    malformed: Option<WireError>,
+}
+
+impl Watch {
+    fn sent(&mut self, ended: io::Result<bool>) -> Sent {
+        Sent {
+            ended,
+            head: self.head.take(),
+            interim: self.interim,
+            malformed: self.malformed.take(),
+        }
+    }
 }
 
 impl Conn {
     /// Writes `body` as `framing` says while reading what the origin answers meanwhile.
-    /// Returns early, with `whole` false, when the origin refused the body; an error when a
-    /// write failed or the body did (either leaves the request unfinished, and the
-    /// connection is not reused).
+    /// Ends early when the origin refused the body, or a write or the body failed (either
+    /// leaves the request unfinished, and the connection is not reused).
     pub(super) async fn send_body(
         &mut self,
         body: UpstreamBody,
         framing: RequestFraming,
         head_request: bool,
-    ) -> io::Result<Sent> {
+    ) -> Sent {
         let mut framer = Framer { framing, sent: 0 };
         let mut body = Some(body);
         let mut out = Bytes::new();
@@ -114,51 +144,59 @@ impl Conn {
             ..Watch::default()
         };
         std::future::poll_fn(|cx| {
-            loop {
+            let ended = loop {
+                if body.is_none() && !out.has_remaining() {
+                    break Ok(true);
+                }
                 if watch.reading && self.poll_answer(cx, head_request, &mut watch) {
-                    return Poll::Ready(Ok(Sent {
-                        whole: false,
-                        head: watch.head.take(),
-                        interim: watch.interim,
-                    }));
+                    break Ok(false);
                 }
                 if out.has_remaining() {
-                    let n = ready!(Pin::new(&mut self.io).poll_write(cx, &out))?;
-                    if n == 0 {
-                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    match Pin::new(&mut self.io).poll_write(cx, &out) {
+                        Poll::Ready(Ok(0)) => break Err(io::ErrorKind::WriteZero.into()),
+                        Poll::Ready(Ok(n)) => out.advance(n),
+                        Poll::Ready(Err(e)) => break Err(e),
+                        Poll::Pending => return Poll::Pending,
                     }
-                    out.advance(n);
                     continue;
                 }
                 let Some(b) = body.as_mut() else {
-                    return Poll::Ready(Ok(Sent {
-                        whole: true,
-                        head: watch.head.take(),
-                        interim: watch.interim,
-                    }));
+                    continue;
                 };
-                out = match ready!(Pin::new(b).poll_frame(cx)) {
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) if !data.is_empty() => framer.frame(data)?,
+                let framed = match Pin::new(b).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) if !data.is_empty() => framer.frame(data),
                         _ => continue, // trailers are not sent
                     },
-                    Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-                    None => {
+                    Poll::Ready(Some(Err(e))) => Err(io::Error::other(e)),
+                    Poll::Ready(None) => {
                         body = None;
-                        framer.end()?
+                        framer.end()
                     }
+                    // The client has sent no more yet: what the transport holds goes out
+                    // meanwhile (TLS may keep a record back from a full socket).
+                    Poll::Pending => match Pin::new(&mut self.io).poll_flush(cx) {
+                        Poll::Ready(Err(e)) => Err(e),
+                        _ => return Poll::Pending,
+                    },
                 };
-            }
+                match framed {
+                    Ok(bytes) => out = bytes,
+                    Err(e) => break Err(e),
+                }
+            };
+            Poll::Ready(watch.sent(ended))
         })
         .await
     }
 
     /// Reads what the origin has sent so far; true when the sending is to stop (a final
-    /// response that refuses the body, too many interim ones, or bytes that are no response:
-    /// the exchange then reads the answer, or the error, from the buffer).
+    /// response that refuses the body, too many interim ones, or bytes that are no response).
+    /// Reads go into a small room ([`READ_FIRST`]): an upload may last long, and a kept
+    /// connection's grown read size would be held for all of it.
     fn poll_answer(&mut self, cx: &mut Context<'_>, head_request: bool, w: &mut Watch) -> bool {
         loop {
-            match self.poll_read(cx) {
+            match self.poll_read_into(cx, READ_FIRST) {
                 Poll::Ready(Ok(n)) if n > 0 => {}
                 // Closed or failed: the writes will tell.
                 Poll::Ready(_) => {
@@ -183,7 +221,10 @@ impl Conn {
                         w.reading = false;
                         return refused;
                     }
-                    Err(_) => return true,
+                    Err(e) => {
+                        w.malformed = Some(e);
+                        return true;
+                    }
                 }
             }
         }

@@ -4,9 +4,11 @@
 //! request's end, as nginx's `proxy_read_timeout` does: counted from the start, an upload that
 //! takes longer than it to go out (a large one, or from a slow client) would be a 504 however
 //! fast the origin took it. While the body goes out, what is timed is the upstream taking it:
-//! a pause longer than the idle timeout in which the sender waits on the upstream (not on the
-//! client, whose pauses `timeouts.client_body` bounds) ends the exchange, as nginx's
-//! `proxy_send_timeout` does.
+//! a pause longer than the idle timeout in which the sender takes no piece of the body, and
+//! is not waiting on the client (whose pauses `timeouts.client_body` bounds), ends the
+//! exchange, as nginx's `proxy_send_timeout` does. A piece is a frame as the client sent it
+//! (16 KiB on HTTP/2, up to a read buffer on HTTP/1.1): an origin that reads slower than one
+//! piece per idle timeout stalls too. As in nginx, nothing bounds the upload as a whole.
 //!
 //! The clock is read off the request body: its frames are what the sender takes once the
 //! upstream has room (hyper's HTTP/2 client polls for more only within the stream's window,
@@ -22,6 +24,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{BoxError, UpstreamBody, UpstreamError};
@@ -30,23 +33,43 @@ use super::{BoxError, UpstreamBody, UpstreamError};
 /// and the exchange's timer.
 #[derive(Debug)]
 struct Progress {
-    /// The last change: a frame taken, or the wait for the client begun or ended.
-    last: Instant,
-    /// When the body ended (its last frame taken).
+    /// The last change: a frame taken, or the wait for the client begun or ended; `None`
+    /// until the sender first asks for the body (it may be connecting, or waiting for an
+    /// HTTP/2 stream: the first-byte timeout from the start bounds that).
+    last: Option<Instant>,
+    /// When the body ended (its last frame taken, or the sender dropped it).
     ended: Option<Instant>,
     /// The sender asked for more and the client has not sent it yet.
     waiting_on_client: bool,
 }
 
+#[derive(Debug)]
+struct Shared {
+    progress: Mutex<Progress>,
+    /// Told when the deadline may have come sooner than the one being slept towards: when the
+    /// sender first asks for the body, and when the body ends.
+    sooner: Notify,
+}
+
+impl Shared {
+    fn end(&self, p: &mut Progress, now: Instant) {
+        p.waiting_on_client = false;
+        if p.ended.is_none() {
+            p.ended = Some(now);
+            self.sooner.notify_one();
+        }
+    }
+}
+
 /// Where the request of one exchange has got to: `None` without a body (the request was
 /// whole when it started), else the body's progress as the sender takes it.
 #[derive(Debug, Clone)]
-pub(super) struct RequestClock(Option<Arc<Mutex<Progress>>>);
+pub(super) struct RequestClock(Option<Arc<Shared>>);
 
 /// A request body that tells its [`RequestClock`] how far the sender has taken it.
 struct Clocked {
     inner: UpstreamBody,
-    progress: Arc<Mutex<Progress>>,
+    shared: Arc<Shared>,
 }
 
 impl Body for Clocked {
@@ -66,18 +89,21 @@ impl Body for Clocked {
             // The send fails with the body's error: nothing left to time.
             Poll::Ready(Some(Err(_))) => Some(false),
         };
-        let mut p = self.progress.lock();
+        let mut p = self.shared.progress.lock();
+        if p.last.is_none() {
+            self.shared.sooner.notify_one();
+        }
         match ended {
             None if !p.waiting_on_client => {
                 p.waiting_on_client = true;
-                p.last = now;
+                p.last = Some(now);
             }
             None => {}
             Some(ended) => {
                 p.waiting_on_client = false;
-                p.last = now;
-                if ended && p.ended.is_none() {
-                    p.ended = Some(now);
+                p.last = Some(now);
+                if ended {
+                    self.shared.end(&mut p, now);
                 }
             }
         }
@@ -93,40 +119,53 @@ impl Body for Clocked {
     }
 }
 
+impl Drop for Clocked {
+    /// A body dropped before its end will send no more (the sender failed, or the origin
+    /// refused it): from here the exchange only waits for an answer.
+    fn drop(&mut self) {
+        let mut p = self.shared.progress.lock();
+        self.shared.end(&mut p, Instant::now());
+    }
+}
+
 impl RequestClock {
     /// `body`, clocked (a body that is already over is left as it is).
     pub(super) fn wrap(body: UpstreamBody) -> (UpstreamBody, RequestClock) {
         if body.is_end_stream() {
             return (body, RequestClock(None));
         }
-        let progress = Arc::new(Mutex::new(Progress {
-            last: Instant::now(),
-            ended: None,
-            waiting_on_client: false,
-        }));
+        let shared = Arc::new(Shared {
+            progress: Mutex::new(Progress {
+                last: None,
+                ended: None,
+                waiting_on_client: false,
+            }),
+            sooner: Notify::new(),
+        });
         let body = Clocked {
             inner: body,
-            progress: progress.clone(),
+            shared: shared.clone(),
         };
-        (body.boxed_unsync(), RequestClock(Some(progress)))
+        (body.boxed_unsync(), RequestClock(Some(shared)))
     }
 
-    /// The instant the exchange times out at if nothing changes, and how, as of `now`;
-    /// `None` while the sender waits on the client.
+    /// The instant the exchange times out at if nothing changes, and how; `None` while the
+    /// sender waits on the client.
     fn deadline(
         &self,
         started: Instant,
         first_byte: Duration,
         idle: Duration,
     ) -> Option<(Instant, UpstreamError)> {
-        let Some(p) = &self.0 else {
+        let Some(shared) = &self.0 else {
             return Some((started + first_byte, timed_out()));
         };
-        let p = p.lock();
-        match p.ended {
-            Some(ended) => Some((ended + first_byte, timed_out())),
-            None if p.waiting_on_client => None,
-            None => Some((p.last + idle, UpstreamError::RequestStalled)),
+        let p = shared.progress.lock();
+        match (p.ended, p.last) {
+            (Some(ended), _) => Some((ended + first_byte, timed_out())),
+            (None, None) => Some((started + first_byte, timed_out())),
+            (None, Some(_)) if p.waiting_on_client => None,
+            (None, Some(last)) => Some((last + idle, UpstreamError::RequestStalled)),
         }
     }
 
@@ -139,12 +178,12 @@ impl RequestClock {
         idle: Duration,
         exchange: impl Future<Output = Result<T, UpstreamError>>,
     ) -> Result<T, UpstreamError> {
-        let started = Instant::now();
-        if self.0.is_none() {
+        let Some(shared) = &self.0 else {
             return tokio::time::timeout(first_byte, exchange)
                 .await
                 .unwrap_or_else(|_| Err(timed_out()));
-        }
+        };
+        let started = Instant::now();
         tokio::pin!(exchange);
         loop {
             // While the client is slow its own timeout runs; look again after `idle`.
@@ -154,6 +193,8 @@ impl RequestClock {
             tokio::select! {
                 biased;
                 done = &mut exchange => return done,
+                // The body was first asked for, or ended: the deadline may be sooner.
+                () = shared.sooner.notified() => {}
                 () = tokio::time::sleep_until(at) => {
                     // Progress may have moved the deadline on since it was taken.
                     if let Some((at, error)) = self.deadline(started, first_byte, idle)
@@ -236,6 +277,63 @@ mod tests {
         let r = clock.run(FIRST_BYTE, IDLE, exchange).await;
         assert!(matches!(r, Err(UpstreamError::RequestStalled)));
         assert_eq!(started.elapsed(), Duration::from_secs(2) + IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_byte_timeout_shorter_than_the_idle_one_counts_from_the_end() {
+        // The timer sleeps towards the stall deadline (30 s) when the body ends at 2 s: the
+        // end brings the deadline forward to 3 s.
+        let (mut body, clock) = RequestClock::wrap(body_of(vec![b"a"]));
+        let started = Instant::now();
+        let exchange = async move {
+            let _ = body.frame().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert!(body.frame().await.is_none());
+            std::future::pending::<Result<(), UpstreamError>>().await
+        };
+        let r = clock
+            .run(Duration::from_secs(1), Duration::from_secs(30), exchange)
+            .await;
+        assert!(matches!(r, Err(UpstreamError::FirstByteTimeout)));
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_never_asked_for_is_bounded_by_the_first_byte_timeout() {
+        // A sender still connecting, or waiting for a stream: no stall is timed yet.
+        let (body, clock) = RequestClock::wrap(body_of(vec![b"a"]));
+        let started = Instant::now();
+        let exchange = async move {
+            let _keep = body;
+            std::future::pending::<Result<(), UpstreamError>>().await
+        };
+        let r = clock.run(FIRST_BYTE, IDLE, exchange).await;
+        assert!(matches!(r, Err(UpstreamError::FirstByteTimeout)));
+        assert_eq!(started.elapsed(), FIRST_BYTE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_dropped_while_the_client_is_slow_still_times_out() {
+        // The sender gives up on the body (an origin refused it) while it waits on the
+        // client: from then on only the answer is awaited, within the first-byte timeout.
+        let frames = stream::once(async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"x")))
+        });
+        let body = StreamBody::new(Box::pin(frames))
+            .map_err(|e| match e {})
+            .boxed_unsync();
+        let (mut body, clock) = RequestClock::wrap(body);
+        let started = Instant::now();
+        let exchange = async move {
+            let waited = tokio::time::timeout(Duration::from_secs(4), body.frame()).await;
+            assert!(waited.is_err());
+            drop(body);
+            std::future::pending::<Result<(), UpstreamError>>().await
+        };
+        let r = clock.run(FIRST_BYTE, IDLE, exchange).await;
+        assert!(matches!(r, Err(UpstreamError::FirstByteTimeout)));
+        assert_eq!(started.elapsed(), Duration::from_secs(4) + FIRST_BYTE);
     }
 
     #[tokio::test(start_paused = true)]
