@@ -19,17 +19,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An edge in front of `origin`, with `flags` besides.
 async fn edge(origin: SocketAddr, flags: &[&str]) -> node::RunningNode {
-    edge_speaking(origin, "http/1.1", flags).await
+    edge_with(origin, flags, |_| {}).await
 }
 
 /// An edge in front of `origin` speaking `protocol` to it, with `flags` besides.
 async fn edge_speaking(origin: SocketAddr, protocol: &str, flags: &[&str]) -> node::RunningNode {
+    edge_with(origin, flags, |c| c.origin_protocol = protocol.into()).await
+}
+
+/// An edge in front of `origin`, with `flags` besides and `tweak` applied.
+async fn edge_with(
+    origin: SocketAddr,
+    flags: &[&str],
+    tweak: impl FnOnce(&mut tiercel_cluster::config::NodeConfig),
+) -> node::RunningNode {
     support::init_logs();
     let url = format!("http://{origin}");
     let mut all = vec!["--listen", "127.0.0.1:0", "--origin", url.as_str()];
     all.extend_from_slice(flags);
     let mut cfg = config_from_flags(&all);
-    cfg.origin_protocol = protocol.into();
+    tweak(&mut cfg);
     node::start(Role::Edge, &cfg).await.expect("edge starts")
 }
 
@@ -234,10 +243,10 @@ async fn a_malformed_early_answer_is_a_502_and_nothing_after_it_is_read_as_a_res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_longer_than_the_first_byte_timeout_is_answered() {
-    // The origin reads nothing for 1.5 s, then all 32 MiB (more than the sockets' buffers
-    // hold, so the body cannot have gone out before), and answers at once; the first-byte
-    // timeout of 1 s counts from the request's end, not its start.
-    let origin = scripted_origin(b"", Duration::from_millis(1500), |got| {
+    // The origin reads nothing for 3 s, then all 32 MiB (more than the sockets' buffers hold,
+    // so the body cannot have gone out before), and answers at once; the first-byte timeout
+    // of 2 s counts from the request's end, not its start.
+    let origin = scripted_origin(b"", Duration::from_secs(3), |got| {
         let got = got.to_string();
         format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{got}",
@@ -245,7 +254,7 @@ async fn an_upload_longer_than_the_first_byte_timeout_is_answered() {
         )
     })
     .await;
-    let node = edge(origin, &["--first-byte-timeout", "1s"]).await;
+    let node = edge(origin, &["--first-byte-timeout", "2s"]).await;
     let resp = upload(node.listen.unwrap(), 32 << 20).await;
     assert_eq!(
         (resp.status.as_u16(), &resp.body[..]),
@@ -336,5 +345,51 @@ async fn over_h2_an_origin_that_stops_taking_an_upload_is_a_504_after_the_idle_t
         body.contains("upstream stopped taking the request"),
         "{body}"
     );
+    node.shutdown().await;
+}
+
+/// Sends a request head declaring a 1 MiB body and 1 KiB of it, then nothing more, and reads
+/// the edge's response.
+async fn upload_then_pause(edge: SocketAddr) -> (u16, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(edge).await.unwrap();
+    let head = "POST /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1048576\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&[b'x'; 1024]).await.unwrap();
+    let (status, _, body) = support::read_h1_response(&mut s, false).await;
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_while_the_client_pauses_is_passed_on_at_once() {
+    // The edge waits on the client's next piece, not on a write: the answer must still wake
+    // it (else it would come only once the client-body timeout of 60 s broke the body off).
+    let refusing =
+        refusing_origin(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\n\r\ntoo large")
+            .await;
+    let node = edge_with(refusing, &[], |c| {
+        c.timeouts.client_body = Duration::from_secs(60);
+    })
+    .await;
+    let (status, body) = upload_then_pause(node.listen.unwrap()).await;
+    assert_eq!((status, &body[..]), (413, &b"too large"[..]));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_2xx_to_a_body_that_breaks_off_is_a_408() {
+    // The origin says 200 at once and would read on; the client's body stops for longer than
+    // the client-body timeout: the client hears why, not an answer to half an upload.
+    let origin = scripted_origin(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        Duration::ZERO,
+        |_| String::new(),
+    )
+    .await;
+    let node = edge_with(origin, &[], |c| {
+        c.timeouts.client_body = Duration::from_secs(1);
+    })
+    .await;
+    let (status, _) = upload_then_pause(node.listen.unwrap()).await;
+    assert_eq!(status, 408);
     node.shutdown().await;
 }

@@ -241,8 +241,9 @@ pub struct Timeouts {
     /// Upstream TCP + TLS connect.
     #[serde(with = "duration")]
     pub connect: Duration,
-    /// Upstream: the request's last byte sent → response head received (an upload's time
-    /// going out is not counted: `idle` bounds each pause in which the upstream takes none).
+    /// Upstream: the request's end (its last piece taken to be written; for a request without
+    /// a body, its start) → response head received. An upload's time going out is not
+    /// counted: `idle` bounds each pause in which the upstream takes none of it.
     #[serde(with = "duration")]
     pub first_byte: Duration,
     /// Upstream: longest pause between two reads of a response body, and longest the

@@ -68,6 +68,11 @@ impl Engine {
                 self.plain_error(e.status(), e.client_text(), Some(fwd))
             }
             Ok(resp) => {
+                // The upstream answered early, then the client's body broke off: the client
+                // is told why, not given an answer to a request the upstream never had whole.
+                if let Some(why) = fault.get() {
+                    return self.body_refused(why);
+                }
                 let status = resp.status();
                 //= https://www.rfc-editor.org/rfc/rfc9111#section-4.4
                 //# A cache MUST invalidate the target URI when it receives a non-error status

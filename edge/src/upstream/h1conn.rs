@@ -21,7 +21,7 @@ use tokio_util::io::poll_read_buf;
 use tower_service::Service;
 
 use super::h1pool::H1Pool;
-use super::h1send::Sent;
+use super::h1send::{Ended, Sent};
 use super::h1wire::{
     BodyLength, Chunk, ChunkedDecoder, Framing, MAX_INTERIM, Parsed, RequestFraming,
     encode_request, parse_response,
@@ -114,35 +114,47 @@ impl Conn {
         head_request: bool,
         home: &Arc<H1Pool>,
     ) -> Result<Response<H1Body>, Failed> {
-        let mut sent = match self.io.write_all(head).await {
-            Err(e) => Sent::without_body(Err(e)),
+        let sent = match self.io.write_all(head).await {
+            Err(e) => Sent::without_body(Ended::WriteFailed(e)),
             Ok(()) => match body {
                 Some((body, framing)) => self.send_body(body, framing, head_request).await,
-                None => Sent::without_body(Ok(true)),
+                None => Sent::without_body(match self.io.flush().await {
+                    Ok(()) => Ended::Whole,
+                    Err(e) => Ended::WriteFailed(e),
+                }),
             },
         };
-        if matches!(sent.ended, Ok(true))
-            && let Err(e) = self.io.flush().await
-        {
-            sent.ended = Err(e);
-        }
         if let Some(e) = sent.malformed {
             return Err(Failed::answered(UpstreamError::Protocol(e.to_string())));
         }
         // A request cut short (by a failed write, or an origin that refused the body) leaves
         // the connection mid-message: never reused.
-        let whole_request = matches!(sent.ended, Ok(true));
-        if let Err(e) = sent.ended
-            // The origin may have answered before it stopped reading (a 413 to an upload).
-            && sent.head.is_none()
-            && sent.interim == 0
-            && self.buf.is_empty()
-            && !self.readable_now()
-        {
-            return Err(Failed::unanswered(UpstreamError::Protocol(format!(
-                "sending the request: {e}"
-            ))));
+        let whole_request = matches!(sent.ended, Ended::Whole);
+        match sent.ended {
+            // An answer to a body that broke off is no answer to the client's request (the
+            // engine tells the client why its body failed).
+            Ended::BodyFailed(e) => {
+                return Err(Failed::answered(UpstreamError::Protocol(format!(
+                    "the request body failed: {e}"
+                ))));
+            }
+            Ended::WriteFailed(e)
+                // The origin may have answered before it stopped reading (a 413 to an upload).
+                if sent.head.is_none()
+                    && sent.interim == 0
+                    && self.buf.is_empty()
+                    && !self.readable_now() =>
+            {
+                return Err(Failed::unanswered(UpstreamError::Protocol(format!(
+                    "sending the request: {e}"
+                ))));
+            }
+            _ => {}
         }
+        // Bytes of an answer that came while the body was going out: an origin that answered
+        // before it had the body may never read it, so a refusal among them retires the
+        // connection even when the last write went through.
+        let answered_early = sent.head.is_some() || !self.buf.is_empty();
         let (early, mut interim) = (sent.head, sent.interim);
         let head = match early {
             Some(head) => head,
@@ -171,6 +183,8 @@ impl Conn {
                 return Err(Failed { error, unanswered });
             },
         };
+        let reusable =
+            head.keep_alive && whole_request && !(answered_early && head.status.as_u16() >= 300);
         let state = match head.framing {
             Framing::Empty | Framing::Length(0) => BodyState::Done,
             Framing::Length(n) => BodyState::Length(n),
@@ -180,7 +194,7 @@ impl Conn {
         let mut resp = Response::new(H1Body {
             conn: Some(self),
             state,
-            home: (head.keep_alive && whole_request).then(|| home.clone()),
+            home: reusable.then(|| home.clone()),
             head_len: head.len,
         });
         *resp.status_mut() = head.status;

@@ -19,13 +19,24 @@ use super::UpstreamBody;
 use super::h1conn::{Conn, READ_FIRST};
 use super::h1wire::{MAX_INTERIM, Parsed, RequestFraming, ResponseHead, WireError, parse_response};
 
+/// How the sending of a request ended.
+#[derive(Debug)]
+pub(super) enum Ended {
+    /// Every byte went out and was flushed: the connection is between messages.
+    Whole,
+    /// The sending stopped: the origin refused the body, sent too many interim responses, or
+    /// bytes that are no response.
+    Stopped,
+    /// A write (or the flush) failed.
+    WriteFailed(io::Error),
+    /// The body failed: the client's broke off, or it did not match its declared length.
+    BodyFailed(io::Error),
+}
+
 /// How the body's sending ended, and what the origin said meanwhile (kept whatever the
 /// ending: an origin that answered 200 and then closed still answered).
 pub(super) struct Sent {
-    /// `Ok(true)`: every byte of the body went out, and the connection is between messages;
-    /// `Ok(false)`: the origin refused the body and the sending stopped; an error: a write
-    /// failed, or the body did.
-    pub ended: io::Result<bool>,
+    pub ended: Ended,
     /// The final response head, when it came while the body was going out.
     pub head: Option<ResponseHead>,
     /// Interim (1xx) responses read while sending.
@@ -36,8 +47,8 @@ pub(super) struct Sent {
 }
 
 impl Sent {
-    /// A request without a body, or one whose head could not be written (`ended`).
-    pub fn without_body(ended: io::Result<bool>) -> Sent {
+    /// A request without a body, or one whose head could not be written.
+    pub fn without_body(ended: Ended) -> Sent {
         Sent {
             ended,
             head: None,
@@ -116,7 +127,7 @@ struct Watch {
 }
 
 impl Watch {
-    fn sent(&mut self, ended: io::Result<bool>) -> Sent {
+    fn sent(&mut self, ended: Ended) -> Sent {
         Sent {
             ended,
             head: self.head.take(),
@@ -127,9 +138,9 @@ impl Watch {
 }
 
 impl Conn {
-    /// Writes `body` as `framing` says while reading what the origin answers meanwhile.
-    /// Ends early when the origin refused the body, or a write or the body failed (either
-    /// leaves the request unfinished, and the connection is not reused).
+    /// Writes `body` as `framing` says, and flushes, while reading what the origin answers
+    /// meanwhile. Ends early when the origin refused the body, or a write or the body failed
+    /// (each leaves the request unfinished, and the connection is not reused).
     pub(super) async fn send_body(
         &mut self,
         body: UpstreamBody,
@@ -146,22 +157,33 @@ impl Conn {
         std::future::poll_fn(|cx| {
             let ended = loop {
                 if body.is_none() && !out.has_remaining() {
-                    break Ok(true);
+                    // All written; the flush (a TLS record held back) is watched too.
+                    match Pin::new(&mut self.io).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => break Ended::Whole,
+                        Poll::Ready(Err(e)) => break Ended::WriteFailed(e),
+                        Poll::Pending => {}
+                    }
+                    if watch.reading && self.poll_answer(cx, head_request, &mut watch) {
+                        break Ended::Stopped;
+                    }
+                    return Poll::Pending;
                 }
                 if watch.reading && self.poll_answer(cx, head_request, &mut watch) {
-                    break Ok(false);
+                    break Ended::Stopped;
                 }
                 if out.has_remaining() {
                     match Pin::new(&mut self.io).poll_write(cx, &out) {
-                        Poll::Ready(Ok(0)) => break Err(io::ErrorKind::WriteZero.into()),
+                        Poll::Ready(Ok(0)) => {
+                            break Ended::WriteFailed(io::ErrorKind::WriteZero.into());
+                        }
                         Poll::Ready(Ok(n)) => out.advance(n),
-                        Poll::Ready(Err(e)) => break Err(e),
+                        Poll::Ready(Err(e)) => break Ended::WriteFailed(e),
                         Poll::Pending => return Poll::Pending,
                     }
                     continue;
                 }
                 let Some(b) = body.as_mut() else {
-                    continue;
+                    continue; // nothing left to write either: the first branch ends it
                 };
                 let framed = match Pin::new(b).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
@@ -176,13 +198,13 @@ impl Conn {
                     // The client has sent no more yet: what the transport holds goes out
                     // meanwhile (TLS may keep a record back from a full socket).
                     Poll::Pending => match Pin::new(&mut self.io).poll_flush(cx) {
-                        Poll::Ready(Err(e)) => Err(e),
+                        Poll::Ready(Err(e)) => break Ended::WriteFailed(e),
                         _ => return Poll::Pending,
                     },
                 };
                 match framed {
                     Ok(bytes) => out = bytes,
-                    Err(e) => break Err(e),
+                    Err(e) => break Ended::BodyFailed(e),
                 }
             };
             Poll::Ready(watch.sent(ended))

@@ -237,6 +237,9 @@ fn path_and_query(req: &Request<UpstreamBody>) -> String {
 
 /// `req` with its body clocked, and the clock that times its exchange.
 fn clocked(req: Request<UpstreamBody>) -> (Request<UpstreamBody>, RequestClock) {
+    if http_body::Body::is_end_stream(req.body()) {
+        return (req, RequestClock::bodyless());
+    }
     let (parts, body) = req.into_parts();
     let (body, clock) = RequestClock::wrap(body);
     (Request::from_parts(parts, body), clock)

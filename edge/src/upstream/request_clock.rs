@@ -11,8 +11,10 @@
 //! piece per idle timeout stalls too. As in nginx, nothing bounds the upload as a whole.
 //!
 //! The clock is read off the request body: its frames are what the sender takes once the
-//! upstream has room (hyper's HTTP/2 client polls for more only within the stream's window,
-//! `h1send` only after the last write went out).
+//! upstream has room (hyper's HTTP/2 client holds one frame beyond the stream's window,
+//! `h1send` asks for the next only after the last write went out). So the first-byte timeout
+//! starts when the last piece is taken, and covers the last write; before the sender first
+//! asks for the body (connecting, waiting for an HTTP/2 stream) it counts from the start.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +23,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
@@ -129,6 +133,11 @@ impl Drop for Clocked {
 }
 
 impl RequestClock {
+    /// The clock of a request without a body.
+    pub(super) fn bodyless() -> RequestClock {
+        RequestClock(None)
+    }
+
     /// `body`, clocked (a body that is already over is left as it is).
     pub(super) fn wrap(body: UpstreamBody) -> (UpstreamBody, RequestClock) {
         if body.is_end_stream() {
@@ -149,6 +158,61 @@ impl RequestClock {
         (body.boxed_unsync(), RequestClock(Some(shared)))
     }
 
+    /// Runs `exchange` (the request going out, then its response head coming in) until it
+    /// is done or times out: `first_byte` after the request's end, or `idle` into a pause in
+    /// which the upstream takes none of the body. Without a body, a plain timeout (the
+    /// exchange future is moved once, as before the clock: misses take this path).
+    pub(super) fn run<T, F>(
+        &self,
+        first_byte: Duration,
+        idle: Duration,
+        exchange: F,
+    ) -> impl Future<Output = Result<T, UpstreamError>> + use<T, F>
+    where
+        F: Future<Output = Result<T, UpstreamError>>,
+    {
+        match &self.0 {
+            None => Either::Left(
+                tokio::time::timeout(first_byte, exchange)
+                    .map(|r| r.unwrap_or_else(|_| Err(timed_out()))),
+            ),
+            Some(shared) => Either::Right(run_clocked(shared.clone(), first_byte, idle, exchange)),
+        }
+    }
+}
+
+/// [`RequestClock::run`] for a request with a body.
+async fn run_clocked<T>(
+    shared: Arc<Shared>,
+    first_byte: Duration,
+    idle: Duration,
+    exchange: impl Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    let started = Instant::now();
+    tokio::pin!(exchange);
+    loop {
+        // While the client is slow its own timeout runs; look again after `idle`.
+        let (at, _) = shared
+            .deadline(started, first_byte, idle)
+            .unwrap_or_else(|| (Instant::now() + idle, timed_out()));
+        tokio::select! {
+            biased;
+            done = &mut exchange => return done,
+            // The body was first asked for, or ended: the deadline may be sooner.
+            () = shared.sooner.notified() => {}
+            () = tokio::time::sleep_until(at) => {
+                // Progress may have moved the deadline on since it was taken.
+                if let Some((at, error)) = shared.deadline(started, first_byte, idle)
+                    && at <= Instant::now()
+                {
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
     /// The instant the exchange times out at if nothing changes, and how; `None` while the
     /// sender waits on the client.
     fn deadline(
@@ -157,53 +221,12 @@ impl RequestClock {
         first_byte: Duration,
         idle: Duration,
     ) -> Option<(Instant, UpstreamError)> {
-        let Some(shared) = &self.0 else {
-            return Some((started + first_byte, timed_out()));
-        };
-        let p = shared.progress.lock();
+        let p = self.progress.lock();
         match (p.ended, p.last) {
             (Some(ended), _) => Some((ended + first_byte, timed_out())),
             (None, None) => Some((started + first_byte, timed_out())),
             (None, Some(_)) if p.waiting_on_client => None,
             (None, Some(last)) => Some((last + idle, UpstreamError::RequestStalled)),
-        }
-    }
-
-    /// Runs `exchange` (the request going out, then its response head coming in) until it
-    /// is done or times out: `first_byte` after the request's end, or `idle` into a pause in
-    /// which the upstream takes none of the body.
-    pub(super) async fn run<T>(
-        &self,
-        first_byte: Duration,
-        idle: Duration,
-        exchange: impl Future<Output = Result<T, UpstreamError>>,
-    ) -> Result<T, UpstreamError> {
-        let Some(shared) = &self.0 else {
-            return tokio::time::timeout(first_byte, exchange)
-                .await
-                .unwrap_or_else(|_| Err(timed_out()));
-        };
-        let started = Instant::now();
-        tokio::pin!(exchange);
-        loop {
-            // While the client is slow its own timeout runs; look again after `idle`.
-            let (at, _) = self
-                .deadline(started, first_byte, idle)
-                .unwrap_or_else(|| (Instant::now() + idle, timed_out()));
-            tokio::select! {
-                biased;
-                done = &mut exchange => return done,
-                // The body was first asked for, or ended: the deadline may be sooner.
-                () = shared.sooner.notified() => {}
-                () = tokio::time::sleep_until(at) => {
-                    // Progress may have moved the deadline on since it was taken.
-                    if let Some((at, error)) = self.deadline(started, first_byte, idle)
-                        && at <= Instant::now()
-                    {
-                        return Err(error);
-                    }
-                }
-            }
         }
     }
 }
