@@ -15,10 +15,10 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{Full, StreamBody};
 use hyper::body::Frame;
-use support::{config_from_flags, h1_client, send};
+use support::{config_from_flags, fill, h1_client, send};
 use tiercel_cluster::config::Role;
 use tiercel_edge::node;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// What the origin saw: connections accepted and each request's raw bytes (head and body).
 #[derive(Default)]
@@ -77,18 +77,6 @@ async fn origin(answers: HashMap<&'static str, Canned>) -> (SocketAddr, Arc<Mute
         }
     });
     (addr, seen)
-}
-
-/// Reads more of a request into `buf`; false at the end of the stream.
-async fn fill(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 4096];
-    match tcp.read(&mut chunk).await {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            true
-        }
-    }
 }
 
 /// Reads one request (head, and a body framed by `content-length` or `chunked`).

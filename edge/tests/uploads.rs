@@ -12,10 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use support::{config_from_flags, h1_client, send};
+use support::{config_from_flags, fill, h1_client, send};
 use tiercel_cluster::config::Role;
 use tiercel_edge::node;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// An edge in front of `origin`, with `flags` besides.
 async fn edge(origin: SocketAddr, flags: &[&str]) -> node::RunningNode {
@@ -40,18 +40,6 @@ async fn edge_with(
     let mut cfg = config_from_flags(&all);
     tweak(&mut cfg);
     node::start(Role::Edge, &cfg).await.expect("edge starts")
-}
-
-/// Reads more of a request into `buf`; false at the end of the stream.
-async fn fill(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 4096];
-    match tcp.read(&mut chunk).await {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            true
-        }
-    }
 }
 
 /// Reads up to the end of a request head; the head's length, or `None` at the end of the

@@ -296,6 +296,18 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads more of a request (or anything) into `buf`; false at the end of the stream.
+pub async fn fill(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match tcp.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
 /// Reads one HTTP/1.1 response with a Content-Length (no body when it answers a HEAD) from a
 /// raw connection, bytes beyond it left unread; returns its status, head and body.
 pub async fn read_h1_response(
