@@ -9,6 +9,9 @@
 //!   client pauses), and a body whose pieces average under [`MIN_AVERAGE_PIECE`] bytes after
 //!   [`PIECES_BEFORE_AVERAGE`] of them is refused (400).
 //!
+//! Large pieces go on in slices of at most [`MAX_PIECE`], so the upstream's progress in
+//! taking the body is seen often enough to time its pauses.
+//!
 //! What went wrong is kept in a [`BodyFault`] the engine reads after the upstream exchange
 //! failed, so the client is told 408 or 400, not 502.
 
@@ -28,6 +31,12 @@ use crate::upstream::BoxError;
 
 /// Pieces are gathered into writes of about this size.
 pub const COALESCE_BYTES: usize = 16 * 1024;
+
+/// Pieces larger than this go on in parts of this size (slices, no copy): the upstream's
+/// progress in taking the body is seen at least this often (`upstream/request_clock.rs`
+/// times the pauses between pieces taken), where an HTTP/1.1 client's piece can be a
+/// 400 KiB read.
+pub const MAX_PIECE: usize = 64 * 1024;
 
 /// A partial write goes out when the client has sent nothing more for this long.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(2);
@@ -85,6 +94,8 @@ pub struct ClientBody<B> {
     buf: BytesMut,
     /// A frame taken by [`ClientBody::started`], handed out first.
     first: Option<Frame<Bytes>>,
+    /// What is left of a piece over [`MAX_PIECE`], handed out next.
+    rest: Bytes,
     trailers: Option<HeaderMap>,
     inner_done: bool,
     pieces: u64,
@@ -106,6 +117,7 @@ where
             inner: Box::pin(inner),
             buf: BytesMut::new(),
             first: None,
+            rest: Bytes::new(),
             trailers: None,
             inner_done: false,
             pieces: 0,
@@ -170,6 +182,62 @@ where
         if let Some(frame) = this.first.take() {
             return Poll::Ready(Some(Ok(frame)));
         }
+        let mut piece = if this.rest.is_empty() {
+            match this.poll_piece(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return other,
+            }
+        } else {
+            std::mem::take(&mut this.rest)
+        };
+        if piece.len() > MAX_PIECE {
+            this.rest = piece.split_off(MAX_PIECE);
+        }
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let inner_over = self.inner_done || self.inner.is_end_stream();
+        inner_over
+            && self.buf.is_empty()
+            && self.first.is_none()
+            && self.rest.is_empty()
+            && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let held = self.buf.len() as u64
+            + self.rest.len() as u64
+            + self
+                .first
+                .as_ref()
+                .and_then(|f| f.data_ref())
+                .map_or(0, |d| d.len() as u64);
+        if self.inner_done {
+            return SizeHint::with_exact(held);
+        }
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + held);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + held);
+        }
+        hint
+    }
+}
+
+impl<B> ClientBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    /// The next piece as the client sent it (large ones whole, small ones gathered), or the
+    /// body's end, trailers or failure.
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self;
         loop {
             if this.inner_done {
                 if !this.buf.is_empty() {
@@ -225,30 +293,6 @@ where
             }
         }
     }
-
-    fn is_end_stream(&self) -> bool {
-        let inner_over = self.inner_done || self.inner.is_end_stream();
-        inner_over && self.buf.is_empty() && self.first.is_none() && self.trailers.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let held = self.buf.len() as u64
-            + self
-                .first
-                .as_ref()
-                .and_then(|f| f.data_ref())
-                .map_or(0, |d| d.len() as u64);
-        if self.inner_done {
-            return SizeHint::with_exact(held);
-        }
-        let inner = self.inner.size_hint();
-        let mut hint = SizeHint::new();
-        hint.set_lower(inner.lower() + held);
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper + held);
-        }
-        hint
-    }
 }
 
 #[cfg(test)]
@@ -282,6 +326,30 @@ mod tests {
         assert_eq!(w, vec![16_400, 16_400, 7_200]);
         let w = writes(pieces(vec![20_000, 10, 30_000])).await.unwrap();
         assert_eq!(w, vec![20_000, 30_010]);
+    }
+
+    #[tokio::test]
+    async fn large_pieces_go_on_in_parts_of_at_most_64_kib_in_order() {
+        let w = writes(pieces(vec![200 * 1024, 20_000])).await.unwrap();
+        assert_eq!(w, vec![65_536, 65_536, 65_536, 8_192, 20_000]);
+        // The piece taken to see the body start comes first, then the rest of it.
+        let bytes: Vec<u8> = (0..150 * 1024).map(|i| (i % 251) as u8).collect();
+        let frames = vec![Ok::<_, BoxError>(Frame::data(Bytes::from(bytes.clone())))];
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let mut b = ClientBody::new(body, Duration::from_secs(5));
+        b.started().await.unwrap();
+        assert_eq!(b.size_hint().exact(), None);
+        let mut b = std::pin::pin!(b);
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        while let Some(f) = b.frame().await {
+            let d = f.unwrap().into_data().unwrap();
+            sizes.push(d.len());
+            got.extend_from_slice(&d);
+        }
+        assert_eq!(sizes, vec![65_536, 65_536, 22_528]);
+        assert_eq!(got, bytes);
+        assert!(b.is_end_stream());
     }
 
     #[tokio::test]

@@ -6,9 +6,9 @@
 //! fast the origin took it. While the body goes out, what is timed is the upstream taking it:
 //! a pause longer than the idle timeout in which the sender takes no piece of the body, and
 //! is not waiting on the client (whose pauses `timeouts.client_body` bounds), ends the
-//! exchange, as nginx's `proxy_send_timeout` does. A piece is a frame as the client sent it
-//! (16 KiB on HTTP/2, up to a read buffer on HTTP/1.1): an origin that reads slower than one
-//! piece per idle timeout stalls too. As in nginx, nothing bounds the upload as a whole.
+//! exchange, as nginx's `proxy_send_timeout` does. Pieces are at most 64 KiB
+//! (`engine/request_body.rs`): an origin that reads slower than one per idle timeout stalls
+//! too. As in nginx, nothing bounds the upload as a whole.
 //!
 //! The clock is read off the request body: its frames are what the sender takes once the
 //! upstream has room (hyper's HTTP/2 client holds one frame beyond the stream's window,
