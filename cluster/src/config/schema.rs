@@ -266,7 +266,9 @@ pub struct Timeouts {
     #[serde(with = "duration")]
     pub fill_queue: Duration,
     /// Client: a request body forwarded upstream must start within this of its head, and no
-    /// later piece may take longer (408 otherwise); nothing is asked upstream before it starts.
+    /// later piece may take longer from when the edge asks for it (the upstream's time over
+    /// earlier pieces is not counted; 408 otherwise); nothing is asked upstream before it
+    /// starts.
     #[serde(with = "duration")]
     pub client_body: Duration,
 }

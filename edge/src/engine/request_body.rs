@@ -3,7 +3,8 @@
 //! Three things a client could otherwise turn against the node:
 //! - a body that never starts: nothing is asked upstream until its first bytes arrived (or it
 //!   ended), within `timeouts.client_body`, so headers alone cannot open origin connections;
-//! - a body that stops: each later piece must also arrive within `timeouts.client_body`;
+//! - a body that stops: each later piece must also arrive within `timeouts.client_body` of
+//!   the edge asking for it (the time the upstream takes over earlier pieces is not counted);
 //! - a body in tiny pieces (millions of 1-byte chunks, or 1-byte h2 DATA frames): pieces are
 //!   gathered into writes of about [`COALESCE_BYTES`] (or sent after [`FLUSH_AFTER`] when the
 //!   client pauses), and a body whose pieces average under [`MIN_AVERAGE_PIECE`] bytes after
@@ -32,10 +33,10 @@ use crate::upstream::BoxError;
 /// Pieces are gathered into writes of about this size.
 pub const COALESCE_BYTES: usize = 16 * 1024;
 
-/// Pieces larger than this go on in parts of this size (slices, no copy): the upstream's
-/// progress in taking the body is seen at least this often (`upstream/request_clock.rs`
-/// times the pauses between pieces taken), where an HTTP/1.1 client's piece can be a
-/// 400 KiB read.
+/// Pieces larger than this go on in slices of this size: the upstream's progress in taking
+/// the body is seen at least this often (`upstream/request_clock.rs` times the pauses between
+/// pieces taken), whatever size the front end reads in (HTTP/1.1 reads stop just under
+/// 64 KiB, but gathered pieces reach 80 KiB).
 pub const MAX_PIECE: usize = 64 * 1024;
 
 /// A partial write goes out when the client has sent nothing more for this long.
@@ -102,6 +103,9 @@ pub struct ClientBody<B> {
     bytes: u64,
     timeout: Duration,
     piece_deadline: Pin<Box<Sleep>>,
+    /// The wait for the client's next piece has begun (`piece_deadline` runs from then):
+    /// the time the upstream takes over the pieces already handed out is not the client's.
+    waiting: bool,
     flush: Option<Pin<Box<Sleep>>>,
     fault: BodyFault,
 }
@@ -124,6 +128,8 @@ where
             bytes: 0,
             timeout,
             piece_deadline: Box::pin(tokio::time::sleep(timeout)),
+            // The first piece is awaited from the start.
+            waiting: true,
             flush: None,
             fault: BodyFault::default(),
         }
@@ -247,8 +253,7 @@ where
             }
             match this.inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let deadline = tokio::time::Instant::now() + this.timeout;
-                    this.piece_deadline.as_mut().reset(deadline);
+                    this.waiting = false;
                     let data = match frame.into_data() {
                         Ok(data) => data,
                         Err(frame) => {
@@ -277,6 +282,11 @@ where
                 Poll::Ready(Some(Err(_))) => return this.fail(BodyError::Client),
                 Poll::Ready(None) => this.inner_done = true,
                 Poll::Pending => {
+                    if !this.waiting {
+                        this.waiting = true;
+                        let deadline = tokio::time::Instant::now() + this.timeout;
+                        this.piece_deadline.as_mut().reset(deadline);
+                    }
                     if !this.buf.is_empty() {
                         let flush = this
                             .flush
@@ -383,6 +393,37 @@ mod tests {
         assert_eq!(&first[..], b"hello");
         drop(tx);
         assert!(b.frame().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_upstreams_time_over_a_piece_is_not_the_clients() {
+        // The client sends a piece, then the next 1.5 s later; the upstream took 1.2 s over
+        // the first, so the edge waited on the client only 0.3 s: within the 1 s timeout.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        let body = StreamBody::new(tokio_stream_from(rx));
+        let mut b = std::pin::pin!(ClientBody::new(body, Duration::from_secs(1)));
+        tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; COALESCE_BYTES]))))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from(vec![b'y'; COALESCE_BYTES]))))
+                .await;
+            // Then nothing, with the connection open.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(tx);
+        });
+        assert_eq!(
+            b.frame().await.unwrap().unwrap().into_data().unwrap()[0],
+            b'x'
+        );
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let next = b.frame().await.unwrap();
+        assert_eq!(next.unwrap().into_data().unwrap()[0], b'y');
+        // A client that then stops is cut off a second after the edge began to wait.
+        assert!(b.frame().await.unwrap().is_err());
+        assert_eq!(b.fault().get(), Some(BodyError::Timeout));
     }
 
     fn tokio_stream_from<T: Send + 'static>(
