@@ -21,7 +21,7 @@ use tokio_util::io::poll_read_buf;
 use tower_service::Service;
 
 use super::h1pool::H1Pool;
-use super::h1send::{Ended, Sent};
+use super::h1send::{Early, Ended, Sent};
 use super::h1wire::{
     BodyLength, Chunk, ChunkedDecoder, Framing, MAX_INTERIM, Parsed, RequestFraming,
     encode_request, parse_response,
@@ -114,23 +114,29 @@ impl Conn {
         head_request: bool,
         home: &Arc<H1Pool>,
     ) -> Result<Response<H1Body>, Failed> {
-        let sent = match self.io.write_all(head).await {
-            Err(e) => Sent::without_body(Ended::WriteFailed(e)),
+        let Sent { ended, early } = match self.io.write_all(head).await {
+            Err(e) => Sent {
+                ended: Ended::WriteFailed(e),
+                early: Early::default(),
+            },
             Ok(()) => match body {
                 Some((body, framing)) => self.send_body(body, framing, head_request).await,
-                None => Sent::without_body(match self.io.flush().await {
-                    Ok(()) => Ended::Whole,
-                    Err(e) => Ended::WriteFailed(e),
-                }),
+                None => Sent {
+                    ended: match self.io.flush().await {
+                        Ok(()) => Ended::Whole,
+                        Err(e) => Ended::WriteFailed(e),
+                    },
+                    early: Early::default(),
+                },
             },
         };
-        if let Some(e) = sent.malformed {
+        if let Some(e) = early.malformed {
             return Err(Failed::answered(UpstreamError::Protocol(e.to_string())));
         }
         // A request cut short (by a failed write, or an origin that refused the body) leaves
         // the connection mid-message: never reused.
-        let whole_request = matches!(sent.ended, Ended::Whole);
-        match sent.ended {
+        let whole_request = matches!(ended, Ended::Whole);
+        match ended {
             // An answer to a body that broke off is no answer to the client's request (the
             // engine tells the client why its body failed).
             Ended::BodyFailed(e) => {
@@ -140,8 +146,8 @@ impl Conn {
             }
             Ended::WriteFailed(e)
                 // The origin may have answered before it stopped reading (a 413 to an upload).
-                if sent.head.is_none()
-                    && sent.interim == 0
+                if early.head.is_none()
+                    && early.interim == 0
                     && self.buf.is_empty()
                     && !self.readable_now() =>
             {
@@ -153,10 +159,11 @@ impl Conn {
         }
         // Bytes of an answer that came while the body was going out: an origin that answered
         // before it had the body may never read it, so a refusal among them retires the
-        // connection even when the last write went through.
-        let answered_early = sent.head.is_some() || !self.buf.is_empty();
-        let (early, mut interim) = (sent.head, sent.interim);
-        let head = match early {
+        // connection even when the last write went through. (A head already parsed here is
+        // a 2xx: a refusal would have stopped the sending.)
+        let answered_early = !self.buf.is_empty();
+        let mut interim = early.interim;
+        let head = match early.head {
             Some(head) => head,
             None => loop {
                 if interim > MAX_INTERIM {

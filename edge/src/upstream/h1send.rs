@@ -33,29 +33,23 @@ pub(super) enum Ended {
     BodyFailed(io::Error),
 }
 
-/// How the body's sending ended, and what the origin said meanwhile (kept whatever the
-/// ending: an origin that answered 200 and then closed still answered).
-pub(super) struct Sent {
-    pub ended: Ended,
-    /// The final response head, when it came while the body was going out.
+/// What the origin said while the body went out (kept whatever the ending: an origin that
+/// answered 200 and then closed still answered).
+#[derive(Default)]
+pub(super) struct Early {
+    /// The final response head.
     pub head: Option<ResponseHead>,
-    /// Interim (1xx) responses read while sending.
+    /// Interim (1xx) responses read.
     pub interim: usize,
-    /// Bytes the origin sent meanwhile that are no response (its head is gone from the
-    /// buffer: the exchange fails with this, and reads nothing more).
+    /// Bytes that are no response (its head is gone from the buffer: the exchange fails with
+    /// this, and reads nothing more).
     pub malformed: Option<WireError>,
 }
 
-impl Sent {
-    /// A request without a body, or one whose head could not be written.
-    pub fn without_body(ended: Ended) -> Sent {
-        Sent {
-            ended,
-            head: None,
-            interim: 0,
-            malformed: None,
-        }
-    }
+/// How the sending of a request ended, and what the origin said meanwhile.
+pub(super) struct Sent {
+    pub ended: Ended,
+    pub early: Early,
 }
 
 //= https://www.rfc-editor.org/rfc/rfc9112#section-9.5
@@ -117,24 +111,10 @@ impl Framer {
 }
 
 /// What the socket said while the body went out.
-#[derive(Default)]
 struct Watch {
     /// Still reading for an answer (not once a final head is in, or the origin closed).
     reading: bool,
-    head: Option<ResponseHead>,
-    interim: usize,
-    malformed: Option<WireError>,
-}
-
-impl Watch {
-    fn sent(&mut self, ended: Ended) -> Sent {
-        Sent {
-            ended,
-            head: self.head.take(),
-            interim: self.interim,
-            malformed: self.malformed.take(),
-        }
-    }
+    early: Early,
 }
 
 impl Conn {
@@ -152,24 +132,24 @@ impl Conn {
         let mut out = Bytes::new();
         let mut watch = Watch {
             reading: true,
-            ..Watch::default()
+            early: Early::default(),
         };
         std::future::poll_fn(|cx| {
             let ended = loop {
-                if body.is_none() && !out.has_remaining() {
+                let all_out = body.is_none() && !out.has_remaining();
+                if all_out {
                     // All written; the flush (a TLS record held back) is watched too.
                     match Pin::new(&mut self.io).poll_flush(cx) {
                         Poll::Ready(Ok(())) => break Ended::Whole,
                         Poll::Ready(Err(e)) => break Ended::WriteFailed(e),
                         Poll::Pending => {}
                     }
-                    if watch.reading && self.poll_answer(cx, head_request, &mut watch) {
-                        break Ended::Stopped;
-                    }
-                    return Poll::Pending;
                 }
                 if watch.reading && self.poll_answer(cx, head_request, &mut watch) {
                     break Ended::Stopped;
+                }
+                if all_out {
+                    return Poll::Pending;
                 }
                 if out.has_remaining() {
                     match Pin::new(&mut self.io).poll_write(cx, &out) {
@@ -207,7 +187,10 @@ impl Conn {
                     Err(e) => break Ended::BodyFailed(e),
                 }
             };
-            Poll::Ready(watch.sent(ended))
+            Poll::Ready(Sent {
+                ended,
+                early: std::mem::take(&mut watch.early),
+            })
         })
         .await
     }
@@ -232,19 +215,19 @@ impl Conn {
                 match parse_response(&mut self.buf, head_request) {
                     Ok(Parsed::Partial) => break,
                     Ok(Parsed::Interim) => {
-                        w.interim += 1;
-                        if w.interim > MAX_INTERIM {
+                        w.early.interim += 1;
+                        if w.early.interim > MAX_INTERIM {
                             return true;
                         }
                     }
                     Ok(Parsed::Final(head)) => {
                         let refused = refuses_body(&head);
-                        w.head = Some(head);
+                        w.early.head = Some(head);
                         w.reading = false;
                         return refused;
                     }
                     Err(e) => {
-                        w.malformed = Some(e);
+                        w.early.malformed = Some(e);
                         return true;
                     }
                 }

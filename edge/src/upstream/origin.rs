@@ -235,16 +235,6 @@ fn path_and_query(req: &Request<UpstreamBody>) -> String {
         .to_string()
 }
 
-/// `req` with its body clocked, and the clock that times its exchange.
-fn clocked(req: Request<UpstreamBody>) -> (Request<UpstreamBody>, RequestClock) {
-    if http_body::Body::is_end_stream(req.body()) {
-        return (req, RequestClock::bodyless());
-    }
-    let (parts, body) = req.into_parts();
-    let (body, clock) = RequestClock::wrap(body);
-    (Request::from_parts(parts, body), clock)
-}
-
 impl Upstream for OriginUpstream {
     fn send(
         &self,
@@ -260,7 +250,7 @@ impl Upstream for OriginUpstream {
                 let client = H1Client::clone(client);
                 Box::pin(async move {
                     prepared?;
-                    let (req, clock) = clocked(req);
+                    let (req, clock) = RequestClock::attach(req);
                     let resp = clock.run(first_byte, idle, client.send(req)).await?;
                     Ok(resp.map(ResponseBody::H1))
                 })
@@ -270,7 +260,7 @@ impl Upstream for OriginUpstream {
                 let conn = conn.clone();
                 Box::pin(async move {
                     prepared?;
-                    let (req, clock) = clocked(req);
+                    let (req, clock) = RequestClock::attach(req);
                     let resp = clock.run(first_byte, idle, conn.send(req)).await?;
                     Ok(resp.map(ResponseBody::H2))
                 })
@@ -288,7 +278,7 @@ impl Upstream for OriginUpstream {
                     let prepared = self.for_h1(&mut req);
                     return Box::pin(async move {
                         prepared?;
-                        let (req, clock) = clocked(req);
+                        let (req, clock) = RequestClock::attach(req);
                         let resp = clock.run(first_byte, idle, client.send(req)).await?;
                         Ok(resp.map(ResponseBody::H1))
                     });
@@ -299,7 +289,7 @@ impl Upstream for OriginUpstream {
                 let (h2, declined_at) = (h2.clone(), declined_at.clone());
                 Box::pin(async move {
                     prepared?;
-                    let (req, clock) = clocked(req);
+                    let (req, clock) = RequestClock::attach(req);
                     let exchange = async {
                         match h2.try_send(req).await {
                             Ok(resp) => Ok(resp.map(ResponseBody::H2)),

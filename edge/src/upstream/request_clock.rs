@@ -25,6 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::Either;
+use http::Request;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
@@ -67,7 +68,7 @@ impl Shared {
 
 /// Where the request of one exchange has got to: `None` without a body (the request was
 /// whole when it started), else the body's progress as the sender takes it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct RequestClock(Option<Arc<Shared>>);
 
 /// A request body that tells its [`RequestClock`] how far the sender has taken it.
@@ -133,16 +134,19 @@ impl Drop for Clocked {
 }
 
 impl RequestClock {
-    /// The clock of a request without a body.
-    pub(super) fn bodyless() -> RequestClock {
-        RequestClock(None)
+    /// `req` with its body clocked, and the clock that times its exchange. A request
+    /// without a body is left as it is (misses take this path).
+    pub(super) fn attach(req: Request<UpstreamBody>) -> (Request<UpstreamBody>, RequestClock) {
+        if req.body().is_end_stream() {
+            return (req, RequestClock(None));
+        }
+        let (parts, body) = req.into_parts();
+        let (body, clock) = RequestClock::wrap(body);
+        (Request::from_parts(parts, body), clock)
     }
 
-    /// `body`, clocked (a body that is already over is left as it is).
-    pub(super) fn wrap(body: UpstreamBody) -> (UpstreamBody, RequestClock) {
-        if body.is_end_stream() {
-            return (body, RequestClock(None));
-        }
+    /// `body` (not over yet), clocked.
+    fn wrap(body: UpstreamBody) -> (UpstreamBody, RequestClock) {
         let shared = Arc::new(Shared {
             progress: Mutex::new(Progress {
                 last: None,
@@ -192,9 +196,9 @@ async fn run_clocked<T>(
     tokio::pin!(exchange);
     loop {
         // While the client is slow its own timeout runs; look again after `idle`.
-        let (at, _) = shared
+        let at = shared
             .deadline(started, first_byte, idle)
-            .unwrap_or_else(|| (Instant::now() + idle, timed_out()));
+            .map_or_else(|| Instant::now() + idle, |(at, _)| at);
         tokio::select! {
             biased;
             done = &mut exchange => return done,
@@ -258,7 +262,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_bodyless_request_has_the_first_byte_timeout_from_its_start() {
-        let (_, clock) = RequestClock::wrap(super::super::empty_body());
+        let (_, clock) = RequestClock::attach(Request::new(super::super::empty_body()));
+        assert!(clock.0.is_none(), "a request without a body is not clocked");
         let never = std::future::pending::<Result<(), UpstreamError>>();
         let started = Instant::now();
         let r = clock.run(FIRST_BYTE, IDLE, never).await;
